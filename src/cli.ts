@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * The `authkeysync` command: flags in, one run of the sync pipeline, exit code out. Everything else lives in
+ * `pipeline/` and `services/`.
+ *
+ * @since 0.1.0
+ */
+import { CliConfig, Command, Options } from "@effect/cli"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Console, Effect, Exit, Layer } from "effect"
+import { buildInfo } from "./Build.js"
+import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
+import { renderDiff } from "./pipeline/Diff.js"
+import { loadConfig } from "./pipeline/loadConfig.js"
+import { DEFAULT_CONCURRENCY, runAll, type RunSummary } from "./pipeline/runAll.js"
+import * as Logging from "./services/Logging.js"
+import { SyncLive } from "./SyncLive.js"
+
+// =============================================================================
+// Flags
+// =============================================================================
+
+const config = Options.text("config").pipe(
+  Options.withDescription(`Path to the configuration file (default ${DEFAULT_CONFIG_PATH})`),
+  Options.withDefault(DEFAULT_CONFIG_PATH)
+)
+const dryRun = Options.boolean("dry-run").pipe(
+  Options.withDescription("Fetch and compare, print what would change, write nothing; exit code as a real run")
+)
+const debug = Options.boolean("debug").pipe(Options.withDescription("Log debug details too"))
+const quiet = Options.boolean("quiet").pipe(Options.withDescription("Log only warnings and errors"))
+const silent = Options.boolean("silent").pipe(Options.withDescription("Log nothing; only the exit code tells"))
+const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
+  Options.withDescription("Log line format: text (logfmt, default) or json"),
+  Options.withDefault("text" as const)
+)
+const concurrency = Options.integer("concurrency").pipe(
+  Options.withDescription(`How many users to sync at the same time (default ${DEFAULT_CONCURRENCY})`),
+  Options.withDefault(DEFAULT_CONCURRENCY)
+)
+
+// =============================================================================
+// Handler
+// =============================================================================
+
+const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
+  Effect.forEach(summary.outcomes, (outcome) => {
+    if (outcome._tag !== "WouldUpdate") return Effect.void
+    return format === "json"
+      ? Effect.logInfo("dry run diff").pipe(
+        Effect.annotateLogs({
+          user: outcome.user,
+          path: outcome.path,
+          added: outcome.diff.added.map((c) => c.key),
+          removed: outcome.diff.removed.map((c) => c.key)
+        })
+      )
+      : Console.log(renderDiff(outcome.path, outcome.diff).trimEnd())
+  }, { discard: true })
+
+const command = Command.make(
+  "authkeysync",
+  { config, dryRun, debug, quiet, silent, logFormat, concurrency },
+  (flags) => {
+    const verbosity: Logging.Verbosity = flags.silent ? "silent" : flags.quiet ? "quiet" : flags.debug ? "debug" : "info"
+    return Effect.gen(function*() {
+      if (flags.concurrency < 1) {
+        yield* Console.error("authkeysync: --concurrency must be 1 or more")
+        return 1
+      }
+      yield* Effect.logInfo("AuthKeySync starting").pipe(
+        Effect.annotateLogs({ version: buildInfo.version, config: flags.config, dry_run: flags.dryRun })
+      )
+      const cfg = yield* loadConfig(flags.config)
+      const summary = yield* runAll(cfg, {
+        dryRun: flags.dryRun,
+        concurrency: flags.concurrency,
+        build: buildInfo
+      })
+      if (flags.dryRun && verbosity !== "silent") yield* printDryRun(summary, flags.logFormat)
+      return summary.exitCode
+    }).pipe(
+      Effect.catchTag("ConfigError", (error) =>
+        Effect.logError("cannot load configuration").pipe(
+          Effect.annotateLogs({ error: error.message }),
+          Effect.zipRight(verbosity === "silent" ? Effect.void : Console.error(`authkeysync: ${error.message}`)),
+          Effect.as(1)
+        )),
+      Effect.tap((code) => Effect.sync(() => void (process.exitCode = code))),
+      Effect.provide(Logging.layer({ format: flags.logFormat, verbosity }))
+    )
+  }
+).pipe(Command.withDescription("Sync SSH authorized_keys files from remote sources (AuthKeySync compatible)"))
+
+const versionText = `AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`
+
+const cli = Command.run(command, { name: "authkeysync", version: versionText })
+
+const MainLive = Layer.mergeAll(
+  SyncLive.pipe(Layer.provide(NodeHttpClient.layer)),
+  NodeContext.layer,
+  CliConfig.layer({ showBuiltIns: false })
+)
+
+cli(process.argv).pipe(
+  Effect.provide(MainLive),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    // Interrupted (SIGINT/SIGTERM) or crashed: non-zero. Otherwise the handler has set process.exitCode.
+    teardown: (exit, onExit) => onExit(Exit.isFailure(exit) ? 1 : 0)
+  })
+)

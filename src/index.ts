@@ -1,0 +1,42 @@
+/**
+ * authkeysync as a library: decode a config, provide the services, run the sync.
+ *
+ * ```ts
+ * import { Config, runAll, SyncLive } from "authkeysync"
+ * import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+ *
+ * const program = Effect.gen(function*() {
+ *   const config = yield* Schema.decodeUnknown(Config)({ users: [{ username: "deploy", sources: [{ url }] }] })
+ *   const summary = yield* runAll(config, { dryRun: false, concurrency: 8, build })
+ * }).pipe(Effect.provide(SyncLive), Effect.provide(NodeHttpClient.layer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export { buildInfo } from "./Build.js"
+export {
+  Config,
+  decodeConfig,
+  decodeConfigValue,
+  DEFAULT_CONFIG_PATH,
+  type DecodedConfig,
+  Policy,
+  Source,
+  User
+} from "./pipeline/Config.js"
+export { allKeys, type Duplicate, type MergedKeys, mergeKeys, type Section } from "./pipeline/Dedup.js"
+export { diffKeys, type KeyChange, type KeyDiff, renderDiff } from "./pipeline/Diff.js"
+export * from "./pipeline/Errors.js"
+export { backupFileName, backupsToDelete, formatStamp, tempFileName } from "./pipeline/FileNames.js"
+export { loadConfig } from "./pipeline/loadConfig.js"
+export { classifyLine, type LineClass, type ParsedKeys, parseKeys } from "./pipeline/Parse.js"
+export { redactUrl } from "./pipeline/Redact.js"
+export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHeader } from "./pipeline/Render.js"
+export { DEFAULT_CONCURRENCY, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
+export { decideWrite, type SyncOptions, syncUser, syncUserOutcome, type UserOutcome } from "./pipeline/syncUser.js"
+export * as Accounts from "./services/Accounts.js"
+export * as KeySource from "./services/KeySource.js"
+export * as Logging from "./services/Logging.js"
+export * as RandomId from "./services/RandomId.js"
+export * as SshFiles from "./services/SshFiles.js"
+export { SyncLive } from "./SyncLive.js"

@@ -1,0 +1,219 @@
+/**
+ * The configuration file: the same YAML the Go AuthKeySync reads, decoded by an Effect Schema that fills in the
+ * spec's defaults and turns every mistake into a line naming where it is (`users[1].sources[0].timeout_seconds`).
+ *
+ * Decoding is pure: `decodeConfig` takes the file's text and returns the config plus warnings, or a `ConfigError`.
+ *
+ * @since 0.1.0
+ */
+import { Either, ParseResult, Schema } from "effect"
+import { parseDocument } from "yaml"
+import { ConfigError } from "./Errors.js"
+
+/** @since 0.1.0 */
+export const DEFAULT_CONFIG_PATH = "/etc/authkeysync/config.yaml"
+
+// =============================================================================
+// Schema
+// =============================================================================
+
+const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+const HttpUrl = Schema.String.pipe(
+  Schema.filter((s) => {
+    let url: URL
+    try {
+      url = new URL(s)
+    } catch {
+      return `must be an absolute http:// or https:// URL, got ${JSON.stringify(s)}`
+    }
+    return url.protocol === "http:" || url.protocol === "https:"
+      ? true
+      : `must be an http:// or https:// URL, got scheme ${JSON.stringify(url.protocol.slice(0, -1))}`
+  }),
+  Schema.annotations({ identifier: "HttpUrl" })
+)
+
+const Method = Schema.transformOrFail(Schema.String, Schema.Literal("GET", "POST"), {
+  strict: true,
+  decode: (s, _, ast) => {
+    const method = s.trim().toUpperCase() || "GET"
+    return method === "GET" || method === "POST"
+      ? ParseResult.succeed(method as "GET" | "POST")
+      : ParseResult.fail(new ParseResult.Type(ast, s, `unsupported method ${JSON.stringify(s)} (supported: GET, POST)`))
+  },
+  encode: (m) => ParseResult.succeed(m)
+})
+
+/** YAML turns `X-Team-Id: 42` into a number; the Go original sends it as the text it was written as. */
+const Scalar = Schema.transform(Schema.Union(Schema.String, Schema.Number, Schema.Boolean), Schema.String, {
+  strict: true,
+  decode: (v) => String(v),
+  encode: (s) => s
+})
+
+const HeaderValue = Scalar.pipe(
+  Schema.filter((v) => !/[\r\n\0]/.test(v) || "header values must not contain line breaks or NUL")
+)
+
+const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(
+  Schema.filter((headers) =>
+    Object.keys(headers)
+      .filter((name) => !HTTP_TOKEN.test(name))
+      .map((name) => ({ path: [name], message: `${JSON.stringify(name)} is not a valid HTTP header name` }))
+  )
+)
+
+const PositiveSeconds = Schema.Int.pipe(
+  Schema.positive({ message: (issue) => `must be a positive whole number of seconds, got ${String(issue.actual)}` })
+)
+
+/** One HTTP endpoint that returns keys as plain text. @since 0.1.0 */
+export const Source = Schema.Struct({
+  url: HttpUrl,
+  method: Schema.optionalWith(Method, { default: () => "GET" as const, nullable: true, exact: true }),
+  headers: Schema.optionalWith(Headers, { default: () => ({}), nullable: true, exact: true }),
+  body: Schema.optionalWith(Scalar, { default: () => "", nullable: true, exact: true }),
+  timeout_seconds: Schema.optionalWith(PositiveSeconds, { default: () => 10, nullable: true, exact: true })
+}).annotations({ identifier: "Source" })
+export type Source = typeof Source.Type
+
+const Username = Schema.String.pipe(
+  Schema.filter((s) => s.trim().length > 0 || "must not be empty"),
+  Schema.filter((s) => s === s.trim() || "must not start or end with white space")
+)
+
+/** A local account and where its keys come from. @since 0.1.0 */
+export const User = Schema.Struct({
+  username: Username,
+  sources: Schema.NonEmptyArray(Source).annotations({ message: () => "every user needs at least one source" })
+}).annotations({ identifier: "User" })
+export type User = typeof User.Type
+
+/** The safety rules of the spec's `policy` section. @since 0.1.0 */
+export const Policy = Schema.Struct({
+  backup_enabled: Schema.optionalWith(Schema.Boolean, { default: () => true, nullable: true, exact: true }),
+  backup_retention_count: Schema.optionalWith(
+    Schema.Int.pipe(Schema.nonNegative({ message: (i) => `must be 0 or more, got ${String(i.actual)}` })),
+    { default: () => 10, nullable: true, exact: true }
+  ),
+  preserve_local_keys: Schema.optionalWith(Schema.Boolean, { default: () => true, nullable: true, exact: true })
+}).annotations({ identifier: "Policy" })
+export type Policy = typeof Policy.Type
+
+/** The whole configuration file. @since 0.1.0 */
+export const Config = Schema.Struct({
+  policy: Schema.optionalWith(Policy, { default: () => Policy.make({}), nullable: true, exact: true }),
+  users: Schema.NonEmptyArray(User).annotations({ message: () => "at least one user must be configured" })
+}).pipe(
+  Schema.filter((config) => {
+    const firstIndex = new Map<string, number>()
+    const issues: Array<{ path: ReadonlyArray<PropertyKey>; message: string }> = []
+    config.users.forEach((user, i) => {
+      const first = firstIndex.get(user.username)
+      if (first === undefined) firstIndex.set(user.username, i)
+      else {
+        issues.push({
+          path: ["users", i, "username"],
+          message: `duplicate username ${JSON.stringify(user.username)} (already at users[${first}])`
+        })
+      }
+    })
+    return issues
+  }),
+  Schema.annotations({ identifier: "Config" })
+)
+export type Config = typeof Config.Type
+
+// =============================================================================
+// Decoding
+// =============================================================================
+
+/** `["users", 1, "sources", 0, "url"]` -> `users[1].sources[0].url` */
+export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>((out, key) => {
+    if (typeof key === "number") return `${out}[${key}]`
+    const name = String(key)
+    if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(name)) return out === "" ? name : `${out}.${name}`
+    return `${out}[${JSON.stringify(name)}]`
+  }, "")
+
+const KNOWN_KEYS = {
+  root: ["policy", "users"],
+  policy: ["backup_enabled", "backup_retention_count", "preserve_local_keys"],
+  user: ["username", "sources"],
+  source: ["url", "method", "headers", "body", "timeout_seconds"]
+} as const
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** Keys the schema does not know, usually typos (`timeout_second`); reported as warnings, like the Go original ignores them. */
+export const findUnknownKeys = (raw: unknown): ReadonlyArray<string> => {
+  const unknown: Array<string> = []
+  const check = (value: unknown, known: ReadonlyArray<string>, path: ReadonlyArray<PropertyKey>) => {
+    if (!isRecord(value)) return
+    for (const key of Object.keys(value)) if (!known.includes(key)) unknown.push(formatPath([...path, key]))
+  }
+  check(raw, KNOWN_KEYS.root, [])
+  if (!isRecord(raw)) return unknown
+  check(raw["policy"], KNOWN_KEYS.policy, ["policy"])
+  const users = raw["users"]
+  if (Array.isArray(users)) {
+    users.forEach((user, i) => {
+      check(user, KNOWN_KEYS.user, ["users", i])
+      const sources = isRecord(user) ? user["sources"] : undefined
+      if (Array.isArray(sources)) sources.forEach((s, j) => check(s, KNOWN_KEYS.source, ["users", i, "sources", j]))
+    })
+  }
+  return unknown
+}
+
+/** @since 0.1.0 */
+export interface DecodedConfig {
+  readonly config: Config
+  readonly warnings: ReadonlyArray<string>
+}
+
+const decodeUnknown = Schema.decodeUnknownEither(Config, { errors: "all", onExcessProperty: "ignore" })
+
+/** Decode an already parsed value (e.g. a config built in code by a library user). @since 0.1.0 */
+export const decodeConfigValue = (file: string, raw: unknown): Either.Either<DecodedConfig, ConfigError> =>
+  decodeUnknown(raw).pipe(
+    Either.mapLeft((error) => {
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+      const seen = new Set<string>()
+      const lines = issues
+        .map((issue) => {
+          const where = formatPath(issue.path)
+          const what = issue._tag === "Missing" ? "is required" : issue.message
+          return where === "" ? what : `${where}: ${what}`
+        })
+        .filter((line) => !seen.has(line) && seen.add(line))
+      return new ConfigError({ file, reason: "Schema", detail: lines.join("; ") })
+    }),
+    Either.map((config) => ({
+      config,
+      warnings: findUnknownKeys(raw).map((key) => `unknown key ${key} is ignored`)
+    }))
+  )
+
+/**
+ * Decode the text of a config file. `file` only labels error messages.
+ *
+ * @since 0.1.0
+ */
+export const decodeConfig = (file: string, text: string): Either.Either<DecodedConfig, ConfigError> => {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  const yamlError = doc.errors[0]
+  if (yamlError !== undefined) {
+    const pos = yamlError.linePos?.[0]
+    const at = pos ? ` at line ${pos.line}, column ${pos.col}` : ""
+    const firstLine = yamlError.message.split("\n")[0] ?? yamlError.message
+    return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML${at}: ${firstLine}` }))
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 })
+  if (raw === null || raw === undefined) {
+    return Either.left(new ConfigError({ file, reason: "Schema", detail: "the file is empty" }))
+  }
+  return decodeConfigValue(file, raw)
+}

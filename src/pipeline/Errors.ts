@@ -1,0 +1,149 @@
+/**
+ * Every failure a user of authkeysync can act on, one tagged class each. The `message` of each says what happened,
+ * to which user, file or source, so a log line built from it needs nothing else.
+ *
+ * @since 0.1.0
+ */
+import { Data } from "effect"
+
+// =============================================================================
+// Configuration
+// =============================================================================
+
+/** The config file could not be read, is not YAML, or does not match the schema. Fatal for the whole run. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly file: string
+  readonly reason: "Read" | "Yaml" | "Schema"
+  readonly detail: string
+}> {
+  override get message() {
+    return `config ${this.file}: ${this.detail}`
+  }
+}
+
+// =============================================================================
+// Accounts and the .ssh directory (the spec's "system check")
+// =============================================================================
+
+/** The configured username does not exist on this host. The user is skipped, not failed. */
+export class UserNotFound extends Data.TaggedError("UserNotFound")<{
+  readonly user: string
+}> {
+  override get message() {
+    return `user ${this.user} does not exist on this host`
+  }
+}
+
+/** The account exists but `~/.ssh` is missing or not a directory. The user is skipped, not failed. */
+export class SshDirMissing extends Data.TaggedError("SshDirMissing")<{
+  readonly user: string
+  readonly path: string
+  readonly reason: "missing" | "not-a-directory"
+}> {
+  override get message() {
+    return this.reason === "missing"
+      ? `${this.path} does not exist; create it (mode 0700, owned by ${this.user}) to manage this user`
+      : `${this.path} is not a directory`
+  }
+}
+
+/** The account database could not be asked (getent/dscl failed or printed something unparseable). */
+export class AccountLookupError extends Data.TaggedError("AccountLookupError")<{
+  readonly user: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `cannot look up account ${this.user}: ${this.detail}`
+  }
+}
+
+/**
+ * A path inside a user-controlled directory is something the tool must not touch as root: a symbolic link, a file
+ * with several hard links, a FIFO or device, a directory where a file belongs. The user fails; nothing is touched.
+ */
+export class UnsafePath extends Data.TaggedError("UnsafePath")<{
+  readonly user: string
+  readonly path: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `refusing to use ${this.path}: ${this.reason}`
+  }
+}
+
+// =============================================================================
+// Sources
+// =============================================================================
+
+/** A source answered with something other than 200, could not be reached, or sent an unusable body. */
+export class SourceFetchError extends Data.TaggedError("SourceFetchError")<{
+  readonly url: string
+  readonly reason: "Status" | "Transport" | "Body" | "TooLarge"
+  readonly status?: number
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `source ${this.url}: ${this.detail}`
+  }
+}
+
+/** A source did not answer completely within its `timeout_seconds`. */
+export class SourceTimeout extends Data.TaggedError("SourceTimeout")<{
+  readonly url: string
+  readonly timeoutSeconds: number
+}> {
+  override get message() {
+    return `source ${this.url}: no complete answer within ${this.timeoutSeconds}s (timeout_seconds)`
+  }
+}
+
+// =============================================================================
+// Files
+// =============================================================================
+
+/** Reading the existing authorized_keys (or a directory listing) failed. */
+export class ReadError extends Data.TaggedError("ReadError")<{
+  readonly path: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `cannot read ${this.path}: ${this.detail}`
+  }
+}
+
+/** Writing the new file, a backup or a temp file failed; the old authorized_keys is still in place. */
+export class WriteError extends Data.TaggedError("WriteError")<{
+  readonly path: string
+  readonly operation: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `cannot ${this.operation} ${this.path}: ${this.detail}`
+  }
+}
+
+/** What stops one user's sync without touching its file. */
+export type UserSyncError =
+  | AccountLookupError
+  | UnsafePath
+  | SourceFetchError
+  | SourceTimeout
+  | ReadError
+  | WriteError
+
+/** What makes the tool leave a user alone on purpose (the spec logs a warning and exits 0 for these). */
+export type UserSkipReason = UserNotFound | SshDirMissing
+
+/** A one-line description of a Node.js system error, e.g. `ENOSPC: no space left on device`. */
+export const describeCause = (cause: unknown): string => {
+  if (cause instanceof Error) {
+    const code = (cause as NodeJS.ErrnoException).code
+    const text = cause.message.replace(/\s+/g, " ").trim()
+    return code !== undefined && !text.startsWith(code) ? `${code}: ${text}` : text
+  }
+  return String(cause)
+}

@@ -1,0 +1,53 @@
+/**
+ * The spec's line classifier (section 3.2), applied the same way to a source's body and to the local file.
+ * Pure: text in, keys and counts out.
+ *
+ * @since 0.1.0
+ */
+
+/** What a single line of authorized_keys-format text is. @since 0.1.0 */
+export type LineClass = "empty" | "comment" | "error-page" | "key" | "malformed"
+
+/**
+ * Classify one line after trimming. A key is any line with at least two white-space separated fields that does not
+ * look like a comment or an HTML/JSON error body; the key type is deliberately not checked (forward compatibility).
+ *
+ * @since 0.1.0
+ */
+export const classifyLine = (line: string): LineClass => {
+  const trimmed = line.trim()
+  if (trimmed.length === 0) return "empty"
+  const first = trimmed[0]
+  if (first === "#") return "comment"
+  if (first === "<" || first === "{" || first === "[") return "error-page"
+  return trimmed.split(/\s+/).length >= 2 ? "key" : "malformed"
+}
+
+/** @since 0.1.0 */
+export interface ParsedKeys {
+  /** Trimmed key lines in the order they appeared, duplicates included. */
+  readonly keys: ReadonlyArray<string>
+  /** How many lines were dropped, by class. */
+  readonly discarded: { readonly [K in Exclude<LineClass, "key">]: number }
+}
+
+/**
+ * Split text into lines (LF or CRLF) and keep the key lines, trimmed.
+ *
+ * @since 0.1.0
+ */
+export const parseKeys = (text: string): ParsedKeys => {
+  const keys: Array<string> = []
+  const discarded = { empty: 0, comment: 0, "error-page": 0, malformed: 0 }
+  if (text.length === 0) return { keys, discarded }
+  for (const line of text.split("\n")) {
+    const kind = classifyLine(line)
+    if (kind === "key") keys.push(line.trim())
+    else discarded[kind]++
+  }
+  return { keys, discarded }
+}
+
+/** Lines that were dropped for a reason worth a log line (not blank lines or comments). @since 0.1.0 */
+export const rejectedLineCount = (parsed: ParsedKeys): number =>
+  parsed.discarded["error-page"] + parsed.discarded.malformed

@@ -1,0 +1,67 @@
+/**
+ * The whole run: every configured user in parallel (bounded), each isolated, then one summary and the exit code.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import type { Config } from "./Config.js"
+import { type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
+
+/** @since 0.1.0 */
+export interface RunOptions extends SyncOptions {
+  /** How many users are synced at the same time. */
+  readonly concurrency: number
+}
+
+export const DEFAULT_CONCURRENCY = 64
+
+/** @since 0.1.0 */
+export interface RunSummary {
+  readonly outcomes: ReadonlyArray<UserOutcome>
+  readonly counts: Readonly<Record<UserOutcome["_tag"], number>>
+  /** 0 when every user was synced, unchanged or skipped; 1 when any user failed (the spec's exit codes). */
+  readonly exitCode: 0 | 1
+}
+
+/** Pure: count outcomes and pick the exit code. @since 0.1.0 */
+export const summarize = (outcomes: ReadonlyArray<UserOutcome>): RunSummary => {
+  const counts = { Updated: 0, Unchanged: 0, WouldUpdate: 0, Skipped: 0, Failed: 0 }
+  for (const outcome of outcomes) counts[outcome._tag]++
+  return { outcomes, counts, exitCode: counts.Failed > 0 ? 1 : 0 }
+}
+
+/**
+ * Sync every user of `config`. Never fails: per-user errors are outcomes, and the summary carries the exit code.
+ *
+ * @since 0.1.0
+ */
+export const runAll = Effect.fn("runAll")(function*(config: Config, options: RunOptions) {
+  yield* Effect.logInfo("sync started").pipe(
+    Effect.annotateLogs({
+      users: config.users.length,
+      dry_run: options.dryRun,
+      backup_enabled: config.policy.backup_enabled,
+      backup_retention: config.policy.backup_retention_count,
+      preserve_local_keys: config.policy.preserve_local_keys
+    })
+  )
+  const outcomes = yield* Effect.forEach(
+    config.users,
+    (user) => syncUserOutcome(user, config.policy, options),
+    { concurrency: Math.max(1, options.concurrency) }
+  )
+  const summary = summarize(outcomes)
+  const { counts } = summary
+  const line = summary.exitCode === 0 ? Effect.logInfo : Effect.logError
+  yield* line("sync finished").pipe(
+    Effect.annotateLogs({
+      updated: counts.Updated,
+      unchanged: counts.Unchanged,
+      ...(options.dryRun ? { would_update: counts.WouldUpdate } : {}),
+      skipped: counts.Skipped,
+      failed: counts.Failed,
+      exit_code: summary.exitCode
+    })
+  )
+  return summary
+})

@@ -1,0 +1,82 @@
+/**
+ * Structured log lines on stdout, one per event, for journald and log shippers: `time`, `level`, `msg`, then the
+ * annotations (`user`, `source`, …). Text is logfmt (the Go original's slog text layout); `--log-format json` gives one
+ * JSON object per line. Which logger and which minimum level is chosen here, by layer, never in the pipeline.
+ *
+ * @since 0.1.0
+ */
+import { Cause, HashMap, Layer, List, Logger, LogLevel } from "effect"
+
+/** @since 0.1.0 */
+export type LogFormat = "text" | "json"
+
+/** @since 0.1.0 */
+export type Verbosity = "debug" | "info" | "quiet" | "silent"
+
+/** One log event as plain data, before formatting. @since 0.1.0 */
+export interface LogRecord {
+  readonly time: Date
+  readonly level: string
+  readonly msg: string
+  readonly fields: ReadonlyArray<readonly [string, unknown]>
+}
+
+const levelName = (level: LogLevel.LogLevel): string => (level._tag === "Warning" ? "WARN" : level.label)
+
+const messageText = (message: unknown): string => {
+  const parts = Array.isArray(message) ? message : [message]
+  return parts.map((part) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
+}
+
+const toRecord = (options: Logger.Logger.Options<unknown>): LogRecord => {
+  const fields: Array<readonly [string, unknown]> = [...HashMap.toEntries(options.annotations)]
+  if (!Cause.isEmpty(options.cause)) fields.push(["cause", Cause.pretty(options.cause).split("\n")[0]])
+  for (const span of List.toArray(options.spans)) fields.push([`${span.label}_ms`, options.date.getTime() - span.startTime])
+  return { time: options.date, level: levelName(options.logLevel), msg: messageText(options.message), fields }
+}
+
+const logfmtValue = (value: unknown): string => {
+  const text = typeof value === "string" ? value : value instanceof Date ? value.toISOString() : JSON.stringify(value) ?? "null"
+  return text === "" || /[\s"=\\\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text
+}
+
+/** `time=… level=INFO msg="…" user=bob`. @since 0.1.0 */
+export const formatText = (record: LogRecord): string =>
+  [
+    `time=${record.time.toISOString()}`,
+    `level=${record.level}`,
+    `msg=${logfmtValue(record.msg)}`,
+    ...record.fields.map(([key, value]) => `${key}=${logfmtValue(value)}`)
+  ].join(" ")
+
+/** `{"time":…,"level":"INFO","msg":…,"user":"bob"}`. @since 0.1.0 */
+export const formatJson = (record: LogRecord): string =>
+  JSON.stringify({ time: record.time.toISOString(), level: record.level, msg: record.msg, ...Object.fromEntries(record.fields) })
+
+/** A logger that writes formatted lines with `write` (stdout in the CLI). @since 0.1.0 */
+export const makeLogger = (format: LogFormat, write: (line: string) => void): Logger.Logger<unknown, void> =>
+  Logger.make((options) => write((format === "json" ? formatJson : formatText)(toRecord(options))))
+
+const minimumLevel = (verbosity: Verbosity): LogLevel.LogLevel =>
+  verbosity === "debug" ? LogLevel.Debug : verbosity === "info" ? LogLevel.Info : verbosity === "quiet" ? LogLevel.Warning : LogLevel.None
+
+/** Replace Effect's default logger with ours, at the chosen level. @since 0.1.0 */
+export const layer = (options: {
+  readonly format: LogFormat
+  readonly verbosity: Verbosity
+  readonly write?: (line: string) => void
+}): Layer.Layer<never> =>
+  Layer.merge(
+    Logger.replace(
+      Logger.defaultLogger,
+      makeLogger(options.format, options.write ?? ((line) => process.stdout.write(line + "\n")))
+    ),
+    Logger.minimumLogLevel(minimumLevel(options.verbosity))
+  )
+
+/** Collects records in memory; for tests that assert log lines. @since 0.1.0 */
+export const layerCapture = (records: Array<LogRecord>, level: LogLevel.LogLevel = LogLevel.Debug): Layer.Layer<never> =>
+  Layer.merge(
+    Logger.replace(Logger.defaultLogger, Logger.make((options) => void records.push(toRecord(options)))),
+    Logger.minimumLogLevel(level)
+  )
