@@ -9,13 +9,13 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Option } from "effect"
+import { Clock, Effect, LogLevel, Option } from "effect"
 import { Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
 import { RandomId } from "../services/RandomId.js"
 import { type ExistingFile, type SshDir, SshFiles } from "../services/SshFiles.js"
 import type { Policy, Source, User } from "./Config.js"
-import { type Duplicate, type MergedKeys, mergeKeys } from "./Dedup.js"
+import { type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
 import {
   describeCause,
@@ -119,9 +119,10 @@ const fetchAllSources = (sources: ReadonlyArray<Source>) =>
 const readLocalFile = (sshDir: SshDir) =>
   sshDir.readAuthorizedKeys.pipe(Effect.map(Option.getOrUndefined))
 
+/** Between sources a duplicate is news; a local line that a source also serves is the normal case on every run. */
 const logDuplicates = (duplicates: ReadonlyArray<Duplicate>) =>
   Effect.forEach(duplicates, (dup) =>
-    Effect.logInfo("duplicate key dropped").pipe(
+    Effect.logWithLevel(dup.droppedFrom === LOCAL_LABEL ? LogLevel.Debug : LogLevel.Info, "duplicate key dropped").pipe(
       Effect.annotateLogs({ key: preview(dup.key), kept_in: redactUrl(dup.keptIn), dropped_from: redactUrl(dup.droppedFrom) })
     ), { discard: true })
 

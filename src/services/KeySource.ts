@@ -65,7 +65,8 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
 
 /** @since 0.1.0 */
 export const make = Effect.gen(function*() {
-  const client = yield* HttpClient.HttpClient
+  // No traceparent/b3 headers: key servers get the same request the Go original sends.
+  const client = (yield* HttpClient.HttpClient).pipe(HttpClient.withTracerPropagation(false))
 
   const fetchOnce = (source: Source) =>
     Effect.gen(function*() {

@@ -28,8 +28,17 @@ const messageText = (message: unknown): string => {
   return parts.map((part) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
 }
 
+/** `user` and `source` lead, the rest follow by name: the same event always prints the same way. */
+const FIELD_ORDER = ["user", "source"]
+const byFieldOrder = ([a]: readonly [string, unknown], [b]: readonly [string, unknown]) => {
+  const ia = FIELD_ORDER.indexOf(a)
+  const ib = FIELD_ORDER.indexOf(b)
+  if (ia !== ib) return (ia < 0 ? FIELD_ORDER.length : ia) - (ib < 0 ? FIELD_ORDER.length : ib)
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
 const toRecord = (options: Logger.Logger.Options<unknown>): LogRecord => {
-  const fields: Array<readonly [string, unknown]> = [...HashMap.toEntries(options.annotations)]
+  const fields: Array<readonly [string, unknown]> = [...HashMap.toEntries(options.annotations)].sort(byFieldOrder)
   if (!Cause.isEmpty(options.cause)) fields.push(["cause", Cause.pretty(options.cause).split("\n")[0]])
   for (const span of List.toArray(options.spans)) fields.push([`${span.label}_ms`, options.date.getTime() - span.startTime])
   return { time: options.date, level: levelName(options.logLevel), msg: messageText(options.message), fields }
