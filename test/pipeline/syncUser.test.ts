@@ -1,0 +1,300 @@
+/**
+ * The per-user program and the run-all aggregate, driven through test Layers only: accounts from a table,
+ * an in-memory file system, canned HTTP answers, the TestClock and predictable ids.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, LogLevel, Ref, TestClock } from "effect"
+import { type Config, decodeConfigValue } from "../../src/pipeline/Config.js"
+import { SourceTimeout } from "../../src/pipeline/Errors.js"
+import { renderHeader } from "../../src/pipeline/Render.js"
+import { runAll } from "../../src/pipeline/runAll.js"
+import * as Accounts from "../../src/services/Accounts.js"
+import * as KeySource from "../../src/services/KeySource.js"
+import * as Logging from "../../src/services/Logging.js"
+import * as RandomId from "../../src/services/RandomId.js"
+import * as SshFiles from "../../src/services/SshFiles.js"
+
+const build = { version: "v9.9.9", commit: "abc123", built: "2026-01-01T00:00:00Z" }
+const NOW = Date.parse("2026-03-04T05:06:07Z")
+
+const alice = { name: "alice", uid: 1001, gid: 1001, home: "/home/alice" }
+const bob = { name: "bob", uid: 1002, gid: 1003, home: "/home/bob" }
+
+const K1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1 one@example"
+const K2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2 two@example"
+const K3 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQK3 three@example"
+const LOCAL = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILO local@host"
+
+const config = (raw: unknown): Config => {
+  const decoded = decodeConfigValue("test.yaml", raw)
+  if (decoded._tag === "Left") throw new Error(decoded.left.message)
+  return decoded.right.config
+}
+
+interface World {
+  readonly fs: SshFiles.MemoryFs
+  readonly logs: Array<Logging.LogRecord>
+  readonly layer: Layer.Layer<Accounts.Accounts | SshFiles.SshFiles | KeySource.KeySource | RandomId.RandomId>
+}
+
+const world = (
+  responses: Readonly<Record<string, KeySource.CannedResponse>>,
+  setup: (fs: SshFiles.MemoryFs) => void = () => {}
+): World => {
+  const fs = new SshFiles.MemoryFs()
+  fs.mkdir("/home/alice/.ssh", alice).mkdir("/home/bob/.ssh", bob)
+  setup(fs)
+  const logs: Array<Logging.LogRecord> = []
+  const layer = Layer.mergeAll(
+    Accounts.layerTest([alice, bob]),
+    SshFiles.layerMemory(fs),
+    KeySource.layerTest(responses),
+    RandomId.layerTest(["aaaaaa", "bbbbbb", "cccccc", "dddddd"]),
+    Logging.layerCapture(logs, LogLevel.Debug)
+  )
+  return { fs, logs, layer }
+}
+
+const run = (
+  w: World,
+  cfg: Config,
+  options: { dryRun?: boolean; concurrency?: number } = {},
+  override: Layer.Layer<Accounts.Accounts | KeySource.KeySource, never, never> | undefined = undefined
+) =>
+  Effect.gen(function*() {
+    yield* TestClock.setTime(NOW)
+    return yield* runAll(cfg, { dryRun: options.dryRun ?? false, concurrency: options.concurrency ?? 4, build })
+  }).pipe(Effect.provide(override ? Layer.merge(w.layer, override) : w.layer))
+
+const header = renderHeader(build, new Date(NOW))
+
+describe("syncUser", () => {
+  it.effect("writes sections in config order with local keys preserved, mode 0600, owned by the user", () =>
+    Effect.gen(function*() {
+      const w = world(
+        { "https://a.example/keys": `${K1}\n${K2}\n`, "https://b.example/keys": `${K2}\n${K3}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n${K1}\n`, alice, 0o644)
+      )
+      const cfg = config({
+        users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }, { url: "https://b.example/keys" }] }]
+      })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(0)
+      expect(summary.counts.Updated).toBe(1)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(
+        header +
+          `\n# Source: https://a.example/keys\n${K1}\n${K2}\n` +
+          `\n# Source: https://b.example/keys\n${K3}\n` +
+          `\n# Local (preserved)\n${LOCAL}\n`
+      )
+      const file = w.fs.files.get("/home/alice/.ssh/authorized_keys")!
+      expect([file.mode, file.uid, file.gid]).toEqual([0o600, 1001, 1001])
+      // Backup first (the old bytes), then the temp file named per the spec, renamed over the target.
+      expect(w.fs.writes).toEqual([
+        "/home/alice/.ssh/authorized_keys_backups/authorized_keys_20260304_050607_aaaaaa",
+        "/home/alice/.ssh/.authkeysync_20260304_050607_bbbbbb"
+      ])
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys_backups/authorized_keys_20260304_050607_aaaaaa")).toBe(
+        `${LOCAL}\n${K1}\n`
+      )
+      const dup = w.logs.filter((l) => l.msg === "duplicate key dropped" && l.level === "INFO")
+      expect(dup.map((l) => Object.fromEntries(l.fields))).toEqual([
+        { user: "alice", key: K2, kept_in: "https://a.example/keys", dropped_from: "https://b.example/keys" }
+      ])
+    }))
+
+  it.effect("preserve_local_keys: false drops keys no source serves", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      const cfg = config({
+        policy: { preserve_local_keys: false, backup_enabled: false },
+        users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }]
+      })
+      yield* run(w, cfg)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
+      expect(w.fs.list("/home/alice/.ssh")).toEqual(["authorized_keys"])
+    }))
+
+  it.effect("a failing source fails the user and leaves the file and directory untouched", () =>
+    Effect.gen(function*() {
+      const w = world(
+        { "https://a.example/keys": `${K1}\n`, "https://b.example/keys": { status: 500, body: "<html>oops</html>" } },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice)
+      )
+      const cfg = config({
+        users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }, { url: "https://b.example/keys" }] }]
+      })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(1)
+      expect(summary.outcomes[0]?._tag).toBe("Failed")
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+      expect(w.fs.writes).toEqual([])
+      expect(w.logs.some((l) => l.level === "ERROR" && l.msg === "source https://b.example/keys: HTTP 500 (only 200 is accepted)")).toBe(true)
+    }))
+
+  it.effect("unchanged keys: no rewrite, no backup, logged as unchanged", () =>
+    Effect.gen(function*() {
+      const existing = `# ${"─".repeat(66)}\n# Generated by AuthKeySync\n# Version:   v0.0.1\n# Commit:    old\n` +
+        `# Built:     x\n# Last sync: 2020-01-01T00:00:00Z\n# More info: https://github.com/eduardolat/authkeysync\n` +
+        `# ${"─".repeat(66)}\n\n# Source: https://a.example/keys\n${K1}\n`
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", existing, alice, 0o600))
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const summary = yield* run(w, cfg)
+      expect(summary.counts.Unchanged).toBe(1)
+      expect(w.fs.writes).toEqual([])
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(existing)
+      expect(w.logs.some((l) => l.msg === "authorized_keys unchanged")).toBe(true)
+    }))
+
+  it.effect("dry run computes the diff and writes nothing", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      const cfg = config({
+        policy: { preserve_local_keys: false },
+        users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }]
+      })
+      const summary = yield* run(w, cfg, { dryRun: true })
+      expect(summary.exitCode).toBe(0)
+      const outcome = summary.outcomes[0]
+      expect(outcome?._tag).toBe("WouldUpdate")
+      if (outcome?._tag === "WouldUpdate") {
+        expect(outcome.diff.added.map((c) => c.key)).toEqual([K1])
+        expect(outcome.diff.removed.map((c) => c.key)).toEqual([LOCAL])
+      }
+      expect(w.fs.writes).toEqual([])
+      expect(w.fs.dirs.has("/home/alice/.ssh/authorized_keys_backups")).toBe(false)
+    }))
+
+  it.effect("a write failure fails only that user; the old file stays", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) => {
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice)
+        fs.failWritesWith = "ENOSPC"
+      })
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(1)
+      const outcome = summary.outcomes[0]
+      expect(outcome?._tag === "Failed" && outcome.error._tag).toBe("WriteError")
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+    }))
+
+  it.effect("missing user and missing .ssh are skips (exit 0); the other user is still written", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` })
+      w.fs.dirs.delete("/home/bob/.ssh")
+      const cfg = config({
+        users: [
+          { username: "ghost", sources: [{ url: "https://a.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://a.example/keys" }] },
+          { username: "alice", sources: [{ url: "https://a.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg)
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Skipped", "Skipped", "Updated"])
+      expect(summary.exitCode).toBe(0)
+      expect(w.fs.dirs.has("/home/bob/.ssh")).toBe(false)
+      const warnings = w.logs.filter((l) => l.level === "WARN").map((l) => l.msg)
+      expect(warnings).toEqual([
+        "skipping user: user ghost does not exist on this host",
+        "skipping user: /home/bob/.ssh does not exist; create it (mode 0700, owned by bob) to manage this user"
+      ])
+    }))
+
+  it.effect("a defect in one user's sync fails that user only", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` })
+      const crashing = Layer.succeed(KeySource.KeySource, {
+        fetch: (source) => source.url.includes("crash") ? Effect.die(new Error("boom")) : Effect.succeed(`${K2}\n`)
+      })
+      const cfg = config({
+        users: [
+          { username: "alice", sources: [{ url: "https://crash.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://fine.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg, {}, crashing)
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
+      expect(summary.exitCode).toBe(1)
+      expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
+      expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
+    }))
+
+  it.effect("a timed-out source is reported with its timeout", () =>
+    Effect.gen(function*() {
+      const w = world({
+        "https://slow.example/keys": new SourceTimeout({ url: "https://slow.example/keys", timeoutSeconds: 3 })
+      })
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://slow.example/keys" }] }] })
+      const summary = yield* run(w, cfg)
+      const outcome = summary.outcomes[0]
+      expect(outcome?._tag === "Failed" && outcome.error.message).toBe(
+        "source https://slow.example/keys: no complete answer within 3s (timeout_seconds)"
+      )
+    }))
+})
+
+describe("parallelism (deterministic, on the TestClock)", () => {
+  // Each source answers after one (virtual) second. A sync that waited for them one after the other could not be
+  // done after one second; a parallel one is.
+  const slowSources = (started: Ref.Ref<number>) =>
+    Layer.succeed(KeySource.KeySource, {
+      fetch: (source) =>
+        Ref.update(started, (n) => n + 1).pipe(
+          Effect.zipRight(Effect.sleep("1 second")),
+          Effect.as(`ssh-ed25519 AAAA${source.url.replace(/\W/g, "")} k\n`)
+        )
+    })
+
+  /** Let forked fibers run until `count` fetches have started (and so registered their sleeps). */
+  const untilStarted = (started: Ref.Ref<number>, count: number) =>
+    Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve))).pipe(
+      Effect.zipRight(Ref.get(started)),
+      Effect.repeat({ until: (n) => n >= count, times: 2000 })
+    )
+
+  it.effect("all sources of a user, and users up to --concurrency, are fetched at the same time", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const started = yield* Ref.make(0)
+      const users = Array.from({ length: 8 }, (_, i) => ({ name: `u${i}`, uid: 2000 + i, gid: 2000 + i, home: `/home/u${i}` }))
+      for (const u of users) w.fs.mkdir(`${u.home}/.ssh`, u)
+      const cfg = config({
+        users: users.map((u) => ({
+          username: u.name,
+          sources: [1, 2, 3].map((n) => ({ url: `https://s${n}.example/${u.name}` }))
+        }))
+      })
+      const fiber = yield* run(w, cfg, { concurrency: 8 }, Layer.merge(Accounts.layerTest(users), slowSources(started))).pipe(
+        Effect.fork
+      )
+      yield* untilStarted(started, 24)
+      // Before any virtual time has passed, every one of the 24 requests is already in flight.
+      expect(yield* Ref.get(started)).toBe(24)
+      yield* TestClock.adjust("1 second")
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.counts.Updated).toBe(8)
+    }))
+
+  it.effect("--concurrency 1 syncs users one after the other", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const started = yield* Ref.make(0)
+      const cfg = config({
+        users: ["alice", "bob"].map((name) => ({ username: name, sources: [{ url: `https://s.example/${name}` }] }))
+      })
+      const fiber = yield* run(w, cfg, { concurrency: 1 }, slowSources(started)).pipe(Effect.fork)
+      yield* untilStarted(started, 2)
+      expect(yield* Ref.get(started)).toBe(1)
+      yield* TestClock.adjust("1 second")
+      yield* untilStarted(started, 2)
+      expect(yield* Ref.get(started)).toBe(2)
+      expect((yield* Fiber.poll(fiber))._tag).toBe("None")
+      yield* TestClock.adjust("1 second")
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.counts.Updated).toBe(2)
+    }))
+})

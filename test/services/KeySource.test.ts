@@ -1,0 +1,121 @@
+/**
+ * The live KeySource over a scripted HttpClient: status handling, headers, POST bodies, redirects and the body cap.
+ */
+import { HttpClient, type HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Schema } from "effect"
+import { Source } from "../../src/pipeline/Config.js"
+import * as KeySource from "../../src/services/KeySource.js"
+
+type Handler = (request: HttpClientRequest.HttpClientRequest) => Response
+
+const withClient = (handler: Handler, requests: Array<HttpClientRequest.HttpClientRequest> = []) =>
+  KeySource.layer.pipe(
+    Layer.provide(
+      Layer.succeed(
+        HttpClient.HttpClient,
+        HttpClient.make((request) =>
+          Effect.sync(() => {
+            requests.push(request)
+            return HttpClientResponse.fromWeb(request, handler(request))
+          })
+        )
+      )
+    )
+  )
+
+const source = (raw: Record<string, unknown>) => Schema.decodeUnknownSync(Source)(raw)
+
+const fetchWith = (handler: Handler, raw: Record<string, unknown>, requests?: Array<HttpClientRequest.HttpClientRequest>) =>
+  Effect.flatMap(KeySource.KeySource, (ks) => ks.fetch(source(raw))).pipe(Effect.provide(withClient(handler, requests)))
+
+describe("KeySource (live, scripted HttpClient)", () => {
+  it.effect("returns the body of a 200", () =>
+    Effect.gen(function*() {
+      const body = yield* fetchWith(() => new Response("ssh-ed25519 AAAA k\n"), { url: "https://k.example/a" })
+      expect(body).toBe("ssh-ed25519 AAAA k\n")
+    }))
+
+  it.effect.each([201, 204, 404, 500])("status %i fails the source", (status) =>
+    Effect.gen(function*() {
+      const error = yield* fetchWith(() => new Response(status === 204 ? null : "x", { status }), {
+        url: "https://k.example/a"
+      }).pipe(Effect.flip)
+      expect(error).toMatchObject({ _tag: "SourceFetchError", reason: "Status", status, url: "https://k.example/a" })
+      expect(error.message).toBe(`source https://k.example/a: HTTP ${status} (only 200 is accepted)`)
+    }))
+
+  it.effect("POST sends the body without an invented Content-Type, and configured headers win", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(() => new Response("k k\n"), {
+        url: "https://k.example/a",
+        method: "post",
+        body: "{\"role\":\"deploy\"}",
+        headers: { "user-agent": "Corp/2.0", Authorization: "Bearer s3cret" }
+      }, requests)
+      const request = requests[0]!
+      expect(request.method).toBe("POST")
+      expect(request.headers["user-agent"]).toBe("Corp/2.0")
+      expect(request.headers["authorization"]).toBe("Bearer s3cret")
+      expect(request.headers["content-type"]).toBeUndefined()
+      expect(request.body._tag).toBe("Raw")
+      if (request.body._tag === "Raw") expect(new TextDecoder().decode(request.body.body as Uint8Array)).toBe("{\"role\":\"deploy\"}")
+    }))
+
+  it.effect("follows a same-origin redirect with headers, drops them across origins", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      const body = yield* fetchWith((request) => {
+        if (request.url === "https://k.example/a") return new Response(null, { status: 302, headers: { location: "/b" } })
+        if (request.url === "https://k.example/b") return new Response(null, { status: 307, headers: { location: "https://other.example/c" } })
+        return new Response("k k\n")
+      }, { url: "https://k.example/a", headers: { Authorization: "Bearer s3cret" } }, requests)
+      expect(body).toBe("k k\n")
+      expect(requests.map((r) => [r.url, r.headers["authorization"], r.headers["user-agent"]])).toEqual([
+        ["https://k.example/a", "Bearer s3cret", "AuthKeySync"],
+        ["https://k.example/b", "Bearer s3cret", "AuthKeySync"],
+        ["https://other.example/c", undefined, "AuthKeySync"]
+      ])
+    }))
+
+  it.effect.each([
+    ["file:///etc/passwd", "refusing a redirect to a file: URL"],
+    ["http://k.example/plain", "refusing a redirect from https to plain http"]
+  ])("refuses a redirect to %s", ([location, detail]) =>
+    Effect.gen(function*() {
+      const error = yield* fetchWith(
+        () => new Response(null, { status: 301, headers: { location: location! } }),
+        { url: "https://k.example/a" }
+      ).pipe(Effect.flip)
+      expect(error.message).toBe(`source https://k.example/a: ${detail}`)
+    }))
+
+  it.effect("stops after 5 redirects", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      const error = yield* fetchWith(
+        (request) => new Response(null, { status: 302, headers: { location: `${request.url}x` } }),
+        { url: "https://k.example/a" },
+        requests
+      ).pipe(Effect.flip)
+      expect(error.message).toBe("source https://k.example/a: more than 5 redirects")
+      expect(requests).toHaveLength(6)
+    }))
+
+  it.effect("a body over 10 MiB fails instead of being truncated", () =>
+    Effect.gen(function*() {
+      const big = "ssh-ed25519 AAAA k\n".repeat(Math.ceil((10 * 1024 * 1024 + 1) / 19))
+      const error = yield* fetchWith(() => new Response(big), { url: "https://k.example/a" }).pipe(Effect.flip)
+      expect(error._tag).toBe("SourceFetchError")
+      expect(error.message).toContain("larger than 10485760 bytes")
+    }))
+
+  it.effect("URL credentials and token parameters never appear in errors", () =>
+    Effect.gen(function*() {
+      const error = yield* fetchWith(() => new Response("x", { status: 403 }), {
+        url: "https://bot:hunter2@k.example/a?access_token=abc123&team=ops"
+      }).pipe(Effect.flip)
+      expect(error.message).toBe("source https://***@k.example/a?access_token=***&team=ops: HTTP 403 (only 200 is accepted)")
+    }))
+})
