@@ -59,7 +59,7 @@ const run = (
   w: World,
   cfg: Config,
   options: { dryRun?: boolean; concurrency?: number } = {},
-  override: Layer.Layer<Accounts.Accounts | KeySource.KeySource, never, never> | undefined = undefined
+  override: Layer.Layer<Accounts.Accounts, never, never> | Layer.Layer<KeySource.KeySource, never, never> | Layer.Layer<Accounts.Accounts | KeySource.KeySource, never, never> | undefined = undefined
 ) =>
   Effect.gen(function*() {
     yield* TestClock.setTime(NOW)
