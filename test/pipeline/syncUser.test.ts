@@ -55,11 +55,11 @@ const world = (
   return { fs, logs, layer }
 }
 
-const run = (
+const run = <Override extends Accounts.Accounts | KeySource.KeySource = never>(
   w: World,
   cfg: Config,
   options: { dryRun?: boolean; concurrency?: number } = {},
-  override: Layer.Layer<Accounts.Accounts, never, never> | Layer.Layer<KeySource.KeySource, never, never> | Layer.Layer<Accounts.Accounts | KeySource.KeySource, never, never> | undefined = undefined
+  override?: Layer.Layer<Override>
 ) =>
   Effect.gen(function*() {
     yield* TestClock.setTime(NOW)
