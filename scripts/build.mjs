@@ -23,7 +23,7 @@ await build({
   platform: "node",
   target: "node20",
   format: "esm",
-  minify: true,
+  minify: process.env.AUTHKEYSYNC_MINIFY !== "0",
   legalComments: "linked",
   // yaml is CommonJS inside; an ESM bundle needs a require() for it.
   banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },

@@ -11,6 +11,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Exit, Layer } from "effect"
 import { buildInfo } from "./Build.js"
+import { bytesToText } from "./pipeline/Bytes.js"
 import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
 import { renderDiff } from "./pipeline/Diff.js"
 import { loadConfig } from "./pipeline/loadConfig.js"
@@ -53,11 +54,11 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
         Effect.annotateLogs({
           user: outcome.user,
           path: outcome.path,
-          added: outcome.diff.added.map((c) => c.key),
-          removed: outcome.diff.removed.map((c) => c.key)
+          added: outcome.diff.added.map((c) => bytesToText(c.key)),
+          removed: outcome.diff.removed.map((c) => bytesToText(c.key))
         })
       )
-      : Console.log(renderDiff(outcome.path, outcome.diff).trimEnd())
+      : Console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd())
   }, { discard: true })
 
 const command = Command.make(
@@ -99,7 +100,7 @@ const versionText = `AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.com
 const cli = Command.run(command, { name: "authkeysync", version: versionText })
 
 const MainLive = Layer.mergeAll(
-  SyncLive.pipe(Layer.provide(NodeHttpClient.layer)),
+  SyncLive.pipe(Layer.provide(NodeHttpClient.layerUndici)),
   NodeContext.layer,
   CliConfig.layer({ showBuiltIns: false })
 )

@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 export { buildInfo } from "./Build.js"
+export { bytesToText, textToBytes } from "./pipeline/Bytes.js"
 export {
   Config,
   decodeConfig,

@@ -5,7 +5,7 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schema, TestClock } from "effect"
-import { Accounts, Config, KeySource, RandomId, runAll, SshFiles } from "../src/index.js"
+import { Accounts, bytesToText, Config, KeySource, RandomId, runAll, SshFiles } from "../src/index.js"
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHlib library@test"
 
@@ -45,7 +45,7 @@ describe("library entry (src/index.ts)", () => {
 
       expect(summary.exitCode).toBe(0)
       expect(seen).toEqual([{ url: "https://keys.internal/deploy", userAgent: "AuthKeySync", auth: "Bearer t0ken" }])
-      const written = memory.read("/srv/deploy/.ssh/authorized_keys")
+      const written = bytesToText(memory.read("/srv/deploy/.ssh/authorized_keys") ?? "")
       expect(written).toBe(
         [
           `# ${"─".repeat(66)}`,

@@ -71,10 +71,10 @@ const PositiveSeconds = Schema.Int.pipe(
 /** One HTTP endpoint that returns keys as plain text. @since 0.1.0 */
 export const Source = Schema.Struct({
   url: HttpUrl,
-  method: Schema.optionalWith(Method, { default: () => "GET" as const, nullable: true, exact: true }),
-  headers: Schema.optionalWith(Headers, { default: () => ({}), nullable: true, exact: true }),
-  body: Schema.optionalWith(Scalar, { default: () => "", nullable: true, exact: true }),
-  timeout_seconds: Schema.optionalWith(PositiveSeconds, { default: () => 10, nullable: true, exact: true })
+  method: Schema.optionalWith(Method, { default: () => "GET" as const, exact: true }),
+  headers: Schema.optionalWith(Headers, { default: () => ({}), exact: true }),
+  body: Schema.optionalWith(Scalar, { default: () => "", exact: true }),
+  timeout_seconds: Schema.optionalWith(PositiveSeconds, { default: () => 10, exact: true })
 }).annotations({ identifier: "Source" })
 export type Source = typeof Source.Type
 
@@ -86,25 +86,29 @@ const Username = Schema.String.pipe(
 /** A local account and where its keys come from. @since 0.1.0 */
 export const User = Schema.Struct({
   username: Username,
-  sources: Schema.NonEmptyArray(Source).annotations({ message: () => "every user needs at least one source" })
+  sources: Schema.propertySignature(
+    Schema.Array(Source).pipe(Schema.minItems(1, { message: () => "every user needs at least one source" }))
+  ).annotations({ missingMessage: () => "every user needs at least one source" })
 }).annotations({ identifier: "User" })
 export type User = typeof User.Type
 
 /** The safety rules of the spec's `policy` section. @since 0.1.0 */
 export const Policy = Schema.Struct({
-  backup_enabled: Schema.optionalWith(Schema.Boolean, { default: () => true, nullable: true, exact: true }),
+  backup_enabled: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true }),
   backup_retention_count: Schema.optionalWith(
     Schema.Int.pipe(Schema.nonNegative({ message: (i) => `must be 0 or more, got ${String(i.actual)}` })),
-    { default: () => 10, nullable: true, exact: true }
+    { default: () => 10, exact: true }
   ),
-  preserve_local_keys: Schema.optionalWith(Schema.Boolean, { default: () => true, nullable: true, exact: true })
+  preserve_local_keys: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true })
 }).annotations({ identifier: "Policy" })
 export type Policy = typeof Policy.Type
 
 /** The whole configuration file. @since 0.1.0 */
 export const Config = Schema.Struct({
-  policy: Schema.optionalWith(Policy, { default: () => Policy.make({}), nullable: true, exact: true }),
-  users: Schema.NonEmptyArray(User).annotations({ message: () => "at least one user must be configured" })
+  policy: Schema.optionalWith(Policy, { default: () => Policy.make({}), exact: true }),
+  users: Schema.propertySignature(
+    Schema.Array(User).pipe(Schema.minItems(1, { message: () => "at least one user must be configured" }))
+  ).annotations({ missingMessage: () => "at least one user must be configured" })
 }).pipe(
   Schema.filter((config) => {
     const firstIndex = new Map<string, number>()
@@ -176,16 +180,28 @@ export interface DecodedConfig {
 
 const decodeUnknown = Schema.decodeUnknownEither(Config, { errors: "all", onExcessProperty: "ignore" })
 
+/**
+ * The Go original reads `key:` with no value (YAML null) as "not set", so the default applies. Dropping null-valued
+ * keys before decoding does the same without making every field nullable in the schema.
+ */
+export const dropNullKeys = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(dropNullKeys)
+  if (!isRecord(value)) return value
+  return Object.fromEntries(
+    Object.entries(value).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, dropNullKeys(v)])
+  )
+}
+
 /** Decode an already parsed value (e.g. a config built in code by a library user). @since 0.1.0 */
 export const decodeConfigValue = (file: string, raw: unknown): Either.Either<DecodedConfig, ConfigError> =>
-  decodeUnknown(raw).pipe(
+  decodeUnknown(dropNullKeys(raw)).pipe(
     Either.mapLeft((error) => {
       const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
       const seen = new Set<string>()
       const lines = issues
         .map((issue) => {
           const where = formatPath(issue.path)
-          const what = issue._tag === "Missing" ? "is required" : issue.message
+          const what = issue.message === "is missing" ? "is required" : issue.message
           return where === "" ? what : `${where}: ${what}`
         })
         .filter((line) => !seen.has(line) && seen.add(line))
@@ -203,15 +219,23 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
  * @since 0.1.0
  */
 export const decodeConfig = (file: string, text: string): Either.Either<DecodedConfig, ConfigError> => {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   const yamlError = doc.errors[0]
   if (yamlError !== undefined) {
     const pos = yamlError.linePos?.[0]
     const at = pos ? ` at line ${pos.line}, column ${pos.col}` : ""
-    const firstLine = yamlError.message.split("\n")[0] ?? yamlError.message
+    // prettyErrors appends " at line L, column C:" and a source excerpt; keep the first sentence only.
+    const firstLine = (yamlError.message.split("\n")[0] ?? yamlError.message).replace(/ at line \d+, column \d+:?$/, "")
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML${at}: ${firstLine}` }))
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 })
+  let raw: unknown
+  try {
+    // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
+    raw = doc.toJS({ maxAliasCount: 100 })
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error)
+    return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML: ${detail}` }))
+  }
   if (raw === null || raw === undefined) {
     return Either.left(new ConfigError({ file, reason: "Schema", detail: "the file is empty" }))
   }

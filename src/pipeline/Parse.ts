@@ -8,6 +8,13 @@
 /** What a single line of authorized_keys-format text is. @since 0.1.0 */
 export type LineClass = "empty" | "comment" | "error-page" | "key" | "malformed"
 
+/** ASCII white space only: trimming Unicode spaces would cut bytes out of a multi-byte character. */
+const EDGE_SPACE = /^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g
+const FIELD_SEPARATOR = /[ \t\n\v\f\r]+/
+
+/** Remove leading and trailing ASCII white space. @since 0.1.0 */
+export const trimLine = (line: string): string => line.replace(EDGE_SPACE, "")
+
 /**
  * Classify one line after trimming. A key is any line with at least two white-space separated fields that does not
  * look like a comment or an HTML/JSON error body; the key type is deliberately not checked (forward compatibility).
@@ -15,12 +22,12 @@ export type LineClass = "empty" | "comment" | "error-page" | "key" | "malformed"
  * @since 0.1.0
  */
 export const classifyLine = (line: string): LineClass => {
-  const trimmed = line.trim()
+  const trimmed = trimLine(line)
   if (trimmed.length === 0) return "empty"
   const first = trimmed[0]
   if (first === "#") return "comment"
   if (first === "<" || first === "{" || first === "[") return "error-page"
-  return trimmed.split(/\s+/).length >= 2 ? "key" : "malformed"
+  return trimmed.split(FIELD_SEPARATOR).length >= 2 ? "key" : "malformed"
 }
 
 /** @since 0.1.0 */
@@ -32,7 +39,7 @@ export interface ParsedKeys {
 }
 
 /**
- * Split text into lines (LF or CRLF) and keep the key lines, trimmed.
+ * Split text into lines (LF or CRLF) and keep the key lines, trimmed. Works on byte strings (see Bytes.ts).
  *
  * @since 0.1.0
  */
@@ -40,9 +47,12 @@ export const parseKeys = (text: string): ParsedKeys => {
   const keys: Array<string> = []
   const discarded = { empty: 0, comment: 0, "error-page": 0, malformed: 0 }
   if (text.length === 0) return { keys, discarded }
-  for (const line of text.split("\n")) {
+  const lines = text.split("\n")
+  // "a\nb\n" is two lines, not three: the final newline ends the last line.
+  if (lines[lines.length - 1] === "") lines.pop()
+  for (const line of lines) {
     const kind = classifyLine(line)
-    if (kind === "key") keys.push(line.trim())
+    if (kind === "key") keys.push(trimLine(line))
     else discarded[kind]++
   }
   return { keys, discarded }

@@ -1,9 +1,13 @@
 /**
  * The generated authorized_keys file (spec section 3.4), byte for byte the layout the Go original writes, so a host
- * can switch between the two without a diff beyond the header's values.
+ * can switch between the two without a diff beyond the header's values. (One deliberate difference: credentials in a
+ * source URL are masked in its `# Source:` line, since every managed user can read the file.)
+ *
+ * Keys are byte strings (see Bytes.ts); the result is a byte string too.
  *
  * @since 0.1.0
  */
+import { textToBytes } from "./Bytes.js"
 import type { Section } from "./Dedup.js"
 
 /** @since 0.1.0 */
@@ -20,9 +24,9 @@ const MORE_INFO = "https://github.com/eduardolat/authkeysync"
 /** `2026-11-23T14:05:09Z`: ISO 8601 in UTC, to the second, as the Go original writes it. @since 0.1.0 */
 export const formatIsoSeconds = (date: Date): string => date.toISOString().replace(/\.\d{3}Z$/, "Z")
 
-/** The comment block at the top of the file. @since 0.1.0 */
+/** The comment block at the top of the file, as bytes (its rules are UTF-8 box-drawing characters). @since 0.1.0 */
 export const renderHeader = (build: BuildInfo, lastSync: Date): string =>
-  [
+  textToBytes([
     HEADER_RULE,
     HEADER_TITLE,
     `# Version:   ${build.version}`,
@@ -32,7 +36,7 @@ export const renderHeader = (build: BuildInfo, lastSync: Date): string =>
     `# More info: ${MORE_INFO}`,
     HEADER_RULE,
     ""
-  ].join("\n")
+  ].join("\n"))
 
 /**
  * Everything below the header: one block per non-empty section, each preceded by a blank line and its title.
@@ -43,7 +47,7 @@ export const renderBody = (sections: ReadonlyArray<Section>): string =>
   sections
     .filter((section) => section.keys.length > 0)
     .map((section) => {
-      const title = section._tag === "Source" ? `# Source: ${section.url}` : "# Local (preserved)"
+      const title = section._tag === "Source" ? `# Source: ${textToBytes(section.url)}` : "# Local (preserved)"
       return `\n${title}\n${section.keys.map((key) => `${key}\n`).join("")}`
     })
     .join("")
@@ -55,15 +59,18 @@ export const renderAuthorizedKeys = (build: BuildInfo, lastSync: Date, sections:
 /**
  * The body of a file that starts with an AuthKeySync header (written by this tool or by the Go original), or
  * `undefined` for any other file. Comparing bodies tells whether a sync would change anything but the timestamp.
+ * Takes and returns byte strings.
  *
  * @since 0.1.0
  */
 export const managedBody = (content: string): string | undefined => {
   const firstBreak = content.indexOf("\n")
-  if (firstBreak < 0 || content.slice(0, firstBreak) !== HEADER_RULE) return undefined
+  if (firstBreak < 0 || content.slice(0, firstBreak) !== HEADER_RULE_BYTES) return undefined
   const secondBreak = content.indexOf("\n", firstBreak + 1)
   if (secondBreak < 0 || content.slice(firstBreak + 1, secondBreak) !== HEADER_TITLE) return undefined
-  const closing = content.indexOf(`\n${HEADER_RULE}\n`, secondBreak)
+  const closing = content.indexOf(`\n${HEADER_RULE_BYTES}\n`, secondBreak)
   if (closing < 0) return undefined
-  return content.slice(closing + HEADER_RULE.length + 2)
+  return content.slice(closing + HEADER_RULE_BYTES.length + 2)
 }
+
+const HEADER_RULE_BYTES = textToBytes(HEADER_RULE)

@@ -48,7 +48,8 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   const outcomes = yield* Effect.forEach(
     config.users,
     (user) => syncUserOutcome(user, config.policy, options),
-    { concurrency: Math.max(1, options.concurrency) }
+    // batching: every user's account lookup goes out in one request (one getent for all users).
+    { concurrency: Math.max(1, options.concurrency), batching: true }
   )
   const summary = summarize(outcomes)
   const { counts } = summary

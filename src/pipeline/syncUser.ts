@@ -16,6 +16,7 @@ import { RandomId } from "../services/RandomId.js"
 import { type ExistingFile, type SshDir, SshFiles } from "../services/SshFiles.js"
 import type { Policy, Source, User } from "./Config.js"
 import { type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
+import { bytesToText } from "./Bytes.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
 import {
   describeCause,
@@ -81,7 +82,10 @@ export const decideWrite = (existing: ExistingFile | undefined, body: string, ow
 
 const SOURCE_CONCURRENCY = 16
 
-const preview = (key: string) => (key.length <= 60 ? key : `${key.slice(0, 57)}...`)
+const preview = (key: string) => {
+  const text = bytesToText(key)
+  return text.length <= 60 ? text : `${text.slice(0, 57)}...`
+}
 
 interface FetchedSource {
   readonly url: string

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { execFile } from "node:child_process"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Request, RequestResolver } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
 
 /** @since 0.1.0 */
@@ -31,6 +31,8 @@ export const parsePasswdLine = (line: string): Account | undefined => {
   if (fields.length < 7) return undefined
   const [name, , uid, gid, , home] = fields
   if (name === undefined || home === undefined || !/^\d+$/.test(uid ?? "") || !/^\d+$/.test(gid ?? "")) return undefined
+  // An empty or relative home would make "~/.ssh" relative to wherever root happens to run the tool.
+  if (!home.startsWith("/")) return undefined
   return { name, uid: Number(uid), gid: Number(gid), home }
 }
 
@@ -40,7 +42,7 @@ export const parseDsclRecord = (name: string, text: string): Account | undefined
   const uid = field("UniqueID")
   const gid = field("PrimaryGroupID")
   const home = field("NFSHomeDirectory")
-  if (uid === undefined || gid === undefined || home === undefined) return undefined
+  if (uid === undefined || gid === undefined || home === undefined || !home.startsWith("/")) return undefined
   if (!/^-?\d+$/.test(uid) || !/^-?\d+$/.test(gid)) return undefined
   return { name, uid: Number(uid), gid: Number(gid), home }
 }
@@ -70,7 +72,10 @@ const run = (file: string, args: ReadonlyArray<string>) =>
     )
   })
 
-const lookupLinux = (name: string) =>
+/** An account whose name is not the name asked for (getent treats "1000" as a uid) is no match. */
+const exactMatch = (name: string, account: Account | undefined): account is Account => account?.name === name
+
+const lookupLinux = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
   run("getent", ["passwd", "--", name]).pipe(
     Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
     Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
@@ -82,13 +87,32 @@ const lookupLinux = (name: string) =>
         )
       }
       const account = parsePasswdLine(stdout.split("\n")[0] ?? "")
-      return account === undefined
-        ? Effect.fail(new AccountLookupError({ user: name, detail: "getent printed an unreadable passwd entry" }))
-        : Effect.succeed(account)
+      if (account === undefined) {
+        return Effect.fail(new AccountLookupError({ user: name, detail: "getent printed an unreadable passwd entry" }))
+      }
+      return exactMatch(name, account) ? Effect.succeed(account) : Effect.fail(new UserNotFound({ user: name }))
     })
   )
 
-const lookupDarwin = (name: string) =>
+/**
+ * Many names, one `getent passwd -- a b c` (a process per user costs more CPU than the rest of a sync).
+ * Names it does not answer for with an exact match are asked again one by one, so that its exit code 2 ("some key
+ * not found") never hides an error for another name.
+ */
+const lookupManyLinux = (names: ReadonlyArray<string>) =>
+  run("getent", ["passwd", "--", ...names]).pipe(
+    Effect.map(({ stdout }) => {
+      const found = new Map<string, Account>()
+      for (const line of stdout.split("\n")) {
+        const account = parsePasswdLine(line)
+        if (account !== undefined && names.includes(account.name) && !found.has(account.name)) found.set(account.name, account)
+      }
+      return found
+    }),
+    Effect.orElseSucceed(() => new Map<string, Account>())
+  )
+
+const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
   run("dscl", [".", "-read", `/Users/${name}`, "UniqueID", "PrimaryGroupID", "NFSHomeDirectory"]).pipe(
     Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `dscl failed: ${cause.message}`, cause })),
     Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
@@ -104,17 +128,42 @@ const lookupDarwin = (name: string) =>
     })
   )
 
-/** The host's account database. @since 0.1.0 */
+/** A name that can never be an account and must not reach a path or an argv. */
+const impossibleName = (name: string) => name === "" || /[/:\0-\x1f\x7f]/.test(name) || name.startsWith("-")
+
+class GetAccount extends Request.TaggedClass("GetAccount")<Account, UserNotFound | AccountLookupError, {
+  readonly name: string
+}> {}
+
+const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<GetAccount>) =>
+  Effect.gen(function*() {
+    const names = [...new Set(requests.map((r) => r.name))]
+    const batch = process.platform === "linux" && names.length > 1
+      ? yield* lookupManyLinux(names)
+      : new Map<string, Account>()
+    yield* Effect.forEach(requests, (request) => {
+      const hit = batch.get(request.name)
+      const lookup = hit !== undefined
+        ? Effect.succeed(hit)
+        : process.platform === "darwin"
+        ? lookupDarwin(request.name)
+        : lookupLinux(request.name)
+      return Effect.exit(lookup).pipe(Effect.flatMap((exit) => Request.complete(request, exit)))
+    }, { concurrency: 8, discard: true })
+  })
+)
+
+/**
+ * The host's account database. Lookups made together (e.g. by `runAll`, which enables request batching) are
+ * answered by one `getent` call.
+ *
+ * @since 0.1.0
+ */
 export const layer: Layer.Layer<Accounts> = Layer.succeed(
   Accounts,
   Accounts.of({
     lookup: (name) =>
-      // A name with "/" or control characters can never be an account and must not reach a path or an argv.
-      /[/\0-\x1f\x7f]/.test(name) || name.startsWith("-")
-        ? Effect.fail(new UserNotFound({ user: name }))
-        : (process.platform === "darwin" ? lookupDarwin(name) : lookupLinux(name)).pipe(
-          Effect.withSpan("Accounts.lookup", { attributes: { user: name } })
-        )
+      impossibleName(name) ? Effect.fail(new UserNotFound({ user: name })) : Effect.request(new GetAccount({ name }), resolver)
   })
 )
 

@@ -59,8 +59,14 @@ export const formatText = (record: LogRecord): string =>
   ].join(" ")
 
 /** `{"time":…,"level":"INFO","msg":…,"user":"bob"}`. @since 0.1.0 */
-export const formatJson = (record: LogRecord): string =>
-  JSON.stringify({ time: record.time.toISOString(), level: record.level, msg: record.msg, ...Object.fromEntries(record.fields) })
+export const formatJson = (record: LogRecord): string => {
+  const out: Record<string, unknown> = { time: record.time.toISOString(), level: record.level, msg: record.msg }
+  // An annotation never overwrites the three fixed fields.
+  for (const [key, value] of record.fields) out[key in out && RESERVED.has(key) ? `field_${key}` : key] = value
+  return JSON.stringify(out)
+}
+
+const RESERVED = new Set(["time", "level", "msg"])
 
 /** A logger that writes formatted lines with `write` (stdout in the CLI). @since 0.1.0 */
 export const makeLogger = (format: LogFormat, write: (line: string) => void): Logger.Logger<unknown, void> =>

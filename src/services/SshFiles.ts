@@ -98,13 +98,24 @@ const pinnedBase = (handle: fs.FileHandle, displayPath: string) =>
 const openDirectory = (user: string, path: string) =>
   Effect.acquireRelease(
     attempt(() => fs.open(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)).pipe(
-      Effect.mapError((e) =>
-        e.code === "ELOOP"
-          ? new UnsafePath({ user, path, reason: "it is a symbolic link" })
-          : e.code === "ENOTDIR"
-          ? new UnsafePath({ user, path, reason: "it is not a directory" })
-          : new ReadError({ path, detail: describeCause(e), cause: e })
-      )
+      Effect.catchAll((e): Effect.Effect<never, UnsafePath | ReadError> => {
+        if (e.code !== "ELOOP" && e.code !== "ENOTDIR") {
+          return Effect.fail(new ReadError({ path, detail: describeCause(e), cause: e }))
+        }
+        // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; lstat tells which it was.
+        return attempt(() => fs.lstat(path)).pipe(
+          Effect.option,
+          Effect.flatMap((st) =>
+            Effect.fail(
+              new UnsafePath({
+                user,
+                path,
+                reason: Option.isSome(st) && st.value.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory"
+              })
+            )
+          )
+        )
+      })
     ),
     closeQuietly
   )
@@ -117,7 +128,7 @@ const createFile = (path: string, display: string, content: string, owner: Owner
       Effect.gen(function*() {
         yield* attempt(() => handle.chmod(mode))
         yield* attempt(() => handle.chown(owner.uid, owner.gid))
-        yield* attempt(() => handle.writeFile(content, "utf8"))
+        yield* attempt(() => handle.writeFile(content, "latin1"))
         yield* attempt(() => handle.sync())
       }),
     (handle, exit) =>
@@ -146,7 +157,8 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
         if (st.size > MAX_LOCAL_FILE_BYTES) {
           return yield* new UnsafePath({ user, path: authorizedKeysPath, reason: `it is larger than ${MAX_LOCAL_FILE_BYTES} bytes` })
         }
-        const content = yield* attempt(() => handle.readFile("utf8"))
+        // latin1: one char per byte, so the bytes are written back (and backed up) exactly as they were.
+        const content = yield* attempt(() => handle.readFile("latin1"))
         return Option.some<ExistingFile>({ content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid })
       }),
     closeQuietly
@@ -158,8 +170,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
         return Effect.fail(new UnsafePath({ user, path: authorizedKeysPath, reason: "it is a symbolic link" }))
       }
       return Effect.fail(new ReadError({ path: authorizedKeysPath, detail: describeCause(e), cause: e }))
-    }),
-    Effect.withSpan("SshFiles.readAuthorizedKeys")
+    })
   )
 
   const replaceAuthorizedKeys = (content: string, owner: Owner, tempName: string) =>
@@ -181,7 +192,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
       yield* attempt(() => dir.sync()).pipe(
         Effect.mapError((e) => new WriteError({ path: sshPath, operation: "fsync", detail: describeCause(e), cause: e }))
       )
-    }).pipe(Effect.withSpan("SshFiles.replaceAuthorizedKeys"))
+    })
 
   const writeBackup = (content: string, owner: Owner, name: string, retention: number) =>
     Effect.gen(function*() {
@@ -190,16 +201,19 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
       const wrap = (operation: string, path: string) => (e: Errno) =>
         new WriteError({ path, operation, detail: describeCause(e), cause: e })
 
-      const created = yield* attempt(() => fs.mkdir(backupTarget, { mode: 0o700 })).pipe(
-        Effect.as(true),
-        Effect.catchIf((e) => e.code === "EEXIST", () => Effect.succeed(false)),
+      yield* attempt(() => fs.mkdir(backupTarget, { mode: 0o700 })).pipe(
+        Effect.catchIf((e) => e.code === "EEXIST", () => Effect.void),
         Effect.mapError(wrap("create directory", backupDisplay))
       )
       const backupDir = yield* openDirectory(user, backupTarget).pipe(
         Effect.mapError((e) => (e._tag === "UnsafePath" ? new UnsafePath({ ...e, path: backupDisplay }) : new WriteError({ path: backupDisplay, operation: "open", detail: e.detail })))
       )
-      if (created) {
+      // Spec: the directory belongs to the user, mode 0700, whoever made it. Fixed on the pinned descriptor.
+      const dirStat = yield* attempt(() => backupDir.stat()).pipe(Effect.mapError(wrap("stat", backupDisplay)))
+      if (dirStat.uid !== owner.uid || dirStat.gid !== owner.gid) {
         yield* attempt(() => backupDir.chown(owner.uid, owner.gid)).pipe(Effect.mapError(wrap("chown", backupDisplay)))
+      }
+      if ((dirStat.mode & 0o7777) !== 0o700) {
         yield* attempt(() => backupDir.chmod(0o700)).pipe(Effect.mapError(wrap("chmod", backupDisplay)))
       }
       const backupBase = yield* pinnedBase(backupDir, backupTarget)
@@ -218,7 +232,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
         pruned.push(old)
       }
       return { path, pruned }
-    }).pipe(Effect.scoped, Effect.withSpan("SshFiles.writeBackup"))
+    }).pipe(Effect.scoped)
 
   return { path: sshPath, authorizedKeysPath, readAuthorizedKeys, replaceAuthorizedKeys, writeBackup }
 }
@@ -249,7 +263,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
         }
         const base = yield* pinnedBase(dir, sshPath)
         return makeSshDir(account, sshPath, dir, base)
-      }).pipe(Effect.withSpan("SshFiles.open", { attributes: { user: account.name } }))
+      })
   })
 )
 

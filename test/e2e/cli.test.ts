@@ -1,0 +1,386 @@
+/**
+ * The command line as an operator sees it: HTTP requests as the key server sees them (method, body, headers,
+ * User-Agent, redirects), --dry-run, config errors on stderr, log formats and verbosity flags.
+ */
+import * as fs from "node:fs/promises"
+import { beforeAll, expect, it } from "vitest"
+import { assertBuilt, config, logsWith, runCli, runWithConfig, userWith, writeConfig } from "../support/cli.js"
+import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
+import { TestServer, useServer } from "../support/httpServer.js"
+import { key, lines } from "../support/keys.js"
+import { describeAsRoot, useUsers } from "../support/users.js"
+
+/** How many times a header name appears in the raw request (case-insensitive). */
+const headerCount = (raw: ReadonlyArray<string>, name: string) =>
+  raw.filter((v, i) => i % 2 === 0 && v.toLowerCase() === name.toLowerCase()).length
+
+describeAsRoot("cli (e2e)", () => {
+  const server = useServer()
+  const users = useUsers()
+  beforeAll(() => assertBuilt())
+
+  // ===========================================================================
+  // Requests
+  // ===========================================================================
+
+  it("POST with Authorization, body and a custom User-Agent; the default User-Agent is AuthKeySync", async () => {
+    const bob = await users.create({ ssh: true })
+    const kPost = key("post-1")
+    const kGet = key("get-1")
+    server.keys("/api/keys", [kPost]).keys("/plain.keys", [kGet])
+    const body = '{"role": "deployment", "env": "prod"}'
+
+    const run = await runWithConfig(config([{
+      username: bob.name,
+      sources: [
+        {
+          url: server.url("/api/keys"),
+          method: "POST",
+          timeout_seconds: 5,
+          headers: {
+            Authorization: "Bearer SECRET_TOKEN_XYZ",
+            "Content-Type": "application/json",
+            "User-Agent": "MyCompany-KeySync/2.0"
+          },
+          body
+        },
+        { url: server.url("/plain.keys") }
+      ]
+    }]))
+
+    expect(run.code, run.stdout).toBe(0)
+    const [post, ...morePosts] = server.requestsTo("/api/keys")
+    expect(morePosts).toEqual([])
+    expect(post?.method).toBe("POST")
+    expect(post?.body).toBe(body)
+    expect(post?.headers["authorization"]).toBe("Bearer SECRET_TOKEN_XYZ")
+    expect(post?.headers["content-type"]).toBe("application/json")
+    expect(post?.headers["content-length"]).toBe(String(Buffer.byteLength(body)))
+    expect(post?.headers["user-agent"]).toBe("MyCompany-KeySync/2.0")
+    expect(headerCount(post?.rawHeaders ?? [], "user-agent")).toBe(1)
+
+    const [get, ...moreGets] = server.requestsTo("/plain.keys")
+    expect(moreGets).toEqual([])
+    expect(get?.method).toBe("GET")
+    expect(get?.body).toBe("")
+    expect(get?.headers["user-agent"]).toBe("AuthKeySync")
+    expect(get?.headers["authorization"]).toBeUndefined()
+
+    await expectSyncedFile(bob, [
+      { source: server.url("/api/keys"), keys: [kPost] },
+      { source: server.url("/plain.keys"), keys: [kGet] }
+    ], run)
+  })
+
+  it("a lower-case user-agent header replaces the default instead of adding a second one", async () => {
+    const bob = await users.create({ ssh: true })
+    server.keys("/ua", [key("ua")])
+
+    const run = await runWithConfig(config([userWith(bob.name, {
+      url: server.url("/ua"),
+      headers: { "user-agent": "lower/1.0" }
+    })]))
+
+    expect(run.code, run.stdout).toBe(0)
+    const req = server.requestsTo("/ua")[0]
+    expect(req?.headers["user-agent"]).toBe("lower/1.0")
+    expect(headerCount(req?.rawHeaders ?? [], "user-agent")).toBe(1)
+  })
+
+  it("redirects: followed; Authorization kept on the same origin, dropped for another origin", async () => {
+    const bob = await users.create({ ssh: true })
+    const other = new TestServer()
+    await other.start()
+    try {
+      const k1 = key("redir-same")
+      const k2 = key("redir-other")
+      server
+        .route("/r/same", { status: 302, headers: { Location: "/r/same-target" } })
+        .keys("/r/same-target", [k1])
+        .route("/r/away", { status: 301, headers: { Location: other.url("/r/away-target") } })
+      other.keys("/r/away-target", [k2])
+      const headers = { Authorization: "Bearer redirect-token" }
+
+      const run = await runWithConfig(config([userWith(bob.name,
+        { url: server.url("/r/same"), headers, timeout_seconds: 5 },
+        { url: server.url("/r/away"), headers, timeout_seconds: 5 }
+      )]))
+
+      expect(run.code, run.stdout).toBe(0)
+      expect(server.requestsTo("/r/same-target")[0]?.headers["authorization"]).toBe("Bearer redirect-token")
+      const away = other.requestsTo("/r/away-target")[0]
+      expect(away?.headers["authorization"]).toBeUndefined()
+      expect(away?.headers["user-agent"]).toBe("AuthKeySync")
+      // Sections carry the configured URL, not where it redirected to.
+      await expectSyncedFile(bob, [
+        { source: server.url("/r/same"), keys: [k1] },
+        { source: server.url("/r/away"), keys: [k2] }
+      ], run)
+    } finally {
+      await other.close()
+    }
+  })
+
+  // ===========================================================================
+  // Dry run
+  // ===========================================================================
+
+  it("--dry-run: prints the diff, changes nothing, creates no backup dir, exits like a real run", async () => {
+    const kept = key("dry-kept")
+    const removed = key("dry-removed")
+    const added1 = key("dry-added-1")
+    const added2 = key("dry-added-2")
+    const bob = await users.create({ authorizedKeys: lines(kept, removed) })
+    const before = await snapshotTree(bob.home)
+    server.keys("/dry", [kept, added1, added2])
+    const cfg = config([userWith(bob.name, server.url("/dry"))], { preserve_local_keys: false })
+
+    const run = await runWithConfig(cfg, ["--dry-run"])
+
+    expect(run.code, run.stdout + run.stderr).toBe(0)
+    expect(run.stdout).toContain(
+      [
+        `--- ${bob.authorizedKeys}`,
+        `+++ ${bob.authorizedKeys} (after sync)`,
+        `-${removed}`,
+        `+${added1}`,
+        `+${added2}`
+      ].join("\n") + "\n"
+    )
+    expect(run.stdout).not.toContain(`+${kept}`)
+    expect(run.stdout).not.toContain(`-${kept}`)
+    expect(await snapshotTree(bob.home)).toEqual(before)
+    expect(await exists(bob.backupDir)).toBe(false)
+    expect(await tempFilesIn(bob.sshDir)).toEqual([])
+    expect(logsWith(run, "dry run: would update authorized_keys", bob.name)[0]).toMatchObject({
+      level: "INFO", path: bob.authorizedKeys, added: "2", removed: "1", keys: "3"
+    })
+    expect(logsWith(run, "sync finished")[0]).toMatchObject({ would_update: "1", updated: "0", exit_code: "0" })
+
+    // A real run afterwards writes exactly what the dry run announced.
+    const real = await runWithConfig(cfg)
+    expect(real.code, real.stdout).toBe(0)
+    await expectSyncedFile(bob, [{ source: server.url("/dry"), keys: [kept, added1, added2] }], real)
+  })
+
+  it("--dry-run for a user without authorized_keys creates nothing", async () => {
+    const bob = await users.create({ ssh: true })
+    const before = await snapshotTree(bob.home)
+    const k = key("dry-new")
+    server.keys("/dry-new", [k])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/dry-new"))]), ["--dry-run"])
+
+    expect(run.code, run.stdout).toBe(0)
+    expect(run.stdout).toContain(`--- ${bob.authorizedKeys}\n+++ ${bob.authorizedKeys} (after sync)\n+${k}\n`)
+    expect(await snapshotTree(bob.home)).toEqual(before)
+  })
+
+  it("--dry-run exit code follows a real run: a failing source gives 1, and still nothing is written", async () => {
+    const ok = await users.create({ authorizedKeys: lines(key("dry-ok-old")) })
+    const broken = await users.create({ authorizedKeys: lines(key("dry-broken-old")) })
+    const before = [await snapshotTree(ok.home), await snapshotTree(broken.home)]
+    server.keys("/dry-ok", [key("dry-ok-new")]).route("/dry-broken", { status: 500 })
+
+    const run = await runWithConfig(config([
+      userWith(ok.name, server.url("/dry-ok")),
+      userWith(broken.name, server.url("/dry-broken"))
+    ]), ["--dry-run"])
+
+    expect(run.code, run.stdout).toBe(1)
+    expect([await snapshotTree(ok.home), await snapshotTree(broken.home)]).toEqual(before)
+    expect(logsWith(run, "sync finished")[0]).toMatchObject({ failed: "1", would_update: "1", exit_code: "1" })
+  })
+
+  it("--dry-run with --log-format json reports the diff as a JSON record", async () => {
+    const old = key("dryjson-old")
+    const k = key("dryjson-new")
+    const bob = await users.create({ authorizedKeys: lines(old) })
+    server.keys("/dry-json", [k])
+
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/dry-json"))], { preserve_local_keys: false }),
+      ["--dry-run", "--log-format", "json"]
+    )
+
+    expect(run.code, run.stdout).toBe(0)
+    expect(run.stdout).not.toContain("+++")
+    expect(logsWith(run, "dry run diff", bob.name)[0]).toMatchObject({
+      path: bob.authorizedKeys, added: [k], removed: [old]
+    })
+    expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(old))
+  })
+
+  // ===========================================================================
+  // Configuration errors
+  // ===========================================================================
+
+  it("invalid config: exit 1, one stderr line naming the file and the field path, nothing fetched", async () => {
+    const bob = await users.create({ authorizedKeys: lines(key("cfg-old")) })
+    const before = await snapshotTree(bob.home)
+    server.keys("/cfg", [key("cfg-new")])
+    const cfg = await writeConfig(
+      `users:\n  - username: ${bob.name}\n    sources:\n      - url: ${server.url("/cfg")}\n        timeout_seconds: 0\n`
+    )
+    try {
+      const run = await runCli(["--config", cfg.path])
+
+      expect(run.code).toBe(1)
+      const errLines = run.stderr.split("\n").filter((l) => l !== "")
+      expect(errLines).toHaveLength(1)
+      expect(errLines[0]).toMatch(new RegExp(`^authkeysync: config ${cfg.path}: users\\[0\\]\\.sources\\[0\\]\\.timeout_seconds: `))
+      expect(errLines[0]).toContain("must be a positive whole number of seconds, got 0")
+      expect(logsWith(run, "cannot load configuration")[0]?.level).toBe("ERROR")
+      expect(server.requests).toEqual([])
+      expect(await snapshotTree(bob.home)).toEqual(before)
+      // Only the real problem: no schema-internal noise such as "Expected null, actual 0".
+      expect(errLines[0]).not.toContain("Expected null")
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("config errors name every bad field: unsupported method, bad URL scheme, user without sources", async () => {
+    const cfg = await writeConfig([
+      "users:",
+      "  - username: alice",
+      "    sources:",
+      "      - url: http://127.0.0.1:9/keys",
+      "        method: PUT",
+      "      - url: ftp://127.0.0.1/keys",
+      "  - username: carol",
+      "    sources: []",
+      ""
+    ].join("\n"))
+    try {
+      const run = await runCli(["--config", cfg.path])
+
+      expect(run.code).toBe(1)
+      const errLines = run.stderr.split("\n").filter((l) => l !== "")
+      expect(errLines).toHaveLength(1)
+      const line = errLines[0] ?? ""
+      expect(line.startsWith(`authkeysync: config ${cfg.path}: `)).toBe(true)
+      expect(line).toContain('users[0].sources[0].method: unsupported method "PUT"')
+      expect(line).toContain("users[0].sources[1].url: ")
+      expect(line).toContain("users[1].sources: every user needs at least one source")
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("a username listed twice is a config error naming the second entry", async () => {
+    const cfg = await writeConfig(config([userWith("alice", "http://127.0.0.1:9/a"), userWith("alice", "http://127.0.0.1:9/b")]))
+    try {
+      const run = await runCli(["--config", cfg.path])
+      expect(run.code).toBe(1)
+      expect(run.stderr).toBe(
+        `authkeysync: config ${cfg.path}: users[1].username: duplicate username "alice" (already at users[0])\n`
+      )
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("an unknown key is a warning, not an error", async () => {
+    const bob = await users.create({ ssh: true })
+    const k = key("typo")
+    server.keys("/typo", [k])
+    const cfg = await writeConfig(
+      `users:\n  - username: ${bob.name}\n    sources:\n      - url: ${server.url("/typo")}\n        timeout_second: 5\n`
+    )
+    try {
+      const run = await runCli(["--config", cfg.path])
+      expect(run.code, run.stdout).toBe(0)
+      expect(run.stderr).toBe("")
+      expect(logsWith(run, `config ${cfg.path}: unknown key users[0].sources[0].timeout_second is ignored`)[0]?.level).toBe("WARN")
+      await expectSyncedFile(bob, [{ source: server.url("/typo"), keys: [k] }], run)
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("missing config file and invalid YAML: exit 1 with one stderr line", async () => {
+    const missing = await runCli(["--config", "/nonexistent/akse2e/config.yaml"])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toBe("authkeysync: config /nonexistent/akse2e/config.yaml: cannot read: file not found\n")
+
+    const cfg = await writeConfig("users: [\n  - username: bob\n")
+    try {
+      const bad = await runCli(["--config", cfg.path])
+      expect(bad.code).toBe(1)
+      const errLines = bad.stderr.split("\n").filter((l) => l !== "")
+      expect(errLines).toHaveLength(1)
+      // The message points at where the YAML breaks.
+      expect(errLines[0]).toMatch(new RegExp(`^authkeysync: config ${cfg.path}: invalid YAML at line \\d+, column \\d+: `))
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("--concurrency 0 is refused with exit 1", async () => {
+    const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--concurrency", "0"])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toContain("--concurrency must be 1 or more")
+  })
+
+  // ===========================================================================
+  // Log output
+  // ===========================================================================
+
+  it("--log-format json: every stdout line is a JSON object with time, level, msg; user events carry user", async () => {
+    const bob = await users.create({ ssh: true })
+    server.keys("/json", [key("json")]).route("/json-html", { body: "<html>oops</html>\n" })
+
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/json"), server.url("/json-html"))]),
+      ["--log-format", "json", "--debug"]
+    )
+
+    expect(run.code, run.stdout).toBe(0)
+    const out = run.stdout.split("\n").filter((l) => l !== "")
+    expect(out.length).toBeGreaterThanOrEqual(5)
+    const records = out.map((l) => JSON.parse(l) as Record<string, unknown>)
+    for (const r of records) {
+      expect(typeof r["time"]).toBe("string")
+      expect(new Date(r["time"] as string).toISOString()).toBe(r["time"])
+      expect(["DEBUG", "INFO", "WARN", "ERROR"]).toContain(r["level"])
+      expect(typeof r["msg"]).toBe("string")
+    }
+    const userEvents = records.filter((r) => ["fetched source", "updated authorized_keys", "processing user"].includes(r["msg"] as string))
+    expect(userEvents.length).toBeGreaterThanOrEqual(4)
+    for (const r of userEvents) expect(r["user"]).toBe(bob.name)
+    expect(records.find((r) => r["msg"] === "updated authorized_keys")).toMatchObject({ level: "INFO", keys: 1, added: 1 })
+    expect(records.find((r) => r["level"] === "WARN")).toMatchObject({ user: bob.name, source: server.url("/json-html") })
+  })
+
+  it("text logs are logfmt: time, level, msg first, then user and source", async () => {
+    const bob = await users.create({ ssh: true })
+    server.keys("/logfmt", [key("logfmt")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/logfmt"))]))
+
+    expect(run.code).toBe(0)
+    const out = run.stdout.split("\n").filter((l) => l !== "")
+    for (const l of out) expect(l).toMatch(/^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(DEBUG|INFO|WARN|ERROR) msg=/)
+    expect(out.length).toBe(run.logs.length)
+    const fetched = out.find((l) => l.includes('msg="fetched source"')) ?? ""
+    expect(fetched).toMatch(new RegExp(`^time=\\S+ level=INFO msg="fetched source" user=${bob.name} source=${server.url("/logfmt").replace(/[.]/g, "\\.")} `))
+  })
+
+  it("--quiet logs only warnings and errors; --silent prints nothing; exit codes unchanged", async () => {
+    const bob = await users.create({ ssh: true })
+    server.route("/quiet", { status: 500 })
+    const cfg = config([userWith(bob.name, server.url("/quiet"))])
+
+    const quiet = await runWithConfig(cfg, ["--quiet"])
+    expect(quiet.code).toBe(1)
+    expect(quiet.logs.length).toBeGreaterThan(0)
+    expect(quiet.logs.every((l) => l.level === "WARN" || l.level === "ERROR")).toBe(true)
+    expect(quiet.stdout.split("\n").filter((l) => l !== "")).toHaveLength(quiet.logs.length)
+
+    const silent = await runWithConfig(cfg, ["--silent"])
+    expect(silent.code).toBe(1)
+    expect(silent.stdout).toBe("")
+    expect(silent.stderr).toBe("")
+  })
+})

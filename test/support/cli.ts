@@ -1,0 +1,222 @@
+/**
+ * Run the built CLI (`node dist/authkeysync.mjs`) as a child process, asynchronously so that the test's HTTP server
+ * (in this process) keeps answering, and parse what it printed.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { stringify } from "yaml"
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+/**
+ * The CLI under test: the built bundle, or `AUTHKEYSYNC_E2E_CLI` (a `.mjs`/`.js` file is run with node, anything else
+ * is executed directly, e.g. the Go original's binary).
+ */
+export const CLI_PATH = process.env["AUTHKEYSYNC_E2E_CLI"] ?? path.join(REPO_ROOT, "dist", "authkeysync.mjs")
+const runsWithNode = /\.[cm]?js$/.test(CLI_PATH)
+
+/** Fail loudly (once per call site) when the bundle has not been built. */
+export const assertBuilt = (): void => {
+  if (!existsSync(CLI_PATH)) {
+    throw new Error(
+      `${CLI_PATH} is missing: the e2e tests run the built CLI. Run \`npm run build\` first (\`npm test\` does).`
+    )
+  }
+}
+
+/** One parsed log line: logfmt (`--log-format text`) values are strings; JSON values keep their JSON types. */
+export interface LogLine {
+  readonly time: string
+  readonly level: string
+  readonly msg: string
+  readonly [field: string]: unknown
+}
+
+export interface RunResult {
+  /** Exit code (-1 when killed by a signal). */
+  readonly code: number
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  /** Log records parsed from stdout (lines that are not log records, like a dry-run diff, are left out). */
+  readonly logs: ReadonlyArray<LogLine>
+  /** Wall clock around the run: the CLI's "Last sync" and backup names fall between these. */
+  readonly startedAt: Date
+  readonly endedAt: Date
+  readonly durationMs: number
+}
+
+// =============================================================================
+// logfmt
+// =============================================================================
+
+/**
+ * Parse one logfmt line as the CLI writes it: `key=value` pairs separated by single spaces, where a value is either a
+ * bare token or a JSON string literal. Returns undefined for lines that are not log records.
+ */
+export const parseLogfmt = (line: string): Record<string, string> | undefined => {
+  if (!line.startsWith("time=")) return undefined
+  const out: Record<string, string> = {}
+  let i = 0
+  while (i < line.length) {
+    while (line[i] === " ") i++
+    if (i >= line.length) break
+    const eq = line.indexOf("=", i)
+    if (eq < 0) return undefined
+    const key = line.slice(i, eq)
+    if (!/^[A-Za-z0-9_.-]+$/.test(key)) return undefined
+    i = eq + 1
+    if (line[i] === '"') {
+      let j = i + 1
+      while (j < line.length && line[j] !== '"') j += line[j] === "\\" ? 2 : 1
+      if (j >= line.length) return undefined
+      out[key] = JSON.parse(line.slice(i, j + 1)) as string
+      i = j + 1
+    } else {
+      const end = line.indexOf(" ", i)
+      out[key] = line.slice(i, end < 0 ? line.length : end)
+      i = end < 0 ? line.length : end
+    }
+  }
+  return out
+}
+
+const isLogLine = (value: unknown): value is LogLine =>
+  typeof value === "object" && value !== null &&
+  typeof (value as Record<string, unknown>)["time"] === "string" &&
+  typeof (value as Record<string, unknown>)["level"] === "string" &&
+  typeof (value as Record<string, unknown>)["msg"] === "string"
+
+/** Every log record in `stdout`, text or JSON. */
+export const parseLogs = (stdout: string): Array<LogLine> => {
+  const logs: Array<LogLine> = []
+  for (const line of stdout.split("\n")) {
+    let record: unknown
+    if (line.startsWith("{")) {
+      try {
+        record = JSON.parse(line)
+      } catch {
+        record = undefined
+      }
+    } else {
+      record = parseLogfmt(line)
+    }
+    if (isLogLine(record)) logs.push(record)
+  }
+  return logs
+}
+
+/** Records with this message (and, when given, this user). */
+export const logsWith = (result: RunResult, msg: string | RegExp, user?: string): Array<LogLine> =>
+  result.logs.filter((l) =>
+    (typeof msg === "string" ? l.msg === msg : msg.test(l.msg)) && (user === undefined || l["user"] === user)
+  )
+
+// =============================================================================
+// Running
+// =============================================================================
+
+const KILL_AFTER_MS = 30_000
+
+export interface RunOptions {
+  /** Extra environment variables (e.g. `TZ`). */
+  readonly env?: Readonly<Record<string, string>>
+  /** Called with the child process right after it starts (e.g. to signal it). */
+  readonly onSpawn?: (child: ChildProcess) => void
+}
+
+/** Run the CLI with `args`; resolves when it exits (killed after 30 s so a hang fails the test instead of the run). */
+export const runCli = (args: ReadonlyArray<string>, options: RunOptions = {}): Promise<RunResult> => {
+  assertBuilt()
+  const startedAt = new Date()
+  return new Promise((resolve, reject) => {
+    const [command, argv] = runsWithNode ? [process.execPath, [CLI_PATH, ...args]] : [CLI_PATH, [...args]]
+    const child = spawn(command, argv, {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1", ...options.env }
+    })
+    options.onSpawn?.(child)
+    const out: Array<Buffer> = []
+    const err: Array<Buffer> = []
+    child.stdout.on("data", (c: Buffer) => out.push(c))
+    child.stderr.on("data", (c: Buffer) => err.push(c))
+    const killer = setTimeout(() => child.kill("SIGKILL"), KILL_AFTER_MS)
+    child.on("error", (e) => {
+      clearTimeout(killer)
+      reject(e)
+    })
+    child.on("close", (code, signal) => {
+      clearTimeout(killer)
+      const endedAt = new Date()
+      const stdout = Buffer.concat(out).toString("utf8")
+      resolve({
+        code: code ?? -1,
+        signal,
+        stdout,
+        stderr: Buffer.concat(err).toString("utf8"),
+        logs: parseLogs(stdout),
+        startedAt,
+        endedAt,
+        durationMs: endedAt.getTime() - startedAt.getTime()
+      })
+    })
+  })
+}
+
+/** A config file in its own root-only temp directory. `config` is YAML text or a value to serialize as YAML. */
+export const writeConfig = async (config: unknown): Promise<{ path: string; remove: () => Promise<void> }> => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-config-"))
+  const file = path.join(dir, "config.yaml")
+  await fs.writeFile(file, typeof config === "string" ? config : stringify(config), { mode: 0o600 })
+  return { path: file, remove: () => fs.rm(dir, { recursive: true, force: true }) }
+}
+
+/** Write `config`, run `authkeysync --config <file> ...args`, remove the config. */
+export const runWithConfig = async (
+  config: unknown,
+  args: ReadonlyArray<string> = [],
+  options: RunOptions = {}
+): Promise<RunResult> => {
+  const cfg = await writeConfig(config)
+  try {
+    return await runCli(["--config", cfg.path, ...args], options)
+  } finally {
+    await cfg.remove()
+  }
+}
+
+// =============================================================================
+// Config builders
+// =============================================================================
+
+export interface SourceConfig {
+  readonly url: string
+  readonly method?: string
+  readonly headers?: Record<string, string>
+  readonly body?: string
+  readonly timeout_seconds?: number
+}
+
+export interface PolicyConfig {
+  readonly backup_enabled?: boolean
+  readonly backup_retention_count?: number
+  readonly preserve_local_keys?: boolean
+}
+
+export interface UserConfig {
+  readonly username: string
+  readonly sources: ReadonlyArray<SourceConfig>
+}
+
+export const config = (users: ReadonlyArray<UserConfig>, policy?: PolicyConfig) =>
+  policy === undefined ? { users } : { policy, users }
+
+/** The common case: each source is a URL (GET, short timeout so a broken test fails fast). */
+export const userWith = (username: string, ...urls: ReadonlyArray<string | SourceConfig>): UserConfig => ({
+  username,
+  sources: urls.map((u) => (typeof u === "string" ? { url: u, timeout_seconds: 5 } : u))
+})

@@ -1,0 +1,106 @@
+import { describe, expect, it } from "vitest"
+import { type Account, parseDsclRecord, parsePasswdLine } from "../../src/services/Accounts.js"
+
+describe("parsePasswdLine", () => {
+  const cases: ReadonlyArray<readonly [string, string, Account | undefined]> = [
+    [
+      "regular user",
+      "bob:x:1000:1001:Bob Builder,,,:/home/bob:/bin/bash",
+      { name: "bob", uid: 1000, gid: 1001, home: "/home/bob" }
+    ],
+    ["root", "root:x:0:0:root:/root:/bin/bash", { name: "root", uid: 0, gid: 0, home: "/root" }],
+    [
+      "trailing newline (getent output)",
+      "deploy_bot:x:998:997::/srv/deploy:/usr/sbin/nologin\n",
+      { name: "deploy_bot", uid: 998, gid: 997, home: "/srv/deploy" }
+    ],
+    [
+      "trailing CRLF",
+      "alice:x:1002:1002:Alice:/home/alice:/bin/zsh\r\n",
+      { name: "alice", uid: 1002, gid: 1002, home: "/home/alice" }
+    ],
+    ["empty shell", "svc:x:500:500:Service:/var/lib/svc:", { name: "svc", uid: 500, gid: 500, home: "/var/lib/svc" }],
+    [
+      "large uid (nobody)",
+      "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+      { name: "nobody", uid: 65534, gid: 65534, home: "/nonexistent" }
+    ],
+    [
+      "home with spaces",
+      "carol:x:1003:1003::/home/carol smith:/bin/sh",
+      { name: "carol", uid: 1003, gid: 1003, home: "/home/carol smith" }
+    ],
+    ["empty line", "", undefined],
+    ["too few fields", "bob:x:1000:1000:/home/bob:/bin/bash", undefined],
+    ["not passwd at all", "getent: unknown database", undefined],
+    ["non-numeric uid", "bob:x:abc:1000::/home/bob:/bin/sh", undefined],
+    ["non-numeric gid", "bob:x:1000:users::/home/bob:/bin/sh", undefined],
+    ["negative uid", "bob:x:-1:1000::/home/bob:/bin/sh", undefined],
+    ["empty uid", "bob:x::1000::/home/bob:/bin/sh", undefined],
+    ["fractional gid", "bob:x:1000:1.5::/home/bob:/bin/sh", undefined]
+  ]
+  it.each(cases)("%s", (_name, line, expected) => {
+    expect(parsePasswdLine(line)).toEqual(expected)
+  })
+
+  // ~/.ssh is resolved from the home directory: an entry without an absolute one would make the tool work on
+  // `.ssh` relative to its own working directory (path.join("", ".ssh") === ".ssh").
+  const noHome: ReadonlyArray<readonly [string, string]> = [
+    ["empty home", "ghost:x:1004:1004:::/bin/sh"],
+    ["relative home", "ghost:x:1004:1004::home/ghost:/bin/sh"]
+  ]
+  it.each(noHome)("%s is not a usable account", (_name, line) => {
+    expect(parsePasswdLine(line)).toBeUndefined()
+  })
+})
+
+describe("parseDsclRecord", () => {
+  const cases: ReadonlyArray<readonly [string, string, Account | undefined]> = [
+    [
+      "regular user",
+      "NFSHomeDirectory: /Users/bob\nPrimaryGroupID: 20\nUniqueID: 501\n",
+      { name: "bob", uid: 501, gid: 20, home: "/Users/bob" }
+    ],
+    [
+      "attribute order does not matter",
+      "UniqueID: 502\nNFSHomeDirectory: /Users/bob\nPrimaryGroupID: 20",
+      { name: "bob", uid: 502, gid: 20, home: "/Users/bob" }
+    ],
+    [
+      "value with spaces on the next line (dscl's layout)",
+      "NFSHomeDirectory:\n /Users/Bob Smith\nPrimaryGroupID: 20\nUniqueID: 503\n",
+      { name: "bob", uid: 503, gid: 20, home: "/Users/Bob Smith" }
+    ],
+    [
+      "negative ids (macOS nobody)",
+      "NFSHomeDirectory: /var/empty\nPrimaryGroupID: -2\nUniqueID: -2\n",
+      { name: "bob", uid: -2, gid: -2, home: "/var/empty" }
+    ],
+    ["trailing spaces trimmed", "NFSHomeDirectory: /Users/bob  \nPrimaryGroupID: 20 \nUniqueID: 501 ", {
+      name: "bob",
+      uid: 501,
+      gid: 20,
+      home: "/Users/bob"
+    }],
+    ["missing UniqueID", "NFSHomeDirectory: /Users/bob\nPrimaryGroupID: 20\n", undefined],
+    ["missing PrimaryGroupID", "NFSHomeDirectory: /Users/bob\nUniqueID: 501\n", undefined],
+    ["missing home", "PrimaryGroupID: 20\nUniqueID: 501\n", undefined],
+    ["non-numeric UniqueID", "NFSHomeDirectory: /Users/bob\nPrimaryGroupID: 20\nUniqueID: abc\n", undefined],
+    ["empty output", "", undefined],
+    ["dscl error text", "<dscl_cmd> DS Error: -14136 (eDSRecordNotFound)", undefined],
+    [
+      "a key that only ends like a wanted one does not count",
+      "XUniqueID: 501\nNFSHomeDirectory: /Users/bob\nPrimaryGroupID: 20\n",
+      undefined
+    ]
+  ]
+  it.each(cases)("%s", (_name, text, expected) => {
+    expect(parseDsclRecord("bob", text)).toEqual(expected)
+  })
+
+  it("uses the name it was given", () => {
+    expect(parseDsclRecord("alice", "NFSHomeDirectory: /Users/alice\nPrimaryGroupID: 20\nUniqueID: 501")?.name).toBe(
+      "alice"
+    )
+  })
+})

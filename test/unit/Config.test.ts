@@ -1,0 +1,553 @@
+import { Either } from "effect"
+import { describe, expect, it } from "vitest"
+import { type Config, decodeConfig, decodeConfigValue, formatPath } from "../../src/pipeline/Config.js"
+import type { ConfigError } from "../../src/pipeline/Errors.js"
+
+const FILE = "/etc/authkeysync/test.yaml"
+
+const ok = (text: string) => {
+  const result = decodeConfig(FILE, text)
+  if (Either.isLeft(result)) throw new Error(`expected a valid config, got: ${result.left.message}`)
+  return result.right
+}
+
+const fail = (text: string): ConfigError => {
+  const result = decodeConfig(FILE, text)
+  if (Either.isRight(result)) throw new Error(`expected a ConfigError, got: ${JSON.stringify(result.right)}`)
+  return result.left
+}
+
+/** One user `bob` with one source; `extra` is appended, indented as further source fields. */
+const oneSource = (extra = "") => `users:
+  - username: bob
+    sources:
+      - url: https://keys.example.com/bob
+${extra}`
+
+const defaultPolicy = { backup_enabled: true, backup_retention_count: 10, preserve_local_keys: true }
+const defaultSource: Config["users"][number]["sources"][number] = {
+  url: "https://keys.example.com/bob",
+  method: "GET",
+  headers: {},
+  body: "",
+  timeout_seconds: 10
+}
+
+// =============================================================================
+// Valid files
+// =============================================================================
+
+describe("decodeConfig: defaults", () => {
+  it("fills every default for a minimal file", () => {
+    expect(ok(oneSource())).toEqual({
+      config: { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] },
+      warnings: []
+    })
+  })
+
+  const nullCases: ReadonlyArray<readonly [string, string, Config]> = [
+    [
+      "null policy",
+      "policy:\n" + oneSource(),
+      { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }
+    ],
+    [
+      "null policy fields",
+      "policy:\n  backup_enabled:\n  backup_retention_count: ~\n  preserve_local_keys: null\n" + oneSource(),
+      { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }
+    ],
+    [
+      "null source fields",
+      oneSource("        method:\n        headers:\n        body: ~\n        timeout_seconds: null\n"),
+      { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }
+    ]
+  ]
+  it.each(nullCases)("%s means default", (_name, text, expected) => {
+    expect(ok(text).config).toEqual(expected)
+  })
+
+  it("keeps explicit policy values", () => {
+    const text = "policy:\n  backup_enabled: false\n  backup_retention_count: 3\n  preserve_local_keys: false\n" + oneSource()
+    expect(ok(text).config.policy).toEqual({
+      backup_enabled: false,
+      backup_retention_count: 3,
+      preserve_local_keys: false
+    })
+  })
+
+  it("accepts backup_retention_count 0", () => {
+    expect(ok("policy:\n  backup_retention_count: 0\n" + oneSource()).config.policy.backup_retention_count).toBe(0)
+  })
+
+  it("decodes the spec's example configuration", () => {
+    const text = `policy:
+  backup_enabled: true
+  backup_retention_count: 10
+  preserve_local_keys: true # Safe default: do not delete manual keys
+users:
+  - username: "admin"
+    sources:
+      # Standard GitHub Keys (GET returning text/plain)
+      - url: "https://github.com/my-admin.keys"
+  - username: "deploy_bot"
+    sources:
+      # Corporate Vault/API (POST with Auth)
+      - url: "https://vault.internal/v1/ssh/keys/raw"
+        method: "POST"
+        timeout_seconds: 5
+        headers:
+          Authorization: "Bearer SECRET_TOKEN_XYZ"
+          Content-Type: "application/json"
+        body: '{"role": "deployment", "env": "prod"}'
+`
+    expect(ok(text)).toEqual({
+      config: {
+        policy: defaultPolicy,
+        users: [
+          {
+            username: "admin",
+            sources: [{ url: "https://github.com/my-admin.keys", method: "GET", headers: {}, body: "", timeout_seconds: 10 }]
+          },
+          {
+            username: "deploy_bot",
+            sources: [{
+              url: "https://vault.internal/v1/ssh/keys/raw",
+              method: "POST",
+              headers: { Authorization: "Bearer SECRET_TOKEN_XYZ", "Content-Type": "application/json" },
+              body: "{\"role\": \"deployment\", \"env\": \"prod\"}",
+              timeout_seconds: 5
+            }]
+          }
+        ]
+      },
+      warnings: []
+    })
+  })
+})
+
+describe("decodeConfig: method", () => {
+  const cases: ReadonlyArray<readonly [string, string]> = [
+    ["GET", "GET"],
+    ["POST", "POST"],
+    ["get", "GET"],
+    ["post", "POST"],
+    ["Post", "POST"],
+    ["' post '", "POST"]
+  ]
+  it.each(cases)("%s -> %s", (written, expected) => {
+    expect(ok(oneSource(`        method: ${written}\n`)).config.users[0]?.sources[0]?.method).toBe(expected)
+  })
+})
+
+describe("decodeConfig: scalar coercion", () => {
+  it("turns numeric and boolean header values into their text", () => {
+    const text = oneSource("        headers:\n          X-Team-Id: 42\n          X-Flag: true\n          X-Ratio: 1.5\n")
+    expect(ok(text).config.users[0]?.sources[0]?.headers).toEqual({ "X-Team-Id": "42", "X-Flag": "true", "X-Ratio": "1.5" })
+  })
+
+  it("keeps an empty header value", () => {
+    expect(ok(oneSource("        headers:\n          X-Empty: ''\n")).config.users[0]?.sources[0]?.headers).toEqual({
+      "X-Empty": ""
+    })
+  })
+
+  it("turns a numeric body into text", () => {
+    expect(ok(oneSource("        method: POST\n        body: 5\n")).config.users[0]?.sources[0]?.body).toBe("5")
+  })
+
+  it("accepts a positive timeout", () => {
+    expect(ok(oneSource("        timeout_seconds: 1\n")).config.users[0]?.sources[0]?.timeout_seconds).toBe(1)
+  })
+
+  const urls = ["http://keys.example.com/k", "https://keys.example.com:8443/k?team=ops", "https://10.0.0.1/keys"]
+  it.each(urls)("accepts URL %s", (url) => {
+    expect(ok(`users:\n  - username: bob\n    sources:\n      - url: "${url}"\n`).config.users[0]?.sources[0]?.url).toBe(url)
+  })
+})
+
+describe("decodeConfig: unknown keys are warnings", () => {
+  it("names the full path of every unknown key", () => {
+    const text = `extra_root: 1
+policy:
+  preserve: false
+users:
+  - username: bob
+    shell: /bin/sh
+    sources:
+      - url: https://keys.example.com/bob
+        timeout_second: 5
+      - url: https://keys.example.com/bob2
+  - username: alice
+    sources:
+      - url: https://keys.example.com/alice
+        header:
+          X: y
+`
+    const decoded = ok(text)
+    expect(decoded.warnings).toEqual([
+      "unknown key extra_root is ignored",
+      "unknown key policy.preserve is ignored",
+      "unknown key users[0].shell is ignored",
+      "unknown key users[0].sources[0].timeout_second is ignored",
+      "unknown key users[1].sources[0].header is ignored"
+    ])
+    // ... and they are ignored: the typo'd timeout does not apply.
+    expect(decoded.config.users[0]?.sources[0]?.timeout_seconds).toBe(10)
+    expect(decoded.config.policy.preserve_local_keys).toBe(true)
+  })
+
+  it("no warnings for a file with only known keys", () => {
+    expect(ok("policy:\n  backup_enabled: true\n" + oneSource("        method: GET\n")).warnings).toEqual([])
+  })
+})
+
+// =============================================================================
+// Invalid files
+// =============================================================================
+
+interface ErrorCase {
+  readonly name: string
+  readonly text: string
+  readonly reason: "Yaml" | "Schema"
+  /** Substrings the message must contain (after `config <file>: `). */
+  readonly contains: ReadonlyArray<string>
+}
+
+const errorCases: ReadonlyArray<ErrorCase> = [
+  {
+    name: "invalid method",
+    text: oneSource("        method: PUT\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].method: unsupported method \"PUT\" (supported: GET, POST)"]
+  },
+  {
+    name: "method that is not a string",
+    text: oneSource("        method: 5\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].method"]
+  },
+  {
+    name: "timeout 0",
+    text: oneSource("        timeout_seconds: 0\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].timeout_seconds: must be a positive whole number of seconds, got 0"]
+  },
+  {
+    name: "timeout -1",
+    text: oneSource("        timeout_seconds: -1\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].timeout_seconds: must be a positive whole number of seconds, got -1"]
+  },
+  {
+    name: "timeout 1.5",
+    text: oneSource("        timeout_seconds: 1.5\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].timeout_seconds: Expected an integer, actual 1.5"]
+  },
+  {
+    name: "timeout \"abc\"",
+    text: oneSource("        timeout_seconds: abc\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].timeout_seconds: Expected number, actual \"abc\""]
+  },
+  {
+    name: "timeout in the second user names users[1]",
+    text: oneSource() + "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n        timeout_seconds: 0\n",
+    reason: "Schema",
+    contains: ["users[1].sources[0].timeout_seconds: must be a positive whole number of seconds, got 0"]
+  },
+  {
+    name: "negative retention",
+    text: "policy:\n  backup_retention_count: -1\n" + oneSource(),
+    reason: "Schema",
+    contains: ["policy.backup_retention_count: must be 0 or more, got -1"]
+  },
+  {
+    name: "fractional retention",
+    text: "policy:\n  backup_retention_count: 2.5\n" + oneSource(),
+    reason: "Schema",
+    contains: ["policy.backup_retention_count: Expected an integer, actual 2.5"]
+  },
+  {
+    name: "non-boolean backup_enabled",
+    text: "policy:\n  backup_enabled: \"yes\"\n" + oneSource(),
+    reason: "Schema",
+    contains: ["policy.backup_enabled: Expected boolean, actual \"yes\""]
+  },
+  {
+    name: "empty username",
+    text: "users:\n  - username: ''\n    sources:\n      - url: https://keys.example.com/k\n",
+    reason: "Schema",
+    contains: ["users[0].username: must not be empty"]
+  },
+  {
+    name: "blank username",
+    text: "users:\n  - username: '   '\n    sources:\n      - url: https://keys.example.com/k\n",
+    reason: "Schema",
+    contains: ["users[0].username: must not be empty"]
+  },
+  {
+    name: "username with surrounding white space",
+    text: "users:\n  - username: ' bob'\n    sources:\n      - url: https://keys.example.com/k\n",
+    reason: "Schema",
+    contains: ["users[0].username: must not start or end with white space"]
+  },
+  {
+    name: "missing username",
+    text: "users:\n  - sources:\n      - url: https://keys.example.com/k\n",
+    reason: "Schema",
+    contains: ["users[0].username: is required"]
+  },
+  {
+    name: "numeric username",
+    text: "users:\n  - username: 123\n    sources:\n      - url: https://keys.example.com/k\n",
+    reason: "Schema",
+    contains: ["users[0].username: Expected string, actual 123"]
+  },
+  {
+    name: "missing sources",
+    text: "users:\n  - username: bob\n",
+    reason: "Schema",
+    contains: ["users[0].sources: every user needs at least one source"]
+  },
+  {
+    name: "missing url",
+    text: "users:\n  - username: bob\n    sources:\n      - method: GET\n",
+    reason: "Schema",
+    contains: ["users[0].sources[0].url: is required"]
+  },
+  {
+    name: "null users",
+    text: "policy:\n  backup_enabled: true\nusers:\n",
+    reason: "Schema",
+    contains: ["users: at least one user must be configured"]
+  },
+  {
+    name: "no users key",
+    text: "policy:\n  backup_enabled: true\n",
+    reason: "Schema",
+    contains: ["users: at least one user must be configured"]
+  },
+  {
+    name: "empty file",
+    text: "",
+    reason: "Schema",
+    contains: ["the file is empty"]
+  },
+  {
+    name: "comments only",
+    text: "# nothing configured yet\n",
+    reason: "Schema",
+    contains: ["the file is empty"]
+  },
+  {
+    name: "duplicate usernames name both indexes",
+    text: oneSource() + "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n" +
+      "  - username: bob\n    sources:\n      - url: https://keys.example.com/b2\n",
+    reason: "Schema",
+    contains: ["users[2].username: duplicate username \"bob\" (already at users[0])"]
+  },
+  {
+    name: "ftp:// URL",
+    text: "users:\n  - username: bob\n    sources:\n      - url: ftp://keys.example.com/k\n",
+    reason: "Schema",
+    contains: ["users[0].sources[0].url: must be an http:// or https:// URL, got scheme \"ftp\""]
+  },
+  {
+    name: "file:// URL",
+    text: "users:\n  - username: bob\n    sources:\n      - url: file:///etc/passwd\n",
+    reason: "Schema",
+    contains: ["users[0].sources[0].url: must be an http:// or https:// URL, got scheme \"file\""]
+  },
+  {
+    name: "relative URL",
+    text: "users:\n  - username: bob\n    sources:\n      - url: /keys/bob\n",
+    reason: "Schema",
+    contains: ["users[0].sources[0].url: must be an absolute http:// or https:// URL, got \"/keys/bob\""]
+  },
+  {
+    name: "empty URL",
+    text: "users:\n  - username: bob\n    sources:\n      - url: ''\n",
+    reason: "Schema",
+    contains: ["users[0].sources[0].url: must be an absolute http:// or https:// URL, got \"\""]
+  },
+  {
+    name: "URL in the second source names sources[1]",
+    text: oneSource("      - url: gopher://old.example/k\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[1].url: must be an http:// or https:// URL, got scheme \"gopher\""]
+  },
+  {
+    name: "invalid header name",
+    text: oneSource("        headers:\n          'Bad Header': x\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].headers[\"Bad Header\"]: \"Bad Header\" is not a valid HTTP header name"]
+  },
+  {
+    name: "header value with a newline",
+    text: oneSource("        headers:\n          X-Token: \"abc\\nEvil: yes\"\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].headers.X-Token: header values must not contain line breaks or NUL"]
+  },
+  {
+    name: "header value with a carriage return",
+    text: oneSource("        headers:\n          X-Token: \"abc\\r\"\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].headers.X-Token: header values must not contain line breaks or NUL"]
+  },
+  {
+    name: "duplicate YAML keys",
+    text: oneSource("        method: GET\n        method: POST\n"),
+    reason: "Yaml",
+    contains: ["invalid YAML", "Map keys must be unique"]
+  },
+  {
+    name: "root is a list",
+    text: "- a\n- b\n",
+    reason: "Schema",
+    contains: []
+  }
+]
+
+describe("decodeConfig: errors", () => {
+  it.each(errorCases)("$name", ({ contains, reason, text }) => {
+    const error = fail(text)
+    expect(error._tag).toBe("ConfigError")
+    expect(error.file).toBe(FILE)
+    expect(error.reason).toBe(reason)
+    expect(error.message.startsWith(`config ${FILE}: `)).toBe(true)
+    for (const part of contains) expect(error.message).toContain(part)
+  })
+
+  it("reports every problem at once", () => {
+    const text = `policy:
+  backup_retention_count: -2
+users:
+  - username: bob
+    sources:
+      - url: ftp://a.example/k
+        timeout_seconds: 0
+  - username: ""
+    sources:
+      - url: https://b.example/k
+        method: DELETE
+`
+    const message = fail(text).message
+    for (
+      const part of [
+        "policy.backup_retention_count: must be 0 or more, got -2",
+        "users[0].sources[0].url: must be an http:// or https:// URL, got scheme \"ftp\"",
+        "users[0].sources[0].timeout_seconds: must be a positive whole number of seconds, got 0",
+        "users[1].username: must not be empty",
+        "users[1].sources[0].method: unsupported method \"DELETE\" (supported: GET, POST)"
+      ]
+    ) expect(message).toContain(part)
+  })
+
+  // An empty list is the same mistake as no list; the schema's own messages for it should be the ones shown.
+  const emptyLists: ReadonlyArray<readonly [string, string, string]> = [
+    ["empty sources", "users:\n  - username: bob\n    sources: []\n", "every user needs at least one source"],
+    ["empty users", "users: []\n", "at least one user must be configured"]
+  ]
+  it.each(emptyLists)("%s: names the path and says what is needed", (_name, text, expected) => {
+    const message = fail(text).message
+    expect(message).toContain(expected)
+  })
+
+  // Fields that accept `null` as "use the default" must not make the error say that null was expected.
+  const exact: ReadonlyArray<readonly [string, string, string]> = [
+    [
+      "timeout 0",
+      oneSource("        timeout_seconds: 0\n"),
+      `config ${FILE}: users[0].sources[0].timeout_seconds: must be a positive whole number of seconds, got 0`
+    ],
+    [
+      "timeout -1 in users[1]",
+      oneSource() + "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n        timeout_seconds: -1\n",
+      `config ${FILE}: users[1].sources[0].timeout_seconds: must be a positive whole number of seconds, got -1`
+    ],
+    [
+      "invalid method",
+      oneSource("        method: put\n"),
+      `config ${FILE}: users[0].sources[0].method: unsupported method "put" (supported: GET, POST)`
+    ],
+    [
+      "negative retention",
+      "policy:\n  backup_retention_count: -1\n" + oneSource(),
+      `config ${FILE}: policy.backup_retention_count: must be 0 or more, got -1`
+    ],
+    [
+      "invalid header name",
+      oneSource("        headers:\n          'Bad Header': x\n"),
+      `config ${FILE}: users[0].sources[0].headers["Bad Header"]: "Bad Header" is not a valid HTTP header name`
+    ]
+  ]
+  it.each(exact)("%s: the message is exactly the one problem", (_name, text, expected) => {
+    expect(fail(text).message).toBe(expected)
+  })
+})
+
+describe("decodeConfig: invalid YAML", () => {
+  const cases: ReadonlyArray<readonly [string, string, string]> = [
+    ["bad indentation", "users:\n  - username: bob\n   sources: [\n", "line 3, column 1"],
+    ["tab indentation", "users:\n\t- username: bob\n", "line 2, column 1"],
+    ["unclosed quote (reported at the end of input)", "users:\n  - username: \"bob\n", "line 3, column 1"]
+  ]
+  it.each(cases)("%s: message has line and column", (_name, text, where) => {
+    const error = fail(text)
+    expect(error.reason).toBe("Yaml")
+    expect(error.message).toContain(`config ${FILE}: invalid YAML at ${where}`)
+  })
+
+  // A pure decoder returns every problem as a ConfigError; it must not throw.
+  const throwing: ReadonlyArray<readonly [string, string]> = [
+    ["unresolved alias", "users: *missing\n"],
+    [
+      "alias bomb",
+      [
+        "a: &a [x, x, x, x, x, x, x, x, x, x]",
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]",
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]",
+        "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]",
+        "users: [*d]"
+      ].join("\n")
+    ]
+  ]
+  it.each(throwing)("%s: returns a ConfigError instead of throwing", (_name, text) => {
+    let result: ReturnType<typeof decodeConfig> | undefined
+    expect(() => {
+      result = decodeConfig(FILE, text)
+    }).not.toThrow()
+    expect(result !== undefined && Either.isLeft(result)).toBe(true)
+    if (result !== undefined && Either.isLeft(result)) expect(result.left.file).toBe(FILE)
+  })
+})
+
+describe("decodeConfigValue", () => {
+  it("decodes a config built in code", () => {
+    const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "https://keys.example.com/bob" }] }] })
+    expect(result).toEqual(
+      Either.right({ config: { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }, warnings: [] })
+    )
+  })
+
+  it("labels errors with the given name", () => {
+    const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "ftp://x/k" }] }] })
+    expect(Either.isLeft(result) && result.left.message.startsWith("config <code>: users[0].sources[0].url:")).toBe(true)
+  })
+})
+
+describe("formatPath", () => {
+  const cases: ReadonlyArray<readonly [ReadonlyArray<PropertyKey>, string]> = [
+    [[], ""],
+    [["policy"], "policy"],
+    [["policy", "backup_enabled"], "policy.backup_enabled"],
+    [["users", 1, "sources", 0, "timeout_seconds"], "users[1].sources[0].timeout_seconds"],
+    [["users", 0, "sources", 0, "headers", "X-Team-Id"], "users[0].sources[0].headers.X-Team-Id"],
+    [["users", 0, "sources", 0, "headers", "Bad Header"], "users[0].sources[0].headers[\"Bad Header\"]"],
+    [[0], "[0]"]
+  ]
+  it.each(cases)("%j -> %s", (path, expected) => {
+    expect(formatPath(path)).toBe(expected)
+  })
+})

@@ -1,0 +1,166 @@
+import { describe, expect, it } from "vitest"
+import { classifyLine, type LineClass, parseKeys, rejectedLineCount } from "../../src/pipeline/Parse.js"
+
+const noDiscards = { empty: 0, comment: 0, "error-page": 0, malformed: 0 }
+
+describe("classifyLine", () => {
+  const cases: ReadonlyArray<readonly [string, string, LineClass]> = [
+    ["empty string", "", "empty"],
+    ["spaces only", "    ", "empty"],
+    ["tabs and spaces only", " \t \t ", "empty"],
+    ["lone carriage return", "\r", "empty"],
+    ["comment", "# a comment", "comment"],
+    ["comment without space", "#ssh-ed25519 AAAA", "comment"],
+    ["indented comment", "   # indented", "comment"],
+    ["commented-out key", "# ssh-ed25519 AAAAC3Nza user@host", "comment"],
+    ["HTML doctype", "<!DOCTYPE html>", "error-page"],
+    ["HTML tag with text", "<html><body>404 Not Found</body></html>", "error-page"],
+    ["indented HTML", "  <p>error page</p>", "error-page"],
+    ["JSON object", "{\"error\": \"not found\"}", "error-page"],
+    ["JSON array", "[\"ssh-ed25519 AAAA\"]", "error-page"],
+    ["lone bracket", "[", "error-page"],
+    ["single field", "ssh-ed25519", "malformed"],
+    ["single field with padding", "  AAAAC3NzaC1lZDI1NTE5  ", "malformed"],
+    ["single word", "garbage", "malformed"],
+    ["two fields", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", "key"],
+    ["three fields", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 user@host", "key"],
+    ["four fields", "ssh-rsa AAAAB3NzaC1yc2E alice laptop", "key"],
+    ["many fields", "a b c d e f g", "key"],
+    ["unknown key type is still a key", "future-algo-v9 Zm9vYmFy", "key"],
+    ["not actually a key but two fields", "hello world", "key"],
+    ["security key type", "sk-ssh-ed25519@openssh.com AAAAGnNr user", "key"],
+    ["options prefix", "restrict,command=\"x y\" ssh-ed25519 AAAA c", "key"],
+    ["options without spaces", "no-pty,from=\"10.0.0.1\" ssh-ed25519 AAAA", "key"],
+    ["tab separated", "ssh-ed25519\tAAAA\tuser@host", "key"],
+    ["mixed separators", "ssh-ed25519 \t  AAAA", "key"],
+    ["leading and trailing white space", "  \tssh-ed25519 AAAA user@host \t ", "key"],
+    ["trailing carriage return", "ssh-ed25519 AAAA user@host\r", "key"],
+    ["hash inside the line is not a comment", "ssh-ed25519 AAAA #not-a-comment", "key"],
+    ["angle bracket inside the line", "ssh-ed25519 AAAA <user>", "key"]
+  ]
+  it.each(cases)("%s", (_name, line, expected) => {
+    expect(classifyLine(line)).toBe(expected)
+  })
+})
+
+describe("parseKeys", () => {
+  const cases: ReadonlyArray<{
+    readonly name: string
+    readonly text: string
+    readonly keys: ReadonlyArray<string>
+    readonly discarded: typeof noDiscards
+  }> = [
+    { name: "empty text", text: "", keys: [], discarded: noDiscards },
+    {
+      name: "one key without trailing newline",
+      text: "ssh-ed25519 AAAA user@host",
+      keys: ["ssh-ed25519 AAAA user@host"],
+      discarded: noDiscards
+    },
+    {
+      name: "two keys without trailing newline",
+      text: "ssh-ed25519 AAAA a\nssh-rsa BBBB b",
+      keys: ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"],
+      discarded: noDiscards
+    },
+    {
+      name: "blank line between keys",
+      text: "ssh-ed25519 AAAA a\n\nssh-rsa BBBB b",
+      keys: ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"],
+      discarded: { ...noDiscards, empty: 1 }
+    },
+    {
+      name: "CRLF line endings",
+      text: "ssh-ed25519 AAAA a\r\nssh-rsa BBBB b\r\n# note\r\n\r\nssh-ed25519 CCCC c",
+      keys: ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b", "ssh-ed25519 CCCC c"],
+      discarded: { ...noDiscards, comment: 1, empty: 1 }
+    },
+    {
+      name: "white space around keys is trimmed",
+      text: "   ssh-ed25519 AAAA a   \n\tssh-rsa BBBB b\t",
+      keys: ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"],
+      discarded: noDiscards
+    },
+    {
+      name: "inner white space is kept as is",
+      text: "ssh-ed25519\tAAAA  two  spaces",
+      keys: ["ssh-ed25519\tAAAA  two  spaces"],
+      discarded: noDiscards
+    },
+    {
+      name: "options prefix kept whole",
+      text: "restrict,command=\"x y\" ssh-ed25519 AAAA c",
+      keys: ["restrict,command=\"x y\" ssh-ed25519 AAAA c"],
+      discarded: noDiscards
+    },
+    {
+      name: "HTML error page",
+      text: "<!DOCTYPE html>\n<html>\n<body>Rate limited</body>\n</html>",
+      keys: [],
+      discarded: { ...noDiscards, "error-page": 4 }
+    },
+    {
+      name: "JSON error body",
+      text: "{\"message\": \"Not Found\"}",
+      keys: [],
+      discarded: { ...noDiscards, "error-page": 1 }
+    },
+    {
+      name: "every class once",
+      text: [
+        "# comment",
+        "",
+        "   ",
+        "<html>",
+        "{\"a\":1}",
+        "[1,2]",
+        "justoneword",
+        "ssh-ed25519 AAAA k1",
+        "ssh-rsa BBBB k2 extra words"
+      ].join("\n"),
+      keys: ["ssh-ed25519 AAAA k1", "ssh-rsa BBBB k2 extra words"],
+      discarded: { empty: 2, comment: 1, "error-page": 3, malformed: 1 }
+    },
+    {
+      name: "duplicates are kept (dedup is a later step)",
+      text: "ssh-ed25519 AAAA a\n  ssh-ed25519 AAAA a  ",
+      keys: ["ssh-ed25519 AAAA a", "ssh-ed25519 AAAA a"],
+      discarded: noDiscards
+    }
+  ]
+  it.each(cases)("$name", ({ discarded, keys, text }) => {
+    expect(parseKeys(text)).toEqual({ keys, discarded })
+  })
+
+  // A trailing newline terminates the last line; it does not start a new, empty one (the Go original reads lines
+  // with bufio.Scanner, and `wc -l` agrees). The keys are the same either way.
+  const terminated: ReadonlyArray<readonly [string, string, ReadonlyArray<string>, typeof noDiscards]> = [
+    ["one key with trailing LF", "ssh-ed25519 AAAA a\n", ["ssh-ed25519 AAAA a"], noDiscards],
+    ["one key with trailing CRLF", "ssh-ed25519 AAAA a\r\n", ["ssh-ed25519 AAAA a"], noDiscards],
+    ["two keys with trailing LF", "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n", ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"], noDiscards],
+    ["just a newline", "\n", [], { ...noDiscards, empty: 1 }],
+    ["comment with trailing LF", "# only a comment\n", [], { ...noDiscards, comment: 1 }]
+  ]
+  it.each(terminated)("%s", (_name, text, keys, discarded) => {
+    expect(parseKeys(text)).toEqual({ keys, discarded })
+  })
+
+  it("keys are identical with or without a trailing newline", () => {
+    const body = "ssh-ed25519 AAAA a\nssh-rsa BBBB b"
+    expect(parseKeys(body + "\n").keys).toEqual(parseKeys(body).keys)
+    expect(parseKeys(body + "\r\n").keys).toEqual(parseKeys(body).keys)
+  })
+})
+
+describe("rejectedLineCount", () => {
+  const cases: ReadonlyArray<readonly [string, string, number]> = [
+    ["nothing rejected", "ssh-ed25519 AAAA a", 0],
+    ["blank lines and comments do not count", "# c\n\n   \nssh-ed25519 AAAA a", 0],
+    ["error-page lines count", "<html>\n{}\n[]", 3],
+    ["malformed lines count", "one\ntwo\nssh-ed25519 AAAA a", 2],
+    ["both count", "<p>\nword\n# c", 2]
+  ]
+  it.each(cases)("%s", (_name, text, expected) => {
+    expect(rejectedLineCount(parseKeys(text))).toBe(expected)
+  })
+})
