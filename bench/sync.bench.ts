@@ -1,0 +1,102 @@
+/**
+ * `npm run bench`: N users x M sources against a local HTTP server that answers every request after a fixed latency,
+ * run once with `--concurrency 1` and once with the default. Prints both wall times and the speed-up.
+ *
+ * Needs root (it creates N throwaway accounts with useradd and removes them afterwards).
+ * Knobs: BENCH_USERS (200), BENCH_SOURCES (3), BENCH_LATENCY_MS (100), BENCH_MIN_SPEEDUP (20),
+ * BENCH_NODE_ARGS (extra node flags for the CLI, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ */
+import { execFile, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
+import http from "node:http"
+import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+
+const run = promisify(execFile)
+const USERS = Number(process.env["BENCH_USERS"] ?? 200)
+const SOURCES = Number(process.env["BENCH_SOURCES"] ?? 3)
+const LATENCY_MS = Number(process.env["BENCH_LATENCY_MS"] ?? 100)
+const MIN_SPEEDUP = Number(process.env["BENCH_MIN_SPEEDUP"] ?? 20)
+const CLI = join(import.meta.dirname, "..", "dist", "authkeysync.mjs")
+
+const main = async () => {
+  if (process.getuid?.() !== 0) {
+    console.error("bench: needs root to create throwaway users (useradd); run it as root, e.g. in CI")
+    process.exit(2)
+  }
+  if (!existsSync(CLI)) throw new Error(`bench: ${CLI} is missing; run npm run build`)
+
+  let requests = 0
+  const server = http.createServer((req, res) => {
+    requests++
+    const timer = setTimeout(() => {
+      const body = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5${Buffer.from(req.url ?? "").toString("hex")} bench\n`
+      // Like a static key file (or GitHub's .keys), with a Content-Length.
+      res.writeHead(200, { "content-type": "text/plain", "content-length": Buffer.byteLength(body) })
+      res.end(body)
+    }, LATENCY_MS)
+    res.on("close", () => clearTimeout(timer))
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const port = (server.address() as AddressInfo).port
+
+  const root = await mkdtemp(join(tmpdir(), "aks-bench-"))
+  const prefix = `aksb${Math.random().toString(36).slice(2, 6)}`
+  const names = Array.from({ length: USERS }, (_, i) => `${prefix}${i}`)
+  const created: Array<string> = []
+  try {
+    process.stdout.write(`creating ${USERS} throwaway users…\n`)
+    for (const name of names) {
+      const home = join(root, name)
+      await run("useradd", ["-M", "-d", home, "-s", "/usr/sbin/nologin", name])
+      created.push(name)
+      const { stdout } = await run("id", ["-u", name])
+      const uid = Number(stdout.trim())
+      await mkdir(join(home, ".ssh"), { recursive: true, mode: 0o700 })
+      await chown(home, uid, uid).catch(() => {})
+      await chown(join(home, ".ssh"), uid, uid).catch(() => {})
+    }
+    const config = join(root, "config.yaml")
+    const yaml = ["policy:", "  backup_enabled: false", "users:"]
+    for (const name of names) {
+      yaml.push(`  - username: ${name}`, "    sources:")
+      for (let s = 0; s < SOURCES; s++) yaml.push(`      - url: http://127.0.0.1:${port}/${name}/${s}`)
+    }
+    await writeFile(config, yaml.join("\n") + "\n")
+
+    const timeRun = async (args: ReadonlyArray<string>) => {
+      for (const name of names) await rm(join(root, name, ".ssh", "authorized_keys"), { force: true })
+      requests = 0
+      const started = process.hrtime.bigint()
+      const code = await new Promise<number>((resolve) => {
+        const nodeArgs = (process.env["BENCH_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "")
+        const quiet = process.env["BENCH_LOG"] === "1" ? [] : ["--quiet"]
+        const child = spawn(process.execPath, [...nodeArgs, CLI, "--config", config, ...quiet, ...args], { stdio: "inherit" })
+        child.on("exit", (c) => resolve(c ?? 1))
+      })
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      if (code !== 0) throw new Error(`bench: authkeysync ${args.join(" ")} exited with ${code}`)
+      if (requests !== USERS * SOURCES) throw new Error(`bench: expected ${USERS * SOURCES} requests, saw ${requests}`)
+      return seconds
+    }
+
+    const sequential = await timeRun(["--concurrency", "1"])
+    const parallel = await timeRun([])
+    const speedup = sequential / parallel
+    console.log("")
+    console.log(`${USERS} users x ${SOURCES} sources, ${LATENCY_MS} ms per request`)
+    console.log(`  --concurrency 1   ${sequential.toFixed(2)} s`)
+    console.log(`  default           ${parallel.toFixed(2)} s`)
+    console.log(`  speed-up          ${speedup.toFixed(1)}x (required: ${MIN_SPEEDUP}x)`)
+    if (speedup < MIN_SPEEDUP) process.exitCode = 1
+  } finally {
+    server.close()
+    for (const name of created) await run("userdel", [name]).catch(() => {})
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
+await main()
