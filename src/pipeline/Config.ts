@@ -46,10 +46,13 @@ const Method = Schema.transformOrFail(Schema.String, Schema.Literal("GET", "POST
 })
 
 /** YAML turns `X-Team-Id: 42` into a number; the Go original sends it as the text it was written as. */
-const Scalar = Schema.transform(Schema.Union(Schema.String, Schema.Number, Schema.Boolean), Schema.String, {
+const Scalar = Schema.transformOrFail(Schema.Unknown, Schema.String, {
   strict: true,
-  decode: (v) => String(v),
-  encode: (s) => s
+  decode: (v, _, ast) =>
+    typeof v === "string" || typeof v === "number" || typeof v === "boolean"
+      ? ParseResult.succeed(String(v))
+      : ParseResult.fail(new ParseResult.Type(ast, v, "must be a string")),
+  encode: (s) => ParseResult.succeed(s)
 })
 
 const HeaderValue = Scalar.pipe(
@@ -201,7 +204,10 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
       const lines = issues
         .map((issue) => {
           const where = formatPath(issue.path)
-          const what = issue.message === "is missing" ? "is required" : issue.message
+          const raw = issue.message === "is missing" ? "is required" : issue.message
+          // Header values and bodies carry tokens: say what is wrong with them, never what they are.
+          const secret = issue.path.includes("headers") || issue.path[issue.path.length - 1] === "body"
+          const what = secret ? raw.replace(/,? actual [\s\S]*$/, "") : raw
           return where === "" ? what : `${where}: ${what}`
         })
         .filter((line) => !seen.has(line) && seen.add(line))

@@ -551,3 +551,21 @@ describe("formatPath", () => {
     expect(formatPath(path)).toBe(expected)
   })
 })
+
+describe("decodeConfig: secrets stay out of errors", () => {
+  it("says what is wrong with a header value or body without echoing it", () => {
+    const text = [
+      "users:",
+      "  - username: a",
+      "    sources:",
+      "      - url: https://k.example/a",
+      "        headers: { Authorization: [Bearer-SECRET1], X-Ok: fine }",
+      "        body: { token: SECRET2 }",
+      ""
+    ].join("\n")
+    const result = decodeConfig("c.yaml", text)
+    expect(Either.isLeft(result) && result.left.message).toBe(
+      "config c.yaml: users[0].sources[0].headers.Authorization: must be a string; users[0].sources[0].body: must be a string"
+    )
+  })
+})
