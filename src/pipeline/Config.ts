@@ -25,7 +25,8 @@ const HttpUrl = Schema.String.pipe(
     try {
       url = new URL(s)
     } catch {
-      return `must be an absolute http:// or https:// URL, got ${JSON.stringify(s)}`
+      // Not echoed: a mistyped URL can still carry credentials.
+      return "must be an absolute http:// or https:// URL"
     }
     return url.protocol === "http:" || url.protocol === "https:"
       ? true

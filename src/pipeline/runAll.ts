@@ -45,9 +45,18 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
       preserve_local_keys: config.policy.preserve_local_keys
     })
   )
+  const locks = new Map<string, Effect.Semaphore>()
+  const exclusive = (identity: string) => {
+    let lock = locks.get(identity)
+    if (lock === undefined) {
+      lock = Effect.unsafeMakeSemaphore(1)
+      locks.set(identity, lock)
+    }
+    return lock.withPermits(1)
+  }
   const outcomes = yield* Effect.forEach(
     config.users,
-    (user) => syncUserOutcome(user, config.policy, options),
+    (user) => syncUserOutcome(user, config.policy, { ...options, exclusive }),
     // batching: every user's account lookup goes out in one request (one getent for all users).
     { concurrency: Math.max(1, options.concurrency), batching: true }
   )

@@ -39,6 +39,11 @@ import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.
 export interface SyncOptions {
   readonly dryRun: boolean
   readonly build: BuildInfo
+  /**
+   * Runs the read-merge-write of one `.ssh` directory (by identity) exclusively. Accounts that share a home would
+   * otherwise race, and the last rename would win. `runAll` provides one; alone, `syncUser` needs none.
+   */
+  readonly exclusive?: (identity: string) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 /** What happened to one configured user. @since 0.1.0 */
@@ -68,11 +73,15 @@ export type WriteDecision = "unchanged" | "content" | "metadata"
 /**
  * Pure: compare the existing file with the body we would write. The header's "Last sync" always differs, so only the
  * body counts; a file with the right body but a wrong mode or owner is rewritten (without a backup: no key changes).
+ * The keys of the whole file must match too, so that a key line slipped into the header block is not kept.
  *
  * @since 0.1.0
  */
 export const decideWrite = (existing: ExistingFile | undefined, body: string, owner: { uid: number; gid: number }): WriteDecision => {
   if (existing === undefined || managedBody(existing.content) !== body) return "content"
+  const before = parseKeys(existing.content).keys
+  const after = parseKeys(body).keys
+  if (before.length !== after.length || before.some((key, i) => key !== after[i])) return "content"
   return existing.mode === 0o600 && existing.uid === owner.uid && existing.gid === owner.gid ? "unchanged" : "metadata"
 }
 
@@ -176,42 +185,56 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   const account = yield* accounts.lookup(user.username)
   const owner = { uid: account.uid, gid: account.gid }
   const sshDir = yield* files.open(account)
+  const exclusive = options.exclusive?.(sshDir.identity) ?? identity
+  return yield* exclusive(syncDirectory(user, policy, options, owner, sshDir))
+}, Effect.scoped)
 
-  const fetched = yield* fetchAllSources(user.sources)
-  const existing = yield* readLocalFile(sshDir)
-  const local = parseKeys(existing?.content ?? "")
-  const merged = mergeKeys(fetched, policy.preserve_local_keys ? local.keys : undefined)
-  yield* logDuplicates(merged.duplicates)
+const identity = <A, E, R>(self: Effect.Effect<A, E, R>) => self
 
-  const sections = redactSections(merged)
-  const body = renderBody(sections)
-  const diff = diffKeys(local.keys, sections)
-  const keys = sections.reduce((n, s) => n + s.keys.length, 0)
-  const path = sshDir.authorizedKeysPath
-  const decision = decideWrite(existing, body, owner)
+/** Everything after the system check: fetch, merge, decide, back up, write. */
+const syncDirectory = (
+  user: User,
+  policy: Policy,
+  options: SyncOptions,
+  owner: { uid: number; gid: number },
+  sshDir: SshDir
+) =>
+  Effect.gen(function*() {
+    const fetched = yield* fetchAllSources(user.sources)
+    const existing = yield* readLocalFile(sshDir)
+    const local = parseKeys(existing?.content ?? "")
+    const merged = mergeKeys(fetched, policy.preserve_local_keys ? local.keys : undefined)
+    yield* logDuplicates(merged.duplicates)
 
-  if (decision === "unchanged") {
-    yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
-    return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
-  }
-  if (options.dryRun) {
-    yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
+    const sections = redactSections(merged)
+    const body = renderBody(sections)
+    const diff = diffKeys(local.keys, sections)
+    const keys = sections.reduce((n, s) => n + s.keys.length, 0)
+    const path = sshDir.authorizedKeysPath
+    const decision = decideWrite(existing, body, owner)
+
+    if (decision === "unchanged") {
+      yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
+      return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
+    }
+    if (options.dryRun) {
+      yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
+        Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
+      )
+      return { _tag: "WouldUpdate", user: user.username, path, keys, diff } satisfies UserOutcome
+    }
+
+    const now = new Date(yield* Clock.currentTimeMillis)
+    const content = renderHeader(options.build, now) + body
+    const backup = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
+      ? yield* backupExisting(sshDir, existing, owner, now, policy.backup_retention_count)
+      : undefined
+    yield* writeAtomically(sshDir, content, owner, now)
+    yield* Effect.logInfo("updated authorized_keys").pipe(
       Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
     )
-    return { _tag: "WouldUpdate", user: user.username, path, keys, diff } satisfies UserOutcome
-  }
-
-  const now = new Date(yield* Clock.currentTimeMillis)
-  const content = renderHeader(options.build, now) + body
-  const backup = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
-    ? yield* backupExisting(sshDir, existing, owner, now, policy.backup_retention_count)
-    : undefined
-  yield* writeAtomically(sshDir, content, owner, now)
-  yield* Effect.logInfo("updated authorized_keys").pipe(
-    Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
-  )
-  return { _tag: "Updated", user: user.username, path, keys, diff, backup } satisfies UserOutcome
-}, Effect.scoped)
+    return { _tag: "Updated", user: user.username, path, keys, diff, backup } satisfies UserOutcome
+  })
 
 const isSkip = (error: UserSkipReason | UserSyncError): error is UserSkipReason =>
   error._tag === "UserNotFound" || error._tag === "SshDirMissing"

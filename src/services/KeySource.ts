@@ -37,16 +37,6 @@ export const requestHeaders = (source: Source): Record<string, string> => {
   return hasUserAgent ? { ...source.headers } : { "User-Agent": DEFAULT_USER_AGENT, ...source.headers }
 }
 
-const buildRequest = (source: Source, url: string, method: "GET" | "POST", headers: Record<string, string>) => {
-  let request = HttpClientRequest.make(method)(url)
-  if (method === "POST" && source.body !== "") {
-    // A raw body carries no Content-Type of its own: like the Go original, only a configured header sets one.
-    const bytes = new TextEncoder().encode(source.body)
-    request = HttpClientRequest.setBody(request, HttpBody.raw(bytes, { contentLength: bytes.length }))
-  }
-  return HttpClientRequest.setHeaders(request, headers)
-}
-
 const tooLarge = (url: string, limit: number) =>
   new SourceFetchError({ url, reason: "TooLarge", detail: `the body is larger than ${limit} bytes; refusing to use a truncated key list` })
 
@@ -80,51 +70,95 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
   )
 }
 
+/** What one hop of a fetch sends. */
+interface Hop {
+  readonly url: string
+  readonly method: "GET" | "POST"
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+const buildRequest = (hop: Hop) => {
+  let request = HttpClientRequest.make(hop.method)(hop.url)
+  if (hop.method === "POST" && hop.body !== "") {
+    // A raw body carries no Content-Type of its own: like the Go original, only a configured header sets one.
+    const bytes = new TextEncoder().encode(hop.body)
+    request = HttpClientRequest.setBody(request, HttpBody.raw(bytes, { contentLength: bytes.length }))
+  }
+  return HttpClientRequest.setHeaders(request, hop.headers)
+}
+
+const headerValue = (headers: Readonly<Record<string, string>>, name: string) =>
+  Object.entries(headers).find(([key]) => key.toLowerCase() === name)?.[1]
+
+/**
+ * The first hop. Credentials in the URL (`https://user:pass@host/…`) become Basic auth, as Go's client sends them,
+ * unless an Authorization header is configured; the URL itself is sent without them.
+ */
+export const firstHop = (source: Source): Hop => {
+  const headers = requestHeaders(source)
+  const url = new URL(source.url)
+  if (url.username === "" && url.password === "") return { url: source.url, method: source.method, headers, body: source.body }
+  const user = decodeURIComponent(url.username)
+  const pass = decodeURIComponent(url.password)
+  url.username = ""
+  url.password = ""
+  const withAuth = headerValue(headers, "authorization") === undefined
+    ? { ...headers, Authorization: `Basic ${Buffer.from(`${user}:${pass}`, "utf8").toString("base64")}` }
+    : headers
+  return { url: url.toString(), method: source.method, headers: withAuth, body: source.body }
+}
+
+/**
+ * Where a redirect leads, or why it is not followed. 301/302/303 turn a POST into a GET without body (as browsers
+ * and Go do); 307/308 keep method and body but never carry the body to another origin. Configured headers (tokens)
+ * stay with the configured origin; only the User-Agent follows.
+ */
+export const nextHop = (hop: Hop, status: number, location: string | undefined): Hop | string => {
+  const next = location === undefined ? undefined : parseUrl(location, hop.url)
+  if (next === undefined) return `HTTP ${status} without a usable Location header`
+  if (next.protocol !== "http:" && next.protocol !== "https:") return `refusing a redirect to a ${next.protocol} URL`
+  const current = new URL(hop.url)
+  if (current.protocol === "https:" && next.protocol === "http:") return "refusing a redirect from https to plain http"
+  const sameOrigin = next.origin === current.origin
+  const keepsMethod = status === 307 || status === 308
+  const method = keepsMethod ? hop.method : "GET"
+  const body = method === "POST" ? hop.body : ""
+  if (!sameOrigin && body !== "") return "refusing to send the POST body to another origin on a redirect"
+  const headers = sameOrigin ? hop.headers : { "User-Agent": headerValue(hop.headers, "user-agent") ?? DEFAULT_USER_AGENT }
+  return { url: next.toString(), method, headers, body }
+}
+
 /** @since 0.1.0 */
 export const make = Effect.gen(function*() {
   // No traceparent/b3 headers (key servers get the request the Go original sends), and no per-request span: on a
-  // 600-request run the spans cost more CPU than the requests themselves.
+  // 600-request run the spans cost more CPU than the requests themselves. withScope: a response we do not read
+  // (an error status, a redirect) is aborted when the fetch ends instead of holding its socket.
   const client = (yield* HttpClient.HttpClient).pipe(
     HttpClient.withTracerPropagation(false),
-    HttpClient.withTracerDisabledWhen(() => true)
+    HttpClient.withTracerDisabledWhen(() => true),
+    HttpClient.withScope
   )
 
   const fetchOnce = (source: Source) =>
     Effect.gen(function*() {
       const shown = redactUrl(source.url)
-      let url = source.url
-      let method = source.method
-      let headers = requestHeaders(source)
-      for (let hop = 0;; hop++) {
-        const response = yield* client.execute(buildRequest(source, url, method, headers)).pipe(
+      const fail = (status: number, detail: string) => new SourceFetchError({ url: shown, reason: "Status", status, detail })
+      let hop = firstHop(source)
+      for (let hops = 0;; hops++) {
+        const response = yield* client.execute(buildRequest(hop)).pipe(
           Effect.mapError((error) =>
             new SourceFetchError({ url: shown, reason: "Transport", detail: describeCause(error.cause ?? error), cause: error })
           )
         )
         if (REDIRECT_STATUSES.has(response.status)) {
-          const location = response.headers["location"]
-          const next = location === undefined ? undefined : parseUrl(location, url)
-          if (next === undefined) {
-            return yield* new SourceFetchError({ url: shown, reason: "Status", status: response.status, detail: `HTTP ${response.status} without a usable Location header` })
-          }
-          if (hop >= MAX_REDIRECTS) {
-            return yield* new SourceFetchError({ url: shown, reason: "Status", status: response.status, detail: `more than ${MAX_REDIRECTS} redirects` })
-          }
-          if (next.protocol !== "http:" && next.protocol !== "https:") {
-            return yield* new SourceFetchError({ url: shown, reason: "Status", status: response.status, detail: `refusing a redirect to a ${next.protocol} URL` })
-          }
-          if (new URL(url).protocol === "https:" && next.protocol === "http:") {
-            return yield* new SourceFetchError({ url: shown, reason: "Status", status: response.status, detail: "refusing a redirect from https to plain http" })
-          }
-          // Configured headers (Authorization, tokens) are for the configured origin only.
-          if (next.origin !== new URL(url).origin) headers = { "User-Agent": requestHeaders(source)["User-Agent"] ?? DEFAULT_USER_AGENT }
-          if (response.status === 303) method = "GET"
-          url = next.toString()
+          if (hops >= MAX_REDIRECTS) return yield* fail(response.status, `more than ${MAX_REDIRECTS} redirects`)
+          const next = nextHop(hop, response.status, response.headers["location"])
+          if (typeof next === "string") return yield* fail(response.status, next)
+          hop = next
           continue
         }
-        if (response.status !== 200) {
-          return yield* new SourceFetchError({ url: shown, reason: "Status", status: response.status, detail: `HTTP ${response.status} (only 200 is accepted)` })
-        }
+        if (response.status !== 200) return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)`)
         return yield* readCapped(response, shown, MAX_RESPONSE_BYTES)
       }
     }).pipe(Effect.scoped)

@@ -48,6 +48,8 @@ export interface BackupResult {
 /** An opened, pinned `~/.ssh` directory. Valid until the scope that opened it closes. @since 0.1.0 */
 export interface SshDir {
   readonly path: string
+  /** Same value for two accounts that share one `.ssh` (device and inode), so their syncs can be serialized. */
+  readonly identity: string
   readonly authorizedKeysPath: string
   readonly readAuthorizedKeys: Effect.Effect<Option.Option<ExistingFile>, UnsafePath | ReadError>
   /** Atomically replace authorized_keys with `content`, via a temp file called `tempName` in the same directory. */
@@ -87,12 +89,47 @@ const closeQuietly = (handle: fs.FileHandle) => attempt(() => handle.close()).pi
 
 const PROC_FD = "/proc/self/fd"
 
-const pinnedBase = (handle: fs.FileHandle, displayPath: string) =>
-  attempt(() => fs.stat(`${PROC_FD}/${handle.fd}`)).pipe(
-    Effect.map((st) => (st.isDirectory() ? `${PROC_FD}/${handle.fd}` : displayPath)),
-    // No /proc (macOS, a chroot without it): fall back to the checked path.
-    Effect.orElseSucceed(() => displayPath)
-  )
+/** Where later paths start from, and how to make sure that is still the directory we opened. */
+interface Pinned {
+  readonly base: string
+  /** Fails if the directory at the checked path is no longer the opened one (a no-op when pinned by /proc). */
+  readonly guard: Effect.Effect<void, UnsafePath>
+}
+
+/**
+ * Pin an opened directory. On Linux, `/proc/self/fd/N` resolves to exactly the opened directory, whatever happens to
+ * its path later; without it a user could swap the directory for a symlink during the (long) network fetch and steer
+ * root's writes into another account, so a Linux host without /proc is refused. Elsewhere (macOS) the path is used,
+ * re-checked against the descriptor right before each operation: a much smaller window, documented in README.
+ */
+const pin = (user: string, handle: fs.FileHandle, displayPath: string): Effect.Effect<Pinned, UnsafePath> =>
+  Effect.gen(function*() {
+    const opened = yield* attempt(() => handle.stat()).pipe(Effect.option)
+    const viaProc = yield* attempt(() => fs.stat(`${PROC_FD}/${handle.fd}`)).pipe(Effect.option)
+    if (
+      Option.isSome(opened) && Option.isSome(viaProc) && viaProc.value.isDirectory() &&
+      viaProc.value.ino === opened.value.ino && viaProc.value.dev === opened.value.dev
+    ) {
+      return { base: `${PROC_FD}/${handle.fd}`, guard: Effect.void }
+    }
+    if (process.platform === "linux" || Option.isNone(opened)) {
+      return yield* new UnsafePath({
+        user,
+        path: displayPath,
+        reason: "cannot pin the directory through /proc/self/fd (is /proc mounted?); refusing path-based writes as root"
+      })
+    }
+    const expected = opened.value
+    const guard = attempt(() => fs.lstat(displayPath)).pipe(
+      Effect.option,
+      Effect.flatMap((now) =>
+        Option.isSome(now) && now.value.isDirectory() && now.value.ino === expected.ino && now.value.dev === expected.dev
+          ? Effect.void
+          : Effect.fail(new UnsafePath({ user, path: displayPath, reason: "it was replaced during the run" }))
+      )
+    )
+    return { base: displayPath, guard }
+  })
 
 /** Open a directory without following a final symlink, and check it is the one `lstat` saw. */
 const openDirectory = (user: string, path: string) =>
@@ -137,12 +174,19 @@ const createFile = (path: string, display: string, content: string, owner: Owner
       )
   ).pipe(Effect.mapError((e) => new WriteError({ path: display, operation: "write", detail: describeCause(e), cause: e })))
 
-const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base: string): SshDir => {
+const makeSshDir = (
+  account: Account,
+  sshPath: string,
+  dir: fs.FileHandle,
+  identity: string,
+  pinned: Pinned
+): SshDir => {
+  const { base, guard } = pinned
   const user = account.name
   const authorizedKeysPath = nodePath.join(sshPath, AUTHORIZED_KEYS)
   const target = `${base}/${AUTHORIZED_KEYS}`
 
-  const readAuthorizedKeys = Effect.acquireUseRelease(
+  const readAuthorizedKeys = guard.pipe(Effect.zipRight(Effect.acquireUseRelease(
     attempt(() => fs.open(target, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)),
     (handle) =>
       Effect.gen(function*() {
@@ -162,7 +206,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
         return Option.some<ExistingFile>({ content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid })
       }),
     closeQuietly
-  ).pipe(
+  ))).pipe(
     Effect.catchAll((e): Effect.Effect<Option.Option<ExistingFile>, UnsafePath | ReadError> => {
       if (e instanceof UnsafePath) return Effect.fail(e)
       if (e.code === "ENOENT") return Effect.succeed(Option.none<ExistingFile>())
@@ -177,9 +221,11 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
     Effect.gen(function*() {
       const temp = `${base}/${tempName}`
       const tempDisplay = nodePath.join(sshPath, tempName)
+      yield* guard
       yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           yield* restore(createFile(temp, tempDisplay, content, owner, 0o600))
+          yield* guard.pipe(Effect.tapError(() => attempt(() => fs.unlink(temp)).pipe(Effect.ignore)))
           // From here the temp file exists; whatever happens next, it must not be left behind.
           yield* attempt(() => fs.rename(temp, target)).pipe(
             Effect.tapError(() => attempt(() => fs.unlink(temp)).pipe(Effect.ignore)),
@@ -189,8 +235,9 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
           )
         })
       )
+      // The file is already replaced: a failed directory fsync is worth a warning, not a "left untouched" failure.
       yield* attempt(() => dir.sync()).pipe(
-        Effect.mapError((e) => new WriteError({ path: sshPath, operation: "fsync", detail: describeCause(e), cause: e }))
+        Effect.catchAll((e) => Effect.logWarning(`fsync of ${sshPath} failed after the rename: ${describeCause(e)}`))
       )
     })
 
@@ -200,6 +247,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
       const backupTarget = `${base}/${BACKUP_DIR}`
       const wrap = (operation: string, path: string) => (e: Errno) =>
         new WriteError({ path, operation, detail: describeCause(e), cause: e })
+      yield* guard
 
       yield* attempt(() => fs.mkdir(backupTarget, { mode: 0o700 })).pipe(
         Effect.catchIf((e) => e.code === "EEXIST", () => Effect.void),
@@ -216,7 +264,11 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
       if ((dirStat.mode & 0o7777) !== 0o700) {
         yield* attempt(() => backupDir.chmod(0o700)).pipe(Effect.mapError(wrap("chmod", backupDisplay)))
       }
-      const backupBase = yield* pinnedBase(backupDir, backupTarget)
+      const backupPin = yield* pin(user, backupDir, backupTarget).pipe(
+        Effect.mapError((e) => new UnsafePath({ ...e, path: backupDisplay }))
+      )
+      const backupBase = backupPin.base
+      yield* backupPin.guard
       const path = nodePath.join(backupDisplay, name)
       yield* createFile(`${backupBase}/${name}`, path, content, owner, 0o600)
       yield* attempt(() => backupDir.sync()).pipe(Effect.mapError(wrap("fsync", backupDisplay)))
@@ -234,7 +286,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: fs.FileHandle, base:
       return { path, pruned }
     }).pipe(Effect.scoped)
 
-  return { path: sshPath, authorizedKeysPath, readAuthorizedKeys, replaceAuthorizedKeys, writeBackup }
+  return { path: sshPath, identity, authorizedKeysPath, readAuthorizedKeys, replaceAuthorizedKeys, writeBackup }
 }
 
 /** The real file system. @since 0.1.0 */
@@ -261,8 +313,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
         if (pinned.ino !== st.ino || pinned.dev !== st.dev) {
           return yield* new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
         }
-        const base = yield* pinnedBase(dir, sshPath)
-        return makeSshDir(account, sshPath, dir, base)
+        return makeSshDir(account, sshPath, dir, `${pinned.dev}:${pinned.ino}`, yield* pin(user, dir, sshPath))
       })
   })
 )
@@ -288,6 +339,8 @@ export class MemoryFs {
   readonly writes: Array<string> = []
   /** When set, creating any file fails with this errno code (e.g. "ENOSPC"). */
   failWritesWith: string | undefined = undefined
+  /** Runs after each read of authorized_keys, e.g. a sleep that opens a window between read and write. */
+  afterRead: Effect.Effect<void> = Effect.void
 
   mkdir(path: string, owner: Owner = { uid: 0, gid: 0 }, mode = 0o700): this {
     this.dirs.set(path, { mode, ...owner })
@@ -336,6 +389,7 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
             })
           const sshDir: SshDir = {
             path: sshPath,
+            identity: sshPath,
             authorizedKeysPath,
             readAuthorizedKeys: Effect.suspend(() => {
               if (memory.symlinks.has(authorizedKeysPath)) {
@@ -345,7 +399,7 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
                 return Effect.fail(new UnsafePath({ user, path: authorizedKeysPath, reason: "it is a directory" }))
               }
               const file = memory.files.get(authorizedKeysPath)
-              return Effect.succeed(file ? Option.some({ ...file }) : Option.none())
+              return memory.afterRead.pipe(Effect.as(file ? Option.some({ ...file }) : Option.none()))
             }),
             replaceAuthorizedKeys: (content, owner, tempName) => {
               const temp = nodePath.join(sshPath, tempName)

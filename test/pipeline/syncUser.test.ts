@@ -238,6 +238,37 @@ describe("syncUser", () => {
     }))
 })
 
+describe("accounts sharing one .ssh", () => {
+  it.effect("are synced one after the other, so neither write loses the other's keys", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const app1 = { name: "app1", uid: 4001, gid: 4001, home: "/srv/app" }
+      const app2 = { name: "app2", uid: 4002, gid: 4002, home: "/srv/app" }
+      w.fs.mkdir("/srv/app/.ssh", app1)
+      // A window between reading the file and replacing it, where an unserialized second sync would read too.
+      w.fs.afterRead = Effect.sleep("1 second")
+      const slow = Layer.succeed(KeySource.KeySource, {
+        fetch: (source) => Effect.succeed(source.url.includes("one") ? `${K1}\n` : `${K2}\n`)
+      })
+      const cfg = config({
+        policy: { backup_enabled: false },
+        users: [
+          { username: "app1", sources: [{ url: "https://one.example/k" }] },
+          { username: "app2", sources: [{ url: "https://two.example/k" }] }
+        ]
+      })
+      const fiber = yield* run(w, cfg, { concurrency: 2 }, Layer.merge(Accounts.layerTest([app1, app2]), slow)).pipe(Effect.fork)
+      for (let i = 0; i < 4; i++) {
+        yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        yield* TestClock.adjust("1 second")
+      }
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.counts.Updated).toBe(2)
+      const body = w.fs.read("/srv/app/.ssh/authorized_keys")?.split("\n").filter((l) => l.startsWith("ssh-"))
+      expect(body?.sort()).toEqual([K1, K2].sort())
+    }))
+})
+
 describe("parallelism (deterministic, on the TestClock)", () => {
   // Each source answers after one (virtual) second. A sync that waited for them one after the other could not be
   // done after one second; a parallel one is.

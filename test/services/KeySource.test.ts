@@ -118,4 +118,67 @@ describe("KeySource (live, scripted HttpClient)", () => {
       }).pipe(Effect.flip)
       expect(error.message).toBe("source https://***@k.example/a?access_token=***&team=ops: HTTP 403 (only 200 is accepted)")
     }))
+
+  it.effect("URL credentials are sent as Basic auth, not in the URL; a configured Authorization wins", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(() => new Response("k k\n"), { url: "https://bot:p%40ss@k.example/a" }, requests)
+      expect(requests[0]!.url).toBe("https://k.example/a")
+      expect(requests[0]!.headers["authorization"]).toBe(`Basic ${Buffer.from("bot:p@ss").toString("base64")}`)
+      yield* fetchWith(() => new Response("k k\n"), {
+        url: "https://bot:pw@k.example/a",
+        headers: { authorization: "Bearer t" }
+      }, requests)
+      expect(requests[1]!.headers["authorization"]).toBe("Bearer t")
+    }))
+
+  it.effect("a POST redirected with 302 becomes a GET without body; 307 on the same origin keeps both", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      const handler = (request: HttpClientRequest.HttpClientRequest) =>
+        request.url.endsWith("/a")
+          ? new Response(null, { status: 302, headers: { location: "/b" } })
+          : request.url.endsWith("/b")
+          ? new Response(null, { status: 307, headers: { location: "/c" } })
+          : new Response("k k\n")
+      yield* fetchWith(handler, { url: "https://k.example/a", method: "POST", body: "secret=1" }, requests)
+      expect(requests.map((r) => [r.url, r.method, r.body._tag])).toEqual([
+        ["https://k.example/a", "POST", "Raw"],
+        ["https://k.example/b", "GET", "Empty"],
+        ["https://k.example/c", "GET", "Empty"]
+      ])
+      const kept: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(
+        (request) => request.url.endsWith("/a") ? new Response(null, { status: 307, headers: { location: "/c" } }) : new Response("k k\n"),
+        { url: "https://k.example/a", method: "POST", body: "secret=1" },
+        kept
+      )
+      expect(kept.map((r) => [r.url, r.method, r.body._tag])).toEqual([
+        ["https://k.example/a", "POST", "Raw"],
+        ["https://k.example/c", "POST", "Raw"]
+      ])
+    }))
+
+  it.effect("a POST body is never carried to another origin by a 307/308", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      const error = yield* fetchWith(
+        () => new Response(null, { status: 308, headers: { location: "https://evil.example/x" } }),
+        { url: "https://k.example/a", method: "POST", body: "token=secret" },
+        requests
+      ).pipe(Effect.flip)
+      expect(error.message).toBe("source https://k.example/a: refusing to send the POST body to another origin on a redirect")
+      expect(requests).toHaveLength(1)
+    }))
+
+  it.effect("a custom User-Agent (any case) follows a cross-origin redirect; other headers do not", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(
+        (request) => request.url.startsWith("https://k.example") ? new Response(null, { status: 301, headers: { location: "https://cdn.example/k" } }) : new Response("k k\n"),
+        { url: "https://k.example/a", headers: { "user-agent": "Corp/2.0", "X-Token": "t0k" } },
+        requests
+      )
+      expect(requests.map((r) => [r.headers["user-agent"], r.headers["x-token"]])).toEqual([["Corp/2.0", "t0k"], ["Corp/2.0", undefined]])
+    }))
 })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { Section } from "../../src/pipeline/Dedup.js"
-import { renderAuthorizedKeys, renderBody } from "../../src/pipeline/Render.js"
+import { renderAuthorizedKeys, renderBody, renderHeader } from "../../src/pipeline/Render.js"
 import { decideWrite, type WriteDecision } from "../../src/pipeline/syncUser.js"
 import type { ExistingFile } from "../../src/services/SshFiles.js"
 
@@ -45,5 +45,17 @@ describe("decideWrite", () => {
   ]
   it.each(cases)("%s", (_name, existing, newBody, expected) => {
     expect(decideWrite(existing, newBody, owner)).toBe(expected)
+  })
+})
+
+describe("decideWrite: a key hidden in the header block", () => {
+  it("is not 'unchanged' (the whole file's keys must match, not only the body)", () => {
+    const body = "\n# Source: https://k.example/a\nssh-ed25519 AAAA a\n"
+    const header = renderHeader({ version: "v1", commit: "c", built: "b" }, new Date(0))
+    const lines = header.split("\n")
+    lines.splice(3, 0, "ssh-ed25519 AAAAintruder evil@x")
+    const smuggled = lines.join("\n") + body
+    expect(decideWrite({ content: header + body, mode: 0o600, uid: 1, gid: 1 }, body, { uid: 1, gid: 1 })).toBe("unchanged")
+    expect(decideWrite({ content: smuggled, mode: 0o600, uid: 1, gid: 1 }, body, { uid: 1, gid: 1 })).toBe("content")
   })
 })
