@@ -11,6 +11,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Exit, Layer } from "effect"
 import { buildInfo } from "./Build.js"
+import { normalizeGoFlags } from "./goFlags.js"
 import { bytesToText } from "./pipeline/Bytes.js"
 import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
 import { renderDiff } from "./pipeline/Diff.js"
@@ -95,9 +96,7 @@ const command = Command.make(
   }
 ).pipe(Command.withDescription("Sync SSH authorized_keys files from remote sources (AuthKeySync compatible)"))
 
-const versionText = `AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`
-
-const cli = Command.run(command, { name: "authkeysync", version: versionText })
+const cli = Command.run(command, { name: "authkeysync", version: buildInfo.version })
 
 const MainLive = Layer.mergeAll(
   SyncLive.pipe(Layer.provide(NodeHttpClient.layerUndici)),
@@ -107,7 +106,14 @@ const MainLive = Layer.mergeAll(
   Layer.setTracerEnabled(false)
 )
 
-cli(process.argv).pipe(
+const args = normalizeGoFlags(process.argv.slice(2))
+
+// The Go original's --version text (version, commit, build date), wherever the flag stands.
+const main = args.includes("--version")
+  ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)
+  : cli([...process.argv.slice(0, 2), ...args])
+
+main.pipe(
   Effect.provide(MainLive),
   NodeRuntime.runMain({
     disableErrorReporting: true,

@@ -163,6 +163,29 @@ describeAsRoot("cli (e2e)", () => {
     await expectSyncedFile(bob, [{ source: server.url("/dry"), keys: [kept, added1, added2] }], real)
   })
 
+  it("the Go original's flag spellings work: -config PATH -dry-run, -config=PATH -dry-run=false, -version", async () => {
+    const k = key("goflags")
+    const bob = await users.create({ ssh: true })
+    server.keys("/goflags", [k])
+    const cfg = await writeConfig(config([userWith(bob.name, server.url("/goflags"))]))
+    try {
+      const dry = await runCli(["-config", cfg.path, "-dry-run"])
+      expect(dry.code, dry.stdout + dry.stderr).toBe(0)
+      expect(logsWith(dry, "dry run: would update authorized_keys", bob.name)).toHaveLength(1)
+      expect(await exists(bob.authorizedKeys)).toBe(false)
+
+      const real = await runCli([`-config=${cfg.path}`, "-dry-run=false"])
+      expect(real.code, real.stdout + real.stderr).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/goflags"), keys: [k] }], real)
+
+      const version = await runCli(["-version"])
+      expect(version.code).toBe(0)
+      expect(version.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n {2}Commit: \S+\n {2}Built: {2}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/)
+    } finally {
+      await cfg.remove()
+    }
+  })
+
   it("--dry-run for a user without authorized_keys creates nothing", async () => {
     const bob = await users.create({ ssh: true })
     const before = await snapshotTree(bob.home)

@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest"
+import { normalizeGoFlags } from "../../src/goFlags.js"
+
+describe("normalizeGoFlags (the Go original's flag spellings keep working)", () => {
+  const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
+    [["-config", "/etc/a.yaml"], ["--config", "/etc/a.yaml"]],
+    [["-config=/etc/a.yaml"], ["--config=/etc/a.yaml"]],
+    [["--config", "/etc/a.yaml", "--dry-run"], ["--config", "/etc/a.yaml", "--dry-run"]],
+    [["-dry-run", "-debug"], ["--dry-run", "--debug"]],
+    [["-dry-run=true"], ["--dry-run"]],
+    [["--dry-run=false", "-debug=0"], []],
+    [["-version"], ["--version"]],
+    [["-h"], ["--help"]],
+    [["-concurrency=4", "-log-format", "json"], ["--concurrency=4", "--log-format", "json"]],
+    // Values are never rewritten, even when they look like flags; unknown flags pass through for @effect/cli to reject.
+    [["--config", "-dry-run"], ["--config", "-dry-run"]],
+    [["-config", "-debug", "-debug"], ["--config", "-debug", "--debug"]],
+    [["-bogus", "x"], ["-bogus", "x"]],
+    [["--", "-config"], ["--", "-config"]]
+  ]
+  it.each(cases)("%j -> %j", (input, expected) => {
+    expect(normalizeGoFlags(input)).toEqual(expected)
+  })
+})
