@@ -14,7 +14,7 @@
 import { constants as C } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
-import { Context, Effect, Exit, Layer, Option, type Scope } from "effect"
+import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
@@ -82,211 +82,267 @@ export const MAX_LOCAL_FILE_BYTES = 16 * 1024 * 1024
 
 type Errno = NodeJS.ErrnoException
 
-const attempt = <A>(f: () => Promise<A>): Effect.Effect<A, Errno> =>
-  Effect.tryPromise({ try: f, catch: (e) => e as Errno })
-
-const closeQuietly = (handle: fs.FileHandle) => attempt(() => handle.close()).pipe(Effect.ignore)
+// Each operation below is one plain async sequence of syscalls, wrapped once at the service boundary: the safety
+// rules read top to bottom, and a sync of hundreds of users does not pay Effect's per-step cost for every syscall.
 
 const PROC_FD = "/proc/self/fd"
 
-/** Where later paths start from, and how to make sure that is still the directory we opened. */
-interface Pinned {
+const closeQuietly = async (handle: fs.FileHandle | undefined) => {
+  await handle?.close().catch(() => {})
+}
+
+const unlinkQuietly = async (path: string) => {
+  await fs.unlink(path).catch(() => {})
+}
+
+/** A directory opened without following links, and how later paths reach it. */
+interface OpenedDirectory {
+  readonly handle: fs.FileHandle
+  readonly dev: number
+  readonly ino: number
+  /** `/proc/self/fd/N` on Linux: exactly the opened directory, whatever happens to its path later. */
   readonly base: string
-  /** Fails if the directory at the checked path is no longer the opened one (a no-op when pinned by /proc). */
-  readonly guard: Effect.Effect<void, UnsafePath>
+  /** Where pinning is impossible (macOS): re-check that the path is still the opened directory. No-op when pinned. */
+  readonly guard: () => Promise<void>
 }
 
 /**
- * Pin an opened directory. On Linux, `/proc/self/fd/N` resolves to exactly the opened directory, whatever happens to
- * its path later; without it a user could swap the directory for a symlink during the (long) network fetch and steer
- * root's writes into another account, so a Linux host without /proc is refused. Elsewhere (macOS) the path is used,
- * re-checked against the descriptor right before each operation: a much smaller window, documented in README.
+ * Open `path` as a directory with O_NOFOLLOW and pin it. Without /proc on Linux a user could swap the directory for
+ * a symlink during the (long) network fetch and steer root's writes into another account, so such a host is refused.
+ * On macOS the path is used and re-checked against the descriptor before each operation (README: a small window).
  */
-const pin = (user: string, handle: fs.FileHandle, displayPath: string): Effect.Effect<Pinned, UnsafePath> =>
-  Effect.gen(function*() {
-    const opened = yield* attempt(() => handle.stat()).pipe(Effect.option)
-    const viaProc = yield* attempt(() => fs.stat(`${PROC_FD}/${handle.fd}`)).pipe(Effect.option)
-    if (
-      Option.isSome(opened) && Option.isSome(viaProc) && viaProc.value.isDirectory() &&
-      viaProc.value.ino === opened.value.ino && viaProc.value.dev === opened.value.dev
-    ) {
-      return { base: `${PROC_FD}/${handle.fd}`, guard: Effect.void }
+const openDirectory = async (user: string, path: string, display: string): Promise<OpenedDirectory> => {
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
+  } catch (error) {
+    const e = error as Errno
+    if (e.code !== "ELOOP" && e.code !== "ENOTDIR") throw new ReadError({ path: display, detail: describeCause(e), cause: e })
+    // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; lstat tells which it was.
+    const st = await fs.lstat(path).catch(() => undefined)
+    throw new UnsafePath({ user, path: display, reason: st?.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory" })
+  }
+  try {
+    const opened = await handle.stat()
+    const viaProc = await fs.stat(`${PROC_FD}/${handle.fd}`).catch(() => undefined)
+    if (viaProc?.isDirectory() && viaProc.ino === opened.ino && viaProc.dev === opened.dev) {
+      return { handle, dev: opened.dev, ino: opened.ino, base: `${PROC_FD}/${handle.fd}`, guard: async () => {} }
     }
-    if (process.platform === "linux" || Option.isNone(opened)) {
-      return yield* new UnsafePath({
+    if (process.platform === "linux") {
+      throw new UnsafePath({
         user,
-        path: displayPath,
+        path: display,
         reason: "cannot pin the directory through /proc/self/fd (is /proc mounted?); refusing path-based writes as root"
       })
     }
-    const expected = opened.value
-    const guard = attempt(() => fs.lstat(displayPath)).pipe(
-      Effect.option,
-      Effect.flatMap((now) =>
-        Option.isSome(now) && now.value.isDirectory() && now.value.ino === expected.ino && now.value.dev === expected.dev
-          ? Effect.void
-          : Effect.fail(new UnsafePath({ user, path: displayPath, reason: "it was replaced during the run" }))
-      )
-    )
-    return { base: displayPath, guard }
+    const guard = async () => {
+      const now = await fs.lstat(path).catch(() => undefined)
+      if (!now?.isDirectory() || now.ino !== opened.ino || now.dev !== opened.dev) {
+        throw new UnsafePath({ user, path: display, reason: "it was replaced during the run" })
+      }
+    }
+    return { handle, dev: opened.dev, ino: opened.ino, base: path, guard }
+  } catch (error) {
+    await closeQuietly(handle)
+    throw error
+  }
+}
+
+/** Create `path` exclusively (never through a link), set mode and owner on the descriptor, write, fsync, close. */
+const createFile = async (path: string, content: string, owner: Owner, mode: number) => {
+  const handle = await fs.open(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
+  try {
+    await handle.chmod(mode)
+    await handle.chown(owner.uid, owner.gid)
+    await handle.writeFile(content, "latin1")
+    await handle.sync()
+  } catch (error) {
+    await closeQuietly(handle)
+    await unlinkQuietly(path)
+    throw error
+  }
+  await handle.close()
+}
+
+const readExisting = async (user: string, dir: OpenedDirectory, display: string): Promise<ExistingFile | undefined> => {
+  await dir.guard()
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
+  } catch (error) {
+    const e = error as Errno
+    if (e.code === "ENOENT") return undefined
+    if (e.code === "ELOOP") throw new UnsafePath({ user, path: display, reason: "it is a symbolic link" })
+    throw new ReadError({ path: display, detail: describeCause(e), cause: e })
+  }
+  try {
+    // Checked on the open descriptor, so what is checked is what is read.
+    const st = await handle.stat()
+    if (!st.isFile()) {
+      const what = st.isDirectory() ? "a directory" : st.isFIFO() ? "a FIFO" : "not a regular file"
+      throw new UnsafePath({ user, path: display, reason: `it is ${what}` })
+    }
+    if (st.nlink > 1) throw new UnsafePath({ user, path: display, reason: `it has ${st.nlink} hard links` })
+    if (st.size > MAX_LOCAL_FILE_BYTES) {
+      throw new UnsafePath({ user, path: display, reason: `it is larger than ${MAX_LOCAL_FILE_BYTES} bytes` })
+    }
+    // latin1: one char per byte, so the bytes are written back (and backed up) exactly as they were.
+    const content = await handle.readFile("latin1")
+    return { content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }
+  } finally {
+    await closeQuietly(handle)
+  }
+}
+
+/** Temp file, fsync, rename over authorized_keys, fsync the directory. Returns a warning when only the last fails. */
+const replaceFile = async (
+  dir: OpenedDirectory,
+  sshPath: string,
+  content: string,
+  owner: Owner,
+  tempName: string
+): Promise<string | undefined> => {
+  const temp = `${dir.base}/${tempName}`
+  const display = nodePath.join(sshPath, AUTHORIZED_KEYS)
+  await dir.guard()
+  try {
+    await createFile(temp, content, owner, 0o600)
+  } catch (error) {
+    throw new WriteError({ path: nodePath.join(sshPath, tempName), operation: "write", detail: describeCause(error), cause: error })
+  }
+  try {
+    await dir.guard()
+    await fs.rename(temp, `${dir.base}/${AUTHORIZED_KEYS}`)
+  } catch (error) {
+    await unlinkQuietly(temp)
+    if (error instanceof UnsafePath) throw error
+    throw new WriteError({ path: display, operation: "replace", detail: describeCause(error), cause: error })
+  }
+  // The file is already replaced: a failed directory fsync is worth a warning, not a "left untouched" failure.
+  return dir.handle.sync().then(
+    () => undefined,
+    (error) => `fsync of ${sshPath} failed after the rename: ${describeCause(error)}`
+  )
+}
+
+/** A backup in authorized_keys_backups/ (made the user's, 0700), then retention. */
+const backupFile = async (
+  user: string,
+  dir: OpenedDirectory,
+  sshPath: string,
+  content: string,
+  owner: Owner,
+  name: string,
+  retention: number
+): Promise<BackupResult> => {
+  const display = nodePath.join(sshPath, BACKUP_DIR)
+  const failed = (operation: string, path: string) => (error: unknown): never => {
+    if (error instanceof UnsafePath || error instanceof WriteError) throw error
+    throw new WriteError({ path, operation, detail: describeCause(error), cause: error })
+  }
+  await dir.guard()
+  await fs.mkdir(`${dir.base}/${BACKUP_DIR}`, { mode: 0o700 }).catch((error: Errno) => {
+    if (error.code !== "EEXIST") failed("create directory", display)(error)
+  })
+  const backups = await openDirectory(user, `${dir.base}/${BACKUP_DIR}`, display).catch((error) => {
+    if (error instanceof UnsafePath) throw error
+    return failed("open", display)(error.cause ?? error)
+  })
+  try {
+    // Spec: the directory belongs to the user, mode 0700, whoever made it. Fixed on the pinned descriptor.
+    const st = await backups.handle.stat().catch(failed("stat", display))
+    if (st.uid !== owner.uid || st.gid !== owner.gid) {
+      await backups.handle.chown(owner.uid, owner.gid).catch(failed("chown", display))
+    }
+    if ((st.mode & 0o7777) !== 0o700) await backups.handle.chmod(0o700).catch(failed("chmod", display))
+
+    const path = nodePath.join(display, name)
+    await backups.guard()
+    await createFile(`${backups.base}/${name}`, content, owner, 0o600).catch(failed("write", path))
+    await backups.handle.sync().catch(failed("fsync", display))
+
+    const pruned: Array<string> = []
+    const names = await fs.readdir(backups.base).catch(failed("list", display))
+    for (const old of backupsToDelete(names, retention)) {
+      const oldPath = `${backups.base}/${old}`
+      // Only regular files of our own naming pattern; never a link, never a directory.
+      const entry = await fs.lstat(oldPath).catch(() => undefined)
+      if (!entry?.isFile()) continue
+      await fs.unlink(oldPath).catch(failed("delete old backup", nodePath.join(display, old)))
+      pruned.push(old)
+    }
+    return { path, pruned }
+  } finally {
+    await closeQuietly(backups.handle)
+  }
+}
+
+const openSsh = async (account: Account): Promise<OpenedDirectory> => {
+  const user = account.name
+  const sshPath = nodePath.join(account.home, ".ssh")
+  let st: Awaited<ReturnType<typeof fs.lstat>>
+  try {
+    st = await fs.lstat(sshPath)
+  } catch (error) {
+    const e = error as Errno
+    if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+    throw new ReadError({ path: sshPath, detail: describeCause(e), cause: e })
+  }
+  if (st.isSymbolicLink()) throw new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
+  if (!st.isDirectory()) throw new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" })
+  const dir = await openDirectory(user, sshPath, sshPath)
+  if (dir.ino !== st.ino || dir.dev !== st.dev) {
+    await closeQuietly(dir.handle)
+    throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
+  }
+  return dir
+}
+
+/** Run one of the sequences above; its own typed errors pass through, anything else becomes `orElse(error)`. */
+const run = <A, E extends Error & { readonly _tag: string }>(
+  sequence: () => Promise<A>,
+  passThrough: ReadonlyArray<E["_tag"]>,
+  orElse: (error: unknown) => E
+): Effect.Effect<A, E> =>
+  Effect.tryPromise({
+    try: sequence,
+    catch: (error) =>
+      error instanceof Error && passThrough.includes((error as { _tag?: string })._tag ?? "") ? (error as E) : orElse(error)
   })
 
-/** Open a directory without following a final symlink, and check it is the one `lstat` saw. */
-const openDirectory = (user: string, path: string) =>
-  Effect.acquireRelease(
-    attempt(() => fs.open(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)).pipe(
-      Effect.catchAll((e): Effect.Effect<never, UnsafePath | ReadError> => {
-        if (e.code !== "ELOOP" && e.code !== "ENOTDIR") {
-          return Effect.fail(new ReadError({ path, detail: describeCause(e), cause: e }))
-        }
-        // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; lstat tells which it was.
-        return attempt(() => fs.lstat(path)).pipe(
-          Effect.option,
-          Effect.flatMap((st) =>
-            Effect.fail(
-              new UnsafePath({
-                user,
-                path,
-                reason: Option.isSome(st) && st.value.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory"
-              })
-            )
-          )
-        )
-      })
-    ),
-    closeQuietly
-  )
-
-/** Create `path` exclusively (never through a link), set mode and owner on the descriptor, write, fsync. */
-const createFile = (path: string, display: string, content: string, owner: Owner, mode: number) =>
-  Effect.acquireUseRelease(
-    attempt(() => fs.open(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)),
-    (handle) =>
-      Effect.gen(function*() {
-        yield* attempt(() => handle.chmod(mode))
-        yield* attempt(() => handle.chown(owner.uid, owner.gid))
-        yield* attempt(() => handle.writeFile(content, "latin1"))
-        yield* attempt(() => handle.sync())
-      }),
-    (handle, exit) =>
-      closeQuietly(handle).pipe(
-        Effect.zipRight(Exit.isFailure(exit) ? attempt(() => fs.unlink(path)).pipe(Effect.ignore) : Effect.void)
-      )
-  ).pipe(Effect.mapError((e) => new WriteError({ path: display, operation: "write", detail: describeCause(e), cause: e })))
-
-const makeSshDir = (
-  account: Account,
-  sshPath: string,
-  dir: fs.FileHandle,
-  identity: string,
-  pinned: Pinned
-): SshDir => {
-  const { base, guard } = pinned
+const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): SshDir => {
   const user = account.name
   const authorizedKeysPath = nodePath.join(sshPath, AUTHORIZED_KEYS)
-  const target = `${base}/${AUTHORIZED_KEYS}`
-
-  const readAuthorizedKeys = guard.pipe(Effect.zipRight(Effect.acquireUseRelease(
-    attempt(() => fs.open(target, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)),
-    (handle) =>
-      Effect.gen(function*() {
-        const st = yield* attempt(() => handle.stat())
-        if (!st.isFile()) {
-          const what = st.isDirectory() ? "a directory" : st.isFIFO() ? "a FIFO" : "not a regular file"
-          return yield* new UnsafePath({ user, path: authorizedKeysPath, reason: `it is ${what}` })
-        }
-        if (st.nlink > 1) {
-          return yield* new UnsafePath({ user, path: authorizedKeysPath, reason: `it has ${st.nlink} hard links` })
-        }
-        if (st.size > MAX_LOCAL_FILE_BYTES) {
-          return yield* new UnsafePath({ user, path: authorizedKeysPath, reason: `it is larger than ${MAX_LOCAL_FILE_BYTES} bytes` })
-        }
-        // latin1: one char per byte, so the bytes are written back (and backed up) exactly as they were.
-        const content = yield* attempt(() => handle.readFile("latin1"))
-        return Option.some<ExistingFile>({ content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid })
-      }),
-    closeQuietly
-  ))).pipe(
-    Effect.catchAll((e): Effect.Effect<Option.Option<ExistingFile>, UnsafePath | ReadError> => {
-      if (e instanceof UnsafePath) return Effect.fail(e)
-      if (e.code === "ENOENT") return Effect.succeed(Option.none<ExistingFile>())
-      if (e.code === "ELOOP") {
-        return Effect.fail(new UnsafePath({ user, path: authorizedKeysPath, reason: "it is a symbolic link" }))
-      }
-      return Effect.fail(new ReadError({ path: authorizedKeysPath, detail: describeCause(e), cause: e }))
-    })
-  )
-
-  const replaceAuthorizedKeys = (content: string, owner: Owner, tempName: string) =>
-    Effect.gen(function*() {
-      const temp = `${base}/${tempName}`
-      const tempDisplay = nodePath.join(sshPath, tempName)
-      yield* guard
-      yield* Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function*() {
-          yield* restore(createFile(temp, tempDisplay, content, owner, 0o600))
-          yield* guard.pipe(Effect.tapError(() => attempt(() => fs.unlink(temp)).pipe(Effect.ignore)))
-          // From here the temp file exists; whatever happens next, it must not be left behind.
-          yield* attempt(() => fs.rename(temp, target)).pipe(
-            Effect.tapError(() => attempt(() => fs.unlink(temp)).pipe(Effect.ignore)),
-            Effect.mapError((e) =>
-              new WriteError({ path: authorizedKeysPath, operation: "replace", detail: describeCause(e), cause: e })
-            )
-          )
-        })
-      )
-      // The file is already replaced: a failed directory fsync is worth a warning, not a "left untouched" failure.
-      yield* attempt(() => dir.sync()).pipe(
-        Effect.catchAll((e) => Effect.logWarning(`fsync of ${sshPath} failed after the rename: ${describeCause(e)}`))
-      )
-    })
-
-  const writeBackup = (content: string, owner: Owner, name: string, retention: number) =>
-    Effect.gen(function*() {
-      const backupDisplay = nodePath.join(sshPath, BACKUP_DIR)
-      const backupTarget = `${base}/${BACKUP_DIR}`
-      const wrap = (operation: string, path: string) => (e: Errno) =>
-        new WriteError({ path, operation, detail: describeCause(e), cause: e })
-      yield* guard
-
-      yield* attempt(() => fs.mkdir(backupTarget, { mode: 0o700 })).pipe(
-        Effect.catchIf((e) => e.code === "EEXIST", () => Effect.void),
-        Effect.mapError(wrap("create directory", backupDisplay))
-      )
-      const backupDir = yield* openDirectory(user, backupTarget).pipe(
-        Effect.mapError((e) => (e._tag === "UnsafePath" ? new UnsafePath({ ...e, path: backupDisplay }) : new WriteError({ path: backupDisplay, operation: "open", detail: e.detail })))
-      )
-      // Spec: the directory belongs to the user, mode 0700, whoever made it. Fixed on the pinned descriptor.
-      const dirStat = yield* attempt(() => backupDir.stat()).pipe(Effect.mapError(wrap("stat", backupDisplay)))
-      if (dirStat.uid !== owner.uid || dirStat.gid !== owner.gid) {
-        yield* attempt(() => backupDir.chown(owner.uid, owner.gid)).pipe(Effect.mapError(wrap("chown", backupDisplay)))
-      }
-      if ((dirStat.mode & 0o7777) !== 0o700) {
-        yield* attempt(() => backupDir.chmod(0o700)).pipe(Effect.mapError(wrap("chmod", backupDisplay)))
-      }
-      const backupPin = yield* pin(user, backupDir, backupTarget).pipe(
-        Effect.mapError((e) => new UnsafePath({ ...e, path: backupDisplay }))
-      )
-      const backupBase = backupPin.base
-      yield* backupPin.guard
-      const path = nodePath.join(backupDisplay, name)
-      yield* createFile(`${backupBase}/${name}`, path, content, owner, 0o600)
-      yield* attempt(() => backupDir.sync()).pipe(Effect.mapError(wrap("fsync", backupDisplay)))
-
-      const names = yield* attempt(() => fs.readdir(backupBase)).pipe(Effect.mapError(wrap("list", backupDisplay)))
-      const pruned: Array<string> = []
-      for (const old of backupsToDelete(names, retention)) {
-        const oldPath = `${backupBase}/${old}`
-        const st = yield* attempt(() => fs.lstat(oldPath)).pipe(Effect.option)
-        // Only regular files of our own naming pattern; never a link, never a directory.
-        if (Option.isNone(st) || !st.value.isFile()) continue
-        yield* attempt(() => fs.unlink(oldPath)).pipe(Effect.mapError(wrap("delete old backup", nodePath.join(backupDisplay, old))))
-        pruned.push(old)
-      }
-      return { path, pruned }
-    }).pipe(Effect.scoped)
-
-  return { path: sshPath, identity, authorizedKeysPath, readAuthorizedKeys, replaceAuthorizedKeys, writeBackup }
+  const readFailed = (error: unknown) => new ReadError({ path: authorizedKeysPath, detail: describeCause(error), cause: error })
+  const writeFailed = (error: unknown) =>
+    new WriteError({ path: authorizedKeysPath, operation: "replace", detail: describeCause(error), cause: error })
+  return {
+    path: sshPath,
+    identity: `${dir.dev}:${dir.ino}`,
+    authorizedKeysPath,
+    readAuthorizedKeys: run<ExistingFile | undefined, UnsafePath | ReadError>(
+      () => readExisting(user, dir, authorizedKeysPath),
+      ["UnsafePath", "ReadError"],
+      readFailed
+    ).pipe(Effect.map(Option.fromNullable)),
+    // Uninterruptible: a write sequence always runs to its end (or its own cleanup), so a signal can never leave a
+    // temp file behind; each sequence is a handful of local syscalls.
+    replaceAuthorizedKeys: (content, owner, tempName) =>
+      run<string | undefined, UnsafePath | WriteError>(
+        () => replaceFile(dir, sshPath, content, owner, tempName),
+        ["UnsafePath", "WriteError"],
+        writeFailed
+      ).pipe(
+        Effect.flatMap((warning) => (warning === undefined ? Effect.void : Effect.logWarning(warning))),
+        Effect.uninterruptible
+      ),
+    writeBackup: (content, owner, name, retention) =>
+      run<BackupResult, UnsafePath | WriteError>(
+        () => backupFile(user, dir, sshPath, content, owner, name, retention),
+        ["UnsafePath", "WriteError"],
+        writeFailed
+      ).pipe(Effect.uninterruptible)
+  }
 }
 
 /** The real file system. @since 0.1.0 */
@@ -294,27 +350,14 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
   SshFiles,
   SshFiles.of({
     open: (account) =>
-      Effect.gen(function*() {
-        const user = account.name
-        const sshPath = nodePath.join(account.home, ".ssh")
-        const st = yield* attempt(() => fs.lstat(sshPath)).pipe(
-          Effect.mapError((e) =>
-            e.code === "ENOENT" || e.code === "ENOTDIR"
-              ? new SshDirMissing({ user, path: sshPath, reason: "missing" })
-              : new ReadError({ path: sshPath, detail: describeCause(e), cause: e })
-          )
-        )
-        if (st.isSymbolicLink()) return yield* new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
-        if (!st.isDirectory()) return yield* new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" })
-        const dir = yield* openDirectory(user, sshPath)
-        const pinned = yield* attempt(() => dir.stat()).pipe(
-          Effect.mapError((e) => new ReadError({ path: sshPath, detail: describeCause(e), cause: e }))
-        )
-        if (pinned.ino !== st.ino || pinned.dev !== st.dev) {
-          return yield* new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
-        }
-        return makeSshDir(account, sshPath, dir, `${pinned.dev}:${pinned.ino}`, yield* pin(user, dir, sshPath))
-      })
+      Effect.acquireRelease(
+        run<OpenedDirectory, SshDirMissing | UnsafePath | ReadError>(
+          () => openSsh(account),
+          ["SshDirMissing", "UnsafePath", "ReadError"],
+          (error) => new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
+        ),
+        (dir) => Effect.promise(() => closeQuietly(dir.handle))
+      ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir)))
   })
 )
 
