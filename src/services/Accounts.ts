@@ -96,20 +96,22 @@ const lookupLinux = (name: string): Effect.Effect<Account, UserNotFound | Accoun
 
 /**
  * Many names, one `getent passwd -- a b c` (a process per user costs more CPU than the rest of a sync).
- * Names it does not answer for with an exact match are asked again one by one, so that its exit code 2 ("some key
- * not found") never hides an error for another name.
+ * getent exits 0 when it found every name and 2 when some were not found, so after either a name it did not print
+ * does not exist. Any other outcome (an NSS failure, a crash) answers nothing, and the names are asked one by one so
+ * that one broken lookup never hides behind another.
  */
 const lookupManyLinux = (names: ReadonlyArray<string>) =>
   run("getent", ["passwd", "--", ...names]).pipe(
-    Effect.map(({ stdout }) => {
+    Effect.map(({ code, stdout }) => {
       const found = new Map<string, Account>()
+      if (code !== 0 && code !== 2) return { found, complete: false }
       for (const line of stdout.split("\n")) {
         const account = parsePasswdLine(line)
         if (account !== undefined && names.includes(account.name) && !found.has(account.name)) found.set(account.name, account)
       }
-      return found
+      return { found, complete: true }
     }),
-    Effect.orElseSucceed(() => new Map<string, Account>())
+    Effect.orElseSucceed(() => ({ found: new Map<string, Account>(), complete: false }))
   )
 
 const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
@@ -140,11 +142,13 @@ const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<GetAccount
     const names = [...new Set(requests.map((r) => r.name))]
     const batch = process.platform === "linux" && names.length > 1
       ? yield* lookupManyLinux(names)
-      : new Map<string, Account>()
+      : { found: new Map<string, Account>(), complete: false }
     yield* Effect.forEach(requests, (request) => {
-      const hit = batch.get(request.name)
+      const hit = batch.found.get(request.name)
       const lookup = hit !== undefined
         ? Effect.succeed(hit)
+        : batch.complete
+        ? Effect.fail(new UserNotFound({ user: request.name }))
         : process.platform === "darwin"
         ? lookupDarwin(request.name)
         : lookupLinux(request.name)
