@@ -141,8 +141,10 @@ export type UserSkipReason = UserNotFound | SshDirMissing
 /** A one-line description of a Node.js system error, e.g. `ENOSPC: no space left on device`. */
 export const describeCause = (cause: unknown): string => {
   if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code
-    const text = cause.message.replace(/\s+/g, " ").trim()
+    const { code, syscall } = cause as NodeJS.ErrnoException
+    let text = cause.message.replace(/\s+/g, " ").trim()
+    // Node appends ", open '/proc/self/fd/19/x'": the caller already names the real path, the pinned one confuses.
+    if (syscall !== undefined) text = text.replace(new RegExp(`, ${syscall}( '.*)?$`), "")
     return code !== undefined && !text.startsWith(code) ? `${code}: ${text}` : text
   }
   return String(cause)

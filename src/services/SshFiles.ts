@@ -150,18 +150,22 @@ const openDirectory = async (user: string, path: string, display: string): Promi
 
 /** Create `path` exclusively (never through a link), set mode and owner on the descriptor, write, fsync, close. */
 const createFile = async (path: string, content: string, owner: Owner, mode: number) => {
+  // Only a file this call created is ever unlinked: a failed O_EXCL open throws before the try.
   const handle = await fs.open(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
+  let open = true
   try {
     await handle.chmod(mode)
     await handle.chown(owner.uid, owner.gid)
     await handle.writeFile(content, "latin1")
     await handle.sync()
+    open = false
+    // NFS may report a write error (EDQUOT, EIO) only here.
+    await handle.close()
   } catch (error) {
-    await closeQuietly(handle)
+    if (open) await closeQuietly(handle)
     await unlinkQuietly(path)
     throw error
   }
-  await handle.close()
 }
 
 const readExisting = async (user: string, dir: OpenedDirectory, display: string): Promise<ExistingFile | undefined> => {
@@ -225,7 +229,10 @@ const replaceFile = async (
   )
 }
 
-/** A backup in authorized_keys_backups/ (made the user's, 0700), then retention. */
+/**
+ * A backup in authorized_keys_backups/ (made the user's, 0700), then retention. Problems after the backup is safely
+ * written (pruning old ones) are returned as warnings: they must not stop the sync.
+ */
 const backupFile = async (
   user: string,
   dir: OpenedDirectory,
@@ -234,7 +241,7 @@ const backupFile = async (
   owner: Owner,
   name: string,
   retention: number
-): Promise<BackupResult> => {
+): Promise<BackupResult & { readonly warnings: ReadonlyArray<string> }> => {
   const display = nodePath.join(sshPath, BACKUP_DIR)
   const failed = (operation: string, path: string) => (error: unknown): never => {
     if (error instanceof UnsafePath || error instanceof WriteError) throw error
@@ -249,8 +256,12 @@ const backupFile = async (
     return failed("open", display)(error.cause ?? error)
   })
   try {
-    // Spec: the directory belongs to the user, mode 0700, whoever made it. Fixed on the pinned descriptor.
+    // Spec: the directory belongs to the user, mode 0700. One made by root (this tool as root, the Go original) is
+    // handed over on the pinned descriptor; one owned by another account is not ours to take.
     const st = await backups.handle.stat().catch(failed("stat", display))
+    if (st.uid !== owner.uid && st.uid !== 0) {
+      throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${st.uid}, not by ${user} or root` })
+    }
     if (st.uid !== owner.uid || st.gid !== owner.gid) {
       await backups.handle.chown(owner.uid, owner.gid).catch(failed("chown", display))
     }
@@ -262,16 +273,22 @@ const backupFile = async (
     await backups.handle.sync().catch(failed("fsync", display))
 
     const pruned: Array<string> = []
-    const names = await fs.readdir(backups.base).catch(failed("list", display))
+    const warnings: Array<string> = []
+    const names = await fs.readdir(backups.base).catch((error) => {
+      warnings.push(`cannot list ${display} for retention: ${describeCause(error)}`)
+      return []
+    })
     for (const old of backupsToDelete(names, retention)) {
       const oldPath = `${backups.base}/${old}`
       // Only regular files of our own naming pattern; never a link, never a directory.
       const entry = await fs.lstat(oldPath).catch(() => undefined)
       if (!entry?.isFile()) continue
-      await fs.unlink(oldPath).catch(failed("delete old backup", nodePath.join(display, old)))
-      pruned.push(old)
+      await fs.unlink(oldPath).then(
+        () => void pruned.push(old),
+        (error) => void warnings.push(`cannot delete old backup ${nodePath.join(display, old)}: ${describeCause(error)}`)
+      )
     }
-    return { path, pruned }
+    return { path, pruned, warnings }
   } finally {
     await closeQuietly(backups.handle)
   }
@@ -290,7 +307,13 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
   }
   if (st.isSymbolicLink()) throw new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
   if (!st.isDirectory()) throw new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" })
-  const dir = await openDirectory(user, sshPath, sshPath)
+  const dir = await openDirectory(user, sshPath, sshPath).catch((error) => {
+    // Removed between lstat and open: the same as missing.
+    if (error instanceof ReadError && (error.cause as Errno | undefined)?.code === "ENOENT") {
+      throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+    }
+    throw error
+  })
   if (dir.ino !== st.ino || dir.dev !== st.dev) {
     await closeQuietly(dir.handle)
     throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
@@ -316,17 +339,19 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
   const readFailed = (error: unknown) => new ReadError({ path: authorizedKeysPath, detail: describeCause(error), cause: error })
   const writeFailed = (error: unknown) =>
     new WriteError({ path: authorizedKeysPath, operation: "replace", detail: describeCause(error), cause: error })
+  const backupFailed = (error: unknown) =>
+    new WriteError({ path: nodePath.join(sshPath, BACKUP_DIR), operation: "back up into", detail: describeCause(error), cause: error })
   return {
     path: sshPath,
     identity: `${dir.dev}:${dir.ino}`,
     authorizedKeysPath,
+    // Every sequence is uninterruptible: it is a handful of local syscalls, and it must never outlive the scope that
+    // closes the pinned descriptor (whose number could then name another directory), nor leave a temp file behind.
     readAuthorizedKeys: run<ExistingFile | undefined, UnsafePath | ReadError>(
       () => readExisting(user, dir, authorizedKeysPath),
       ["UnsafePath", "ReadError"],
       readFailed
-    ).pipe(Effect.map(Option.fromNullable)),
-    // Uninterruptible: a write sequence always runs to its end (or its own cleanup), so a signal can never leave a
-    // temp file behind; each sequence is a handful of local syscalls.
+    ).pipe(Effect.map(Option.fromNullable), Effect.uninterruptible),
     replaceAuthorizedKeys: (content, owner, tempName) =>
       run<string | undefined, UnsafePath | WriteError>(
         () => replaceFile(dir, sshPath, content, owner, tempName),
@@ -337,11 +362,15 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         Effect.uninterruptible
       ),
     writeBackup: (content, owner, name, retention) =>
-      run<BackupResult, UnsafePath | WriteError>(
+      run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention),
         ["UnsafePath", "WriteError"],
-        writeFailed
-      ).pipe(Effect.uninterruptible)
+        backupFailed
+      ).pipe(
+        Effect.tap(({ warnings }) => Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true })),
+        Effect.map(({ path, pruned }) => ({ path, pruned })),
+        Effect.uninterruptible
+      )
   }
 }
 

@@ -147,6 +147,27 @@ describeAsRoot("safety (e2e)", () => {
     expectRefused(run, bob.name, bob.backupDir, /symbolic link/)
   })
 
+  it("authorized_keys_backups owned by another account: refused, not taken over, nothing written", async () => {
+    const alice = await users.create()
+    const bob = await users.create({ authorizedKeys: lines(key("bk-other-old")) })
+    await fs.mkdir(bob.backupDir, { mode: 0o700 })
+    const theirs = path.join(bob.backupDir, "authorized_keys_20200101_000000_abcdef")
+    await fs.writeFile(theirs, CANARY, { mode: 0o600 })
+    await fs.chown(theirs, alice.uid, alice.gid)
+    await fs.chown(bob.backupDir, alice.uid, alice.gid)
+    const original = await fs.readFile(bob.authorizedKeys, "utf8")
+    server.keys("/bkother", [key("bk-other-new")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/bkother"))]))
+
+    expect(await statOf(bob.backupDir)).toEqual({ mode: 0o700, uid: alice.uid, gid: alice.gid })
+    expect(await fs.readdir(bob.backupDir)).toEqual(["authorized_keys_20200101_000000_abcdef"])
+    expect(await fs.readFile(theirs, "utf8")).toBe(CANARY)
+    expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(original)
+    expect(await tempFilesIn(bob.sshDir)).toEqual([])
+    expectRefused(run, bob.name, bob.backupDir, new RegExp(`owned by uid ${alice.uid}`))
+  })
+
   it("authorized_keys hard-linked to a root file: refused, the other link is untouched", async () => {
     const bob = await users.create({ ssh: true })
     // Same file system as .ssh, outside it and root-only.
