@@ -36,3 +36,24 @@ await build({
 })
 chmodSync(outfile, 0o755)
 console.log(`built ${outfile} (v${pkg.version}, ${commit}, ${built})`)
+
+// The library entry for other programs: ESM with its dependencies left as imports, plus type declarations.
+await build({
+  entryPoints: ["src/index.ts"],
+  outfile: "dist/index.mjs",
+  bundle: true,
+  packages: "external",
+  platform: "node",
+  target: "node20",
+  format: "esm",
+  define: {
+    __AUTHKEYSYNC_VERSION__: JSON.stringify(`v${pkg.version}`),
+    __AUTHKEYSYNC_COMMIT__: JSON.stringify(commit),
+    __AUTHKEYSYNC_BUILT__: JSON.stringify(built)
+  },
+  logLevel: "warning"
+})
+if (process.env.AUTHKEYSYNC_SKIP_TYPES !== "1") {
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" })
+}
+console.log("built dist/index.mjs and dist/types (library)")

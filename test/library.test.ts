@@ -66,4 +66,27 @@ describe("library entry (src/index.ts)", () => {
       expect(memory.writes).toHaveLength(1)
       expect(memory.writes[0]).toMatch(/^\/srv\/deploy\/\.ssh\/\.authkeysync_20260506_070809_[a-z]{6}$/)
     }))
+
+  it.effect("the built library (dist/index.mjs, what package.json exports) runs the same sync", () =>
+    Effect.gen(function*() {
+      const lib: typeof import("../src/index.js") = yield* Effect.promise(() =>
+        import(new URL("../dist/index.mjs", import.meta.url).href)
+      )
+      const memory = new lib.SshFiles.MemoryFs().mkdir("/home/ops/.ssh", { uid: 5000, gid: 5000 })
+      const config = yield* Schema.decodeUnknown(lib.Config)({
+        policy: { backup_enabled: false },
+        users: [{ username: "ops", sources: [{ url: "https://keys.internal/ops" }] }]
+      })
+      const summary = yield* lib.runAll(config, { dryRun: false, concurrency: 1, build: lib.buildInfo }).pipe(
+        Effect.provide(Layer.mergeAll(
+          lib.KeySource.layerTest({ "https://keys.internal/ops": `${KEY}\n` }),
+          lib.SshFiles.layerMemory(memory),
+          lib.Accounts.layerTest([{ name: "ops", uid: 5000, gid: 5000, home: "/home/ops" }]),
+          lib.RandomId.layerTest()
+        ))
+      )
+      expect(summary.exitCode).toBe(0)
+      expect(lib.buildInfo.version).toMatch(/^v\d+\.\d+\.\d+$/)
+      expect(memory.read("/home/ops/.ssh/authorized_keys")?.endsWith(`\n# Source: https://keys.internal/ops\n${KEY}\n`)).toBe(true)
+    }))
 })
