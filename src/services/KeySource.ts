@@ -32,16 +32,20 @@ const parseUrl = (location: string, base: string): URL | undefined => {
 }
 
 /** Configured headers, plus `User-Agent: AuthKeySync` unless one is configured (names compare case-insensitively). */
-export const requestHeaders = (source: Source): Record<string, string> => {
-  const hasUserAgent = Object.keys(source.headers).some((name) => name.toLowerCase() === "user-agent")
-  return hasUserAgent ? { ...source.headers } : { "User-Agent": DEFAULT_USER_AGENT, ...source.headers }
-}
+export const requestHeaders = (source: Source): Record<string, string> =>
+  headerValue(source.headers, "user-agent") === undefined
+    ? { "User-Agent": DEFAULT_USER_AGENT, ...source.headers }
+    : { ...source.headers }
+
+/** A header's value by case-insensitive name. */
+const headerValue = (headers: Readonly<Record<string, string>>, lowerCaseName: string) =>
+  Object.entries(headers).find(([key]) => key.toLowerCase() === lowerCaseName)?.[1]
 
 const tooLarge = (url: string, limit: number) =>
   new SourceFetchError({ url, reason: "TooLarge", detail: `the body is larger than ${limit} bytes; refusing to use a truncated key list` })
 
-/** Key lines are kept as bytes (one char per byte), so whatever a source sends is written back unchanged. */
-const bytesToText = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+/** Key lines are kept as a byte string (one char per byte, see pipeline/Bytes.ts): what a source sends is kept. */
+const toByteString = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
 
 /**
  * The body, at most `limit` bytes. With a Content-Length within the limit the body is read in one go (the HTTP
@@ -55,7 +59,7 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
       Effect.mapError((cause) =>
         new SourceFetchError({ url, reason: "Body", detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`, cause })
       ),
-      Effect.map((buffer) => bytesToText(new Uint8Array(buffer)))
+      Effect.map((buffer) => toByteString(new Uint8Array(buffer)))
     )
   }
   return response.stream.pipe(
@@ -66,7 +70,7 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
       const size = acc.size + bytes.length
       return size > limit ? Effect.fail(tooLarge(url, limit)) : Effect.succeed({ size, chunks: Chunk.append(acc.chunks, bytes) })
     }),
-    Effect.map(({ chunks }) => bytesToText(Buffer.concat(Chunk.toReadonlyArray(chunks))))
+    Effect.map(({ chunks }) => toByteString(Buffer.concat(Chunk.toReadonlyArray(chunks))))
   )
 }
 
@@ -87,9 +91,6 @@ const buildRequest = (hop: Hop) => {
   }
   return HttpClientRequest.setHeaders(request, hop.headers)
 }
-
-const headerValue = (headers: Readonly<Record<string, string>>, name: string) =>
-  Object.entries(headers).find(([key]) => key.toLowerCase() === name)?.[1]
 
 /**
  * The first hop. Credentials in the URL (`https://user:pass@host/…`) become Basic auth, as Go's client sends them,
