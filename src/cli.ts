@@ -24,7 +24,7 @@ import { SyncLive } from "./SyncLive.js"
 // Flags
 // =============================================================================
 
-const config = Options.text("config").pipe(
+const config = Options.file("config", { exists: "either" }).pipe(
   Options.withDescription(`Path to the configuration file (default ${DEFAULT_CONFIG_PATH})`),
   Options.withDefault(DEFAULT_CONFIG_PATH)
 )
