@@ -1,6 +1,6 @@
 /**
  * Fetching one source over HTTP(S) with @effect/platform's HttpClient: the spec's rules (200 only, default
- * User-Agent, POST body, per-source timeout) plus a body cap and careful redirects.
+ * User-Agent, request body, per-source timeout) plus a body cap and careful redirects.
  *
  * @since 0.1.0
  */
@@ -84,7 +84,8 @@ interface Hop {
 
 const buildRequest = (hop: Hop) => {
   let request = HttpClientRequest.make(hop.method)(hop.url)
-  if (hop.method === "POST" && hop.body !== "") {
+  // Like the Go original, a configured body is sent with whatever method is configured (GET included).
+  if (hop.body !== "") {
     // A raw body carries no Content-Type of its own: like the Go original, only a configured header sets one.
     const bytes = new TextEncoder().encode(hop.body)
     request = HttpClientRequest.setBody(request, HttpBody.raw(bytes, { contentLength: bytes.length }))
@@ -111,8 +112,8 @@ export const firstHop = (source: Source): Hop => {
 }
 
 /**
- * Where a redirect leads, or why it is not followed. 301/302/303 turn a POST into a GET without body (as browsers
- * and Go do); 307/308 keep method and body but never carry the body to another origin. Configured headers (tokens)
+ * Where a redirect leads, or why it is not followed. 301/302/303 continue as a GET without body (as browsers and Go
+ * do); 307/308 keep method and body but never carry the body to another origin. Configured headers (tokens)
  * stay with the configured origin; only the User-Agent follows.
  */
 export const nextHop = (hop: Hop, status: number, location: string | undefined): Hop | string => {
@@ -124,8 +125,8 @@ export const nextHop = (hop: Hop, status: number, location: string | undefined):
   const sameOrigin = next.origin === current.origin
   const keepsMethod = status === 307 || status === 308
   const method = keepsMethod ? hop.method : "GET"
-  const body = method === "POST" ? hop.body : ""
-  if (!sameOrigin && body !== "") return "refusing to send the POST body to another origin on a redirect"
+  const body = keepsMethod ? hop.body : ""
+  if (!sameOrigin && body !== "") return "refusing to send the request body to another origin on a redirect"
   const headers = sameOrigin ? hop.headers : { "User-Agent": headerValue(hop.headers, "user-agent") ?? DEFAULT_USER_AGENT }
   return { url: next.toString(), method, headers, body }
 }

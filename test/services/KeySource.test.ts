@@ -167,7 +167,7 @@ describe("KeySource (live, scripted HttpClient)", () => {
         { url: "https://k.example/a", method: "POST", body: "token=secret" },
         requests
       ).pipe(Effect.flip)
-      expect(error.message).toBe("source https://k.example/a: refusing to send the POST body to another origin on a redirect")
+      expect(error.message).toBe("source https://k.example/a: refusing to send the request body to another origin on a redirect")
       expect(requests).toHaveLength(1)
     }))
 
@@ -180,5 +180,16 @@ describe("KeySource (live, scripted HttpClient)", () => {
         requests
       )
       expect(requests.map((r) => [r.headers["user-agent"], r.headers["x-token"]])).toEqual([["Corp/2.0", "t0k"], ["Corp/2.0", undefined]])
+    }))
+
+  it.effect("a body configured with GET is sent too, as the Go original does", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(() => new Response("k k\n"), { url: "https://k.example/a", body: "q=1" }, requests)
+      expect(requests[0]!.method).toBe("GET")
+      expect(requests[0]!.body._tag).toBe("Raw")
+      const none: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(() => new Response("k k\n"), { url: "https://k.example/a" }, none)
+      expect(none[0]!.body._tag).toBe("Empty")
     }))
 })
