@@ -2,9 +2,10 @@
  * The command line as an operator sees it: HTTP requests as the key server sees them (method, body, headers,
  * User-Agent, redirects), --dry-run, config errors on stderr, log formats and verbosity flags.
  */
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs/promises"
 import { beforeAll, expect, it } from "vitest"
-import { assertBuilt, config, logsWith, runCli, runWithConfig, userWith, writeConfig } from "../support/cli.js"
+import { assertBuilt, CLI_PATH, config, logsWith, runCli, runWithConfig, userWith, writeConfig } from "../support/cli.js"
 import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
 import { TestServer, useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
@@ -181,6 +182,31 @@ describeAsRoot("cli (e2e)", () => {
       const version = await runCli(["-version"])
       expect(version.code).toBe(0)
       expect(version.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n {2}Commit: \S+\n {2}Built: {2}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/)
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("the single-file build runs from a directory with no node_modules anywhere above it", async () => {
+    const k = key("solo")
+    const bob = await users.create({ ssh: true })
+    server.keys("/solo", [k])
+    const dir = await users.tempDir()
+    const solo = `${dir}/authkeysync.mjs`
+    await fs.copyFile(CLI_PATH, solo)
+    await fs.chmod(solo, 0o755)
+    const cfg = await writeConfig(config([userWith(bob.name, server.url("/solo"))]))
+    try {
+      const version = spawnSync(solo, ["--version"], { cwd: dir, encoding: "utf8" })
+      expect(version.status, version.stderr).toBe(0)
+      expect(version.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n/)
+      const code = await new Promise<number>((resolve) => {
+        // Async: the key server lives in this process.
+        spawn(process.execPath, [solo, "--config", cfg.path, "--quiet"], { cwd: dir, stdio: "ignore" })
+          .on("close", (c) => resolve(c ?? -1))
+      })
+      expect(code).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/solo"), keys: [k] }])
     } finally {
       await cfg.remove()
     }
