@@ -105,9 +105,10 @@ const lookupManyLinux = (names: ReadonlyArray<string>) =>
     Effect.map(({ code, stdout }) => {
       const found = new Map<string, Account>()
       if (code !== 0 && code !== 2) return { found, complete: false }
+      const asked = new Set(names)
       for (const line of stdout.split("\n")) {
         const account = parsePasswdLine(line)
-        if (account !== undefined && names.includes(account.name) && !found.has(account.name)) found.set(account.name, account)
+        if (account !== undefined && asked.has(account.name) && !found.has(account.name)) found.set(account.name, account)
       }
       return { found, complete: true }
     }),
