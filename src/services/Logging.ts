@@ -62,7 +62,7 @@ export const formatText = (record: LogRecord): string =>
 export const formatJson = (record: LogRecord): string => {
   const out: Record<string, unknown> = { time: record.time.toISOString(), level: record.level, msg: record.msg }
   // An annotation never overwrites the three fixed fields.
-  for (const [key, value] of record.fields) out[key in out && RESERVED.has(key) ? `field_${key}` : key] = value
+  for (const [key, value] of record.fields) out[RESERVED.has(key) ? `field_${key}` : key] = value
   return JSON.stringify(out)
 }
 
