@@ -7,9 +7,8 @@
  */
 import { CliConfig, Command, Options } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Effect, Exit, Layer } from "effect"
+import { Console, Duration, Effect, Exit, Layer } from "effect"
 import { buildInfo } from "./Build.js"
 import { normalizeGoFlags } from "./goFlags.js"
 import { bytesToText } from "./pipeline/Bytes.js"
@@ -17,8 +16,12 @@ import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
 import { renderDiff } from "./pipeline/Diff.js"
 import { loadConfig } from "./pipeline/loadConfig.js"
 import { DEFAULT_CONCURRENCY, runAll, type RunSummary } from "./pipeline/runAll.js"
+import * as HttpTransport from "./services/HttpTransport.js"
 import * as Logging from "./services/Logging.js"
+import { defaultLockPath, layer as RunLockLive, RunLock } from "./services/RunLock.js"
 import { SyncLive } from "./SyncLive.js"
+
+const DEFAULT_LOCK_TIMEOUT = 60
 
 // =============================================================================
 // Flags
@@ -42,6 +45,14 @@ const concurrency = Options.integer("concurrency").pipe(
   Options.withDescription(`How many users to sync at the same time (default ${DEFAULT_CONCURRENCY})`),
   Options.withDefault(DEFAULT_CONCURRENCY)
 )
+const lockTimeout = Options.integer("lock-timeout").pipe(
+  Options.withDescription(`Seconds to wait for another run to finish before giving up (default ${DEFAULT_LOCK_TIMEOUT})`),
+  Options.withDefault(DEFAULT_LOCK_TIMEOUT)
+)
+const lockFile = Options.text("lock-file").pipe(
+  Options.withDescription(`The run lock; its directory must be root's alone (default ${defaultLockPath()})`),
+  Options.withDefault(defaultLockPath())
+)
 
 // =============================================================================
 // Handler
@@ -64,7 +75,7 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
 
 const command = Command.make(
   "authkeysync",
-  { config, dryRun, debug, quiet, silent, logFormat, concurrency },
+  { config, dryRun, debug, quiet, silent, logFormat, concurrency, lockTimeout, lockFile },
   (flags) => {
     const verbosity: Logging.Verbosity = flags.silent ? "silent" : flags.quiet ? "quiet" : flags.debug ? "debug" : "info"
     return Effect.gen(function*() {
@@ -72,10 +83,16 @@ const command = Command.make(
         yield* Console.error("authkeysync: --concurrency must be 1 or more")
         return 1
       }
+      if (flags.lockTimeout < 0) {
+        yield* Console.error("authkeysync: --lock-timeout must be 0 or more")
+        return 1
+      }
       yield* Effect.logInfo("AuthKeySync starting").pipe(
         Effect.annotateLogs({ version: buildInfo.version, config: flags.config, dry_run: flags.dryRun })
       )
       const cfg = yield* loadConfig(flags.config)
+      // A dry run changes nothing, so it neither waits for nor blocks a real run.
+      if (!flags.dryRun) yield* (yield* RunLock).hold(flags.lockFile, Duration.seconds(flags.lockTimeout))
       const summary = yield* runAll(cfg, {
         dryRun: flags.dryRun,
         concurrency: flags.concurrency,
@@ -84,8 +101,15 @@ const command = Command.make(
       if (flags.dryRun && verbosity !== "silent") yield* printDryRun(summary, flags.logFormat)
       return summary.exitCode
     }).pipe(
+      Effect.scoped,
       Effect.catchTag("ConfigError", (error) =>
         Effect.logError("cannot load configuration").pipe(
+          Effect.annotateLogs({ error: error.message }),
+          Effect.zipRight(verbosity === "silent" ? Effect.void : Console.error(`authkeysync: ${error.message}`)),
+          Effect.as(1)
+        )),
+      Effect.catchTag("RunLockError", (error) =>
+        Effect.logError("cannot take the run lock; nothing was synced").pipe(
           Effect.annotateLogs({ error: error.message }),
           Effect.zipRight(verbosity === "silent" ? Effect.void : Console.error(`authkeysync: ${error.message}`)),
           Effect.as(1)
@@ -99,7 +123,8 @@ const command = Command.make(
 const cli = Command.run(command, { name: "authkeysync", version: buildInfo.version })
 
 const MainLive = Layer.mergeAll(
-  SyncLive.pipe(Layer.provide(NodeHttpClient.layerUndici)),
+  SyncLive.pipe(Layer.provide(HttpTransport.layer)),
+  RunLockLive,
   NodeContext.layer,
   CliConfig.layer({ showBuiltIns: false }),
   // The CLI installs no tracer, so spans would be recorded for nobody.

@@ -7,7 +7,7 @@
  */
 
 const BOOLEAN = new Set(["dry-run", "debug", "quiet", "silent", "version", "help", "h"])
-const VALUED = new Set(["config", "log-format", "concurrency"])
+const VALUED = new Set(["config", "log-format", "concurrency", "lock-timeout", "lock-file"])
 
 /** Rewrite Go-style flags in `args` (the arguments after the program name). @since 0.1.0 */
 export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => {

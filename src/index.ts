@@ -30,14 +30,34 @@ export { diffKeys, type KeyChange, type KeyDiff, renderDiff } from "./pipeline/D
 export * from "./pipeline/Errors.js"
 export { backupFileName, backupsToDelete, formatStamp, tempFileName } from "./pipeline/FileNames.js"
 export { loadConfig } from "./pipeline/loadConfig.js"
+export { checkGuards } from "./pipeline/Guards.js"
+export { keyFingerprint, keyIdentity, keyMaterial } from "./pipeline/KeyIdentity.js"
 export { classifyLine, type LineClass, type ParsedKeys, parseKeys } from "./pipeline/Parse.js"
+export {
+  identitiesOf,
+  type LocalSelection,
+  markedManagedIdentities,
+  providedIdentities,
+  selectLocalKeys
+} from "./pipeline/Revocation.js"
 export { redactUrl } from "./pipeline/Redact.js"
 export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHeader } from "./pipeline/Render.js"
-export { DEFAULT_CONCURRENCY, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
-export { decideWrite, type SyncOptions, syncUser, syncUserOutcome, type UserOutcome } from "./pipeline/syncUser.js"
+export { DEFAULT_CONCURRENCY, groupByHome, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
+export {
+  decideWrite,
+  MAX_LINE_BYTES,
+  sourceLimitProblem,
+  type SyncOptions,
+  syncUser,
+  syncUserOutcome,
+  unsafeUsernameReason,
+  type UserOutcome
+} from "./pipeline/syncUser.js"
 export * as Accounts from "./services/Accounts.js"
 export * as KeySource from "./services/KeySource.js"
+export * as HttpTransport from "./services/HttpTransport.js"
 export * as Logging from "./services/Logging.js"
+export * as ManagedKeys from "./services/ManagedKeys.js"
 export * as RandomId from "./services/RandomId.js"
 export * as SshFiles from "./services/SshFiles.js"
 export { SyncLive } from "./SyncLive.js"

@@ -5,7 +5,7 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schema, TestClock } from "effect"
-import { Accounts, bytesToText, Config, KeySource, RandomId, runAll, SshFiles } from "../src/index.js"
+import { Accounts, bytesToText, Config, KeySource, ManagedKeys, RandomId, runAll, SshFiles } from "../src/index.js"
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHlib library@test"
 
@@ -27,6 +27,7 @@ describe("library entry (src/index.ts)", () => {
         KeySource.layer.pipe(Layer.provide(fakeHttp)),
         SshFiles.layerMemory(memory),
         Accounts.layerTest([{ name: "deploy", uid: 3000, gid: 3000, home: "/srv/deploy" }]),
+        ManagedKeys.layerMemory(),
         RandomId.layer
       )
 
@@ -81,6 +82,7 @@ describe("library entry (src/index.ts)", () => {
         Effect.provide(Layer.mergeAll(
           lib.KeySource.layerTest({ "https://keys.internal/ops": `${KEY}\n` }),
           lib.SshFiles.layerMemory(memory),
+          lib.ManagedKeys.layerMemory(),
           lib.Accounts.layerTest([{ name: "ops", uid: 5000, gid: 5000, home: "/home/ops" }]),
           lib.RandomId.layerTest()
         ))

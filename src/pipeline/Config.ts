@@ -9,9 +9,16 @@
 import { Either, ParseResult, Schema } from "effect"
 import { parseDocument } from "yaml"
 import { ConfigError } from "./Errors.js"
+import { classifyLine, trimLine } from "./Parse.js"
 
 /** @since 0.1.0 */
 export const DEFAULT_CONFIG_PATH = "/etc/authkeysync/config.yaml"
+/** The Go original's limit; above it the Go original silently truncates, this tool fails the source. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+/** Twice what a 100,000-key corporate source needs. */
+export const DEFAULT_MAX_KEYS_PER_SOURCE = 200_000
+/** @since 0.2.0 */
+export const DEFAULT_STATE_DIR = "/var/lib/authkeysync"
 
 // =============================================================================
 // Schema
@@ -72,13 +79,19 @@ const PositiveSeconds = Schema.Int.pipe(
   Schema.positive({ message: (issue) => `must be a positive whole number of seconds, got ${String(issue.actual)}` })
 )
 
+const AbsolutePath = Schema.String.pipe(
+  Schema.filter((s) => s.startsWith("/") || `must be an absolute path, got ${JSON.stringify(s)}`)
+)
+
 /** One HTTP endpoint that returns keys as plain text. @since 0.1.0 */
 export const Source = Schema.Struct({
   url: HttpUrl,
   method: Schema.optionalWith(Method, { default: () => "GET" as const, exact: true }),
   headers: Schema.optionalWith(Headers, { default: () => ({}), exact: true }),
   body: Schema.optionalWith(Scalar, { default: () => "", exact: true }),
-  timeout_seconds: Schema.optionalWith(PositiveSeconds, { default: () => 10, exact: true })
+  timeout_seconds: Schema.optionalWith(PositiveSeconds, { default: () => 10, exact: true }),
+  /** PEM file of CA certificates trusted for this source instead of the policy's `ca_file` or the system's. */
+  ca_file: Schema.optional(AbsolutePath)
 }).annotations({ identifier: "Source" })
 export type Source = typeof Source.Type
 
@@ -87,9 +100,21 @@ const Username = Schema.String.pipe(
   Schema.filter((s) => s === s.trim() || "must not start or end with white space")
 )
 
+/** A break-glass key: one authorized_keys line, kept in every file it applies to whatever the sources say. */
+const PinnedKey = Schema.String.pipe(
+  Schema.filter((s) =>
+    classifyLine(s) === "key" && !/[\r\n]/.test(trimLine(s)) ||
+    "must be one authorized_keys line (key type, key and optional comment)"
+  ),
+  Schema.transform(Schema.String, { strict: true, decode: trimLine, encode: (s) => s })
+)
+
+const PinnedKeys = Schema.Array(PinnedKey)
+
 /** A local account and where its keys come from. @since 0.1.0 */
 export const User = Schema.Struct({
   username: Username,
+  pinned_keys: Schema.optionalWith(PinnedKeys, { default: () => [], exact: true }),
   sources: Schema.propertySignature(
     Schema.Array(Source).pipe(Schema.minItems(1, { message: () => "every user needs at least one source" }))
   ).annotations({ missingMessage: () => "every user needs at least one source" })
@@ -103,7 +128,35 @@ export const Policy = Schema.Struct({
     Schema.Int.pipe(Schema.nonNegative({ message: (i) => `must be 0 or more, got ${String(i.actual)}` })),
     { default: () => 10, exact: true }
   ),
-  preserve_local_keys: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true })
+  preserve_local_keys: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true }),
+  /** Lockout guard: a file that had keys may only be left with none when this is true. */
+  allow_empty: Schema.optionalWith(Schema.Boolean, { default: () => false, exact: true }),
+  /** Shrink guard: refuse a write that removes more keys than this (off when unset). */
+  max_removed_keys: Schema.optional(
+    Schema.Int.pipe(Schema.nonNegative({ message: (i) => `must be 0 or more, got ${String(i.actual)}` }))
+  ),
+  /** Shrink guard: refuse a write that removes more than this percentage of the file's keys (off when unset). */
+  max_removed_percent: Schema.optional(
+    Schema.Number.pipe(
+      Schema.between(0, 100, { message: (i) => `must be a percentage from 0 to 100, got ${String(i.actual)}` })
+    )
+  ),
+  /** Break-glass keys for every user: always written, never removed. */
+  pinned_keys: Schema.optionalWith(PinnedKeys, { default: () => [], exact: true }),
+  /** A source's body larger than this fails the source (the download stops there). */
+  max_response_bytes: Schema.optionalWith(
+    Schema.Int.pipe(Schema.positive({ message: (i) => `must be a positive number of bytes, got ${String(i.actual)}` })),
+    { default: () => DEFAULT_MAX_RESPONSE_BYTES, exact: true }
+  ),
+  /** A source with more key lines than this fails. */
+  max_keys_per_source: Schema.optionalWith(
+    Schema.Int.pipe(Schema.positive({ message: (i) => `must be a positive number, got ${String(i.actual)}` })),
+    { default: () => DEFAULT_MAX_KEYS_PER_SOURCE, exact: true }
+  ),
+  /** PEM file of CA certificates trusted for every https source (instead of the system's). */
+  ca_file: Schema.optional(AbsolutePath),
+  /** Root-only directory where the tool remembers which keys it wrote from sources (for revocation). */
+  state_dir: Schema.optionalWith(AbsolutePath, { default: () => DEFAULT_STATE_DIR, exact: true })
 }).annotations({ identifier: "Policy" })
 export type Policy = typeof Policy.Type
 
@@ -148,9 +201,21 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
 
 const KNOWN_KEYS = {
   root: ["policy", "users"],
-  policy: ["backup_enabled", "backup_retention_count", "preserve_local_keys"],
-  user: ["username", "sources"],
-  source: ["url", "method", "headers", "body", "timeout_seconds"]
+  policy: [
+    "backup_enabled",
+    "backup_retention_count",
+    "preserve_local_keys",
+    "allow_empty",
+    "max_removed_keys",
+    "max_removed_percent",
+    "pinned_keys",
+    "max_response_bytes",
+    "max_keys_per_source",
+    "ca_file",
+    "state_dir"
+  ],
+  user: ["username", "pinned_keys", "sources"],
+  source: ["url", "method", "headers", "body", "timeout_seconds", "ca_file"]
 } as const
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)

@@ -7,6 +7,7 @@
 
 /** One block of the generated file. @since 0.1.0 */
 export type Section =
+  | { readonly _tag: "Pinned"; readonly keys: ReadonlyArray<string> }
   | { readonly _tag: "Source"; readonly url: string; readonly keys: ReadonlyArray<string> }
   | { readonly _tag: "Local"; readonly keys: ReadonlyArray<string> }
 
@@ -26,16 +27,20 @@ export interface MergedKeys {
 
 /** The label used for the local file in dedup events. */
 export const LOCAL_LABEL = "local authorized_keys"
+/** The label used for policy.pinned_keys and a user's pinned_keys in dedup events. */
+export const PINNED_LABEL = "pinned keys"
 
 /**
  * Merge the keys of each source (in config order) with the keys of the existing file.
- * `localKeys` is `undefined` when `preserve_local_keys` is false.
+ * `localKeys` is `undefined` when `preserve_local_keys` is false. Pinned (break-glass) keys come first, so they are
+ * never dropped as a duplicate of anything.
  *
  * @since 0.1.0
  */
 export const mergeKeys = (
   sources: ReadonlyArray<{ readonly url: string; readonly keys: ReadonlyArray<string> }>,
-  localKeys: ReadonlyArray<string> | undefined
+  localKeys: ReadonlyArray<string> | undefined,
+  pinnedKeys: ReadonlyArray<string> = []
 ): MergedKeys => {
   const firstSeen = new Map<string, string>()
   const duplicates: Array<Duplicate> = []
@@ -52,11 +57,9 @@ export const mergeKeys = (
     }
     return kept
   }
-  const sections: Array<Section> = sources.map((source) => ({
-    _tag: "Source",
-    url: source.url,
-    keys: keep(source.keys, source.url)
-  }))
+  const sections: Array<Section> = []
+  if (pinnedKeys.length > 0) sections.push({ _tag: "Pinned", keys: keep(pinnedKeys, PINNED_LABEL) })
+  for (const source of sources) sections.push({ _tag: "Source", url: source.url, keys: keep(source.keys, source.url) })
   if (localKeys !== undefined) sections.push({ _tag: "Local", keys: keep(localKeys, LOCAL_LABEL) })
   return { sections, duplicates }
 }

@@ -72,6 +72,39 @@ export class UnsafePath extends Data.TaggedError("UnsafePath")<{
   }
 }
 
+/** An account the tool will not write for: a name or home that cannot be handled safely. */
+export class UnsafeAccount extends Data.TaggedError("UnsafeAccount")<{
+  readonly user: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `refusing account ${JSON.stringify(this.user)}: ${this.reason}`
+  }
+}
+
+/** A write refused by the lockout or shrink guard (policy.allow_empty, max_removed_keys, max_removed_percent). */
+export class GuardRefused extends Data.TaggedError("GuardRefused")<{
+  readonly user: string
+  readonly path: string
+  readonly guard: "lockout" | "shrink"
+  readonly detail: string
+}> {
+  override get message() {
+    return `${this.guard} guard refused to rewrite ${this.path}: ${this.detail}`
+  }
+}
+
+/** The root-only record of which keys the tool wrote from sources could not be read or written. */
+export class StateError extends Data.TaggedError("StateError")<{
+  readonly path: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `state ${this.path}: ${this.detail}`
+  }
+}
+
 // =============================================================================
 // Sources
 // =============================================================================
@@ -79,7 +112,7 @@ export class UnsafePath extends Data.TaggedError("UnsafePath")<{
 /** A source answered with something other than 200, could not be reached, or sent an unusable body. */
 export class SourceFetchError extends Data.TaggedError("SourceFetchError")<{
   readonly url: string
-  readonly reason: "Status" | "Transport" | "Body" | "TooLarge"
+  readonly reason: "Status" | "Transport" | "Body" | "TooLarge" | "LineTooLong" | "TooManyKeys"
   readonly status?: number
   readonly detail: string
   readonly cause?: unknown
@@ -126,10 +159,23 @@ export class WriteError extends Data.TaggedError("WriteError")<{
   }
 }
 
+/** The run lock could not be taken: another run holds it past `--lock-timeout`, or its directory is unsafe. */
+export class RunLockError extends Data.TaggedError("RunLockError")<{
+  readonly path: string
+  readonly detail: string
+}> {
+  override get message() {
+    return `run lock ${this.path}: ${this.detail}`
+  }
+}
+
 /** What stops one user's sync without touching its file. */
 export type UserSyncError =
   | AccountLookupError
+  | UnsafeAccount
   | UnsafePath
+  | GuardRefused
+  | StateError
   | SourceFetchError
   | SourceTimeout
   | ReadError

@@ -40,6 +40,22 @@ export const renderHeader = (build: BuildInfo, lastSync: Date): string =>
     ""
   ].join("\n"))
 
+/** The marker lines that open each section. @since 0.2.0 */
+export const PINNED_TITLE = "# Pinned (break-glass)"
+export const LOCAL_TITLE = "# Local (preserved)"
+export const SOURCE_TITLE_PREFIX = "# Source: "
+
+const sectionTitle = (section: Section): string => {
+  switch (section._tag) {
+    case "Pinned":
+      return PINNED_TITLE
+    case "Source":
+      return `${SOURCE_TITLE_PREFIX}${textToBytes(section.url)}`
+    case "Local":
+      return LOCAL_TITLE
+  }
+}
+
 /**
  * Everything below the header: one block per non-empty section, each preceded by a blank line and its title.
  *
@@ -49,7 +65,7 @@ export const renderBody = (sections: ReadonlyArray<Section>): string =>
   sections
     .filter((section) => section.keys.length > 0)
     .map((section) => {
-      const title = section._tag === "Source" ? `# Source: ${textToBytes(section.url)}` : "# Local (preserved)"
+      const title = sectionTitle(section)
       return `\n${title}\n${section.keys.map((key) => `${key}\n`).join("")}`
     })
     .join("")

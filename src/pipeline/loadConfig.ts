@@ -4,13 +4,43 @@
  * @since 0.1.0
  */
 import { FileSystem } from "@effect/platform"
-import { Effect, Either } from "effect"
+import { Effect, Either, Option } from "effect"
 import { type Config, decodeConfig } from "./Config.js"
 import { ConfigError, describeCause } from "./Errors.js"
+
+/**
+ * Pure: the config decides who gets root's trust, so a file others can change is a finding. World-writable is
+ * refused; group-writable, or (for a root run) owned by anyone but root, is warned about.
+ *
+ * @since 0.2.0
+ */
+export const configFileProblem = (
+  info: { readonly mode: number; readonly uid: number | undefined },
+  runningUid: number
+): { readonly refuse?: string; readonly warn?: string } => {
+  const mode = (info.mode & 0o7777).toString(8).padStart(4, "0")
+  if ((info.mode & 0o002) !== 0) return { refuse: `it is writable by every account (mode ${mode}); run chmod o-w on it` }
+  if ((info.mode & 0o020) !== 0) return { warn: `it is writable by its group (mode ${mode}); anyone in it can grant SSH access` }
+  if (runningUid === 0 && info.uid !== undefined && info.uid !== 0) {
+    return { warn: `it is owned by uid ${info.uid}, not root; that account can grant SSH access to every managed user` }
+  }
+  return {}
+}
 
 /** @since 0.1.0 */
 export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
   const fs = yield* FileSystem.FileSystem
+  const info = yield* fs.stat(file).pipe(Effect.option)
+  if (Option.isSome(info)) {
+    const problem = configFileProblem(
+      { mode: info.value.mode, uid: Option.getOrUndefined(info.value.uid) },
+      process.geteuid?.() ?? 0
+    )
+    if (problem.refuse !== undefined) {
+      return yield* new ConfigError({ file, reason: "Read", detail: `refusing to use it: ${problem.refuse}` })
+    }
+    if (problem.warn !== undefined) yield* Effect.logWarning(`config ${file}: ${problem.warn}`)
+  }
   const text = yield* fs.readFileString(file, "utf8").pipe(
     Effect.mapError((error) => {
       const cause = error._tag === "SystemError" ? error.cause ?? error : error

@@ -3,7 +3,9 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import * as nodePath from "node:path"
+import { Clock, Effect, Either } from "effect"
+import { Accounts } from "../services/Accounts.js"
 import type { Config } from "./Config.js"
 import { type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
 
@@ -30,6 +32,18 @@ export const summarize = (outcomes: ReadonlyArray<UserOutcome>): RunSummary => {
   return { outcomes, counts, exitCode: counts.Failed > 0 ? 1 : 0 }
 }
 
+/** Pure: configured accounts grouped by (resolved) home directory. @since 0.2.0 */
+export const groupByHome = (
+  accounts: ReadonlyArray<{ readonly name: string; readonly home: string }>
+): ReadonlyMap<string, ReadonlyArray<string>> => {
+  const byHome = new Map<string, Array<string>>()
+  for (const account of accounts) {
+    const home = nodePath.resolve(account.home)
+    byHome.set(home, [...(byHome.get(home) ?? []), account.name])
+  }
+  return byHome
+}
+
 /**
  * Sync every user of `config`. Never fails: per-user errors are outcomes, and the summary carries the exit code.
  *
@@ -45,6 +59,16 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
       preserve_local_keys: config.policy.preserve_local_keys
     })
   )
+  const startedAt = new Date(yield* Clock.currentTimeMillis)
+  // Every account first (one batched lookup), so that homes shared by two configured accounts are seen; the
+  // per-user lookups below are answered from the request cache. A failed lookup is that user's own outcome.
+  const accounts = yield* Accounts
+  const resolved = yield* Effect.forEach(
+    config.users,
+    (user) => Effect.either(accounts.lookup(user.username)),
+    { concurrency: "unbounded", batching: true }
+  )
+  const accountsByHome = groupByHome(resolved.flatMap((r) => (Either.isRight(r) ? [r.right] : [])))
   const locks = new Map<string, Effect.Semaphore>()
   const exclusive = (identity: string) => {
     let lock = locks.get(identity)
@@ -56,7 +80,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   }
   const outcomes = yield* Effect.forEach(
     config.users,
-    (user) => syncUserOutcome(user, config.policy, { ...options, exclusive }),
+    (user) => syncUserOutcome(user, config.policy, { ...options, exclusive, startedAt, accountsByHome }),
     // batching: every user's account lookup goes out in one request (one getent for all users).
     { concurrency: Math.max(1, options.concurrency), batching: true }
   )
@@ -74,4 +98,4 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     })
   )
   return summary
-})
+}, Effect.withRequestCaching(true))

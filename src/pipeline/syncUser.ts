@@ -10,26 +10,32 @@
  * @since 0.1.0
  */
 import { Clock, Effect, LogLevel, Option } from "effect"
+import * as nodePath from "node:path"
 import { Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
+import { ManagedKeys } from "../services/ManagedKeys.js"
 import { RandomId } from "../services/RandomId.js"
 import { type ExistingFile, type SshDir, SshFiles } from "../services/SshFiles.js"
 import type { Policy, Source, User } from "./Config.js"
-import { type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
+import { allKeys, type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
 import { bytesToText } from "./Bytes.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
 import {
   describeCause,
-  type SourceFetchError,
+  SourceFetchError,
   type SourceTimeout,
+  UnsafeAccount,
   type UserSkipReason,
   type UserSyncError,
   WriteError
 } from "./Errors.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
+import { checkGuards } from "./Guards.js"
+import { keyFingerprint } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
+import { identitiesOf, markedManagedIdentities, providedIdentities, selectLocalKeys } from "./Revocation.js"
 
 // =============================================================================
 // Results
@@ -44,6 +50,13 @@ export interface SyncOptions {
    * otherwise race, and the last rename would win. `runAll` provides one; alone, `syncUser` needs none.
    */
   readonly exclusive?: (identity: string) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** When the run started: temp files left in `.ssh` from before then are a crashed run's. Default: the user's start. */
+  readonly startedAt?: Date
+  /**
+   * Configured accounts by home directory (as resolved); an account whose home also belongs to another one is
+   * refused. `runAll` provides it.
+   */
+  readonly accountsByHome?: ReadonlyMap<string, ReadonlyArray<string>>
 }
 
 /** What happened to one configured user. @since 0.1.0 */
@@ -101,11 +114,43 @@ interface FetchedSource {
   readonly keys: ReadonlyArray<string>
 }
 
-const fetchSource = (source: Source) =>
+/** Longer lines are not keys anybody uses (a 16384-bit RSA key is about 2.8 KB); a source sending one is broken. */
+export const MAX_LINE_BYTES = 16 * 1024
+
+/** Pure: why a source's body breaks the line-length or key-count cap, if it does. @since 0.2.0 */
+export const sourceLimitProblem = (
+  body: string,
+  keyCount: number,
+  maxKeys: number
+): { readonly reason: "LineTooLong" | "TooManyKeys"; readonly detail: string } | undefined => {
+  let start = 0
+  for (let line = 1; start <= body.length; line++) {
+    const end = body.indexOf("\n", start)
+    const length = (end < 0 ? body.length : end) - start
+    if (length > MAX_LINE_BYTES) {
+      return { reason: "LineTooLong", detail: `line ${line} is ${length} bytes long, more than ${MAX_LINE_BYTES}` }
+    }
+    if (end < 0) break
+    start = end + 1
+  }
+  if (keyCount > maxKeys) {
+    return { reason: "TooManyKeys", detail: `it sent ${keyCount} keys, more than policy.max_keys_per_source (${maxKeys})` }
+  }
+  return undefined
+}
+
+const fetchSource = (source: Source, policy: Policy) =>
   Effect.gen(function*() {
     const keySource = yield* KeySource
-    const body = yield* keySource.fetch(source)
+    const body = yield* keySource.fetch(source, {
+      maxResponseBytes: policy.max_response_bytes,
+      caFile: source.ca_file ?? policy.ca_file
+    })
     const parsed = parseKeys(body)
+    const problem = sourceLimitProblem(body, parsed.keys.length, policy.max_keys_per_source)
+    if (problem !== undefined) {
+      return yield* new SourceFetchError({ url: redactUrl(source.url), reason: problem.reason, detail: problem.detail })
+    }
     yield* Effect.logInfo("fetched source").pipe(
       Effect.annotateLogs({ keys: parsed.keys.length, discarded: rejectedLineCount(parsed) })
     )
@@ -118,9 +163,11 @@ const fetchSource = (source: Source) =>
   }).pipe(Effect.annotateLogs({ source: redactUrl(source.url) }), Effect.withLogSpan("fetch"))
 
 /** Every source in parallel; all must succeed. Each failure is logged with its source before the user fails. */
-const fetchAllSources = (sources: ReadonlyArray<Source>) =>
+const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
   Effect.gen(function*() {
-    const [failures, fetched] = yield* Effect.partition(sources, fetchSource, { concurrency: SOURCE_CONCURRENCY })
+    const [failures, fetched] = yield* Effect.partition(sources, (source) => fetchSource(source, policy), {
+      concurrency: SOURCE_CONCURRENCY
+    })
     for (const failure of failures) {
       yield* Effect.logError(failure.message).pipe(Effect.annotateLogs({ source: failure.url }))
     }
@@ -162,11 +209,52 @@ const backupExisting = (
     return result.path
   })
 
-const writeAtomically = (sshDir: SshDir, content: string, owner: { uid: number; gid: number }, now: Date) =>
+/** The temp file must parse back to exactly the keys meant to be written, in order, before it replaces anything. */
+const sameKeysAs = (intended: ReadonlyArray<string>) => (writtenBack: string): string | undefined => {
+  const got = parseKeys(writtenBack).keys
+  if (got.length !== intended.length) return `it holds ${got.length} keys, expected ${intended.length}`
+  const at = got.findIndex((key, i) => key !== intended[i])
+  return at < 0 ? undefined : `key ${at + 1} differs from the one meant to be written`
+}
+
+const writeAtomically = (
+  sshDir: SshDir,
+  content: string,
+  intendedKeys: ReadonlyArray<string>,
+  owner: { uid: number; gid: number },
+  now: Date
+) =>
   Effect.gen(function*() {
     const id = yield* RandomId
-    yield* sshDir.replaceAuthorizedKeys(content, owner, tempFileName(now, yield* id.next))
+    yield* sshDir.replaceAuthorizedKeys(content, owner, tempFileName(now, yield* id.next), sameKeysAs(intendedKeys))
   })
+
+const logRevoked = (revoked: ReadonlyArray<string>) =>
+  Effect.forEach(revoked, (key) =>
+    Effect.logInfo("revoked key: no source provides it any more").pipe(
+      Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
+    ), { discard: true })
+
+const removeStaleTemps = (sshDir: SshDir, before: Date) =>
+  sshDir.removeStaleTemps(before).pipe(
+    Effect.flatMap((names) =>
+      Effect.forEach(names, (name) =>
+        Effect.logInfo("removed a temp file left by an earlier run").pipe(
+          Effect.annotateLogs({ path: nodePath.join(sshDir.path, name) })
+        ), { discard: true })
+    )
+  )
+
+const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>) => a.size === b.size && [...a].every((x) => b.has(x))
+
+/** Pure: why an account cannot be handled safely, before anything is looked up or opened. @since 0.2.0 */
+export const unsafeUsernameReason = (name: string): string | undefined => {
+  if (name.includes("/")) return "the name contains a slash"
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(name)) return "the name contains a control character"
+  if (name === "." || name === "..") return "the name is a path component"
+  return undefined
+}
 
 // =============================================================================
 // The per-user program
@@ -182,41 +270,72 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   const files = yield* SshFiles
 
   yield* Effect.logDebug("processing user")
+  const badName = unsafeUsernameReason(user.username)
+  if (badName !== undefined) return yield* new UnsafeAccount({ user: user.username, reason: badName })
+  const startedAt = options.startedAt ?? new Date(yield* Clock.currentTimeMillis)
   const account = yield* accounts.lookup(user.username)
+  const home = nodePath.resolve(account.home)
+  if (home === "/") return yield* new UnsafeAccount({ user: user.username, reason: "its home directory is /" })
+  const sharing = (options.accountsByHome?.get(home) ?? []).filter((name) => name !== user.username)
+  if (sharing.length > 0) {
+    return yield* new UnsafeAccount({
+      user: user.username,
+      reason: `its home ${home} is also the home of ${sharing.join(", ")}`
+    })
+  }
   const owner = { uid: account.uid, gid: account.gid }
   const sshDir = yield* files.open(account)
   const exclusive = options.exclusive?.(sshDir.identity) ?? identity
-  return yield* exclusive(syncDirectory(user, policy, options, owner, sshDir))
+  return yield* exclusive(syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir))
 }, Effect.scoped)
 
 const identity = <A, E, R>(self: Effect.Effect<A, E, R>) => self
 
-/** Everything after the system check: fetch, merge, decide, back up, write. */
+/** Everything after the system check: fetch, merge, guard, decide, back up, write, remember. */
 const syncDirectory = (
   user: User,
   policy: Policy,
-  options: SyncOptions,
+  options: SyncOptions & { readonly startedAt: Date },
   owner: { uid: number; gid: number },
   sshDir: SshDir
 ) =>
   Effect.gen(function*() {
-    const fetched = yield* fetchAllSources(user.sources)
+    const managedKeys = yield* ManagedKeys
+    const fetched = yield* fetchAllSources(user.sources, policy)
     const existing = yield* readLocalFile(sshDir)
     const local = parseKeys(existing?.content ?? "")
-    const merged = mergeKeys(fetched, policy.preserve_local_keys ? local.keys : undefined)
+    const pinned = [...policy.pinned_keys, ...user.pinned_keys]
+
+    // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
+    const record = yield* managedKeys.read(policy.state_dir, user.username)
+    const previouslyManaged = Option.getOrElse(record, () => markedManagedIdentities(existing?.content ?? ""))
+    const selection = selectLocalKeys(local.keys, previouslyManaged, identitiesOf([pinned, ...fetched.map((f) => f.keys)]))
+    const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
     yield* logDuplicates(merged.duplicates)
+    if (policy.preserve_local_keys) yield* logRevoked(selection.revoked)
 
     const sections = redactSections(merged)
     const body = renderBody(sections)
     const diff = diffKeys(local.keys, sections)
-    const keys = sections.reduce((n, s) => n + s.keys.length, 0)
+    const intendedKeys = allKeys(sections)
+    const keys = intendedKeys.length
     const path = sshDir.authorizedKeysPath
     const decision = decideWrite(existing, body, owner)
+    const managedNow = providedIdentities(sections)
+    const recordIsCurrent = Option.match(record, { onNone: () => false, onSome: (ids) => sameSet(ids, managedNow) })
 
     if (decision === "unchanged") {
+      if (!options.dryRun && !recordIsCurrent) yield* managedKeys.write(policy.state_dir, user.username, managedNow)
       yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
       return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
     }
+    const refused = checkGuards(
+      user.username,
+      path,
+      { before: local.keys.length, after: keys, removed: diff.removed.length },
+      policy
+    )
+    if (refused !== undefined) return yield* refused
     if (options.dryRun) {
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
         Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
@@ -224,15 +343,27 @@ const syncDirectory = (
       return { _tag: "WouldUpdate", user: user.username, path, keys, diff } satisfies UserOutcome
     }
 
+    yield* removeStaleTemps(sshDir, options.startedAt)
+    // Remember the union first: if the rename never happens, keys still in the old file stay revocable.
+    const union = new Set([...Option.getOrElse(record, () => new Set<string>()), ...managedNow])
+    if (!Option.isSome(record) || !sameSet(record.value, union)) {
+      yield* managedKeys.write(policy.state_dir, user.username, union)
+    }
     const now = new Date(yield* Clock.currentTimeMillis)
     const content = renderHeader(options.build, now) + body
     const backup = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
       ? yield* backupExisting(sshDir, existing, owner, now, policy.backup_retention_count)
       : undefined
-    yield* writeAtomically(sshDir, content, owner, now)
+    yield* writeAtomically(sshDir, content, intendedKeys, owner, now)
     yield* Effect.logInfo("updated authorized_keys").pipe(
       Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
     )
+    if (!sameSet(union, managedNow)) {
+      // The file is written; a stale (larger) record only means a later run re-checks more keys.
+      yield* managedKeys.write(policy.state_dir, user.username, managedNow).pipe(
+        Effect.catchAll((error) => Effect.logWarning(error.message))
+      )
+    }
     return { _tag: "Updated", user: user.username, path, keys, diff, backup } satisfies UserOutcome
   })
 
@@ -248,7 +379,7 @@ const isSkip = (error: UserSkipReason | UserSyncError): error is UserSkipReason 
 export const syncUserOutcome = (user: User, policy: Policy, options: SyncOptions): Effect.Effect<
   UserOutcome,
   never,
-  Accounts | SshFiles | KeySource | RandomId
+  Accounts | SshFiles | KeySource | RandomId | ManagedKeys
 > =>
   syncUser(user, policy, options).pipe(
     Effect.catchAll((error) =>

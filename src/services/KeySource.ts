@@ -5,15 +5,24 @@
  * @since 0.1.0
  */
 import { HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Chunk, Context, Duration, Effect, Layer, Stream } from "effect"
+import { Chunk, Context, Duration, Effect, Layer, Option, Stream } from "effect"
 import type { Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
 import { redactUrl } from "../pipeline/Redact.js"
+import { TrustedCaClients } from "./HttpTransport.js"
+
+/** @since 0.2.0 */
+export interface FetchOptions {
+  /** The body cap (policy.max_response_bytes); default 10 MiB. */
+  readonly maxResponseBytes?: number
+  /** Trust this PEM file's CAs instead of the system's (the source's or the policy's `ca_file`). */
+  readonly caFile?: string | undefined
+}
 
 /** @since 0.1.0 */
 export class KeySource extends Context.Tag("authkeysync/KeySource")<KeySource, {
   /** The body of a 200 answer as text, or why there is none. */
-  readonly fetch: (source: Source) => Effect.Effect<string, SourceFetchError | SourceTimeout>
+  readonly fetch: (source: Source, options?: FetchOptions) => Effect.Effect<string, SourceFetchError | SourceTimeout>
 }>() {}
 
 /** The Go original reads at most 10 MiB of a body; past that we fail rather than keep a truncated list. */
@@ -136,14 +145,27 @@ export const make = Effect.gen(function*() {
   // No traceparent/b3 headers (key servers get the request the Go original sends), and no per-request span: on a
   // 600-request run the spans cost more CPU than the requests themselves. withScope: a response we do not read
   // (an error status, a redirect) is aborted when the fetch ends instead of holding its socket.
-  const client = (yield* HttpClient.HttpClient).pipe(
-    HttpClient.withTracerPropagation(false),
-    HttpClient.withTracerDisabledWhen(() => true),
-    HttpClient.withScope
-  )
+  const prepare = (client: HttpClient.HttpClient) =>
+    client.pipe(
+      HttpClient.withTracerPropagation(false),
+      HttpClient.withTracerDisabledWhen(() => true),
+      HttpClient.withScope
+    )
+  const defaultClient = prepare(yield* HttpClient.HttpClient)
+  const caClients = yield* Effect.serviceOption(TrustedCaClients)
 
-  const fetchOnce = (source: Source) =>
+  const clientFor = (source: Source, caFile: string | undefined) => {
+    if (caFile === undefined) return Effect.succeed(defaultClient)
+    const fail = (detail: string) => new SourceFetchError({ url: redactUrl(source.url), reason: "Transport", detail })
+    return Option.match(caClients, {
+      onNone: () => Effect.fail(fail(`ca_file ${caFile} is set, but this HTTP layer cannot load CA files`)),
+      onSome: (clients) => clients.forCaFile(caFile).pipe(Effect.mapError(fail), Effect.map(prepare))
+    })
+  }
+
+  const fetchOnce = (source: Source, options: FetchOptions) =>
     Effect.gen(function*() {
+      const client = yield* clientFor(source, options.caFile)
       const shown = redactUrl(source.url)
       const fail = (status: number, detail: string) => new SourceFetchError({ url: shown, reason: "Status", status, detail })
       let hop = firstHop(source)
@@ -161,12 +183,12 @@ export const make = Effect.gen(function*() {
           continue
         }
         if (response.status !== 200) return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)`)
-        return yield* readCapped(response, shown, MAX_RESPONSE_BYTES)
+        return yield* readCapped(response, shown, options.maxResponseBytes ?? MAX_RESPONSE_BYTES)
       }
     }).pipe(Effect.scoped)
 
-  const fetch = (source: Source) =>
-    fetchOnce(source).pipe(
+  const fetch = (source: Source, options: FetchOptions = {}) =>
+    fetchOnce(source, options).pipe(
       // One deadline for connecting, redirects and the whole body: a slow-drip server cannot hold the run.
       Effect.timeoutFail({
         duration: Duration.seconds(source.timeout_seconds),

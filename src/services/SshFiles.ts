@@ -52,12 +52,18 @@ export interface SshDir {
   readonly identity: string
   readonly authorizedKeysPath: string
   readonly readAuthorizedKeys: Effect.Effect<Option.Option<ExistingFile>, UnsafePath | ReadError>
-  /** Atomically replace authorized_keys with `content`, via a temp file called `tempName` in the same directory. */
+  /**
+   * Atomically replace authorized_keys with `content`, via a temp file called `tempName` in the same directory.
+   * Before the rename the temp file is read back and given to `verify`, which returns why it is wrong, if it is.
+   */
   readonly replaceAuthorizedKeys: (
     content: string,
     owner: Owner,
-    tempName: string
+    tempName: string,
+    verify?: (writtenBack: string) => string | undefined
   ) => Effect.Effect<void, WriteError | UnsafePath>
+  /** Remove temp files a crashed run left behind: our own name pattern, regular files, last modified before `before`. */
+  readonly removeStaleTemps: (before: Date) => Effect.Effect<ReadonlyArray<string>>
   /** Write `content` as backup `name` in `authorized_keys_backups/` (created 0700), then keep the newest `retention`. */
   readonly writeBackup: (
     content: string,
@@ -148,16 +154,37 @@ const openDirectory = async (user: string, path: string, display: string): Promi
   }
 }
 
-/** Create `path` exclusively (never through a link), set mode and owner on the descriptor, write, fsync, close. */
-const createFile = async (path: string, content: string, owner: Owner, mode: number) => {
+/** The temp file did not read back as what was meant to be written. */
+class VerifyFailed extends Error {}
+
+/**
+ * Create `path` exclusively (never through a link), set mode and owner on the descriptor, write, fsync, read back
+ * and verify, close.
+ */
+const createFile = async (
+  path: string,
+  content: string,
+  owner: Owner,
+  mode: number,
+  verify?: (writtenBack: string) => string | undefined
+) => {
   // Only a file this call created is ever unlinked: a failed O_EXCL open throws before the try.
-  const handle = await fs.open(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
+  const handle = await fs.open(path, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
   let open = true
   try {
     await handle.chmod(mode)
     await handle.chown(owner.uid, owner.gid)
     await handle.writeFile(content, "latin1")
     await handle.sync()
+    if (verify !== undefined) {
+      const expected = Buffer.byteLength(content, "latin1")
+      const back = Buffer.alloc(expected + 1)
+      const { bytesRead } = await handle.read(back, 0, back.length, 0)
+      const problem = bytesRead !== expected
+        ? `read back ${bytesRead} bytes, expected ${expected}`
+        : verify(back.toString("latin1", 0, bytesRead))
+      if (problem !== undefined) throw new VerifyFailed(`the temp file did not read back as intended: ${problem}`)
+    }
     open = false
     // NFS may report a write error (EDQUOT, EIO) only here.
     await handle.close()
@@ -168,7 +195,12 @@ const createFile = async (path: string, content: string, owner: Owner, mode: num
   }
 }
 
-const readExisting = async (user: string, dir: OpenedDirectory, display: string): Promise<ExistingFile | undefined> => {
+const readExisting = async (
+  user: string,
+  uid: number,
+  dir: OpenedDirectory,
+  display: string
+): Promise<ExistingFile | undefined> => {
   await dir.guard()
   let handle: fs.FileHandle
   try {
@@ -187,6 +219,9 @@ const readExisting = async (user: string, dir: OpenedDirectory, display: string)
       throw new UnsafePath({ user, path: display, reason: `it is ${what}` })
     }
     if (st.nlink > 1) throw new UnsafePath({ user, path: display, reason: `it has ${st.nlink} hard links` })
+    if (st.uid !== uid && st.uid !== 0) {
+      throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${st.uid}, not by ${user} or root` })
+    }
     if (st.size > MAX_LOCAL_FILE_BYTES) {
       throw new UnsafePath({ user, path: display, reason: `it is larger than ${MAX_LOCAL_FILE_BYTES} bytes` })
     }
@@ -204,14 +239,18 @@ const replaceFile = async (
   sshPath: string,
   content: string,
   owner: Owner,
-  tempName: string
+  tempName: string,
+  verify: ((writtenBack: string) => string | undefined) | undefined
 ): Promise<string | undefined> => {
   const temp = `${dir.base}/${tempName}`
   const display = nodePath.join(sshPath, AUTHORIZED_KEYS)
   await dir.guard()
   try {
-    await createFile(temp, content, owner, 0o600)
+    await createFile(temp, content, owner, 0o600, verify)
   } catch (error) {
+    if (error instanceof VerifyFailed) {
+      throw new WriteError({ path: nodePath.join(sshPath, tempName), operation: "verify", detail: error.message })
+    }
     throw new WriteError({ path: nodePath.join(sshPath, tempName), operation: "write", detail: describeCause(error), cause: error })
   }
   try {
@@ -294,31 +333,89 @@ const backupFile = async (
   }
 }
 
+/** sshd's StrictModes rule for `~` and `~/.ssh`: owned by the user or root, not writable by group or others. */
+const strictModesProblem = (st: { uid: number; mode: number }, uid: number, user: string): string | undefined => {
+  if (st.uid !== uid && st.uid !== 0) return `it is owned by uid ${st.uid}, not by ${user} or root`
+  if ((st.mode & 0o022) !== 0) {
+    return `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
+  }
+  return undefined
+}
+
+/**
+ * Open the home (a path root's passwd gave, so links in it are followed), check it, then open `.ssh` inside the
+ * opened home without following a link, pin it and check it too.
+ */
 const openSsh = async (account: Account): Promise<OpenedDirectory> => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
-  let st: Awaited<ReturnType<typeof fs.lstat>>
+  let home: fs.FileHandle
   try {
-    st = await fs.lstat(sshPath)
+    home = await fs.open(account.home, C.O_RDONLY | C.O_DIRECTORY)
   } catch (error) {
     const e = error as Errno
-    if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
-    throw new ReadError({ path: sshPath, detail: describeCause(e), cause: e })
+    if (e.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+    if (e.code === "ENOTDIR") throw new UnsafePath({ user, path: account.home, reason: "the home is not a directory" })
+    throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
-  if (st.isSymbolicLink()) throw new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
-  if (!st.isDirectory()) throw new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" })
-  const dir = await openDirectory(user, sshPath, sshPath).catch((error) => {
-    // Removed between lstat and open: the same as missing.
-    if (error instanceof ReadError && (error.cause as Errno | undefined)?.code === "ENOENT") {
-      throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+  try {
+    const homeStat = await home.stat()
+    const homeProblem = strictModesProblem(homeStat, account.uid, user)
+    if (homeProblem !== undefined) throw new UnsafePath({ user, path: account.home, reason: homeProblem })
+    const viaProc = `${PROC_FD}/${home.fd}`
+    const pinnedHome = await fs.stat(viaProc).then((st) => st.ino === homeStat.ino && st.dev === homeStat.dev, () => false)
+    const base = pinnedHome ? `${viaProc}/.ssh` : sshPath
+
+    let st: Awaited<ReturnType<typeof fs.lstat>>
+    try {
+      st = await fs.lstat(base)
+    } catch (error) {
+      const e = error as Errno
+      if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+      throw new ReadError({ path: sshPath, detail: describeCause(e), cause: e })
     }
-    throw error
-  })
-  if (dir.ino !== st.ino || dir.dev !== st.dev) {
-    await closeQuietly(dir.handle)
-    throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
+    if (st.isSymbolicLink()) throw new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
+    if (!st.isDirectory()) throw new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" })
+    const dir = await openDirectory(user, base, sshPath).catch((error) => {
+      // Removed between lstat and open: the same as missing.
+      if (error instanceof ReadError && (error.cause as Errno | undefined)?.code === "ENOENT") {
+        throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+      }
+      throw error
+    })
+    try {
+      const opened = await dir.handle.stat()
+      if (dir.ino !== st.ino || dir.dev !== st.dev) {
+        throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
+      }
+      const sshProblem = strictModesProblem(opened, account.uid, user)
+      if (sshProblem !== undefined) throw new UnsafePath({ user, path: sshPath, reason: sshProblem })
+      return dir
+    } catch (error) {
+      await closeQuietly(dir.handle)
+      throw error
+    }
+  } finally {
+    await closeQuietly(home)
   }
-  return dir
+}
+
+/** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */
+const TEMP_NAME_PATTERN = /^\.authkeysync_\d{8}_\d{6}_[a-z]{6}$/
+
+const removeStaleTemps = async (dir: OpenedDirectory, before: Date): Promise<ReadonlyArray<string>> => {
+  await dir.guard()
+  const names = await fs.readdir(dir.base).catch(() => [] as Array<string>)
+  const removed: Array<string> = []
+  for (const name of names) {
+    if (!TEMP_NAME_PATTERN.test(name)) continue
+    const path = `${dir.base}/${name}`
+    // lstat: a link with our name is left alone, like anything that is not a regular file of a finished run.
+    const st = await fs.lstat(path).catch(() => undefined)
+    if (!st?.isFile() || st.mtimeMs >= before.getTime()) continue
+    await fs.unlink(path).then(() => void removed.push(name), () => {})
+  }
+  return removed
 }
 
 /** Run one of the sequences above; its own typed errors pass through, anything else becomes `orElse(error)`. */
@@ -348,19 +445,21 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
     // Every sequence is uninterruptible: it is a handful of local syscalls, and it must never outlive the scope that
     // closes the pinned descriptor (whose number could then name another directory), nor leave a temp file behind.
     readAuthorizedKeys: run<ExistingFile | undefined, UnsafePath | ReadError>(
-      () => readExisting(user, dir, authorizedKeysPath),
+      () => readExisting(user, account.uid, dir, authorizedKeysPath),
       ["UnsafePath", "ReadError"],
       readFailed
     ).pipe(Effect.map(Option.fromNullable), Effect.uninterruptible),
-    replaceAuthorizedKeys: (content, owner, tempName) =>
+    replaceAuthorizedKeys: (content, owner, tempName, verify) =>
       run<string | undefined, UnsafePath | WriteError>(
-        () => replaceFile(dir, sshPath, content, owner, tempName),
+        () => replaceFile(dir, sshPath, content, owner, tempName, verify),
         ["UnsafePath", "WriteError"],
         writeFailed
       ).pipe(
         Effect.flatMap((warning) => (warning === undefined ? Effect.void : Effect.logWarning(warning))),
         Effect.uninterruptible
       ),
+    removeStaleTemps: (before) =>
+      Effect.promise(() => removeStaleTemps(dir, before).catch(() => [])).pipe(Effect.uninterruptible),
     writeBackup: (content, owner, name, retention) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention),
@@ -473,8 +572,12 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
               const file = memory.files.get(authorizedKeysPath)
               return memory.afterRead.pipe(Effect.as(file ? Option.some({ ...file }) : Option.none()))
             }),
-            replaceAuthorizedKeys: (content, owner, tempName) => {
+            replaceAuthorizedKeys: (content, owner, tempName, verify) => {
               const temp = nodePath.join(sshPath, tempName)
+              const problem = verify?.(content)
+              if (problem !== undefined) {
+                return Effect.fail(new WriteError({ path: temp, operation: "verify", detail: problem }))
+              }
               return create(temp, content, owner).pipe(
                 Effect.tap(() =>
                   Effect.sync(() => {
@@ -485,6 +588,13 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
                 )
               )
             },
+            // In memory there are no modification times: every leftover of the temp name pattern is stale.
+            removeStaleTemps: () =>
+              Effect.sync(() => {
+                const stale = memory.list(sshPath).filter((name) => TEMP_NAME_PATTERN.test(name))
+                for (const name of stale) memory.files.delete(nodePath.join(sshPath, name))
+                return stale
+              }),
             writeBackup: (content, owner, name, retention) =>
               Effect.gen(function*() {
                 const dir = nodePath.join(sshPath, BACKUP_DIR)

@@ -57,7 +57,7 @@ describeAsRoot("syscalls (e2e)", () => {
         "#!/bin/sh",
         // libuv may hand file operations to io_uring, which strace cannot see; force plain syscalls.
         `UV_USE_IO_URING=0 exec strace -f -qq -o ${trace} \\`,
-        "  -e trace=openat,open,creat,fchmod,fchmodat,chmod,fchown,fchownat,chown,lchown,fsync,rename,renameat,renameat2 \\",
+        "  -e trace=openat,open,creat,fchmod,fchmodat,chmod,fchown,fchownat,chown,lchown,fsync,pread64,rename,renameat,renameat2 \\",
         `  -e signal=none ${process.execPath} ${path.resolve("dist/authkeysync.mjs")} "$@"`,
         ""
       ].join("\n"),
@@ -80,7 +80,10 @@ describeAsRoot("syscalls (e2e)", () => {
     await expectSyncedFile(bob, [{ source: server.url("/sys"), keys: [newKey] }, { local: [oldKey] }])
 
     const calls = parseTrace(await fs.readFile(trace, "utf8"))
-    const ssh = calls.find((c) => c.name === "openat" && c.args.includes(`"${bob.sshDir}"`))
+    // The home is opened first (checked on its descriptor), then .ssh inside that very directory, never following a link.
+    const home = calls.find((c) => c.name === "openat" && c.args.includes(`"${bob.home}"`) && c.args.includes("O_DIRECTORY"))
+    expect(home, "home opened as a directory").toBeDefined()
+    const ssh = calls.find((c) => c.name === "openat" && c.args.includes(`"/proc/self/fd/${home!.result}/.ssh"`))
     expect(ssh?.args).toContain("O_NOFOLLOW")
     expect(ssh?.args).toContain("O_DIRECTORY")
     const sshFd = ssh!.result
@@ -94,13 +97,15 @@ describeAsRoot("syscalls (e2e)", () => {
       const reused = rest.findIndex((c) => (c.name === "openat" || c.name === "open") && c.result === fd)
       return (reused < 0 ? rest : rest.slice(0, reused)).filter((c) => c.args.startsWith(`${fd},`) || c.args === fd)
     }
-    const createdWithSpecMode = (open: Call | undefined) => {
+    const createdWithSpecMode = (open: Call | undefined, readBack: boolean) => {
       expect(open, "file created").toBeDefined()
-      for (const flag of ["O_WRONLY", "O_CREAT", "O_EXCL", "O_NOFOLLOW"]) expect(open!.args).toContain(flag)
+      for (const flag of ["O_RDWR", "O_CREAT", "O_EXCL", "O_NOFOLLOW"]) expect(open!.args).toContain(flag)
       expect(open!.args.endsWith(", 0600")).toBe(true)
-      const life = lifeOf(open!).map((c) => `${c.name}(${c.args})`)
+      const life = lifeOf(open!).map((c) => `${c.name}(${c.args.replace(/^(\d+), ".*"(\.\.\.)?, /, "$1, …, ")})`)
       const fd = open!.result
-      expect(life).toEqual([`fchmod(${fd}, 0600)`, `fchown(${fd}, ${bob.uid}, ${bob.gid})`, `fsync(${fd})`])
+      const spec = [`fchmod(${fd}, 0600)`, `fchown(${fd}, ${bob.uid}, ${bob.gid})`, `fsync(${fd})`]
+      // The temp file is read back from offset 0 (and re-parsed) before it may replace anything.
+      expect(life).toEqual(readBack ? [...spec, expect.stringMatching(new RegExp(`^pread64\\(${fd}, …, \\d+, 0\\)$`))] : spec)
     }
 
     // The backup: in authorized_keys_backups (itself opened without following links), pinned through /proc.
@@ -110,13 +115,13 @@ describeAsRoot("syscalls (e2e)", () => {
       c.name === "openat" &&
       new RegExp(`"/proc/self/fd/${backupDir!.result}/authorized_keys_\\d{8}_\\d{6}_[a-z]{6}"`).test(c.args)
     )
-    createdWithSpecMode(backup)
+    createdWithSpecMode(backup, false)
 
     // The temp file in .ssh, then the rename over authorized_keys, then the directory's fsync.
     const temp = calls.find((c) =>
       c.name === "openat" && new RegExp(`"${pinned}/\\.authkeysync_\\d{8}_\\d{6}_[a-z]{6}"`).test(c.args)
     )
-    createdWithSpecMode(temp)
+    createdWithSpecMode(temp, true)
     const tempPath = /"([^"]+)"/.exec(temp!.args)![1]!
     const renameAt = calls.findIndex((c) => c.name.startsWith("rename") && c.args.includes(`"${tempPath}"`))
     expect(calls[renameAt]?.args).toContain(`"${pinned}/authorized_keys"`)

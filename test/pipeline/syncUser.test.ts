@@ -12,6 +12,7 @@ import { runAll } from "../../src/pipeline/runAll.js"
 import * as Accounts from "../../src/services/Accounts.js"
 import * as KeySource from "../../src/services/KeySource.js"
 import * as Logging from "../../src/services/Logging.js"
+import * as ManagedKeys from "../../src/services/ManagedKeys.js"
 import * as RandomId from "../../src/services/RandomId.js"
 import * as SshFiles from "../../src/services/SshFiles.js"
 
@@ -35,25 +36,32 @@ const config = (raw: unknown): Config => {
 interface World {
   readonly fs: SshFiles.MemoryFs
   readonly logs: Array<Logging.LogRecord>
-  readonly layer: Layer.Layer<Accounts.Accounts | SshFiles.SshFiles | KeySource.KeySource | RandomId.RandomId>
+  /** What the run recorded as managed, by user. */
+  readonly records: Map<string, ReadonlySet<string>>
+  readonly layer: Layer.Layer<
+    Accounts.Accounts | SshFiles.SshFiles | KeySource.KeySource | RandomId.RandomId | ManagedKeys.ManagedKeys
+  >
 }
 
 const world = (
   responses: Readonly<Record<string, KeySource.CannedResponse>>,
-  setup: (fs: SshFiles.MemoryFs) => void = () => {}
+  setup: (fs: SshFiles.MemoryFs) => void = () => {},
+  managed: Record<string, ReadonlyArray<string>> = {}
 ): World => {
   const fs = new SshFiles.MemoryFs()
   fs.mkdir("/home/alice/.ssh", alice).mkdir("/home/bob/.ssh", bob)
   setup(fs)
   const logs: Array<Logging.LogRecord> = []
+  const records = new Map<string, ReadonlySet<string>>()
   const layer = Layer.mergeAll(
+    ManagedKeys.layerMemory(managed, records),
     Accounts.layerTest([alice, bob]),
     SshFiles.layerMemory(fs),
     KeySource.layerTest(responses),
     RandomId.layerTest(["aaaaaa", "bbbbbb", "cccccc", "dddddd"]),
     Logging.layerCapture(logs, LogLevel.Debug)
   )
-  return { fs, logs, layer }
+  return { fs, logs, records, layer }
 }
 
 const run = <Override extends Accounts.Accounts | KeySource.KeySource = never>(
@@ -238,34 +246,31 @@ describe("syncUser", () => {
     }))
 })
 
-describe("accounts sharing one .ssh", () => {
-  it.effect("are synced one after the other, so neither write loses the other's keys", () =>
+describe("accounts sharing one home", () => {
+  it.effect("are both refused, and the shared file is not touched", () =>
     Effect.gen(function*() {
       const w = world({})
       const app1 = { name: "app1", uid: 4001, gid: 4001, home: "/srv/app" }
-      const app2 = { name: "app2", uid: 4002, gid: 4002, home: "/srv/app" }
-      w.fs.mkdir("/srv/app/.ssh", app1)
-      // A window between reading the file and replacing it, where an unserialized second sync would read too.
-      w.fs.afterRead = Effect.sleep("1 second")
-      const slow = Layer.succeed(KeySource.KeySource, {
-        fetch: (source) => Effect.succeed(source.url.includes("one") ? `${K1}\n` : `${K2}\n`)
-      })
+      const app2 = { name: "app2", uid: 4002, gid: 4002, home: "/srv/app/" }
+      const app3 = { name: "app3", uid: 4003, gid: 4003, home: "/srv/app3" }
+      w.fs.mkdir("/srv/app/.ssh", app1).mkdir("/srv/app3/.ssh", app3)
+      w.fs.writeFile("/srv/app/.ssh/authorized_keys", `${LOCAL}\n`, app1)
       const cfg = config({
-        policy: { backup_enabled: false },
-        users: [
-          { username: "app1", sources: [{ url: "https://one.example/k" }] },
-          { username: "app2", sources: [{ url: "https://two.example/k" }] }
-        ]
+        users: ["app1", "app2", "app3"].map((username) => ({ username, sources: [{ url: "https://one.example/k" }] }))
       })
-      const fiber = yield* run(w, cfg, { concurrency: 2 }, Layer.merge(Accounts.layerTest([app1, app2]), slow)).pipe(Effect.fork)
-      for (let i = 0; i < 4; i++) {
-        yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
-        yield* TestClock.adjust("1 second")
-      }
-      const summary = yield* Fiber.join(fiber)
-      expect(summary.counts.Updated).toBe(2)
-      const body = w.fs.read("/srv/app/.ssh/authorized_keys")?.split("\n").filter((l) => l.startsWith("ssh-"))
-      expect(body?.sort()).toEqual([K1, K2].sort())
+      const summary = yield* run(
+        w,
+        cfg,
+        { concurrency: 2 },
+        Layer.merge(Accounts.layerTest([app1, app2, app3]), KeySource.layerTest({ "https://one.example/k": `${K1}\n` }))
+      )
+      expect(summary.outcomes.map((o) => [o.user, o._tag])).toEqual([["app1", "Failed"], ["app2", "Failed"], ["app3", "Updated"]])
+      const first = summary.outcomes[0]
+      expect(first?._tag === "Failed" && first.error.message).toBe(
+        "refusing account \"app1\": its home /srv/app is also the home of app2"
+      )
+      expect(w.fs.read("/srv/app/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+      expect(summary.exitCode).toBe(1)
     }))
 })
 

@@ -24,7 +24,16 @@ const oneSource = (extra = "") => `users:
       - url: https://keys.example.com/bob
 ${extra}`
 
-const defaultPolicy = { backup_enabled: true, backup_retention_count: 10, preserve_local_keys: true }
+const defaultPolicy: Config["policy"] = {
+  backup_enabled: true,
+  backup_retention_count: 10,
+  preserve_local_keys: true,
+  allow_empty: false,
+  pinned_keys: [],
+  max_response_bytes: 10 * 1024 * 1024,
+  max_keys_per_source: 200_000,
+  state_dir: "/var/lib/authkeysync"
+}
 const defaultSource: Config["users"][number]["sources"][number] = {
   url: "https://keys.example.com/bob",
   method: "GET",
@@ -40,7 +49,7 @@ const defaultSource: Config["users"][number]["sources"][number] = {
 describe("decodeConfig: defaults", () => {
   it("fills every default for a minimal file", () => {
     expect(ok(oneSource())).toEqual({
-      config: { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] },
+      config: { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] },
       warnings: []
     })
   })
@@ -49,17 +58,17 @@ describe("decodeConfig: defaults", () => {
     [
       "null policy",
       "policy:\n" + oneSource(),
-      { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }
+      { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] }
     ],
     [
       "null policy fields",
       "policy:\n  backup_enabled:\n  backup_retention_count: ~\n  preserve_local_keys: null\n" + oneSource(),
-      { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }
+      { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] }
     ],
     [
       "null source fields",
       oneSource("        method:\n        headers:\n        body: ~\n        timeout_seconds: null\n"),
-      { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }
+      { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] }
     ]
   ]
   it.each(nullCases)("%s means default", (_name, text, expected) => {
@@ -69,6 +78,7 @@ describe("decodeConfig: defaults", () => {
   it("keeps explicit policy values", () => {
     const text = "policy:\n  backup_enabled: false\n  backup_retention_count: 3\n  preserve_local_keys: false\n" + oneSource()
     expect(ok(text).config.policy).toEqual({
+      ...defaultPolicy,
       backup_enabled: false,
       backup_retention_count: 3,
       preserve_local_keys: false
@@ -106,10 +116,12 @@ users:
         users: [
           {
             username: "admin",
+            pinned_keys: [],
             sources: [{ url: "https://github.com/my-admin.keys", method: "GET", headers: {}, body: "", timeout_seconds: 10 }]
           },
           {
             username: "deploy_bot",
+            pinned_keys: [],
             sources: [{
               url: "https://vault.internal/v1/ssh/keys/raw",
               method: "POST",
@@ -527,7 +539,7 @@ describe("decodeConfigValue", () => {
   it("decodes a config built in code", () => {
     const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "https://keys.example.com/bob" }] }] })
     expect(result).toEqual(
-      Either.right({ config: { policy: defaultPolicy, users: [{ username: "bob", sources: [defaultSource] }] }, warnings: [] })
+      Either.right({ config: { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] }, warnings: [] })
     )
   })
 

@@ -1,0 +1,68 @@
+/**
+ * What makes two authorized_keys lines "the same key" for revocation: the key type and blob, whatever options or
+ * comment surround them. Options are skipped the way sshd skips them (double quotes may hold spaces), so a quoted
+ * option that contains a key-like text cannot pass for the key itself.
+ *
+ * Pure; works on byte strings (see Bytes.ts).
+ *
+ * @since 0.2.0
+ */
+import { createHash } from "node:crypto"
+
+const KEY_TYPE = /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+)$/
+const BLOB = /^[A-Za-z0-9+/]+={0,2}$/
+
+/** Split on unquoted white space; a backslash escapes a quote inside quotes, as sshd reads options. */
+const tokens = (line: string): Array<string> => {
+  const out: Array<string> = []
+  let current = ""
+  let quoted = false
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!
+    if (quoted && c === "\\" && line[i + 1] === "\"") {
+      current += "\\\""
+      i++
+    } else if (c === "\"") {
+      quoted = !quoted
+      current += c
+    } else if (!quoted && (c === " " || c === "\t")) {
+      if (current !== "") out.push(current)
+      current = ""
+    } else {
+      current += c
+    }
+  }
+  if (current !== "") out.push(current)
+  return out
+}
+
+/** The key type and blob of a line, or `undefined` when the line does not hold a recognisable key. @since 0.2.0 */
+export const keyMaterial = (line: string): { readonly type: string; readonly blob: string } | undefined => {
+  const t = tokens(line)
+  // Without options the key type comes first; with options it follows them (one token, quotes included).
+  for (const at of [0, 1]) {
+    const type = t[at]
+    const blob = t[at + 1]
+    if (type !== undefined && blob !== undefined && KEY_TYPE.test(type) && BLOB.test(blob)) return { type, blob }
+  }
+  return undefined
+}
+
+/**
+ * `ssh-ed25519 AAAA…`: the identity of the key on `line`; the whole line when it holds no recognisable key (such a
+ * line is then only ever the same as itself).
+ *
+ * @since 0.2.0
+ */
+export const keyIdentity = (line: string): string => {
+  const material = keyMaterial(line)
+  return material === undefined ? line : `${material.type} ${material.blob}`
+}
+
+/** `SHA256:…` as `ssh-keygen -l` prints it, or `undefined` when the line holds no recognisable key. @since 0.2.0 */
+export const keyFingerprint = (line: string): string | undefined => {
+  const material = keyMaterial(line)
+  if (material === undefined) return undefined
+  const digest = createHash("sha256").update(Buffer.from(material.blob, "base64")).digest("base64")
+  return `SHA256:${digest.replace(/=+$/, "")}`
+}

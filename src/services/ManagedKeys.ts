@@ -1,0 +1,155 @@
+/**
+ * The record of which keys the tool wrote from sources (and as pinned keys) into each user's file, kept where users
+ * cannot reach it: `<policy.state_dir>/managed-keys/<user>.json`, in root-only directories. Revocation trusts this
+ * record, never the marker lines of the file itself (see pipeline/Revocation.ts).
+ *
+ * @since 0.2.0
+ */
+import { constants as C } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as nodePath from "node:path"
+import { Context, Effect, Layer, Option, Ref } from "effect"
+import { describeCause, StateError } from "../pipeline/Errors.js"
+
+/** @since 0.2.0 */
+export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedKeys, {
+  /** The identities recorded for `user`, or none when the tool never wrote that user's file. */
+  readonly read: (stateDir: string, user: string) => Effect.Effect<Option.Option<ReadonlySet<string>>, StateError>
+  /** Replace the record of `user` (atomically). */
+  readonly write: (stateDir: string, user: string, identities: ReadonlySet<string>) => Effect.Effect<void, StateError>
+}>() {}
+
+const SUBDIR = "managed-keys"
+const FORMAT_VERSION = 1
+
+/** `<state_dir>/managed-keys/<user>.json`; the name is URI-encoded, so it is never `..` and never holds a `/`. */
+export const recordPath = (stateDir: string, user: string): string =>
+  nodePath.join(stateDir, SUBDIR, `${encodeURIComponent(user)}.json`)
+
+type Errno = NodeJS.ErrnoException
+const euid = () => process.geteuid?.() ?? 0
+
+/** A state directory must be a real directory of the running (root) user that nobody else can write. */
+const checkDirectory = async (path: string): Promise<void> => {
+  const st = await fs.lstat(path)
+  const problem = st.isSymbolicLink()
+    ? "it is a symbolic link"
+    : !st.isDirectory()
+    ? "it is not a directory"
+    : st.uid !== euid()
+    ? `it is owned by uid ${st.uid}, not by uid ${euid()}`
+    : (st.mode & 0o022) !== 0
+    ? `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
+    : undefined
+  if (problem !== undefined) throw new StateError({ path, detail: `refusing the state directory: ${problem}` })
+}
+
+const ensureDirectory = async (path: string): Promise<void> => {
+  await fs.mkdir(path, { recursive: true, mode: 0o700 })
+  await checkDirectory(path)
+}
+
+const stateFailed = (path: string) => (error: unknown) =>
+  error instanceof StateError ? error : new StateError({ path, detail: describeCause(error), cause: error })
+
+const decodeRecord = (path: string, text: string): ReadonlySet<string> => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw new StateError({ path, detail: "the record is not valid JSON; remove it to start over" })
+  }
+  const keys = (value as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+    throw new StateError({ path, detail: "the record has no list of keys; remove it to start over" })
+  }
+  return new Set(keys as Array<string>)
+}
+
+const readRecord = async (stateDir: string, user: string): Promise<ReadonlySet<string> | undefined> => {
+  const dir = nodePath.join(stateDir, SUBDIR)
+  try {
+    await checkDirectory(stateDir)
+    await checkDirectory(dir)
+  } catch (error) {
+    // No state directory yet: nothing was ever recorded (reading never creates it, so a dry run changes nothing).
+    if ((error as Errno).code === "ENOENT") return undefined
+    throw error
+  }
+  const path = recordPath(stateDir, user)
+  let text: string
+  try {
+    const handle = await fs.open(path, C.O_RDONLY | C.O_NOFOLLOW)
+    try {
+      text = await handle.readFile("utf8")
+    } finally {
+      await handle.close()
+    }
+  } catch (error) {
+    if ((error as Errno).code === "ENOENT") return undefined
+    throw error
+  }
+  return decodeRecord(path, text)
+}
+
+const writeRecord = async (stateDir: string, user: string, identities: ReadonlySet<string>): Promise<void> => {
+  await ensureDirectory(stateDir)
+  const dir = nodePath.join(stateDir, SUBDIR)
+  await ensureDirectory(dir)
+  const path = recordPath(stateDir, user)
+  const temp = `${path}.${process.pid}.tmp`
+  const text = JSON.stringify({ version: FORMAT_VERSION, user, keys: [...identities].sort() }, null, 1) + "\n"
+  await fs.unlink(temp).catch(() => {})
+  const handle = await fs.open(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+  try {
+    await handle.writeFile(text, "utf8")
+    await handle.sync()
+  } catch (error) {
+    await handle.close().catch(() => {})
+    await fs.unlink(temp).catch(() => {})
+    throw error
+  }
+  await handle.close()
+  try {
+    await fs.rename(temp, path)
+  } catch (error) {
+    await fs.unlink(temp).catch(() => {})
+    throw error
+  }
+  const dirHandle = await fs.open(dir, C.O_RDONLY | C.O_DIRECTORY)
+  await dirHandle.sync().finally(() => dirHandle.close())
+}
+
+/** Records in root-only files under `policy.state_dir`. @since 0.2.0 */
+export const layer: Layer.Layer<ManagedKeys> = Layer.succeed(
+  ManagedKeys,
+  ManagedKeys.of({
+    read: (stateDir, user) =>
+      Effect.tryPromise({
+        try: () => readRecord(stateDir, user),
+        catch: stateFailed(recordPath(stateDir, user))
+      }).pipe(Effect.map(Option.fromNullable)),
+    write: (stateDir, user, identities) =>
+      Effect.tryPromise({
+        try: () => writeRecord(stateDir, user, identities),
+        catch: stateFailed(recordPath(stateDir, user))
+      }).pipe(Effect.uninterruptible)
+  })
+)
+
+/** Records in memory, optionally pre-filled (`user -> identities`); `records` shows what was written. @since 0.2.0 */
+export const layerMemory = (
+  initial: Record<string, ReadonlyArray<string>> = {},
+  records: Map<string, ReadonlySet<string>> = new Map()
+): Layer.Layer<ManagedKeys> =>
+  Layer.effect(
+    ManagedKeys,
+    Effect.gen(function*() {
+      for (const [user, keys] of Object.entries(initial)) records.set(user, new Set(keys))
+      const store = yield* Ref.make(records)
+      return ManagedKeys.of({
+        read: (_, user) => Ref.get(store).pipe(Effect.map((m) => Option.fromNullable(m.get(user)))),
+        write: (_, user, identities) => Ref.get(store).pipe(Effect.map((m) => void m.set(user, new Set(identities))))
+      })
+    })
+  )

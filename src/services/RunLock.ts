@@ -1,0 +1,198 @@
+/**
+ * One run at a time: a lock file in a root-only runtime directory (`/run/authkeysync/` by default), holding the
+ * holder's pid and process start time. A second run waits up to `--lock-timeout`, then fails naming the holder; the
+ * lock of a process that no longer exists (killed with -9, a crash, a reboot) is taken over.
+ *
+ * The directory must be a real directory of the running user, writable by nobody else, so that no account can
+ * plant the lock (or a symlink in its place) to stop or steer root's runs.
+ *
+ * @since 0.2.0
+ */
+import { constants as C } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import { describeCause, RunLockError } from "../pipeline/Errors.js"
+
+/** @since 0.2.0 */
+export class RunLock extends Context.Tag("authkeysync/RunLock")<RunLock, {
+  /** Hold the lock at `path` until the scope closes; wait at most `timeout` for another run to finish. */
+  readonly hold: (path: string, timeout: Duration.DurationInput) => Effect.Effect<void, RunLockError, Scope.Scope>
+}>() {}
+
+/** `/run/authkeysync/authkeysync.lock` for root; a per-user runtime directory otherwise (for trying things out). */
+export const defaultLockPath = (): string => {
+  const uid = process.geteuid?.() ?? 0
+  if (uid === 0) return "/run/authkeysync/authkeysync.lock"
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  return runtime !== undefined && runtime.startsWith("/")
+    ? nodePath.join(runtime, "authkeysync", "authkeysync.lock")
+    : nodePath.join(os.tmpdir(), `authkeysync-${uid}`, "authkeysync.lock")
+}
+
+type Errno = NodeJS.ErrnoException
+
+interface Holder {
+  readonly pid: number
+  /** Start time of the process (Linux /proc, in clock ticks since boot): tells a reused pid from the holder. */
+  readonly start: string
+}
+
+/** Field 22 of /proc/PID/stat; undefined where there is no /proc. */
+const startTimeOf = async (pid: number): Promise<string | undefined> => {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined)
+  if (stat === undefined) return undefined
+  // The command name (field 2) may contain spaces and parentheses; the fields after the last ")" are plain.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return fields[19]
+}
+
+const parseHolder = (text: string): Holder | undefined => {
+  const match = /^(\d+) (\S+)\n$/.exec(text)
+  return match ? { pid: Number(match[1]), start: match[2]! } : undefined
+}
+
+const isAlive = async (holder: Holder): Promise<boolean> => {
+  try {
+    process.kill(holder.pid, 0)
+  } catch (error) {
+    if ((error as Errno).code === "ESRCH") return false
+  }
+  const start = await startTimeOf(holder.pid)
+  return start === undefined || holder.start === "-" || start === holder.start
+}
+
+const fail = (path: string, detail: string) => new RunLockError({ path, detail })
+
+const checkDirectory = async (lockPath: string): Promise<void> => {
+  const dir = nodePath.dirname(lockPath)
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((error: Errno) => {
+    throw fail(lockPath, `cannot create ${dir}: ${describeCause(error)}`)
+  })
+  const st = await fs.lstat(dir)
+  const uid = process.geteuid?.() ?? 0
+  const problem = st.isSymbolicLink()
+    ? "is a symbolic link"
+    : !st.isDirectory()
+    ? "is not a directory"
+    : st.uid !== uid
+    ? `is owned by uid ${st.uid}, not ${uid}`
+    : (st.mode & 0o022) !== 0
+    ? "is writable by group or others"
+    : undefined
+  if (problem !== undefined) throw fail(lockPath, `refusing the lock directory: ${dir} ${problem}`)
+}
+
+/** Create the lock file exclusively, with `token` in it; false when it exists. */
+const tryCreate = async (path: string, token: string): Promise<boolean> => {
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+  } catch (error) {
+    if ((error as Errno).code === "EEXIST") return false
+    throw fail(path, `cannot create: ${describeCause(error)}`)
+  }
+  try {
+    await handle.writeFile(token)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  return true
+}
+
+const readLock = async (path: string): Promise<{ text: string; ageMs: number } | undefined> => {
+  try {
+    const handle = await fs.open(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK)
+    try {
+      const st = await handle.stat()
+      if (!st.isFile()) throw fail(path, "it is not a regular file")
+      return { text: await handle.readFile("utf8"), ageMs: Date.now() - st.mtimeMs }
+    } finally {
+      await handle.close()
+    }
+  } catch (error) {
+    if ((error as Errno).code === "ENOENT") return undefined
+    if (error instanceof RunLockError) throw error
+    throw fail(path, `cannot read: ${describeCause(error)}`)
+  }
+}
+
+/** A lock file written by a run that died between creating and filling it is empty; after this long it is stale. */
+const HALF_WRITTEN_STALE_MS = 10_000
+
+/**
+ * Remove the lock at `path` if it still holds exactly `staleText`. The `.takeover` file makes check-and-remove one
+ * step among runs, so that two runs that both found the same stale lock cannot remove each other's fresh one.
+ */
+const takeOver = async (path: string, staleText: string, token: string): Promise<void> => {
+  const guard = `${path}.takeover`
+  if (!(await tryCreate(guard, token))) {
+    const other = await readLock(guard)
+    if (other !== undefined && other.ageMs > HALF_WRITTEN_STALE_MS) await fs.unlink(guard).catch(() => {})
+    return
+  }
+  try {
+    const now = await readLock(path)
+    if (now !== undefined && now.text === staleText) await fs.unlink(path).catch(() => {})
+  } finally {
+    await fs.unlink(guard).catch(() => {})
+  }
+}
+
+/** One attempt: acquired, or who holds the lock. */
+const attempt = async (path: string, token: string): Promise<{ acquired: true } | { acquired: false; holder: string }> => {
+  if (await tryCreate(path, token)) return { acquired: true }
+  const current = await readLock(path)
+  if (current === undefined) return { acquired: false, holder: "a run that just finished" }
+  const holder = parseHolder(current.text)
+  const stale = holder === undefined ? current.ageMs > HALF_WRITTEN_STALE_MS : !(await isAlive(holder))
+  if (stale) {
+    await takeOver(path, current.text, token)
+    if (await tryCreate(path, token)) return { acquired: true }
+  }
+  return { acquired: false, holder: holder === undefined ? "an unknown process" : `pid ${holder.pid}` }
+}
+
+const release = async (path: string, token: string) => {
+  const current = await readLock(path).catch(() => undefined)
+  if (current?.text === token) await fs.unlink(path).catch(() => {})
+}
+
+const POLL = Duration.millis(100)
+
+/** The real lock file. @since 0.2.0 */
+export const layer: Layer.Layer<RunLock> = Layer.succeed(
+  RunLock,
+  RunLock.of({
+    hold: (path, timeout) =>
+      Effect.gen(function*() {
+        const token = `${process.pid} ${(yield* Effect.promise(() => startTimeOf(process.pid))) ?? "-"}\n`
+        const guarded = <A>(f: () => Promise<A>) =>
+          Effect.tryPromise({
+            try: f,
+            catch: (error) => error instanceof RunLockError ? error : fail(path, describeCause(error))
+          })
+        yield* guarded(() => checkDirectory(path))
+        const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
+        for (;;) {
+          // acquireRelease: once the file is created, its removal is registered before anything can interrupt.
+          const result = yield* Effect.acquireRelease(
+            guarded(() => attempt(path, token)),
+            (r) => (r.acquired ? Effect.promise(() => release(path, token)) : Effect.void)
+          )
+          if (result.acquired) return
+          if (Date.now() >= deadline) {
+            const waited = Duration.format(Duration.decode(timeout))
+            return yield* fail(path, `held by ${result.holder}, another authkeysync run; gave up after ${waited} (--lock-timeout)`)
+          }
+          yield* Effect.logDebug("waiting for the run lock").pipe(Effect.annotateLogs({ holder: result.holder }))
+          yield* Effect.sleep(POLL)
+        }
+      })
+  })
+)
+
+/** No lock at all (tests, or a caller that serializes runs itself). @since 0.2.0 */
+export const layerNoop: Layer.Layer<RunLock> = Layer.succeed(RunLock, RunLock.of({ hold: () => Effect.void }))
