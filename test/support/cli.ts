@@ -3,7 +3,7 @@
  * (in this process) keeps answering, and parse what it printed.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, rmSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -121,6 +121,15 @@ export const logsWith = (result: RunResult, msg: string | RegExp, user?: string)
 
 const KILL_AFTER_MS = 30_000
 
+/**
+ * Per test process: a root-only directory for the run lock and the revocation state, so that test files (and other
+ * checkouts testing at the same time) never wait on each other's lock in /run/authkeysync or share state.
+ */
+export const E2E_RUNTIME_DIR = path.join(os.tmpdir(), `akse2e-runtime-${process.pid}`)
+export const E2E_LOCK_FILE = path.join(E2E_RUNTIME_DIR, "authkeysync.lock")
+export const E2E_STATE_DIR = path.join(E2E_RUNTIME_DIR, "state")
+process.once("exit", () => rmSync(E2E_RUNTIME_DIR, { recursive: true, force: true }))
+
 export interface RunOptions {
   /** Extra environment variables (e.g. `TZ`). */
   readonly env?: Readonly<Record<string, string>>
@@ -132,8 +141,10 @@ export interface RunOptions {
 export const runCli = (args: ReadonlyArray<string>, options: RunOptions = {}): Promise<RunResult> => {
   assertBuilt()
   const startedAt = new Date()
+  // Our CLI takes --lock-file; the Go original (AUTHKEYSYNC_E2E_CLI) has no run lock.
+  const lockArgs = runsWithNode && !args.some((a) => a.startsWith("--lock-file")) ? ["--lock-file", E2E_LOCK_FILE] : []
   return new Promise((resolve, reject) => {
-    const [command, argv] = runsWithNode ? [process.execPath, [CLI_PATH, ...args]] : [CLI_PATH, [...args]]
+    const [command, argv] = runsWithNode ? [process.execPath, [CLI_PATH, ...args, ...lockArgs]] : [CLI_PATH, [...args]]
     const child = spawn(command, argv, {
       cwd: REPO_ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -199,21 +210,32 @@ export interface SourceConfig {
   readonly headers?: Record<string, string>
   readonly body?: string
   readonly timeout_seconds?: number
+  readonly ca_file?: string
 }
 
 export interface PolicyConfig {
   readonly backup_enabled?: boolean
   readonly backup_retention_count?: number
   readonly preserve_local_keys?: boolean
+  readonly allow_empty?: boolean
+  readonly max_removed_keys?: number
+  readonly max_removed_percent?: number
+  readonly pinned_keys?: ReadonlyArray<string>
+  readonly max_response_bytes?: number
+  readonly max_keys_per_source?: number
+  readonly ca_file?: string
+  readonly state_dir?: string
 }
 
 export interface UserConfig {
   readonly username: string
+  readonly pinned_keys?: ReadonlyArray<string>
   readonly sources: ReadonlyArray<SourceConfig>
 }
 
+/** A config value; the revocation state goes to this test process's own directory unless `policy.state_dir` is set. */
 export const config = (users: ReadonlyArray<UserConfig>, policy?: PolicyConfig) =>
-  policy === undefined ? { users } : { policy, users }
+  runsWithNode ? { policy: { state_dir: E2E_STATE_DIR, ...policy }, users } : policy === undefined ? { users } : { policy, users }
 
 /** The common case: each source is a URL (GET, short timeout so a broken test fails fast). */
 export const userWith = (username: string, ...urls: ReadonlyArray<string | SourceConfig>): UserConfig => ({
