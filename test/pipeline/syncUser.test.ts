@@ -335,3 +335,105 @@ describe("parallelism (deterministic, on the TestClock)", () => {
       expect(summary.counts.Updated).toBe(2)
     }))
 })
+
+describe("hardening in the pipeline", () => {
+  const url = "https://a.example/keys"
+  const one = (extra: Record<string, unknown> = {}, policy: Record<string, unknown> = {}) =>
+    config({ policy: { backup_enabled: false, ...policy }, users: [{ username: "alice", sources: [{ url }], ...extra }] })
+  const keysOf = (w: World) =>
+    (w.fs.read("/home/alice/.ssh/authorized_keys") ?? "").split("\n").filter((l) => l.startsWith("ssh-"))
+
+  it.effect("revokes over three runs, even a key the user moved under # Local (preserved)", () =>
+    Effect.gen(function*() {
+      const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n${K2}\n` }
+      const w = world(responses, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K1, K2, LOCAL])
+      expect([...(w.records.get("alice") ?? [])].sort()).toEqual([K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort())
+
+      responses[url] = `${K1}\n`
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K1, LOCAL])
+      const revoked = w.logs.filter((l) => l.msg === "revoked key: no source provides it any more")
+      expect(revoked.map((l) => Object.fromEntries(l.fields)["key"])).toEqual([K2])
+
+      // The user moves K1 into the local section; the source then drops it.
+      const file = w.fs.read("/home/alice/.ssh/authorized_keys")!
+      w.fs.writeFile("/home/alice/.ssh/authorized_keys", file.replace(`${K1}\n`, "") + `${K1}\n`, alice)
+      responses[url] = `${K3}\n`
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K3, LOCAL])
+    }))
+
+  it.effect("a forged # Source: marker decides nothing once a record exists", () =>
+    Effect.gen(function*() {
+      const w = world({ [url]: `${K1}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${header}\n# Source: https://evil.example\n${LOCAL}\n`, alice), {
+        alice: [K1.split(" ").slice(0, 2).join(" ")]
+      })
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K1, LOCAL])
+    }))
+
+  it.effect("without a record, a Go-written file's # Source: keys that are gone are dropped, local ones kept", () =>
+    Effect.gen(function*() {
+      const goFile = `${header}\n# Source: ${url}\n${K1}\n${K2}\n\n# Local (preserved)\n${LOCAL}\n`
+      const w = world({ [url]: `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", goFile, alice))
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K1, LOCAL])
+    }))
+
+  it.effect("pinned keys come first and survive a source that returns nothing", () =>
+    Effect.gen(function*() {
+      const w = world({ [url]: "" }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n`, alice))
+      const summary = yield* run(w, one({ pinned_keys: [K3] }, { preserve_local_keys: false, pinned_keys: [K2] }))
+      expect(summary.exitCode).toBe(0)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Pinned (break-glass)\n${K2}\n${K3}\n`)
+    }))
+
+  it.effect("the lockout guard refuses to empty a file, in a dry run too; allow_empty lets it", () =>
+    Effect.gen(function*() {
+      const before = `${K1}\n`
+      const w = world({ [url]: "" }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", before, alice))
+      for (const dryRun of [false, true]) {
+        const summary = yield* run(w, one({}, { preserve_local_keys: false }), { dryRun })
+        const outcome = summary.outcomes[0]
+        expect(outcome?._tag === "Failed" && outcome.error._tag).toBe("GuardRefused")
+        expect(summary.exitCode).toBe(1)
+        expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(before)
+      }
+      yield* run(w, one({}, { preserve_local_keys: false, allow_empty: true }))
+      expect(keysOf(w)).toEqual([])
+    }))
+
+  it.effect("the shrink guard refuses mass removals", () =>
+    Effect.gen(function*() {
+      const before = `${K1}\n${K2}\n${K3}\n`
+      const w = world({ [url]: `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", before, alice))
+      const summary = yield* run(w, one({}, { preserve_local_keys: false, max_removed_keys: 1 }))
+      const outcome = summary.outcomes[0]
+      expect(outcome?._tag === "Failed" && outcome.error.message).toBe(
+        "shrink guard refused to rewrite /home/alice/.ssh/authorized_keys: 2 of 3 keys would be removed, more than policy.max_removed_keys (1)"
+      )
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(before)
+    }))
+
+  it.effect("refuses an account whose name holds a slash, before any lookup", () =>
+    Effect.gen(function*() {
+      const w = world({ [url]: `${K1}\n` })
+      const summary = yield* run(w, config({ users: [{ username: "../alice", sources: [{ url }] }, { username: "bob", sources: [{ url }] }] }))
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
+      const outcome = summary.outcomes[0]
+      expect(outcome?._tag === "Failed" && outcome.error.message).toBe("refusing account \"../alice\": the name contains a slash")
+    }))
+
+  it.effect("removes leftover temp files of the tool's own pattern only, before writing", () =>
+    Effect.gen(function*() {
+      const w = world({ [url]: `${K1}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/.authkeysync_20200101_000000_abcdef", "partial", alice)
+          .writeFile("/home/alice/.ssh/.authkeysync_other", "not ours", alice))
+      yield* run(w, one())
+      expect(w.fs.list("/home/alice/.ssh")).toEqual([".authkeysync_other", "authorized_keys"])
+      expect(w.logs.some((l) => l.msg === "removed a temp file left by an earlier run")).toBe(true)
+    }))
+})

@@ -590,3 +590,61 @@ describe("decodeConfig: a mistyped URL is not echoed (it may hold credentials)",
     )
   })
 })
+
+describe("decodeConfig: hardening keys", () => {
+  const withPolicy = (policy: string) => `policy:\n${policy}\n` + oneSource()
+
+  it("decodes every hardening key", () => {
+    const text = `policy:
+  allow_empty: true
+  max_removed_keys: 3
+  max_removed_percent: 25.5
+  pinned_keys:
+    - "  ssh-ed25519 AAAAPIN break-glass  "
+  max_response_bytes: 4096
+  max_keys_per_source: 50
+  ca_file: /etc/ssl/corp.pem
+  state_dir: /var/lib/aks
+users:
+  - username: bob
+    pinned_keys: ["ssh-ed25519 AAAABOB bob-pin"]
+    sources:
+      - url: https://keys.example.com/bob
+        ca_file: /etc/ssl/other.pem
+`
+    const { config, warnings } = ok(text)
+    expect(warnings).toEqual([])
+    expect(config.policy).toEqual({
+      ...defaultPolicy,
+      allow_empty: true,
+      max_removed_keys: 3,
+      max_removed_percent: 25.5,
+      pinned_keys: ["ssh-ed25519 AAAAPIN break-glass"],
+      max_response_bytes: 4096,
+      max_keys_per_source: 50,
+      ca_file: "/etc/ssl/corp.pem",
+      state_dir: "/var/lib/aks"
+    })
+    expect(config.users[0]?.pinned_keys).toEqual(["ssh-ed25519 AAAABOB bob-pin"])
+    expect(config.users[0]?.sources[0]?.ca_file).toBe("/etc/ssl/other.pem")
+  })
+
+  it.each([
+    ["  pinned_keys: [\"onlyonefield\"]", "policy.pinned_keys[0]: must be one authorized_keys line"],
+    ["  pinned_keys: [\"# a comment\"]", "policy.pinned_keys[0]: must be one authorized_keys line"],
+    ["  max_removed_percent: 101", "policy.max_removed_percent: must be a percentage from 0 to 100, got 101"],
+    ["  max_removed_keys: -1", "policy.max_removed_keys: must be 0 or more, got -1"],
+    ["  max_response_bytes: 0", "policy.max_response_bytes: must be a positive number of bytes, got 0"],
+    ["  max_keys_per_source: 0", "policy.max_keys_per_source: must be a positive number, got 0"],
+    ["  ca_file: certs/corp.pem", "policy.ca_file: must be an absolute path, got \"certs/corp.pem\""],
+    ["  state_dir: state", "policy.state_dir: must be an absolute path, got \"state\""],
+    ["  allow_empty: maybe", "policy.allow_empty"]
+  ])("%s", (policy, expected) => {
+    expect(fail(withPolicy(policy)).message).toContain(expected)
+  })
+
+  it("names a bad per-user pinned key by its path", () => {
+    const text = "users:\n  - username: bob\n    pinned_keys: [\"x\"]\n    sources:\n      - url: https://k.example/b\n"
+    expect(fail(text).message).toContain("users[0].pinned_keys[0]: must be one authorized_keys line")
+  })
+})

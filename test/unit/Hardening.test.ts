@@ -1,0 +1,206 @@
+/**
+ * The pure steps added for hardening: key identity and fingerprints, guards, revocation, source limits, account
+ * and config-file checks. Plain values in, plain values out.
+ */
+import { describe, expect, it } from "vitest"
+import { mergeKeys, PINNED_LABEL } from "../../src/pipeline/Dedup.js"
+import { checkGuards } from "../../src/pipeline/Guards.js"
+import { keyFingerprint, keyIdentity, keyMaterial } from "../../src/pipeline/KeyIdentity.js"
+import { configFileProblem } from "../../src/pipeline/loadConfig.js"
+import { renderAuthorizedKeys, renderBody } from "../../src/pipeline/Render.js"
+import {
+  identitiesOf,
+  markedManagedIdentities,
+  providedIdentities,
+  selectLocalKeys
+} from "../../src/pipeline/Revocation.js"
+import { groupByHome } from "../../src/pipeline/runAll.js"
+import { MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason } from "../../src/pipeline/syncUser.js"
+
+// A real ed25519 public key (from ssh-keygen) and its fingerprint as `ssh-keygen -lf` prints it.
+const REAL = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1mk5hqgl2RJYTdiG87pSjs68yTb7XPHbQVX9zzwanM"
+const REAL_FP = "SHA256:j5xG/hhaFrU8SjZmhUpDUIvuTf00Quf8NDf+LRXspwg"
+
+describe("keyMaterial / keyIdentity", () => {
+  const cases: ReadonlyArray<[string, string, string]> = [
+    ["plain key", "ssh-ed25519 AAAAB1 alice@laptop", "ssh-ed25519 AAAAB1"],
+    ["comment does not count", "ssh-ed25519 AAAAB1 other comment here", "ssh-ed25519 AAAAB1"],
+    ["options before the key", "no-pty,from=\"10.0.0.0/8\" ssh-ed25519 AAAAB1 c", "ssh-ed25519 AAAAB1"],
+    ["quoted option with spaces", "command=\"echo hi there\" ssh-rsa AAAAB3== c", "ssh-rsa AAAAB3=="],
+    ["a key-like text inside quotes is not the key", "command=\"x ssh-ed25519 AAAAFAKE y\" ssh-ed25519 AAAAREAL c", "ssh-ed25519 AAAAREAL"],
+    ["escaped quote inside quotes", "command=\"a \\\" ssh-ed25519 AAAAFAKE\" ssh-ed25519 AAAAREAL", "ssh-ed25519 AAAAREAL"],
+    ["ecdsa", "ecdsa-sha2-nistp256 AAAAE2 c", "ecdsa-sha2-nistp256 AAAAE2"],
+    ["security key", "sk-ssh-ed25519@openssh.com AAAAGnNr c", "sk-ssh-ed25519@openssh.com AAAAGnNr"],
+    ["certificate", "ssh-ed25519-cert-v01@openssh.com AAAAIHNz c", "ssh-ed25519-cert-v01@openssh.com AAAAIHNz"],
+    ["unknown type: the whole line", "foo-key AAAAB1 c", "foo-key AAAAB1 c"],
+    ["not base64: the whole line", "ssh-ed25519 not!base64 c", "ssh-ed25519 not!base64 c"]
+  ]
+  for (const [name, line, identity] of cases) {
+    it(name, () => expect(keyIdentity(line)).toBe(identity))
+  }
+
+  it("finds nothing in a line without a key", () => {
+    expect(keyMaterial("just words")).toBeUndefined()
+  })
+
+  it("fingerprints like ssh-keygen -l", () => {
+    expect(keyFingerprint(`${REAL} me@host`)).toBe(REAL_FP)
+    expect(keyFingerprint(`from="1.2.3.4" ${REAL}`)).toBe(REAL_FP)
+    expect(keyFingerprint("no key here")).toBeUndefined()
+  })
+})
+
+describe("checkGuards", () => {
+  const policy = { allow_empty: false, max_removed_keys: undefined, max_removed_percent: undefined }
+  const cases: ReadonlyArray<{
+    name: string
+    counts: { before: number; after: number; removed: number }
+    policy?: Partial<typeof policy>
+    refused: string | undefined
+  }> = [
+    { name: "a normal update", counts: { before: 3, after: 3, removed: 1 }, refused: undefined },
+    { name: "emptying a file with keys", counts: { before: 2, after: 0, removed: 2 }, refused: "lockout" },
+    { name: "emptying with allow_empty", counts: { before: 2, after: 0, removed: 2 }, policy: { allow_empty: true }, refused: undefined },
+    { name: "an empty file staying empty", counts: { before: 0, after: 0, removed: 0 }, refused: undefined },
+    { name: "removals at max_removed_keys", counts: { before: 5, after: 3, removed: 2 }, policy: { max_removed_keys: 2 }, refused: undefined },
+    { name: "removals over max_removed_keys", counts: { before: 5, after: 2, removed: 3 }, policy: { max_removed_keys: 2 }, refused: "shrink" },
+    { name: "removals at max_removed_percent", counts: { before: 4, after: 2, removed: 2 }, policy: { max_removed_percent: 50 }, refused: undefined },
+    { name: "removals over max_removed_percent", counts: { before: 5, after: 2, removed: 3 }, policy: { max_removed_percent: 50 }, refused: "shrink" },
+    { name: "percent with no keys before", counts: { before: 0, after: 4, removed: 0 }, policy: { max_removed_percent: 0 }, refused: undefined },
+    { name: "max_removed_keys 0 allows additions", counts: { before: 2, after: 3, removed: 0 }, policy: { max_removed_keys: 0 }, refused: undefined }
+  ]
+  for (const c of cases) {
+    it(c.name, () => {
+      const result = checkGuards("alice", "/home/alice/.ssh/authorized_keys", c.counts, { ...policy, ...c.policy })
+      expect(result?.guard).toBe(c.refused)
+    })
+  }
+
+  it("says what it refused and how to allow it", () => {
+    expect(checkGuards("alice", "/h/a", { before: 2, after: 0, removed: 2 }, policy)?.message).toBe(
+      "lockout guard refused to rewrite /h/a: the new file would have no keys (it has 2); set policy.allow_empty: true to allow this"
+    )
+    expect(checkGuards("alice", "/h/a", { before: 5, after: 2, removed: 3 }, { ...policy, max_removed_percent: 50 })?.message)
+      .toBe("shrink guard refused to rewrite /h/a: 3 of 5 keys (60%) would be removed, more than policy.max_removed_percent (50%)")
+  })
+})
+
+describe("selectLocalKeys (revocation)", () => {
+  const K1 = "ssh-ed25519 AAAAK1 k1"
+  const K2 = "ssh-ed25519 AAAAK2 k2"
+  const L = "ssh-ed25519 AAAALL laptop"
+
+  it("keeps keys the tool never managed", () => {
+    expect(selectLocalKeys([L], new Set(), new Set())).toEqual({ kept: [L], revoked: [] })
+  })
+  it("revokes a managed key no source provides any more", () => {
+    expect(selectLocalKeys([K1, K2, L], new Set([keyIdentity(K1), keyIdentity(K2)]), new Set([keyIdentity(K1)])))
+      .toEqual({ kept: [L], revoked: [K2] })
+  })
+  it("revokes by key, whatever options or comment the user put around it", () => {
+    const disguised = "no-pty ssh-ed25519 AAAAK2 my-own-key-honest"
+    expect(selectLocalKeys([disguised], new Set([keyIdentity(K2)]), new Set())).toEqual({ kept: [], revoked: [disguised] })
+  })
+  it("drops the old line of a managed key that is still provided (the provider's line is written instead)", () => {
+    expect(selectLocalKeys(["ssh-ed25519 AAAAK1 old-comment"], new Set([keyIdentity(K1)]), new Set([keyIdentity(K1)])))
+      .toEqual({ kept: [], revoked: [] })
+  })
+})
+
+describe("markedManagedIdentities (first run, no record)", () => {
+  const build = { version: "v1", commit: "c", built: "b" }
+  const file = renderAuthorizedKeys(build, new Date(0), [
+    { _tag: "Pinned", keys: ["ssh-ed25519 AAAAPP pin"] },
+    { _tag: "Source", url: "https://k.example/a", keys: ["ssh-ed25519 AAAAS1 s1"] },
+    { _tag: "Local", keys: ["ssh-ed25519 AAAALL local"] }
+  ])
+
+  it("counts keys under # Source: and # Pinned sections of an AuthKeySync file", () => {
+    expect([...markedManagedIdentities(file)].sort()).toEqual(["ssh-ed25519 AAAAPP", "ssh-ed25519 AAAAS1"])
+  })
+  it("counts nothing in a file without the AuthKeySync header", () => {
+    expect(markedManagedIdentities("# Source: https://x\nssh-ed25519 AAAAS1 s1\n").size).toBe(0)
+  })
+})
+
+describe("pinned keys in mergeKeys and rendering", () => {
+  const P = "ssh-ed25519 AAAAPIN break-glass"
+  const S = "ssh-ed25519 AAAASRC src"
+  it("come first and win over a source that serves the same line", () => {
+    const merged = mergeKeys([{ url: "https://a", keys: [P, S] }], [P], [P])
+    expect(merged.sections).toEqual([
+      { _tag: "Pinned", keys: [P] },
+      { _tag: "Source", url: "https://a", keys: [S] },
+      { _tag: "Local", keys: [] }
+    ])
+    expect(merged.duplicates.map((d) => d.keptIn)).toEqual([PINNED_LABEL, PINNED_LABEL])
+    expect(renderBody(merged.sections)).toBe(`\n# Pinned (break-glass)\n${P}\n\n# Source: https://a\n${S}\n`)
+  })
+  it("count as provided for revocation; local keys do not", () => {
+    const ids = providedIdentities(mergeKeys([{ url: "https://a", keys: [S] }], ["ssh-ed25519 AAAALOC l"], [P]).sections)
+    expect([...ids].sort()).toEqual(["ssh-ed25519 AAAAPIN", "ssh-ed25519 AAAASRC"])
+    expect([...identitiesOf([[P], [S, S]])].sort()).toEqual(["ssh-ed25519 AAAAPIN", "ssh-ed25519 AAAASRC"])
+  })
+})
+
+describe("sourceLimitProblem", () => {
+  it("accepts a line of exactly the cap", () => {
+    expect(sourceLimitProblem(`ssh-ed25519 ${"A".repeat(MAX_LINE_BYTES - 12)}\n`, 1, 10)).toBeUndefined()
+  })
+  it("names the first line over the cap", () => {
+    expect(sourceLimitProblem(`a b\n${"x".repeat(MAX_LINE_BYTES + 1)}`, 1, 10)).toEqual({
+      reason: "LineTooLong",
+      detail: `line 2 is ${MAX_LINE_BYTES + 1} bytes long, more than ${MAX_LINE_BYTES}`
+    })
+  })
+  it("refuses more keys than max_keys_per_source", () => {
+    expect(sourceLimitProblem("a b\n", 4, 3)?.reason).toBe("TooManyKeys")
+    expect(sourceLimitProblem("a b\n", 3, 3)).toBeUndefined()
+  })
+})
+
+describe("unsafeUsernameReason", () => {
+  const cases: ReadonlyArray<[string, string | undefined]> = [
+    ["alice", undefined],
+    ["svc-deploy.01", undefined],
+    ["a/b", "the name contains a slash"],
+    ["../root", "the name contains a slash"],
+    ["bad\nname", "the name contains a control character"],
+    ["tab\there", "the name contains a control character"],
+    ["del\x7f", "the name contains a control character"],
+    ["..", "the name is a path component"]
+  ]
+  for (const [name, reason] of cases) it(JSON.stringify(name), () => expect(unsafeUsernameReason(name)).toBe(reason))
+})
+
+describe("groupByHome", () => {
+  it("groups accounts by resolved home", () => {
+    const byHome = groupByHome([
+      { name: "a", home: "/srv/app" },
+      { name: "b", home: "/srv/app/" },
+      { name: "c", home: "/srv/./app" },
+      { name: "d", home: "/home/d" }
+    ])
+    expect(byHome.get("/srv/app")).toEqual(["a", "b", "c"])
+    expect(byHome.get("/home/d")).toEqual(["d"])
+  })
+})
+
+describe("configFileProblem", () => {
+  it("accepts root's 0600 and 0644 files", () => {
+    expect(configFileProblem({ mode: 0o100600, uid: 0 }, 0)).toEqual({})
+    expect(configFileProblem({ mode: 0o100644, uid: 0 }, 0)).toEqual({})
+  })
+  it("refuses a world-writable file", () => {
+    expect(configFileProblem({ mode: 0o100666, uid: 0 }, 0).refuse).toBe(
+      "it is writable by every account (mode 0666); run chmod o-w on it"
+    )
+  })
+  it("warns about a group-writable file", () => {
+    expect(configFileProblem({ mode: 0o100660, uid: 0 }, 0).warn).toMatch(/^it is writable by its group \(mode 0660\)/)
+  })
+  it("warns about a file root does not own, when running as root", () => {
+    expect(configFileProblem({ mode: 0o100600, uid: 1000 }, 0).warn).toMatch(/^it is owned by uid 1000, not root/)
+    expect(configFileProblem({ mode: 0o100600, uid: 1000 }, 1000)).toEqual({})
+  })
+})
