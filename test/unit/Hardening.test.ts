@@ -51,7 +51,7 @@ describe("keyMaterial / keyIdentity", () => {
 })
 
 describe("checkGuards", () => {
-  const policy = { allow_empty: false, max_removed_keys: undefined, max_removed_percent: undefined }
+  const policy: { allow_empty: boolean; max_removed_keys?: number; max_removed_percent?: number } = { allow_empty: false }
   const cases: ReadonlyArray<{
     name: string
     counts: { before: number; after: number; removed: number }
