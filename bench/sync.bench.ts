@@ -63,7 +63,7 @@ const main = async () => {
       await chown(join(home, ".ssh"), uid, uid).catch(() => {})
     }
     const config = join(root, "config.yaml")
-    const yaml = ["policy:", "  backup_enabled: false", "users:"]
+    const yaml = ["policy:", "  backup_enabled: false", `  state_dir: ${join(root, "state")}`, "users:"]
     for (const name of names) {
       yaml.push(`  - username: ${name}`, "    sources:")
       for (let s = 0; s < SOURCES; s++) yaml.push(`      - url: http://127.0.0.1:${port}/${name}/${s}`)
