@@ -301,6 +301,8 @@ const syncDirectory = (
 ) =>
   Effect.gen(function*() {
     const managedKeys = yield* ManagedKeys
+    // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
+    if (!options.dryRun) yield* removeStaleTemps(sshDir, options.startedAt)
     const fetched = yield* fetchAllSources(user.sources, policy)
     const existing = yield* readLocalFile(sshDir)
     const local = parseKeys(existing?.content ?? "")
@@ -343,7 +345,6 @@ const syncDirectory = (
       return { _tag: "WouldUpdate", user: user.username, path, keys, diff } satisfies UserOutcome
     }
 
-    yield* removeStaleTemps(sshDir, options.startedAt)
     // Remember the union first: if the rename never happens, keys still in the old file stay revocable.
     const union = new Set([...Option.getOrElse(record, () => new Set<string>()), ...managedNow])
     if (!Option.isSome(record) || !sameSet(record.value, union)) {

@@ -427,13 +427,22 @@ describe("hardening in the pipeline", () => {
       expect(outcome?._tag === "Failed" && outcome.error.message).toBe("refusing account \"../alice\": the name contains a slash")
     }))
 
-  it.effect("removes leftover temp files of the tool's own pattern only, before writing", () =>
+  it.effect("removes leftover temp files of the tool's own pattern only, also when nothing else changes", () =>
     Effect.gen(function*() {
       const w = world({ [url]: `${K1}\n` }, (fs) =>
         fs.writeFile("/home/alice/.ssh/.authkeysync_20200101_000000_abcdef", "partial", alice)
           .writeFile("/home/alice/.ssh/.authkeysync_other", "not ours", alice))
       yield* run(w, one())
       expect(w.fs.list("/home/alice/.ssh")).toEqual([".authkeysync_other", "authorized_keys"])
-      expect(w.logs.some((l) => l.msg === "removed a temp file left by an earlier run")).toBe(true)
+      expect(w.logs.filter((l) => l.msg === "removed a temp file left by an earlier run")).toHaveLength(1)
+
+      w.fs.writeFile("/home/alice/.ssh/.authkeysync_20200101_000000_ghijkl", "partial", alice)
+      const again = yield* run(w, one())
+      expect(again.counts.Unchanged).toBe(1)
+      expect(w.fs.list("/home/alice/.ssh")).toEqual([".authkeysync_other", "authorized_keys"])
+
+      w.fs.writeFile("/home/alice/.ssh/.authkeysync_20200101_000000_mnopqr", "partial", alice)
+      yield* run(w, one(), { dryRun: true })
+      expect(w.fs.list("/home/alice/.ssh")).toContain(".authkeysync_20200101_000000_mnopqr")
     }))
 })
