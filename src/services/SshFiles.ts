@@ -342,13 +342,51 @@ const strictModesProblem = (st: { uid: number; mode: number }, uid: number, user
   return undefined
 }
 
+/** `/a/b/c` -> `["/", "/a", "/a/b"]`: the directories above `path`. */
+const ancestorsOf = (path: string): Array<string> => {
+  const out: Array<string> = []
+  for (let dir = nodePath.dirname(path); ; dir = nodePath.dirname(dir)) {
+    out.unshift(dir)
+    if (dir === nodePath.dirname(dir)) return out
+  }
+}
+
 /**
- * Open the home (a path root's passwd gave, so links in it are followed), check it, then open `.ssh` inside the
- * opened home without following a link, pin it and check it too.
+ * The directories above a home must be root's (or the account's own): a home inside another account's directory
+ * (`/home/alice/bob`) could be swapped by that account for a link to anywhere, `/root` included, and root would then
+ * write there. World-writable parents are accepted only with the sticky bit (like /tmp), where nobody can rename
+ * another's entry. Checked for the path as given and for the path it resolves to.
+ */
+const ancestorProblem = async (home: string, uid: number): Promise<string | undefined> => {
+  const check = async (path: string) => {
+    for (const dir of ancestorsOf(path)) {
+      const st = await fs.stat(dir)
+      if (st.uid !== 0 && st.uid !== uid) return `the directory above it, ${dir}, is owned by uid ${st.uid}`
+      if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
+        return `the directory above it, ${dir}, is writable by everyone`
+      }
+    }
+    return undefined
+  }
+  const given = nodePath.resolve(home)
+  const problem = await check(given)
+  if (problem !== undefined) return problem
+  const real = await fs.realpath(given)
+  return real === given ? undefined : check(real)
+}
+
+/**
+ * Open the home (a path root's passwd gave, so links in it are followed once the directories above it are known to
+ * be root's), check it, then open `.ssh` inside the opened home without following a link, pin it and check it too.
  */
 const openSsh = async (account: Account): Promise<OpenedDirectory> => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
+  const aboveHome = await ancestorProblem(account.home, account.uid).catch((error: Errno) => {
+    if (error.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+    throw new ReadError({ path: account.home, detail: describeCause(error), cause: error })
+  })
+  if (aboveHome !== undefined) throw new UnsafePath({ user, path: account.home, reason: aboveHome })
   let home: fs.FileHandle
   try {
     home = await fs.open(account.home, C.O_RDONLY | C.O_DIRECTORY)

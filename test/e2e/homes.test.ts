@@ -1,0 +1,82 @@
+/**
+ * Where a home lives: the directories above it must be root's (or the account's), or another account could swap
+ * the home for a link into root's files. Homes reached through a link an administrator made still work.
+ */
+import { execFile } from "node:child_process"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { promisify } from "node:util"
+import { beforeAll, expect, it } from "vitest"
+import { assertBuilt, config, logsWith, runWithConfig, userWith } from "../support/cli.js"
+import { expectSyncedFile, snapshotTree } from "../support/files.js"
+import { useServer } from "../support/httpServer.js"
+import { key, lines } from "../support/keys.js"
+import { describeAsRoot, lookupUser, removeUser, unusedUserName, useUsers } from "../support/users.js"
+
+const exec = promisify(execFile)
+
+describeAsRoot("homes (e2e)", () => {
+  const server = useServer()
+  const users = useUsers()
+  beforeAll(() => assertBuilt())
+
+  /** An account whose home is `home` (not created); removed after `body`. */
+  const withAccount = async (home: string, body: (name: string, uid: number) => Promise<void>) => {
+    const name = await unusedUserName()
+    await exec("useradd", ["-M", "-d", home, "-s", "/usr/sbin/nologin", name])
+    try {
+      await body(name, (await lookupUser(name))!.uid)
+    } finally {
+      await removeUser(name, path.join(path.dirname(home), "not-a-home-of-a-test-user"))
+    }
+  }
+
+  it("refuses a home inside another account's directory, which that account swapped for a link to root's files", async () => {
+    const alice = await users.create({ ssh: true })
+    const other = await users.create({ ssh: true })
+    const rootDir = await users.tempDir()
+    await fs.mkdir(path.join(rootDir, ".ssh"), { mode: 0o700 })
+    await fs.writeFile(path.join(rootDir, ".ssh", "authorized_keys"), lines(key("root-only")), { mode: 0o600 })
+    const before = await snapshotTree(rootDir)
+    const bobHome = path.join(alice.home, "bobhome")
+    // alice owns her home, so she can put anything at this name: here, a link to a root-only directory with a .ssh.
+    await fs.symlink(rootDir, bobHome)
+    server.keys("/homes/inside", [key("bob-key")])
+    server.keys("/homes/other", [key("other-key")])
+
+    await withAccount(bobHome, async (bob) => {
+      const run = await runWithConfig(config([
+        userWith(bob, server.url("/homes/inside")),
+        userWith(other.name, server.url("/homes/other"))
+      ]))
+      expect(run.code, run.stdout).toBe(1)
+      const err = logsWith(run, /^user not synced, authorized_keys left untouched: /, bob)
+      expect(err[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${bobHome}: ` +
+          `the directory above it, ${alice.home}, is owned by uid ${alice.uid}`
+      )
+      await expectSyncedFile(other, [{ source: server.url("/homes/other"), keys: [key("other-key")] }])
+    })
+    expect(await snapshotTree(rootDir)).toEqual(before)
+  })
+
+  it("follows a link an administrator made in a root-owned directory", async () => {
+    const linkDir = await users.tempDir()
+    const realDir = await users.tempDir()
+    const realHome = path.join(realDir, "home")
+    await fs.mkdir(realHome)
+    await fs.symlink(realHome, path.join(linkDir, "home"))
+    await withAccount(path.join(linkDir, "home"), async (name, uid) => {
+      await fs.chown(realHome, uid, uid)
+      await fs.mkdir(path.join(realHome, ".ssh"), { mode: 0o700 })
+      await fs.chown(path.join(realHome, ".ssh"), uid, uid)
+      server.keys("/homes/linked", [key("linked")])
+      const run = await runWithConfig(config([userWith(name, server.url("/homes/linked"))]))
+      expect(run.code, run.stdout).toBe(0)
+      const written = await fs.readFile(path.join(realHome, ".ssh", "authorized_keys"), "utf8")
+      expect(written.endsWith(`\n# Source: ${server.url("/homes/linked")}\n${key("linked")}\n`)).toBe(true)
+      const st = await fs.stat(path.join(realHome, ".ssh", "authorized_keys"))
+      expect([st.uid, st.mode & 0o777]).toEqual([uid, 0o600])
+    })
+  })
+})
