@@ -5,6 +5,7 @@
  * The CLI runs in a child process, so this server keeps answering while a test awaits the run.
  */
 import * as http from "node:http"
+import * as https from "node:https"
 import type { AddressInfo } from "node:net"
 import { afterAll, afterEach, beforeAll } from "vitest"
 
@@ -19,6 +20,11 @@ export interface Route {
   readonly delayMs?: number
   /** Send the status line and headers at once, then wait this long before sending the body. */
   readonly bodyDelayMs?: number
+  /**
+   * Answer by hand (after `delayMs`): status, headers, body framing and timing are all up to this function
+   * (e.g. an endless or dripping body). The other fields are ignored.
+   */
+  readonly respond?: (res: http.ServerResponse, request: RecordedRequest) => void
 }
 
 /** One request as the server saw it. */
@@ -35,7 +41,15 @@ export interface RecordedRequest {
 
 type RouteSpec = Route | ((request: RecordedRequest) => Route)
 
+/** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+export interface TlsOptions {
+  readonly key: string
+  readonly cert: string
+}
+
 export class TestServer {
+  constructor(private tls?: TlsOptions) {}
+
   private server: http.Server | undefined
   private port = 0
   private readonly routes = new Map<string, RouteSpec>()
@@ -43,9 +57,13 @@ export class TestServer {
   /** Every request received since the last `reset()`, in arrival order. */
   readonly requests: Array<RecordedRequest> = []
 
-  async start(): Promise<void> {
+  /** Listen on an ephemeral loopback port; `tls` (here or in the constructor) makes it an HTTPS server. */
+  async start(tls?: TlsOptions): Promise<void> {
     if (this.server !== undefined) return
-    const server = http.createServer((req, res) => this.handle(req, res))
+    if (tls !== undefined) this.tls = tls
+    const server: http.Server = this.tls === undefined
+      ? http.createServer((req, res) => this.handle(req, res))
+      : https.createServer({ key: this.tls.key, cert: this.tls.cert }, (req, res) => this.handle(req, res))
     // Never let an idle keep-alive connection hold the test process open.
     server.keepAliveTimeout = 1_000
     await new Promise<void>((resolve, reject) => {
@@ -59,10 +77,17 @@ export class TestServer {
     this.server = server
   }
 
-  /** `http://127.0.0.1:<port><path>`. */
+  /** `http://127.0.0.1:<port><path>` (`https://` for a TLS server). */
   url(path: string): string {
     if (this.server === undefined) throw new Error("TestServer: url() called before start()")
-    return `http://${LOOPBACK}:${this.port}${path.startsWith("/") ? path : `/${path}`}`
+    const scheme = this.tls === undefined ? "http" : "https"
+    return `${scheme}://${LOOPBACK}:${this.port}${path.startsWith("/") ? path : `/${path}`}`
+  }
+
+  /** `127.0.0.1:<port>`, as a CONNECT request names it. */
+  get authority(): string {
+    if (this.server === undefined) throw new Error("TestServer: authority read before start()")
+    return `${LOOPBACK}:${this.port}`
   }
 
   get origin(): string {
@@ -132,6 +157,7 @@ export class TestServer {
       }
       const send = () => {
         if (res.destroyed) return
+        if (route.respond !== undefined) return route.respond(res, recorded)
         const body = route.body ?? ""
         res.writeHead(route.status ?? 200, {
           "Content-Type": "text/plain; charset=utf-8",
@@ -149,9 +175,10 @@ export class TestServer {
 }
 
 /** A server started before the file's tests, reset after each test and closed after all of them. */
-export const useServer = (): TestServer => {
+export const useServer = (tls?: () => TlsOptions): TestServer => {
   const server = new TestServer()
-  beforeAll(() => server.start())
+  // A function, so that a certificate made in an earlier beforeAll can be used.
+  beforeAll(() => server.start(tls?.()))
   afterEach(() => server.reset())
   afterAll(() => server.close())
   return server
