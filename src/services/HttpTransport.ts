@@ -1,7 +1,11 @@
 /**
  * The HTTP stack under KeySource: @effect/platform's HttpClient over undici, with proxies taken from the environment
- * (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, lower case too) by undici's own EnvHttpProxyAgent, and an extra client
- * per `ca_file` that trusts that file's certificates instead of the system's.
+ * by undici's own proxy agents, and an extra client per `ca_file` that trusts that file's certificates instead of
+ * the system's.
+ *
+ * Proxies are read as the Go original (net/http) reads them: `HTTP_PROXY` for http URLs only, `HTTPS_PROXY` for https
+ * URLs only, `NO_PROXY` for both (upper case first, then lower case). An http request goes to the proxy as an
+ * ordinary proxy request (absolute URL), an https one through a CONNECT tunnel.
  *
  * @since 0.2.0
  */
@@ -9,7 +13,7 @@ import { readFile } from "node:fs/promises"
 import type { HttpClient } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Context, Effect, Layer, Scope } from "effect"
-import { EnvHttpProxyAgent } from "undici"
+import { Agent, Dispatcher, EnvHttpProxyAgent } from "undici"
 import { describeCause } from "../pipeline/Errors.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
@@ -19,12 +23,63 @@ export class TrustedCaClients extends Context.Tag("authkeysync/TrustedCaClients"
 }>() {}
 
 /** Agent options that make every connection (direct or through a proxy's CONNECT tunnel) trust only `ca`. */
-const agentOptions = (ca: string | undefined): EnvHttpProxyAgent.Options =>
+const tlsOptions = (ca: string | undefined): EnvHttpProxyAgent.Options =>
   ca === undefined ? {} : { connect: { ca }, requestTls: { ca } }
+
+/** The first of the variables that is set, in Go's order (`HTTPS_PROXY` before `https_proxy`). */
+const fromEnv = (name: string): string | undefined => {
+  const value = process.env[name.toUpperCase()] || process.env[name.toLowerCase()]
+  return value === "" ? undefined : value
+}
+
+/** Sends each request to the agent for its scheme. */
+class SchemeRouter extends Dispatcher {
+  constructor(private readonly forHttp: Dispatcher, private readonly forHttps: Dispatcher) {
+    super()
+  }
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return (String(options.origin ?? "").startsWith("https:") ? this.forHttps : this.forHttp).dispatch(options, handler)
+  }
+  // The base class declares callback and promise overloads; only the promise form is used here.
+  override close(): Promise<void>
+  override close(callback: () => void): void
+  override close(callback?: () => void): Promise<void> | void {
+    const done = Promise.all([this.forHttp.close(), this.forHttps.close()]).then(() => undefined)
+    if (callback === undefined) return done
+    void done.then(callback)
+  }
+  override destroy(): Promise<void>
+  override destroy(err: Error | null): Promise<void>
+  override destroy(callback: () => void): void
+  override destroy(err: Error | null, callback: () => void): void
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const error = typeof a === "function" ? null : a ?? null
+    const callback = typeof a === "function" ? a : b
+    const done = Promise.all([this.forHttp.destroy(error), this.forHttps.destroy(error)]).then(() => undefined)
+    if (callback === undefined) return done
+    void done.then(callback)
+  }
+}
+
+/** Proxies from the environment (read once, when the layer is built), trusting `ca` when given. @since 0.2.0 */
+export const makeDispatcher = (ca: string | undefined): Dispatcher => {
+  const tls = tlsOptions(ca)
+  const noProxy = fromEnv("no_proxy") ?? ""
+  const httpProxy = fromEnv("http_proxy")
+  const httpsProxy = fromEnv("https_proxy")
+  // Empty strings (not undefined) stop EnvHttpProxyAgent from falling back to the other variable.
+  const forHttp = httpProxy === undefined
+    ? new Agent(tls)
+    : new EnvHttpProxyAgent({ ...tls, httpProxy, httpsProxy: "", noProxy, proxyTunnel: false })
+  const forHttps = httpsProxy === undefined
+    ? new Agent(tls)
+    : new EnvHttpProxyAgent({ ...tls, httpProxy: "", httpsProxy, noProxy })
+  return new SchemeRouter(forHttp, forHttps)
+}
 
 const makeAgent = (ca: string | undefined) =>
   Effect.acquireRelease(
-    Effect.sync(() => new EnvHttpProxyAgent(agentOptions(ca))),
+    Effect.sync(() => makeDispatcher(ca)),
     (agent) => Effect.promise(() => agent.destroy().catch(() => {}))
   )
 

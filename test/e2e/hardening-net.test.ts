@@ -537,6 +537,22 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${tls.authority}`])
       expect(tls.requestsTo("/tunnelled")).toHaveLength(1)
     })
+
+    it("HTTP_PROXY alone is not used for an https source (as Go reads it); https_proxy in lower case is", async () => {
+      const bob = await users.create({ ssh: true })
+      const k = key("https-direct")
+      tls.route("/https-direct", { body: lines(k) })
+      const cfg = config([userWith(bob.name, { url: tls.url("/https-direct"), ca_file: cert.certFile, timeout_seconds: 5 })])
+
+      const direct = await runWithConfig(cfg, [], { env: { HTTP_PROXY: proxy.url } })
+      expect(direct.code, dump(direct)).toBe(0)
+      await expectSyncedFile(bob, [{ source: tls.url("/https-direct"), keys: [k] }], direct)
+      expect(proxy.requests).toEqual([])
+
+      const lower = await runWithConfig(cfg, [], { env: { https_proxy: proxy.url } })
+      expect(lower.code, dump(lower)).toBe(0)
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${tls.authority}`])
+    })
   })
 
   describe("proxies from the environment", () => {
@@ -558,10 +574,9 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(server.requestsTo("/proxied")).toHaveLength(1)
     })
 
-    // Go's net/http (the original) and curl send a plain-http request to the proxy in absolute form; undici's
-    // ProxyAgent tunnels it with CONNECT unless `proxyTunnel: false`. Proxies that only allow CONNECT to 443
-    // (squid's default `http_access deny CONNECT !SSL_ports`) then refuse every http source.
-    it.fails("HTTP_PROXY: the proxy gets the http request in absolute form, not a CONNECT tunnel", async () => {
+    // Go's net/http (the original) and curl send a plain-http request to the proxy in absolute form, not through a
+    // CONNECT tunnel: proxies that only allow CONNECT to 443 (squid's default) would refuse every http source.
+    it("HTTP_PROXY: the proxy gets the http request in absolute form, not a CONNECT tunnel", async () => {
       const bob = await users.create({ ssh: true })
       server.route("/absolute", { body: lines(key("absolute")) })
 
