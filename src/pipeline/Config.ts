@@ -199,24 +199,27 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
     return `${out}[${JSON.stringify(name)}]`
   }, "")
 
+const KNOWN_POLICY_KEYS = [
+  "backup_enabled",
+  "backup_retention_count",
+  "preserve_local_keys",
+  "allow_empty",
+  "max_removed_keys",
+  "max_removed_percent",
+  "pinned_keys",
+  "max_response_bytes",
+  "max_keys_per_source",
+  "ca_file",
+  "state_dir"
+] as const
+
 const KNOWN_KEYS = {
   root: ["policy", "users"],
-  policy: [
-    "backup_enabled",
-    "backup_retention_count",
-    "preserve_local_keys",
-    "allow_empty",
-    "max_removed_keys",
-    "max_removed_percent",
-    "pinned_keys",
-    "max_response_bytes",
-    "max_keys_per_source",
-    "ca_file",
-    "state_dir"
-  ],
+  policy: KNOWN_POLICY_KEYS,
   user: ["username", "pinned_keys", "sources"],
   source: ["url", "method", "headers", "body", "timeout_seconds", "ca_file"]
 } as const
+
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -253,17 +256,49 @@ const decodeUnknown = Schema.decodeUnknownEither(Config, { errors: "all", onExce
  * The Go original reads `key:` with no value (YAML null) as "not set", so the default applies. Dropping null-valued
  * keys before decoding does the same without making every field nullable in the schema.
  */
-export const dropNullKeys = (value: unknown): unknown => {
-  if (Array.isArray(value)) return value.map(dropNullKeys)
-  if (!isRecord(value)) return value
+export const dropNullKeys = (value: unknown, ancestors: ReadonlySet<object> = new Set()): unknown => {
+  if (typeof value !== "object" || value === null) return value
+  // A YAML alias inside its own anchor (`a: &x {b: *x}`) makes a value that contains itself.
+  if (ancestors.has(value)) throw new CircularValue()
+  const inner = new Set(ancestors).add(value)
+  if (Array.isArray(value)) return value.map((v) => dropNullKeys(v, inner))
   return Object.fromEntries(
-    Object.entries(value).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, dropNullKeys(v)])
+    Object.entries(value).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, dropNullKeys(v, inner)])
   )
 }
 
+class CircularValue extends Error {}
+
+/** Fields whose wrong value is worth echoing (`timeout_seconds: Expected number, actual "abc"`): never a secret. */
+const ECHOED_FIELDS: ReadonlySet<PropertyKey> = new Set([
+  "timeout_seconds",
+  "method",
+  "username",
+  "ca_file",
+  ...KNOWN_POLICY_KEYS.filter((key) => key !== "pinned_keys")
+])
+
+/**
+ * Anywhere else only numbers, booleans and null are echoed from a failed value: a string, map or list can be (or
+ * contain) a header value, a body or a URL with credentials, whatever path the error is reported at.
+ */
+const withoutActual = (message: string, field: PropertyKey | undefined): string => {
+  const match = /,? actual ([\s\S]*)$/.exec(message)
+  if (match === null || (field !== undefined && ECHOED_FIELDS.has(field))) return message
+  if (/^(-?[\d.e+]+|true|false|null|undefined)$/.test(match[1]!)) return message
+  return message.slice(0, match.index)
+}
+
 /** Decode an already parsed value (e.g. a config built in code by a library user). @since 0.1.0 */
-export const decodeConfigValue = (file: string, raw: unknown): Either.Either<DecodedConfig, ConfigError> =>
-  decodeUnknown(dropNullKeys(raw)).pipe(
+export const decodeConfigValue = (file: string, raw: unknown): Either.Either<DecodedConfig, ConfigError> => {
+  let value: unknown
+  try {
+    value = dropNullKeys(raw)
+  } catch (error) {
+    if (!(error instanceof CircularValue)) throw error
+    return Either.left(new ConfigError({ file, reason: "Yaml", detail: "a value contains itself (a YAML alias inside its own anchor)" }))
+  }
+  return decodeUnknown(value).pipe(
     Either.mapLeft((error) => {
       const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
       const seen = new Set<string>()
@@ -273,7 +308,7 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
           const raw = issue.message === "is missing" ? "is required" : issue.message
           // Header values and bodies carry tokens: say what is wrong with them, never what they are.
           const secret = issue.path.includes("headers") || issue.path[issue.path.length - 1] === "body"
-          const what = secret ? raw.replace(/,? actual [\s\S]*$/, "") : raw
+          const what = secret ? raw.replace(/,? actual [\s\S]*$/, "") : withoutActual(raw, issue.path[issue.path.length - 1])
           return where === "" ? what : `${where}: ${what}`
         })
         .filter((line) => !seen.has(line) && seen.add(line))
@@ -284,6 +319,7 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
       warnings: findUnknownKeys(raw).map((key) => `unknown key ${key} is ignored`)
     }))
   )
+}
 
 /**
  * Decode the text of a config file. `file` only labels error messages.
@@ -296,8 +332,11 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   if (yamlError !== undefined) {
     const pos = yamlError.linePos?.[0]
     const at = pos ? ` at line ${pos.line}, column ${pos.col}` : ""
-    // prettyErrors appends " at line L, column C:" and a source excerpt; keep the first sentence only.
-    const firstLine = (yamlError.message.split("\n")[0] ?? yamlError.message).replace(/ at line \d+, column \d+:?$/, "")
+    // prettyErrors appends " at line L, column C:" and a source excerpt; keep the first sentence only, and not what
+    // follows a colon there (some messages quote the offending text, which may be a token).
+    const firstLine = (yamlError.message.split("\n")[0] ?? yamlError.message)
+      .replace(/ at line \d+, column \d+:?$/, "")
+      .replace(/: [\s\S]*$/, "")
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML${at}: ${firstLine}` }))
   }
   let raw: unknown

@@ -648,3 +648,12 @@ users:
     expect(fail(text).message).toContain("users[0].pinned_keys[0]: must be one authorized_keys line")
   })
 })
+
+describe("decodeConfig: YAML errors never quote the offending text", () => {
+  it("an unquoted header value that starts with * (an alias) is not echoed", () => {
+    const text = oneSource("        headers:\n          Authorization: *SECRET_TOKEN_XYZ\n")
+    const error = fail(text)
+    expect(error.message).toMatch(/invalid YAML at line \d+, column \d+/)
+    expect(error.message).not.toContain("SECRET_TOKEN_XYZ")
+  })
+})
