@@ -344,7 +344,8 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
     // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
     raw = doc.toJS({ maxAliasCount: 100 })
   } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error)
+    // Some of these messages quote the offending text after a colon (an alias name can be a pasted token).
+    const detail = (error instanceof Error ? error.message : String(error)).replace(/: [\s\S]*$/, "")
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML: ${detail}` }))
   }
   if (raw === null || raw === undefined) {

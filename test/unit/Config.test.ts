@@ -653,7 +653,6 @@ describe("decodeConfig: YAML errors never quote the offending text", () => {
   it("an unquoted header value that starts with * (an alias) is not echoed", () => {
     const text = oneSource("        headers:\n          Authorization: *SECRET_TOKEN_XYZ\n")
     const error = fail(text)
-    expect(error.message).toMatch(/invalid YAML at line \d+, column \d+/)
-    expect(error.message).not.toContain("SECRET_TOKEN_XYZ")
+    expect(error.message).toBe(`config ${FILE}: invalid YAML: Unresolved alias (the anchor must be set before the alias)`)
   })
 })
