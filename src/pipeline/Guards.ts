@@ -7,25 +7,43 @@
 import type { Policy } from "./Config.js"
 import { GuardRefused } from "./Errors.js"
 
+/** @since 0.2.0 */
+export interface GuardCounts {
+  /** Keys in the file on disk (distinct keys). */
+  readonly before: number
+  /** Keys about to be written. */
+  readonly after: number
+  /** Keys of `before` that are not in `after` (a key whose comment or options changed is not removed). */
+  readonly removed: number
+  /**
+   * Of those, lines that hold a recognisable SSH key: a source that answers 200 with "Service Unavailable" yields a
+   * two-field "key" by the spec's parser, which must not pass for a usable key. Default: `before` / `after`.
+   */
+  readonly usableBefore?: number
+  readonly usableAfter?: number
+}
+
 /**
- * `before`: the keys of the file on disk; `after`: the keys about to be written; `removed`: how many of `before`
- * are not in `after`. Returns the refusal, or `undefined` when the write may go ahead.
+ * Returns the refusal, or `undefined` when the write may go ahead.
  *
  * @since 0.2.0
  */
 export const checkGuards = (
   user: string,
   path: string,
-  counts: { readonly before: number; readonly after: number; readonly removed: number },
+  counts: GuardCounts,
   policy: Pick<Policy, "allow_empty" | "max_removed_keys" | "max_removed_percent">
 ): GuardRefused | undefined => {
   const { after, before, removed } = counts
-  if (before > 0 && after === 0 && !policy.allow_empty) {
+  const usableBefore = counts.usableBefore ?? before
+  const usableAfter = counts.usableAfter ?? after
+  if (usableBefore > 0 && usableAfter === 0 && !policy.allow_empty) {
+    const what = after === 0 ? "no keys" : `no usable keys (${after} line${after === 1 ? "" : "s"} without an SSH key)`
     return new GuardRefused({
       user,
       path,
       guard: "lockout",
-      detail: `the new file would have no keys (it has ${before}); set policy.allow_empty: true to allow this`
+      detail: `the new file would have ${what} (it has ${usableBefore}); set policy.allow_empty: true to allow this`
     })
   }
   if (policy.max_removed_keys !== undefined && removed > policy.max_removed_keys) {

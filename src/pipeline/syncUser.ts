@@ -30,8 +30,8 @@ import {
   WriteError
 } from "./Errors.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
-import { checkGuards } from "./Guards.js"
-import { keyFingerprint } from "./KeyIdentity.js"
+import { checkGuards, type GuardCounts } from "./Guards.js"
+import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
@@ -126,7 +126,9 @@ export const sourceLimitProblem = (
   let start = 0
   for (let line = 1; start <= body.length; line++) {
     const end = body.indexOf("\n", start)
-    const length = (end < 0 ? body.length : end) - start
+    let length = (end < 0 ? body.length : end) - start
+    // A CRLF line is the same line: its "\r" is not counted.
+    if (length > 0 && body.charCodeAt(start + length - 1) === 13) length--
     if (length > MAX_LINE_BYTES) {
       return { reason: "LineTooLong", detail: `line ${line} is ${length} bytes long, more than ${MAX_LINE_BYTES}` }
     }
@@ -247,6 +249,20 @@ const removeStaleTemps = (sshDir: SshDir, before: Date) =>
 
 const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>) => a.size === b.size && [...a].every((x) => b.has(x))
 
+/** Pure: what the guards compare, counted by key (type and blob), not by line. @since 0.2.0 */
+export const guardCounts = (before: ReadonlyArray<string>, after: ReadonlyArray<string>): GuardCounts => {
+  const beforeIds = new Set(before.map(keyIdentity))
+  const afterIds = new Set(after.map(keyIdentity))
+  const usable = (keys: ReadonlyArray<string>) => new Set(keys.filter((k) => keyMaterial(k) !== undefined).map(keyIdentity)).size
+  return {
+    before: beforeIds.size,
+    after: afterIds.size,
+    removed: [...beforeIds].filter((id) => !afterIds.has(id)).length,
+    usableBefore: usable(before),
+    usableAfter: usable(after)
+  }
+}
+
 /** Pure: why an account cannot be handled safely, before anything is looked up or opened. @since 0.2.0 */
 export const unsafeUsernameReason = (name: string): string | undefined => {
   if (name.includes("/")) return "the name contains a slash"
@@ -331,12 +347,7 @@ const syncDirectory = (
       yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
       return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
     }
-    const refused = checkGuards(
-      user.username,
-      path,
-      { before: local.keys.length, after: keys, removed: diff.removed.length },
-      policy
-    )
+    const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys), policy)
     if (refused !== undefined) return yield* refused
     if (options.dryRun) {
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(

@@ -190,10 +190,8 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     expect(logsWith(allowed, REVOKED_MSG, bob.name)).toHaveLength(2)
   })
 
-  // Product bug (see the report): the shrink guard counts changed *lines*, not removed keys (Diff.ts compares whole
-  // lines), so a source that only rewrites the comments of its keys reads as "3 of 3 keys (100%) would be removed".
-  // Revocation already compares keys by identity (KeyIdentity.ts); the guard should do the same.
-  it.fails("shrink: a source that only changes the comments of its keys removes no key and is not refused", async () => {
+  // The shrink guard counts removed keys (type and blob), not changed lines: new comments remove nothing.
+  it("shrink: a source that only changes the comments of its keys removes no key and is not refused", async () => {
     const bob = await users.create({ ssh: true })
     const url = server.url("/shrink-comment")
     const cfg = config([userWith(bob.name, url)], { max_removed_percent: 50 })
@@ -208,9 +206,22 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     await expectSyncedFile(bob, [{ source: url, keys: renamed }], run)
   })
 
-  // A known gap, not asserted: a 200 answer with a plain-text error ("Service Unavailable") parses as one "key" (two
-  // fields), so the lockout guard sees after=1 and the user's real keys are replaced by that line.
-  it.todo("lockout: a source answering only non-key text (e.g. \"Service Unavailable\") should not pass the lockout guard")
+  // A 200 answer with a plain-text error ("Service Unavailable") parses as one "key" by the spec's two-field rule;
+  // the lockout guard counts only lines that hold a recognisable SSH key, so it does not replace the real keys.
+  it("lockout: a source answering only non-key text (e.g. \"Service Unavailable\") does not pass the lockout guard", async () => {
+    const before = lines(key("sunavail-1"), key("sunavail-2"))
+    const bob = await users.create({ authorizedKeys: before })
+    server.route("/unavailable", { body: "Service Unavailable\n" })
+    const snapshot = await snapshotTree(bob.sshDir)
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/unavailable"))], { preserve_local_keys: false }))
+
+    expectGuardRefusal(run, bob, "lockout")
+    expect(logsWith(run, /^user not synced/, bob.name)[0]?.msg).toContain(
+      "the new file would have no usable keys (1 line without an SSH key) (it has 2)"
+    )
+    expect(await snapshotTree(bob.sshDir)).toEqual(snapshot)
+  })
 
   // ===========================================================================
   // Pinned keys

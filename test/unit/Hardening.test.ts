@@ -15,7 +15,7 @@ import {
   selectLocalKeys
 } from "../../src/pipeline/Revocation.js"
 import { groupByHome } from "../../src/pipeline/runAll.js"
-import { MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason } from "../../src/pipeline/syncUser.js"
+import { guardCounts, MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason } from "../../src/pipeline/syncUser.js"
 
 // A real ed25519 public key (from ssh-keygen) and its fingerprint as `ssh-keygen -lf` prints it.
 const REAL = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1mk5hqgl2RJYTdiG87pSjs68yTb7XPHbQVX9zzwanM"
@@ -202,5 +202,28 @@ describe("configFileProblem", () => {
   it("warns about a file root does not own, when running as root", () => {
     expect(configFileProblem({ mode: 0o100600, uid: 1000 }, 0).warn).toMatch(/^it is owned by uid 1000, not root/)
     expect(configFileProblem({ mode: 0o100600, uid: 1000 }, 1000)).toEqual({})
+  })
+})
+
+describe("guardCounts (by key, not by line)", () => {
+  const A = "ssh-ed25519 AAAAKA a"
+  const B = "ssh-ed25519 AAAAKB b"
+  it("a changed comment or option removes nothing", () => {
+    expect(guardCounts([A, B], ["ssh-ed25519 AAAAKA new-comment", `no-pty ${B}`])).toEqual({
+      before: 2, after: 2, removed: 0, usableBefore: 2, usableAfter: 2
+    })
+  })
+  it("counts lines without a recognisable key as unusable", () => {
+    expect(guardCounts([A], ["Service Unavailable"])).toEqual({ before: 1, after: 1, removed: 1, usableBefore: 1, usableAfter: 0 })
+  })
+  it("the lockout guard refuses a file of only unusable lines", () => {
+    const counts = guardCounts([A, B], ["Service Unavailable"])
+    expect(checkGuards("u", "/f", counts, { allow_empty: false })?.message).toBe(
+      "lockout guard refused to rewrite /f: the new file would have no usable keys (1 line without an SSH key) (it has 2); " +
+        "set policy.allow_empty: true to allow this"
+    )
+  })
+  it("a CRLF line at exactly the cap is not over it", () => {
+    expect(sourceLimitProblem(`ssh-ed25519 ${"A".repeat(MAX_LINE_BYTES - 12)}\r\n`, 1, 10)).toBeUndefined()
   })
 })
