@@ -672,7 +672,42 @@ describeAsRoot("hardening: file system (e2e)", () => {
       if (!versions.has(text)) partial.push(`${name} (${text.length} bytes)`)
     }
     console.log(`[SIGKILL loop] old: ${seen.old}, new: ${seen.new}, temp files left: ${leftovers.length}, backups: ${backups.length}`)
-    expect(partial, "backups that are not a whole earlier version of the file").toEqual([])
+    // A kill during the backup write can leave a truncated backup under a final name: asserted in 17b, only reported
+    // here (whether a random kill lands in that window is luck).
+    if (partial.length > 0) console.warn(`[SIGKILL loop] backups that are not a whole earlier version: ${partial.join(", ")}`)
+  })
+
+  // PRODUCT BUG (see the report): backups are written in place under their final name (SshFiles.ts backupFile ->
+  // createFile), not as a temp file renamed into place like authorized_keys, so a run killed while writing one leaves
+  // a truncated file that looks like a valid backup, counts towards retention and is never cleaned up.
+  it.fails("17b. SIGKILL while the backup is being written: no truncated file is left under a backup name", async () => {
+    // A large existing file (about 8 MiB, under the 16 MiB cap) makes the backup write take a while.
+    const bob = await users.create({ ssh: true })
+    const line = `${key("big-old")}\n`
+    const old = line.repeat(Math.floor((8 * 1024 * 1024) / line.length))
+    await fs.writeFile(bob.authorizedKeys, old, { mode: 0o600 })
+    await fs.chown(bob.authorizedKeys, bob.uid, bob.gid)
+    await fs.mkdir(bob.backupDir, { mode: 0o700 })
+    await fs.chown(bob.backupDir, bob.uid, bob.gid)
+    server.keys("/bigbackup", [key("big-new")])
+    let child: ChildProcess | undefined
+    // Kill the run the moment a backup name appears (inotify), while its bytes are still being written.
+    const watcher = (await import("node:fs")).watch(bob.backupDir, () => void child?.kill("SIGKILL"))
+    try {
+      const run = await runWithConfig(
+        config([userWith(bob.name, server.url("/bigbackup"))], { preserve_local_keys: false }),
+        [],
+        { onSpawn: (c) => void (child = c) }
+      )
+      expect(run.signal).toBe("SIGKILL")
+    } finally {
+      watcher.close()
+    }
+    expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(old)
+    for (const name of await backupsOf(bob)) {
+      const size = (await fs.stat(path.join(bob.backupDir, name))).size
+      expect(size, `backup ${name} is ${size} bytes, the file was ${old.length}`).toBe(old.length)
+    }
   })
 
   // ===========================================================================
