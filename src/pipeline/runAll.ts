@@ -60,15 +60,11 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     })
   )
   const startedAt = new Date(yield* Clock.currentTimeMillis)
-  // Every account first (one batched lookup), so that homes shared by two configured accounts are seen; the
-  // per-user lookups below are answered from the request cache. A failed lookup is that user's own outcome.
+  // Every account first, in one lookup, so that homes shared by two configured accounts are seen; each user's
+  // own answer (found, missing, or failed) is handed to that user's sync.
   const accounts = yield* Accounts
-  const resolved = yield* Effect.forEach(
-    config.users,
-    (user) => Effect.either(accounts.lookup(user.username)),
-    { concurrency: "unbounded", batching: true }
-  )
-  const accountsByHome = groupByHome(resolved.flatMap((r) => (Either.isRight(r) ? [r.right] : [])))
+  const resolved = yield* accounts.lookupAll(config.users.map((user) => user.username))
+  const accountsByHome = groupByHome([...resolved.values()].flatMap((r) => (Either.isRight(r) ? [r.right] : [])))
   const locks = new Map<string, Effect.Semaphore>()
   const exclusive = (identity: string) => {
     let lock = locks.get(identity)
@@ -80,9 +76,8 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   }
   const outcomes = yield* Effect.forEach(
     config.users,
-    (user) => syncUserOutcome(user, config.policy, { ...options, exclusive, startedAt, accountsByHome }),
-    // batching: every user's account lookup goes out in one request (one getent for all users).
-    { concurrency: Math.max(1, options.concurrency), batching: true }
+    (user) => syncUserOutcome(user, config.policy, { ...options, exclusive, startedAt, accountsByHome, resolved }),
+    { concurrency: Math.max(1, options.concurrency) }
   )
   const summary = summarize(outcomes)
   const { counts } = summary
@@ -98,4 +93,4 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     })
   )
   return summary
-}, Effect.withRequestCaching(true))
+})

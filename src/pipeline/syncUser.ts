@@ -11,7 +11,7 @@
  */
 import { Clock, Effect, LogLevel, Option } from "effect"
 import * as nodePath from "node:path"
-import { Accounts } from "../services/Accounts.js"
+import { type AccountLookup, Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
 import { ManagedKeys } from "../services/ManagedKeys.js"
 import { RandomId } from "../services/RandomId.js"
@@ -57,6 +57,8 @@ export interface SyncOptions {
    * refused. `runAll` provides it.
    */
   readonly accountsByHome?: ReadonlyMap<string, ReadonlyArray<string>>
+  /** Accounts already looked up (by `runAll`, all at once); a user not in it is looked up on its own. */
+  readonly resolved?: ReadonlyMap<string, AccountLookup>
 }
 
 /** What happened to one configured user. @since 0.1.0 */
@@ -289,7 +291,8 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   const badName = unsafeUsernameReason(user.username)
   if (badName !== undefined) return yield* new UnsafeAccount({ user: user.username, reason: badName })
   const startedAt = options.startedAt ?? new Date(yield* Clock.currentTimeMillis)
-  const account = yield* accounts.lookup(user.username)
+  const known = options.resolved?.get(user.username)
+  const account = known === undefined ? yield* accounts.lookup(user.username) : yield* known
   const home = nodePath.resolve(account.home)
   if (home === "/") return yield* new UnsafeAccount({ user: user.username, reason: "its home directory is /" })
   const sharing = (options.accountsByHome?.get(home) ?? []).filter((name) => name !== user.username)

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { execFile } from "node:child_process"
-import { Context, Effect, Layer, Request, RequestResolver } from "effect"
+import { Context, Effect, Either, Layer } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
 
 /** @since 0.1.0 */
@@ -16,9 +16,14 @@ export interface Account {
   readonly home: string
 }
 
+/** One name's answer. @since 0.2.0 */
+export type AccountLookup = Either.Either<Account, UserNotFound | AccountLookupError>
+
 /** @since 0.1.0 */
 export class Accounts extends Context.Tag("authkeysync/Accounts")<Accounts, {
   readonly lookup: (name: string) => Effect.Effect<Account, UserNotFound | AccountLookupError>
+  /** Every name at once (on Linux one `getent` call for all of them); each name gets its own answer. */
+  readonly lookupAll: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, AccountLookup>>
 }>() {}
 
 // =============================================================================
@@ -134,52 +139,54 @@ const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | Accou
 /** A name that can never be an account and must not reach a path or an argv. */
 const impossibleName = (name: string) => name === "" || /[/:\0-\x1f\x7f]/.test(name) || name.startsWith("-")
 
-class GetAccount extends Request.TaggedClass("GetAccount")<Account, UserNotFound | AccountLookupError, {
-  readonly name: string
-}> {}
+const lookupOne = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
+  impossibleName(name)
+    ? Effect.fail(new UserNotFound({ user: name }))
+    : process.platform === "darwin"
+    ? lookupDarwin(name)
+    : lookupLinux(name)
 
-const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<GetAccount>) =>
+// Plain effects, not Effect.request: request batching delayed interruption (SIGTERM) of the users waiting on it.
+const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
   Effect.gen(function*() {
-    const names = [...new Set(requests.map((r) => r.name))]
-    const batch = process.platform === "linux" && names.length > 1
-      ? yield* lookupManyLinux(names)
+    const unique = [...new Set(names)]
+    const possible = unique.filter((name) => !impossibleName(name))
+    const batch = process.platform === "linux" && possible.length > 1
+      ? yield* lookupManyLinux(possible)
       : { found: new Map<string, Account>(), complete: false }
-    yield* Effect.forEach(requests, (request) => {
-      const hit = batch.found.get(request.name)
-      const lookup = hit !== undefined
+    const answers = yield* Effect.forEach(unique, (name) => {
+      const hit = batch.found.get(name)
+      const answer = hit !== undefined
         ? Effect.succeed(hit)
-        : batch.complete
-        ? Effect.fail(new UserNotFound({ user: request.name }))
-        : process.platform === "darwin"
-        ? lookupDarwin(request.name)
-        : lookupLinux(request.name)
-      return Effect.exit(lookup).pipe(Effect.flatMap((exit) => Request.complete(request, exit)))
-    }, { concurrency: 8, discard: true })
+        : batch.complete && !impossibleName(name)
+        ? Effect.fail(new UserNotFound({ user: name }))
+        : lookupOne(name)
+      return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))
+    }, { concurrency: 8 })
+    return new Map(answers)
   })
-)
 
 /**
- * The host's account database. Lookups made together (e.g. by `runAll`, which enables request batching) are
- * answered by one `getent` call.
+ * The host's account database. `lookupAll` (what `runAll` uses) asks one `getent` call for every name.
  *
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Accounts> = Layer.succeed(
-  Accounts,
-  Accounts.of({
-    lookup: (name) =>
-      impossibleName(name) ? Effect.fail(new UserNotFound({ user: name })) : Effect.request(new GetAccount({ name }), resolver)
-  })
-)
+export const layer: Layer.Layer<Accounts> = Layer.succeed(Accounts, Accounts.of({ lookup: lookupOne, lookupAll }))
 
 /** A fixed set of accounts. @since 0.1.0 */
-export const layerTest = (accounts: ReadonlyArray<Account>): Layer.Layer<Accounts> =>
-  Layer.succeed(
+export const layerTest = (accounts: ReadonlyArray<Account>): Layer.Layer<Accounts> => {
+  const find = (name: string): Effect.Effect<Account, UserNotFound> => {
+    const account = accounts.find((a) => a.name === name)
+    return account ? Effect.succeed(account) : Effect.fail(new UserNotFound({ user: name }))
+  }
+  return Layer.succeed(
     Accounts,
     Accounts.of({
-      lookup: (name) => {
-        const account = accounts.find((a) => a.name === name)
-        return account ? Effect.succeed(account) : Effect.fail(new UserNotFound({ user: name }))
-      }
+      lookup: (name) => find(name),
+      lookupAll: (names) =>
+        Effect.forEach(names, (name) => Effect.either(find(name)).pipe(Effect.map((e) => [name, e] as const))).pipe(
+          Effect.map((entries) => new Map(entries))
+        )
     })
   )
+}

@@ -84,22 +84,34 @@ const checkDirectory = async (lockPath: string): Promise<void> => {
   if (problem !== undefined) throw fail(lockPath, `refusing the lock directory: ${dir} ${problem}`)
 }
 
-/** Create the lock file exclusively, with `token` in it; false when it exists. */
+/**
+ * Create the lock file with `token` already in it; false when it exists. The content is written to a private temp
+ * file first and then hard-linked to the lock's name, so a run killed at any moment never leaves an empty lock.
+ */
 const tryCreate = async (path: string, token: string): Promise<boolean> => {
+  const temp = `${path}.${process.pid}.tmp`
+  await fs.unlink(temp).catch(() => {})
   let handle: fs.FileHandle
   try {
-    handle = await fs.open(path, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+    handle = await fs.open(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+  } catch (error) {
+    throw fail(path, `cannot create ${temp}: ${describeCause(error)}`)
+  }
+  try {
+    try {
+      await handle.writeFile(token)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await fs.link(temp, path)
+    return true
   } catch (error) {
     if ((error as Errno).code === "EEXIST") return false
     throw fail(path, `cannot create: ${describeCause(error)}`)
-  }
-  try {
-    await handle.writeFile(token)
-    await handle.sync()
   } finally {
-    await handle.close()
+    await fs.unlink(temp).catch(() => {})
   }
-  return true
 }
 
 const readLock = async (path: string): Promise<{ text: string; ageMs: number } | undefined> => {

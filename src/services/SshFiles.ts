@@ -126,7 +126,9 @@ const openDirectory = async (user: string, path: string, display: string): Promi
     if (e.code !== "ELOOP" && e.code !== "ENOTDIR") throw new ReadError({ path: display, detail: describeCause(e), cause: e })
     // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; lstat tells which it was.
     const st = await fs.lstat(path).catch(() => undefined)
-    throw new UnsafePath({ user, path: display, reason: st?.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory" })
+    // Gone between the caller's check and the open: the caller treats that as missing.
+    if (st === undefined) throw new ReadError({ path: display, detail: describeCause(e), cause: { code: "ENOENT" } })
+    throw new UnsafePath({ user, path: display, reason: st.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory" })
   }
   try {
     const opened = await handle.stat()
@@ -268,6 +270,20 @@ const replaceFile = async (
   )
 }
 
+/** `.authorized_keys_<stamp>_<id>.tmp`: a backup being written. */
+const BACKUP_TEMP_PATTERN = /^\.authorized_keys_\d{8}_\d{6}_[a-z]{6}\.tmp$/
+const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000
+
+/** Backups a killed run was still writing: regular files of that pattern from before this process started. */
+const removeStaleBackupTemps = async (backups: OpenedDirectory) => {
+  const names = await fs.readdir(backups.base).catch(() => [] as Array<string>)
+  for (const name of names) {
+    if (!BACKUP_TEMP_PATTERN.test(name)) continue
+    const st = await fs.lstat(`${backups.base}/${name}`).catch(() => undefined)
+    if (st?.isFile() && st.mtimeMs < PROCESS_STARTED_MS) await unlinkQuietly(`${backups.base}/${name}`)
+  }
+}
+
 /**
  * A backup in authorized_keys_backups/ (made the user's, 0700), then retention. Problems after the backup is safely
  * written (pruning old ones) are returned as warnings: they must not stop the sync.
@@ -307,8 +323,16 @@ const backupFile = async (
     if ((st.mode & 0o7777) !== 0o700) await backups.handle.chmod(0o700).catch(failed("chmod", display))
 
     const path = nodePath.join(display, name)
+    // Like authorized_keys itself: a temp name, then a rename, so a run killed mid-write never leaves a truncated
+    // file under a backup name (it would count towards retention and push out a good one).
+    await removeStaleBackupTemps(backups)
+    const temp = `${backups.base}/.${name}.tmp`
     await backups.guard()
-    await createFile(`${backups.base}/${name}`, content, owner, 0o600).catch(failed("write", path))
+    await createFile(temp, content, owner, 0o600).catch(failed("write", path))
+    await fs.rename(temp, `${backups.base}/${name}`).catch(async (error) => {
+      await unlinkQuietly(temp)
+      failed("write", path)(error)
+    })
     await backups.handle.sync().catch(failed("fsync", display))
 
     const pruned: Array<string> = []

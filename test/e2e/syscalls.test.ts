@@ -111,11 +111,15 @@ describeAsRoot("syscalls (e2e)", () => {
     // The backup: in authorized_keys_backups (itself opened without following links), pinned through /proc.
     const backupDir = calls.find((c) => c.name === "openat" && c.args.includes(`"${pinned}/authorized_keys_backups"`))
     expect(backupDir?.args).toContain("O_NOFOLLOW")
+    // Written under a temp name, then renamed to its final name: a killed run never leaves a truncated backup.
+    const backupBase = `/proc/self/fd/${backupDir!.result}`
     const backup = calls.find((c) =>
-      c.name === "openat" &&
-      new RegExp(`"/proc/self/fd/${backupDir!.result}/authorized_keys_\\d{8}_\\d{6}_[a-z]{6}"`).test(c.args)
+      c.name === "openat" && new RegExp(`"${backupBase}/\\.authorized_keys_\\d{8}_\\d{6}_[a-z]{6}\\.tmp"`).test(c.args)
     )
     createdWithSpecMode(backup, false)
+    const backupTemp = /"([^"]+)"/.exec(backup!.args)![1]!
+    const backupRename = calls.find((c) => c.name.startsWith("rename") && c.args.includes(`"${backupTemp}"`))
+    expect(backupRename?.args).toMatch(new RegExp(`"${backupBase}/authorized_keys_\\d{8}_\\d{6}_[a-z]{6}"`))
 
     // The temp file in .ssh, then the rename over authorized_keys, then the directory's fsync.
     const temp = calls.find((c) =>
