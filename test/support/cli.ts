@@ -122,13 +122,16 @@ export const logsWith = (result: RunResult, msg: string | RegExp, user?: string)
 const KILL_AFTER_MS = 30_000
 
 /**
- * Per test process: a root-only directory for the run lock and the revocation state, so that test files (and other
- * checkouts testing at the same time) never wait on each other's lock in /run/authkeysync or share state.
+ * Per test run: a root-only directory for the run lock and the revocation state, so that test runs (of other
+ * checkouts at the same time) never wait on each other's lock in /run/authkeysync or share state.
  */
-export const E2E_RUNTIME_DIR = path.join(os.tmpdir(), `akse2e-runtime-${process.pid}`)
+export const E2E_RUNTIME_DIR = process.env["AKSE2E_RUNTIME_DIR"] ?? path.join(os.tmpdir(), `akse2e-runtime-${process.pid}`)
 export const E2E_LOCK_FILE = path.join(E2E_RUNTIME_DIR, "authkeysync.lock")
 export const E2E_STATE_DIR = path.join(E2E_RUNTIME_DIR, "state")
-process.once("exit", () => rmSync(E2E_RUNTIME_DIR, { recursive: true, force: true }))
+// Made and removed by test/support/globalSetup.ts; only a file run some other way cleans up after itself.
+if (process.env["AKSE2E_RUNTIME_DIR"] === undefined) {
+  process.once("exit", () => rmSync(E2E_RUNTIME_DIR, { recursive: true, force: true }))
+}
 
 export interface RunOptions {
   /** Extra environment variables (e.g. `TZ`). */
