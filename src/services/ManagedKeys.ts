@@ -10,6 +10,7 @@ import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
+import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 
 /** @since 0.2.0 */
 export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedKeys, {
@@ -29,18 +30,8 @@ export const recordPath = (stateDir: string, user: string): string =>
 type Errno = NodeJS.ErrnoException
 const euid = () => process.geteuid?.() ?? 0
 
-/** A state directory must be a real directory of the running (root) user that nobody else can write. */
 const checkDirectory = async (path: string): Promise<void> => {
-  const st = await fs.lstat(path)
-  const problem = st.isSymbolicLink()
-    ? "it is a symbolic link"
-    : !st.isDirectory()
-    ? "it is not a directory"
-    : st.uid !== euid()
-    ? `it is owned by uid ${st.uid}, not by uid ${euid()}`
-    : (st.mode & 0o022) !== 0
-    ? `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
-    : undefined
+  const problem = privateDirectoryProblem(directoryStat(await fs.lstat(path)), euid())
   if (problem !== undefined) throw new StateError({ path, detail: `refusing the state directory: ${problem}` })
 }
 

@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { Context, Duration, Effect, Layer, type Scope } from "effect"
 import { describeCause, RunLockError } from "../pipeline/Errors.js"
+import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 
 /** @since 0.2.0 */
 export class RunLock extends Context.Tag("authkeysync/RunLock")<RunLock, {
@@ -70,18 +71,8 @@ const checkDirectory = async (lockPath: string): Promise<void> => {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((error: Errno) => {
     throw fail(lockPath, `cannot create ${dir}: ${describeCause(error)}`)
   })
-  const st = await fs.lstat(dir)
-  const uid = process.geteuid?.() ?? 0
-  const problem = st.isSymbolicLink()
-    ? "is a symbolic link"
-    : !st.isDirectory()
-    ? "is not a directory"
-    : st.uid !== uid
-    ? `is owned by uid ${st.uid}, not ${uid}`
-    : (st.mode & 0o022) !== 0
-    ? "is writable by group or others"
-    : undefined
-  if (problem !== undefined) throw fail(lockPath, `refusing the lock directory: ${dir} ${problem}`)
+  const problem = privateDirectoryProblem(directoryStat(await fs.lstat(dir)), process.geteuid?.() ?? 0)
+  if (problem !== undefined) throw fail(lockPath, `refusing the lock directory ${dir}: ${problem}`)
 }
 
 /**

@@ -565,7 +565,7 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
         await fs.symlink(real, link)
         return link
       },
-      "is a symbolic link"
+      "it is a symbolic link"
     ],
     [
       "owned by a non-root user",
@@ -575,7 +575,7 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
         await fs.chown(sub, owner.uid, owner.gid)
         return sub
       },
-      "is owned by uid"
+      "it is owned by uid"
     ],
     [
       "group-writable",
@@ -585,7 +585,7 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
         await fs.chmod(sub, 0o770)
         return sub
       },
-      "is writable by group or others"
+      "it is writable by group or others (mode 0770)"
     ]
   ] as const) {
     it(`a lock directory that is ${what} is refused: exit 1, a clear message, nothing synced`, async () => {
@@ -603,7 +603,7 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       ])
 
       expect(run.code, run.stdout + run.stderr).toBe(1)
-      expect(run.stderr).toContain(`refusing the lock directory: ${lockDirPath} ${message}`)
+      expect(run.stderr).toContain(`refusing the lock directory ${lockDirPath}: ${message}`)
       expect(logsWith(run, "cannot take the run lock; nothing was synced")).toHaveLength(1)
       expect(server.requestsTo("/lockdir")).toHaveLength(0)
       expect(await snapshotTree(bob.sshDir)).toEqual(before)

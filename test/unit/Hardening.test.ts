@@ -14,6 +14,7 @@ import {
   providedIdentities,
   selectLocalKeys
 } from "../../src/pipeline/Revocation.js"
+import { privateDirectoryProblem } from "../../src/pipeline/PrivateDirectory.js"
 import { groupByHome } from "../../src/pipeline/runAll.js"
 import { guardCounts, MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason } from "../../src/pipeline/syncUser.js"
 
@@ -226,4 +227,17 @@ describe("guardCounts (by key, not by line)", () => {
   it("a CRLF line at exactly the cap is not over it", () => {
     expect(sourceLimitProblem(`ssh-ed25519 ${"A".repeat(MAX_LINE_BYTES - 12)}\r\n`, 1, 10)).toBeUndefined()
   })
+})
+
+describe("privateDirectoryProblem (run lock and state directories)", () => {
+  const dir = { isSymbolicLink: false, isDirectory: true, uid: 0, mode: 0o40700 }
+  it.each([
+    ["root's 0700 directory", dir, undefined],
+    ["root's 0755 directory", { ...dir, mode: 0o40755 }, undefined],
+    ["a symlink", { ...dir, isSymbolicLink: true }, "it is a symbolic link"],
+    ["a file", { ...dir, isDirectory: false }, "it is not a directory"],
+    ["another owner", { ...dir, uid: 1000 }, "it is owned by uid 1000, not by uid 0"],
+    ["group-writable", { ...dir, mode: 0o40770 }, "it is writable by group or others (mode 0770)"],
+    ["world-writable sticky", { ...dir, mode: 0o41777 }, "it is writable by group or others (mode 1777)"]
+  ] as const)("%s", (_, st, problem) => expect(privateDirectoryProblem(st, 0)).toBe(problem))
 })
