@@ -65,6 +65,12 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   const accounts = yield* Accounts
   const resolved = yield* accounts.lookupAll(config.users.map((user) => user.username))
   const accountsByHome = groupByHome([...resolved.values()].flatMap((r) => (Either.isRight(r) ? [r.right] : [])))
+  const claimed = new Map<string, string>()
+  const claimDirectory = (identity: string, user: string) => {
+    const first = claimed.get(identity)
+    if (first === undefined) claimed.set(identity, user)
+    return first === undefined || first === user ? undefined : first
+  }
   const locks = new Map<string, Effect.Semaphore>()
   const exclusive = (identity: string) => {
     let lock = locks.get(identity)
@@ -76,7 +82,15 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   }
   const outcomes = yield* Effect.forEach(
     config.users,
-    (user) => syncUserOutcome(user, config.policy, { ...options, exclusive, startedAt, accountsByHome, resolved }),
+    (user) =>
+      syncUserOutcome(user, config.policy, {
+        ...options,
+        exclusive,
+        claimDirectory,
+        startedAt,
+        accountsByHome,
+        resolved
+      }),
     { concurrency: Math.max(1, options.concurrency) }
   )
   const summary = summarize(outcomes)

@@ -57,6 +57,12 @@ export interface SyncOptions {
    * refused. `runAll` provides it.
    */
   readonly accountsByHome?: ReadonlyMap<string, ReadonlyArray<string>>
+  /**
+   * Record that `user` works in the `.ssh` directory `identity` (device and inode); returns the other account that
+   * already did, if any. Catches homes that are different paths to one directory (a link), which the path
+   * comparison of `accountsByHome` cannot see. `runAll` provides it.
+   */
+  readonly claimDirectory?: (identity: string, user: string) => string | undefined
   /** Accounts already looked up (by `runAll`, all at once); a user not in it is looked up on its own. */
   readonly resolved?: ReadonlyMap<string, AccountLookup>
 }
@@ -304,6 +310,10 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   }
   const owner = { uid: account.uid, gid: account.gid }
   const sshDir = yield* files.open(account)
+  const other = options.claimDirectory?.(sshDir.identity, user.username)
+  if (other !== undefined) {
+    return yield* new UnsafeAccount({ user: user.username, reason: `its ${sshDir.path} is the same directory as ${other}'s .ssh` })
+  }
   const exclusive = options.exclusive?.(sshDir.identity) ?? identity
   return yield* exclusive(syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir))
 }, Effect.scoped)

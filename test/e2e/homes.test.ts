@@ -60,6 +60,32 @@ describeAsRoot("homes (e2e)", () => {
     expect(await snapshotTree(rootDir)).toEqual(before)
   })
 
+  it("refuses a second account whose home is another path (a link) to a home already synced in this run", async () => {
+    const bob = await users.create({ authorizedKeys: lines(key("same-dir-old")) })
+    const linkDir = await users.tempDir()
+    const alias = path.join(linkDir, "alias-home")
+    await fs.symlink(bob.home, alias)
+    server.keys("/homes/bob", [key("same-dir-bob")])
+    server.keys("/homes/alias", [key("same-dir-alias")])
+    // Same uid (an alias account, like toor for root), so every ownership check passes for both.
+    const name = await unusedUserName()
+    await exec("useradd", ["-o", "-u", String(bob.uid), "-g", String(bob.gid), "-M", "-d", alias, "-s", "/usr/sbin/nologin", name])
+    try {
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/homes/bob")), userWith(name, server.url("/homes/alias"))]), [
+        "--concurrency",
+        "1"
+      ])
+      expect(run.code, run.stdout).toBe(1)
+      expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing account "${name}": ` +
+          `its ${path.join(alias, ".ssh")} is the same directory as ${bob.name}'s .ssh`
+      )
+      await expectSyncedFile(bob, [{ source: server.url("/homes/bob"), keys: [key("same-dir-bob")] }, { local: [key("same-dir-old")] }])
+    } finally {
+      await removeUser(name, path.join(linkDir, "not-a-home-of-a-test-user"))
+    }
+  })
+
   it("follows a link an administrator made in a root-owned directory", async () => {
     const linkDir = await users.tempDir()
     const realDir = await users.tempDir()
