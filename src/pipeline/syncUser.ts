@@ -111,6 +111,7 @@ export const decideWrite = (existing: ExistingFile | undefined, body: string, ow
 // =============================================================================
 
 const SOURCE_CONCURRENCY = 16
+const ROOT = { uid: 0, gid: 0 }
 
 const preview = (key: string) => {
   const text = bytesToText(key)
@@ -203,13 +204,14 @@ const backupExisting = (
   sshDir: SshDir,
   existing: ExistingFile,
   owner: { uid: number; gid: number },
+  fileOwner: { uid: number; gid: number },
   now: Date,
   retention: number
 ) =>
   Effect.gen(function*() {
     const id = yield* RandomId
     const name = backupFileName(now, yield* id.next)
-    const result = yield* sshDir.writeBackup(existing.content, owner, name, retention)
+    const result = yield* sshDir.writeBackup(existing.content, owner, name, retention, fileOwner)
     yield* Effect.logInfo("created backup").pipe(Effect.annotateLogs({ path: result.path }))
     if (result.pruned.length > 0) {
       yield* Effect.logInfo("removed old backups").pipe(
@@ -257,9 +259,19 @@ const removeStaleTemps = (sshDir: SshDir, before: Date) =>
 
 const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>) => a.size === b.size && [...a].every((x) => b.has(x))
 
-/** Pure: what the guards compare, counted by key (type and blob), not by line. @since 0.2.0 */
-export const guardCounts = (before: ReadonlyArray<string>, after: ReadonlyArray<string>): GuardCounts => {
-  const beforeIds = new Set(before.map(keyIdentity))
+/**
+ * Pure: what the guards compare, counted by key (type and blob), not by line. With `managed` (the record of keys the
+ * tool wrote last time), the shrink guard counts only those: lines a user added by hand since cannot be used to trip
+ * it and freeze the file (with `preserve_local_keys: false` they are removed on every run, by policy).
+ *
+ * @since 0.2.0
+ */
+export const guardCounts = (
+  before: ReadonlyArray<string>,
+  after: ReadonlyArray<string>,
+  managed?: ReadonlySet<string>
+): GuardCounts => {
+  const beforeIds = new Set([...new Set(before.map(keyIdentity))].filter((id) => managed === undefined || managed.has(id)))
   const afterIds = new Set(after.map(keyIdentity))
   const usable = (keys: ReadonlyArray<string>) => new Set(keys.filter((k) => keyMaterial(k) !== undefined).map(keyIdentity)).size
   return {
@@ -334,7 +346,13 @@ const syncDirectory = (
     if (!options.dryRun) yield* removeStaleTemps(sshDir, options.startedAt)
     const fetched = yield* fetchAllSources(user.sources, policy)
     const existing = yield* readLocalFile(sshDir)
-    const local = parseKeys(existing?.content ?? "")
+    // A file root owns (an administrator's, or one the user moved here from somewhere root wrote) is not the user's to
+    // read: only lines that hold an SSH key are kept from it, and its backup stays root's.
+    const rootOwned = existing !== undefined && existing.uid !== owner.uid
+    const parsedLocal = parseKeys(existing?.content ?? "")
+    const local = rootOwned
+      ? { ...parsedLocal, keys: parsedLocal.keys.filter((key) => keyMaterial(key) !== undefined) }
+      : parsedLocal
     const pinned = [...policy.pinned_keys, ...user.pinned_keys]
 
     // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
@@ -360,7 +378,7 @@ const syncDirectory = (
       yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
       return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
     }
-    const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys), policy)
+    const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, Option.getOrUndefined(record)), policy)
     if (refused !== undefined) return yield* refused
     if (options.dryRun) {
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
@@ -377,7 +395,7 @@ const syncDirectory = (
     const now = new Date(yield* Clock.currentTimeMillis)
     const content = renderHeader(options.build, now) + body
     const backup = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
-      ? yield* backupExisting(sshDir, existing, owner, now, policy.backup_retention_count)
+      ? yield* backupExisting(sshDir, existing, owner, rootOwned ? ROOT : owner, now, policy.backup_retention_count)
       : undefined
     yield* writeAtomically(sshDir, content, intendedKeys, owner, now)
     yield* Effect.logInfo("updated authorized_keys").pipe(

@@ -69,7 +69,9 @@ export interface SshDir {
     content: string,
     owner: Owner,
     name: string,
-    retention: number
+    retention: number,
+    /** Who owns the backup file itself (default `owner`): root for a file root owned, so the user cannot read it. */
+    fileOwner?: Owner
   ) => Effect.Effect<BackupResult, WriteError | UnsafePath>
 }
 
@@ -174,10 +176,9 @@ const createFile = async (
   const handle = await fs.open(path, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
   let open = true
   try {
-    await handle.chmod(mode)
-    await handle.chown(owner.uid, owner.gid)
+    // Written and verified while still root's 0600, so the user cannot open it before it is complete; then handed
+    // over on the descriptor and synced (data and owner) before anything renames it.
     await handle.writeFile(content, "latin1")
-    await handle.sync()
     if (verify !== undefined) {
       const expected = Buffer.byteLength(content, "latin1")
       const back = Buffer.alloc(expected + 1)
@@ -187,6 +188,9 @@ const createFile = async (
         : verify(back.toString("latin1", 0, bytesRead))
       if (problem !== undefined) throw new VerifyFailed(`the temp file did not read back as intended: ${problem}`)
     }
+    await handle.chmod(mode)
+    await handle.chown(owner.uid, owner.gid)
+    await handle.sync()
     open = false
     // NFS may report a write error (EDQUOT, EIO) only here.
     await handle.close()
@@ -194,6 +198,27 @@ const createFile = async (
     if (open) await closeQuietly(handle)
     await unlinkQuietly(path)
     throw error
+  }
+}
+
+/**
+ * At most `limit` bytes, whatever the file does meanwhile (the user can grow it after the size check): reads into a
+ * buffer of `limit + 1` bytes at the most and gives up (undefined) when it fills. latin1: one char per byte, so the
+ * bytes are written back (and backed up) exactly as they were.
+ */
+export const readBounded = async (handle: fs.FileHandle, sizeHint: number, limit: number): Promise<string | undefined> => {
+  let buffer = Buffer.alloc(Math.min(Math.max(sizeHint, 4096), limit) + 1)
+  let length = 0
+  for (;;) {
+    if (length === buffer.length) {
+      if (buffer.length > limit) return undefined
+      const bigger = Buffer.alloc(Math.min(buffer.length * 2, limit + 1))
+      buffer.copy(bigger, 0, 0, length)
+      buffer = bigger
+    }
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length)
+    if (bytesRead === 0) return buffer.toString("latin1", 0, length)
+    length += bytesRead
   }
 }
 
@@ -227,8 +252,10 @@ const readExisting = async (
     if (st.size > MAX_LOCAL_FILE_BYTES) {
       throw new UnsafePath({ user, path: display, reason: `it is larger than ${MAX_LOCAL_FILE_BYTES} bytes` })
     }
-    // latin1: one char per byte, so the bytes are written back (and backed up) exactly as they were.
-    const content = await handle.readFile("latin1")
+    const content = await readBounded(handle, st.size, MAX_LOCAL_FILE_BYTES)
+    if (content === undefined) {
+      throw new UnsafePath({ user, path: display, reason: `it grew past ${MAX_LOCAL_FILE_BYTES} bytes while being read` })
+    }
     return { content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }
   } finally {
     await closeQuietly(handle)
@@ -295,7 +322,8 @@ const backupFile = async (
   content: string,
   owner: Owner,
   name: string,
-  retention: number
+  retention: number,
+  fileOwner: Owner
 ): Promise<BackupResult & { readonly warnings: ReadonlyArray<string> }> => {
   const display = nodePath.join(sshPath, BACKUP_DIR)
   const failed = (operation: string, path: string) => (error: unknown): never => {
@@ -328,7 +356,7 @@ const backupFile = async (
     await removeStaleBackupTemps(backups)
     const temp = `${backups.base}/.${name}.tmp`
     await backups.guard()
-    await createFile(temp, content, owner, 0o600).catch(failed("write", path))
+    await createFile(temp, content, fileOwner, 0o600).catch(failed("write", path))
     await fs.rename(temp, `${backups.base}/${name}`).catch(async (error) => {
       await unlinkQuietly(temp)
       failed("write", path)(error)
@@ -366,37 +394,37 @@ const strictModesProblem = (st: { uid: number; mode: number }, uid: number, user
   return undefined
 }
 
-/** `/a/b/c` -> `["/", "/a", "/a/b"]`: the directories above `path`. */
-const ancestorsOf = (path: string): Array<string> => {
-  const out: Array<string> = []
-  for (let dir = nodePath.dirname(path); ; dir = nodePath.dirname(dir)) {
-    out.unshift(dir)
-    if (dir === nodePath.dirname(dir)) return out
-  }
-}
-
 /**
- * The directories above a home must be root's (or the account's own): a home inside another account's directory
- * (`/home/alice/bob`) could be swapped by that account for a link to anywhere, `/root` included, and root would then
- * write there. World-writable parents are accepted only with the sticky bit (like /tmp), where nobody can rename
- * another's entry. Checked for the path as given and for the path it resolves to.
+ * Nobody but root may be able to replace a directory entry on the way to the home, the home's own entry included:
+ * whoever can (another account owning a directory above it, the user themself for a home inside a directory they own
+ * or in a shared /tmp, a group with write access) could swap the home for a link to, say, /root, whose root-owned
+ * `.ssh` passes every later check. So each directory on the way must be root's, and one that others may write is
+ * accepted only with the sticky bit and only when the entry in it is root's too (sshd stops its checks at the home;
+ * this goes further). Checked for the path as given and for the path it resolves to.
  */
-const ancestorProblem = async (home: string, uid: number): Promise<string | undefined> => {
-  const check = async (path: string) => {
-    for (const dir of ancestorsOf(path)) {
-      const st = await fs.stat(dir)
-      if (st.uid !== 0 && st.uid !== uid) return `the directory above it, ${dir}, is owned by uid ${st.uid}`
-      if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
-        return `the directory above it, ${dir}, is writable by everyone`
+const pathProblem = async (path: string): Promise<string | undefined> => {
+  let dir = "/"
+  for (const part of path.split("/").filter((p) => p !== "")) {
+    const st = await fs.stat(dir)
+    const entry = nodePath.join(dir, part)
+    if (st.uid !== 0) return `${dir}, a directory on the way to it, is owned by uid ${st.uid}, not root`
+    if ((st.mode & 0o022) !== 0) {
+      const sticky = (st.mode & 0o1000) !== 0
+      if (!sticky || (await fs.lstat(entry)).uid !== 0) {
+        return `${dir}, a directory on the way to it, is writable by group or others, who could replace ${entry}`
       }
     }
-    return undefined
+    dir = entry
   }
+  return undefined
+}
+
+const homePathProblem = async (home: string): Promise<string | undefined> => {
   const given = nodePath.resolve(home)
-  const problem = await check(given)
+  const problem = await pathProblem(given)
   if (problem !== undefined) return problem
   const real = await fs.realpath(given)
-  return real === given ? undefined : check(real)
+  return real === given ? undefined : pathProblem(real)
 }
 
 /**
@@ -406,7 +434,7 @@ const ancestorProblem = async (home: string, uid: number): Promise<string | unde
 const openSsh = async (account: Account): Promise<OpenedDirectory> => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
-  const aboveHome = await ancestorProblem(account.home, account.uid).catch((error: Errno) => {
+  const aboveHome = await homePathProblem(account.home).catch((error: Errno) => {
     if (error.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
     throw new ReadError({ path: account.home, detail: describeCause(error), cause: error })
   })
@@ -522,9 +550,9 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
       ),
     removeStaleTemps: (before) =>
       Effect.promise(() => removeStaleTemps(dir, before).catch(() => [])).pipe(Effect.uninterruptible),
-    writeBackup: (content, owner, name, retention) =>
+    writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
-        () => backupFile(user, dir, sshPath, content, owner, name, retention),
+        () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),
         ["UnsafePath", "WriteError"],
         backupFailed
       ).pipe(
@@ -657,13 +685,13 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
                 for (const name of stale) memory.files.delete(nodePath.join(sshPath, name))
                 return stale
               }),
-            writeBackup: (content, owner, name, retention) =>
+            writeBackup: (content, owner, name, retention, fileOwner = owner) =>
               Effect.gen(function*() {
                 const dir = nodePath.join(sshPath, BACKUP_DIR)
                 if (memory.symlinks.has(dir)) return yield* new UnsafePath({ user, path: dir, reason: "it is a symbolic link" })
                 if (!memory.dirs.has(dir)) memory.mkdir(dir, owner, 0o700)
                 const path = nodePath.join(dir, name)
-                yield* create(path, content, owner)
+                yield* create(path, content, fileOwner)
                 const pruned = backupsToDelete(memory.list(dir), retention)
                 for (const old of pruned) memory.files.delete(nodePath.join(dir, old))
                 return { path, pruned }

@@ -165,6 +165,23 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     expect(logsWith(allowed, "updated authorized_keys", bob.name)[0]).toMatchObject({ removed: "2" })
   })
 
+  it("shrink: lines a user adds by hand cannot trip the guard and freeze the file (only managed keys count)", async () => {
+    const ks = [1, 2].map((i) => key(`shrinkj-${i}`))
+    const bob = await users.create({ ssh: true })
+    const url = server.url("/shrink-junk")
+    const policy = { preserve_local_keys: false, max_removed_keys: 3 }
+    server.keys("/shrink-junk", ks)
+    expect((await runWithConfig(config([userWith(bob.name, url)], policy))).code).toBe(0)
+
+    // The user appends four lines of their own, hoping a refused rewrite keeps them (and a revoked key) forever.
+    await fs.appendFile(bob.authorizedKeys, lines(...[1, 2, 3, 4].map((i) => key(`junk-${i}`))))
+    server.keys("/shrink-junk", ks.slice(0, 1))
+    const run = await runWithConfig(config([userWith(bob.name, url)], policy))
+
+    expect(run.code, run.stdout).toBe(0)
+    await expectSyncedFile(bob, [{ source: url, keys: ks.slice(0, 1) }], run)
+  })
+
   it("shrink: max_removed_percent 50 refuses 3 of 5 (60%) and allows 2 of 5 (40%), also for revoked keys", async () => {
     // preserve_local_keys stays true: the keys go away by revocation, which the guard must count too.
     const ks = [1, 2, 3, 4, 5].map((i) => key(`shrinkp-${i}`))

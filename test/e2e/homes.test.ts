@@ -53,11 +53,57 @@ describeAsRoot("homes (e2e)", () => {
       const err = logsWith(run, /^user not synced, authorized_keys left untouched: /, bob)
       expect(err[0]?.msg).toBe(
         `user not synced, authorized_keys left untouched: refusing to use ${bobHome}: ` +
-          `the directory above it, ${alice.home}, is owned by uid ${alice.uid}`
+          `${alice.home}, a directory on the way to it, is owned by uid ${alice.uid}, not root`
       )
       await expectSyncedFile(other, [{ source: server.url("/homes/other"), keys: [key("other-key")] }])
     })
     expect(await snapshotTree(rootDir)).toEqual(before)
+  })
+
+  it("refuses a home inside a directory the account itself owns (it could swap its own home for a link to root's .ssh)", async () => {
+    const base = await users.tempDir()
+    const rootDir = await users.tempDir()
+    await fs.mkdir(path.join(rootDir, ".ssh"), { mode: 0o700 })
+    await fs.writeFile(path.join(rootDir, ".ssh", "authorized_keys"), lines(key("root-only-2")), { mode: 0o600 })
+    const before = await snapshotTree(rootDir)
+    const own = path.join(base, "own")
+    const home = path.join(own, "home")
+    server.keys("/homes/own", [key("own-key")])
+    await withAccount(home, async (name, uid) => {
+      await fs.mkdir(own)
+      await fs.chown(own, uid, uid)
+      // What the account can do to its own home entry: move it away and put a link in its place.
+      await fs.symlink(rootDir, home)
+      const run = await runWithConfig(config([userWith(name, server.url("/homes/own"))]))
+      expect(run.code, run.stdout).toBe(1)
+      expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${home}: ` +
+          `${own}, a directory on the way to it, is owned by uid ${uid}, not root`
+      )
+    })
+    expect(await snapshotTree(rootDir)).toEqual(before)
+  })
+
+  it.each([
+    ["world-writable with the sticky bit, like /tmp", 0o1777],
+    ["group-writable (setgid, no sticky bit)", 0o2775]
+  ])("refuses a home whose own entry sits in a directory that is %s", async (_, mode) => {
+    const shared = await users.tempDir()
+    await fs.chmod(shared, mode)
+    const home = path.join(shared, "home")
+    server.keys("/homes/shared", [key("shared-key")])
+    await withAccount(home, async (name, uid) => {
+      await fs.mkdir(path.join(home, ".ssh"), { recursive: true, mode: 0o700 })
+      await fs.chown(home, uid, uid)
+      await fs.chown(path.join(home, ".ssh"), uid, uid)
+      const run = await runWithConfig(config([userWith(name, server.url("/homes/shared"))]))
+      expect(run.code, run.stdout).toBe(1)
+      expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${home}: ` +
+          `${shared}, a directory on the way to it, is writable by group or others, who could replace ${home}`
+      )
+      expect(await fs.readdir(path.join(home, ".ssh"))).toEqual([])
+    })
   })
 
   it("refuses a second account whose home is another path (a link) to a home already synced in this run", async () => {

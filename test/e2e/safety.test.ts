@@ -54,27 +54,47 @@ describeAsRoot("safety (e2e)", () => {
     expect(logsWith(run, "sync finished")[0]).toMatchObject({ failed: "1", exit_code: "1" })
   }
 
-  it("file and backups end up 0600 and owned by the user even when the old file was 0644 root:root", async () => {
-    const previous = lines(key("perm-old"))
+  it("a root-owned 0644 file: the new file is the user's 0600; its backup stays root's 0600; only key lines are kept from it", async () => {
+    const oldKey = key("perm-old")
+    // An administrator's file, or a root-owned file the user moved here: its non-key lines are not the user's to read.
+    const previous = lines(oldKey, "db_password hunter2", "# a comment")
     const bob = await users.create({ ssh: true })
     await fs.writeFile(bob.authorizedKeys, previous)
     await fs.chmod(bob.authorizedKeys, 0o644) // root-owned, world-readable
     const k = key("perm-new")
     server.keys("/perm", [k])
 
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/perm"))], { preserve_local_keys: false }))
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/perm"))]))
 
     expect(run.code, run.stdout).toBe(0)
-    await expectSyncedFile(bob, [{ source: server.url("/perm"), keys: [k] }], run)
+    const content = await expectSyncedFile(bob, [{ source: server.url("/perm"), keys: [k] }, { local: [oldKey] }], run)
+    expect(content).not.toContain("hunter2")
     expect(await statOf(bob.backupDir)).toEqual({ mode: 0o700, uid: bob.uid, gid: bob.gid })
     const [backup, ...more] = await backupsOf(bob)
     expect(more).toEqual([])
     const backupPath = path.join(bob.backupDir, backup ?? "")
-    expect(await statOf(backupPath)).toEqual({ mode: 0o600, uid: bob.uid, gid: bob.gid })
+    expect(await statOf(backupPath)).toEqual({ mode: 0o600, uid: 0, gid: 0 })
     expect(await fs.readFile(backupPath, "utf8")).toBe(previous)
     // Nothing else appeared in .ssh: no temp files, no stray names.
     expect((await fs.readdir(bob.sshDir)).sort()).toEqual(["authorized_keys", "authorized_keys_backups"])
     expect(await tempFilesIn(bob.sshDir)).toEqual([])
+  })
+
+  it("a user's own 0644 file: file and backup end up 0600 and owned by the user", async () => {
+    const previous = lines(key("perm-own-old"))
+    const bob = await users.create({ authorizedKeys: previous })
+    await fs.chmod(bob.authorizedKeys, 0o644)
+    const k = key("perm-own-new")
+    server.keys("/perm-own", [k])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/perm-own"))], { preserve_local_keys: false }))
+
+    expect(run.code, run.stdout).toBe(0)
+    await expectSyncedFile(bob, [{ source: server.url("/perm-own"), keys: [k] }], run)
+    const [backup] = await backupsOf(bob)
+    const backupPath = path.join(bob.backupDir, backup ?? "")
+    expect(await statOf(backupPath)).toEqual({ mode: 0o600, uid: bob.uid, gid: bob.gid })
+    expect(await fs.readFile(backupPath, "utf8")).toBe(previous)
   })
 
   it("right content but wrong mode/owner: rewritten with 0600 and the user's owner, without a new backup", async () => {

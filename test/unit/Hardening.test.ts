@@ -241,3 +241,12 @@ describe("privateDirectoryProblem (run lock and state directories)", () => {
     ["world-writable sticky", { ...dir, mode: 0o41777 }, "it is writable by group or others (mode 1777)"]
   ] as const)("%s", (_, st, problem) => expect(privateDirectoryProblem(st, 0)).toBe(problem))
 })
+
+describe("guardCounts with a record of managed keys", () => {
+  it("counts only removals of keys the tool wrote last time", () => {
+    const managed = new Set(["ssh-ed25519 AAAAM1", "ssh-ed25519 AAAAM2"])
+    const before = ["ssh-ed25519 AAAAM1 m1", "ssh-ed25519 AAAAM2 m2", "ssh-ed25519 AAAAJ1 junk", "ssh-ed25519 AAAAJ2 junk"]
+    expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"], managed)).toMatchObject({ before: 2, removed: 1 })
+    expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"])).toMatchObject({ before: 4, removed: 3 })
+  })
+})
