@@ -70,8 +70,12 @@ const HeaderValue = Scalar.pipe(
 const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(
   Schema.filter((headers) =>
     Object.keys(headers)
-      .filter((name) => !HTTP_TOKEN.test(name))
-      .map((name) => ({ path: [name], message: `${JSON.stringify(name)} is not a valid HTTP header name` }))
+      .flatMap((name, i) => (HTTP_TOKEN.test(name) ? [] : [i + 1]))
+      // By position, not by name: a mistyped line like "Authorization Bearer <token>: x" makes the token the name.
+      .map((n) => ({
+        path: [],
+        message: `header ${n} has a name that is not a valid HTTP header name (no spaces or colons; the value goes after the colon)`
+      }))
   )
 )
 

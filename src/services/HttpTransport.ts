@@ -32,13 +32,21 @@ const fromEnv = (name: string): string | undefined => {
   return value === "" ? undefined : value
 }
 
-/** Sends each request to the agent for its scheme. */
+/** Sends each request to the agent for its scheme, or fails it when that scheme's proxy variable is unusable. */
 class SchemeRouter extends Dispatcher {
-  constructor(private readonly forHttp: Dispatcher, private readonly forHttps: Dispatcher) {
+  constructor(
+    private readonly forHttp: Dispatcher,
+    private readonly forHttps: Dispatcher,
+    private readonly problems: { readonly http?: string | undefined; readonly https?: string | undefined } = {}
+  ) {
     super()
   }
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return (String(options.origin ?? "").startsWith("https:") ? this.forHttps : this.forHttp).dispatch(options, handler)
+    const https = String(options.origin ?? "").startsWith("https:")
+    const problem = https ? this.problems.https : this.problems.http
+    // Thrown here, undici fails just this request with it: every source of that scheme fails, saying why.
+    if (problem !== undefined) throw new Error(problem)
+    return (https ? this.forHttps : this.forHttp).dispatch(options, handler)
   }
   // The base class declares callback and promise overloads; only the promise form is used here.
   override close(): Promise<void>
@@ -67,14 +75,18 @@ export const makeDispatcher = (ca: string | undefined): Dispatcher => {
   const noProxy = fromEnv("no_proxy") ?? ""
   const httpProxy = fromEnv("http_proxy")
   const httpsProxy = fromEnv("https_proxy")
+  // A proxy URL may hold credentials: an unusable one is named by its variable, never quoted.
+  const problemWith = (name: string, url: string | undefined) =>
+    url === undefined || URL.canParse(url) ? undefined : `${name} is set but is not a valid proxy URL`
+  const problems = { http: problemWith("HTTP_PROXY", httpProxy), https: problemWith("HTTPS_PROXY", httpsProxy) }
   // Empty strings (not undefined) stop EnvHttpProxyAgent from falling back to the other variable.
-  const forHttp = httpProxy === undefined
+  const forHttp = httpProxy === undefined || problems.http !== undefined
     ? new Agent(tls)
     : new EnvHttpProxyAgent({ ...tls, httpProxy, httpsProxy: "", noProxy, proxyTunnel: false })
-  const forHttps = httpsProxy === undefined
+  const forHttps = httpsProxy === undefined || problems.https !== undefined
     ? new Agent(tls)
     : new EnvHttpProxyAgent({ ...tls, httpProxy: "", httpsProxy, noProxy })
-  return new SchemeRouter(forHttp, forHttps)
+  return new SchemeRouter(forHttp, forHttps, problems)
 }
 
 const makeAgent = (ca: string | undefined) =>

@@ -586,6 +586,20 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${server.url("/absolute")}`])
     })
 
+    it("an unusable HTTPS_PROXY fails the https sources, naming the variable but not quoting it; http goes on", async () => {
+      const v = await victim()
+      const b = await bystander("/badproxy/http")
+      const run = await runWithConfig(
+        config([userWith(v.user.name, "https://127.0.0.1:1/badproxy"), userWith(b.user.name, b.source)]),
+        [],
+        viaProxy({ HTTPS_PROXY: "http://proxyuser:Pr0xyPa55@[::1" })
+      )
+      expect(run.code, dump(run)).toBe(1)
+      await expectSourceFailed(run, v, "https://127.0.0.1:1/badproxy", /HTTPS_PROXY is set but is not a valid proxy URL/)
+      await expectBystanderSynced(run, b)
+      expect(run.stdout + run.stderr).not.toContain("Pr0xyPa55")
+    })
+
     it("NO_PROXY=127.0.0.1: the proxy sees nothing and the source is fetched directly", async () => {
       const bob = await users.create({ ssh: true })
       const k = key("no-proxy")

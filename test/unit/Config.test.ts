@@ -393,7 +393,7 @@ const errorCases: ReadonlyArray<ErrorCase> = [
     name: "invalid header name",
     text: oneSource("        headers:\n          'Bad Header': x\n"),
     reason: "Schema",
-    contains: ["users[0].sources[0].headers[\"Bad Header\"]: \"Bad Header\" is not a valid HTTP header name"]
+    contains: ["users[0].sources[0].headers: header 1 has a name that is not a valid HTTP header name"]
   },
   {
     name: "header value with a newline",
@@ -491,7 +491,7 @@ users:
     [
       "invalid header name",
       oneSource("        headers:\n          'Bad Header': x\n"),
-      `config ${FILE}: users[0].sources[0].headers["Bad Header"]: "Bad Header" is not a valid HTTP header name`
+      `config ${FILE}: users[0].sources[0].headers: header 1 has a name that is not a valid HTTP header name (no spaces or colons; the value goes after the colon)`
     ]
   ]
   it.each(exact)("%s: the message is exactly the one problem", (_name, text, expected) => {
@@ -650,6 +650,12 @@ users:
 })
 
 describe("decodeConfig: YAML errors never quote the offending text", () => {
+  it("a header line typed without its colon (the token ends up in the name) is not echoed", () => {
+    const error = fail(oneSource("        headers:\n          'Authorization Bearer SECRET_TOKEN_XYZ': x\n"))
+    expect(error.message).toContain("users[0].sources[0].headers: header 1 has a name that is not a valid HTTP header name")
+    expect(error.message).not.toContain("SECRET_TOKEN_XYZ")
+  })
+
   it("an unquoted header value that starts with * (an alias) is not echoed", () => {
     const text = oneSource("        headers:\n          Authorization: *SECRET_TOKEN_XYZ\n")
     const error = fail(text)
