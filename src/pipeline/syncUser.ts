@@ -378,7 +378,9 @@ const syncDirectory = (
       yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
       return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
     }
-    const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, Option.getOrUndefined(record)), policy)
+    // In a root-owned file no line is the user's junk: every key counts for the shrink guard.
+    const managedForGuard = rootOwned ? undefined : Option.getOrUndefined(record)
+    const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, managedForGuard), policy)
     if (refused !== undefined) return yield* refused
     if (options.dryRun) {
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(

@@ -69,23 +69,47 @@ class SchemeRouter extends Dispatcher {
   }
 }
 
+/** `proxy.corp:3128` means `http://proxy.corp:3128`, as the Go original reads a proxy variable without a scheme. */
+const withScheme = (value: string): string => (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value) ? value : `http://${value}`)
+
+/**
+ * The agent for one scheme: direct when its proxy variable is unset, through the proxy otherwise. A value undici
+ * cannot use becomes a problem that fails that scheme's requests, named by its variable and never quoted (a proxy URL
+ * may hold credentials); the direct agent stands in meanwhile but is never used for them.
+ */
+const agentFor = (
+  variable: string,
+  value: string | undefined,
+  make: (uri: string) => Dispatcher,
+  tls: EnvHttpProxyAgent.Options
+): { readonly agent: Dispatcher; readonly problem?: string } => {
+  if (value === undefined) return { agent: new Agent(tls) }
+  const uri = withScheme(value)
+  const protocol = URL.canParse(uri) ? new URL(uri).protocol : undefined
+  if (protocol !== "http:" && protocol !== "https:") {
+    return { agent: new Agent(tls), problem: `${variable} is set but is not a usable http:// or https:// proxy URL` }
+  }
+  try {
+    return { agent: make(uri) }
+  } catch {
+    return { agent: new Agent(tls), problem: `${variable} is set but is not a usable proxy URL` }
+  }
+}
+
 /** Proxies from the environment (read once, when the layer is built), trusting `ca` when given. @since 0.2.0 */
 export const makeDispatcher = (ca: string | undefined): Dispatcher => {
   const tls = tlsOptions(ca)
   const noProxy = fromEnv("no_proxy") ?? ""
   const httpProxy = fromEnv("http_proxy")
   const httpsProxy = fromEnv("https_proxy")
-  // A proxy URL may hold credentials: an unusable one is named by its variable, never quoted.
-  const problemWith = (name: string, url: string | undefined) =>
-    url === undefined || URL.canParse(url) ? undefined : `${name} is set but is not a valid proxy URL`
-  const problems = { http: problemWith("HTTP_PROXY", httpProxy), https: problemWith("HTTPS_PROXY", httpsProxy) }
   // Empty strings (not undefined) stop EnvHttpProxyAgent from falling back to the other variable.
-  const forHttp = httpProxy === undefined || problems.http !== undefined
-    ? new Agent(tls)
-    : new EnvHttpProxyAgent({ ...tls, httpProxy, httpsProxy: "", noProxy, proxyTunnel: false })
-  const forHttps = httpsProxy === undefined || problems.https !== undefined
-    ? new Agent(tls)
-    : new EnvHttpProxyAgent({ ...tls, httpProxy: "", httpsProxy, noProxy })
+  const http = agentFor("HTTP_PROXY", httpProxy, (uri) =>
+    new EnvHttpProxyAgent({ ...tls, httpProxy: uri, httpsProxy: "", noProxy, proxyTunnel: false }), tls)
+  const https = agentFor("HTTPS_PROXY", httpsProxy, (uri) =>
+    new EnvHttpProxyAgent({ ...tls, httpProxy: "", httpsProxy: uri, noProxy }), tls)
+  const forHttp = http.agent
+  const forHttps = https.agent
+  const problems = { http: http.problem, https: https.problem }
   return new SchemeRouter(forHttp, forHttps, problems)
 }
 

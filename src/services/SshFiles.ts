@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { constants as C } from "node:fs"
+import { constants as C, existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, type Scope } from "effect"
@@ -396,28 +396,90 @@ const strictModesProblem = (st: { uid: number; mode: number }, uid: number, user
 
 /**
  * Nobody but root may be able to replace a directory entry on the way to the home, the home's own entry included:
- * whoever can (another account owning a directory above it, the user themself for a home inside a directory they own
- * or in a shared /tmp, a group with write access) could swap the home for a link to, say, /root, whose root-owned
+ * whoever can (another account owning a directory on the way, the user themself for a home inside a directory they
+ * own or in a shared /tmp, a group with write access) could swap the home for a link to, say, /root, whose root-owned
  * `.ssh` passes every later check. So each directory on the way must be root's, and one that others may write is
  * accepted only with the sticky bit and only when the entry in it is root's too (sshd stops its checks at the home;
- * this goes further). Checked for the path as given and for the path it resolves to.
+ * this goes further).
  */
+const entryProblem = (
+  parent: { readonly uid: number; readonly mode: number },
+  entry: { readonly uid: number },
+  parentPath: string,
+  entryPath: string
+): string | undefined => {
+  if (parent.uid !== 0) return `${parentPath}, a directory on the way to it, is owned by uid ${parent.uid}, not root`
+  if ((parent.mode & 0o022) !== 0 && ((parent.mode & 0o1000) === 0 || entry.uid !== 0)) {
+    return `${parentPath}, a directory on the way to it, is writable by group or others, who could replace ${entryPath}`
+  }
+  return undefined
+}
+
+class HomePathProblem extends Error {}
+
+const MAX_LINK_HOPS = 40
+
+/**
+ * Open the home by walking to it one entry at a time from /, each directory opened with O_NOFOLLOW inside the one
+ * before (through /proc/self/fd), every entry checked against its directory before it is used. A symbolic link on
+ * the way (an administrator's `/home -> /data/home`) is read and its target walked the same way, so no directory the
+ * kernel would pass through goes unchecked, and what is checked is what is opened.
+ */
+const walkToHome = async (home: string): Promise<fs.FileHandle> => {
+  const stack: Array<{ readonly handle: fs.FileHandle; readonly path: string }> = []
+  try {
+    stack.push({ handle: await fs.open("/", C.O_RDONLY | C.O_DIRECTORY), path: "/" })
+    const pending = home.split("/")
+    let hops = 0
+    while (pending.length > 0) {
+      const part = pending.shift()!
+      if (part === "" || part === ".") continue
+      if (part === "..") {
+        if (stack.length > 1) await closeQuietly(stack.pop()!.handle)
+        continue
+      }
+      const parent = stack[stack.length - 1]!
+      const entryPath = `${PROC_FD}/${parent.handle.fd}/${part}`
+      const shown = nodePath.join(parent.path, part)
+      const entry = await fs.lstat(entryPath)
+      const problem = entryProblem(await parent.handle.stat(), entry, parent.path, shown)
+      if (problem !== undefined) throw new HomePathProblem(problem)
+      if (entry.isSymbolicLink()) {
+        if (++hops > MAX_LINK_HOPS) throw new HomePathProblem(`more than ${MAX_LINK_HOPS} symbolic links on the way to it`)
+        const target = await fs.readlink(entryPath)
+        if (target.startsWith("/")) while (stack.length > 1) await closeQuietly(stack.pop()!.handle)
+        pending.unshift(...target.split("/"))
+        continue
+      }
+      const handle = await fs.open(entryPath, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
+      const opened = await handle.stat().catch(async (error) => {
+        await closeQuietly(handle)
+        throw error
+      })
+      stack.push({ handle, path: shown })
+      if (opened.ino !== entry.ino || opened.dev !== entry.dev) throw new HomePathProblem(`${shown} changed while being opened`)
+    }
+    if (stack.length === 1) throw new HomePathProblem("it is the root directory")
+    return stack.pop()!.handle
+  } finally {
+    for (const dir of stack) await closeQuietly(dir.handle)
+  }
+}
+
+/** Without /proc (macOS): the same rule, checked on the path as given and as resolved, then opened by path. */
 const pathProblem = async (path: string): Promise<string | undefined> => {
   let dir = "/"
   for (const part of path.split("/").filter((p) => p !== "")) {
-    const st = await fs.stat(dir)
     const entry = nodePath.join(dir, part)
-    if (st.uid !== 0) return `${dir}, a directory on the way to it, is owned by uid ${st.uid}, not root`
-    if ((st.mode & 0o022) !== 0) {
-      const sticky = (st.mode & 0o1000) !== 0
-      if (!sticky || (await fs.lstat(entry)).uid !== 0) {
-        return `${dir}, a directory on the way to it, is writable by group or others, who could replace ${entry}`
-      }
-    }
+    const problem = entryProblem(await fs.stat(dir), await fs.lstat(entry), dir, entry)
+    if (problem !== undefined) return problem
     dir = entry
   }
   return undefined
 }
+
+let procChecked: boolean | undefined
+const procAvailable = (): boolean => (procChecked ??= existsSync(PROC_FD))
 
 const homePathProblem = async (home: string): Promise<string | undefined> => {
   const given = nodePath.resolve(home)
@@ -434,18 +496,22 @@ const homePathProblem = async (home: string): Promise<string | undefined> => {
 const openSsh = async (account: Account): Promise<OpenedDirectory> => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
-  const aboveHome = await homePathProblem(account.home).catch((error: Errno) => {
-    if (error.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
-    throw new ReadError({ path: account.home, detail: describeCause(error), cause: error })
-  })
-  if (aboveHome !== undefined) throw new UnsafePath({ user, path: account.home, reason: aboveHome })
   let home: fs.FileHandle
   try {
-    home = await fs.open(account.home, C.O_RDONLY | C.O_DIRECTORY)
+    if (procAvailable()) {
+      home = await walkToHome(account.home)
+    } else {
+      const problem = await homePathProblem(account.home)
+      if (problem !== undefined) throw new HomePathProblem(problem)
+      home = await fs.open(account.home, C.O_RDONLY | C.O_DIRECTORY)
+    }
   } catch (error) {
+    if (error instanceof HomePathProblem) throw new UnsafePath({ user, path: account.home, reason: error.message })
     const e = error as Errno
     if (e.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
-    if (e.code === "ENOTDIR") throw new UnsafePath({ user, path: account.home, reason: "the home is not a directory" })
+    if (e.code === "ENOTDIR" || e.code === "ELOOP") {
+      throw new UnsafePath({ user, path: account.home, reason: "the home is not a directory" })
+    }
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {

@@ -595,9 +595,31 @@ describeAsRoot("network hardening (e2e)", () => {
         viaProxy({ HTTPS_PROXY: "http://proxyuser:Pr0xyPa55@[::1" })
       )
       expect(run.code, dump(run)).toBe(1)
-      await expectSourceFailed(run, v, "https://127.0.0.1:1/badproxy", /HTTPS_PROXY is set but is not a valid proxy URL/)
+      await expectSourceFailed(run, v, "https://127.0.0.1:1/badproxy", /HTTPS_PROXY is set but is not a usable http:\/\/ or https:\/\/ proxy URL/)
       await expectBystanderSynced(run, b)
       expect(run.stdout + run.stderr).not.toContain("Pr0xyPa55")
+    })
+
+    it("a proxy variable without a scheme (host:port) means http://host:port, as in the Go original", async () => {
+      const bob = await users.create({ ssh: true })
+      const k = key("schemeless-proxy")
+      server.route("/schemeless", { body: lines(k) })
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/schemeless"))]), [], viaProxy({
+        HTTP_PROXY: proxy.url.replace(/^http:\/\//, "")
+      }))
+      expect(run.code, dump(run)).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/schemeless"), keys: [k] }], run)
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${server.url("/schemeless")}`])
+    })
+
+    it("a proxy URL undici cannot use (a bad %-escape in its password) fails those sources with a message, not a silent exit", async () => {
+      const v = await victim()
+      const run = await runWithConfig(config([userWith(v.user.name, "https://127.0.0.1:1/badescape")]), [], viaProxy({
+        HTTPS_PROXY: "http://user:p%ZZsecret@127.0.0.1:1"
+      }))
+      expect(run.code, dump(run)).toBe(1)
+      await expectSourceFailed(run, v, "https://127.0.0.1:1/badescape", /HTTPS_PROXY is set but is not a usable proxy URL/)
+      expect(run.stdout + run.stderr).not.toContain("secret")
     })
 
     it("NO_PROXY=127.0.0.1: the proxy sees nothing and the source is fetched directly", async () => {

@@ -84,6 +84,33 @@ describeAsRoot("homes (e2e)", () => {
     expect(await snapshotTree(rootDir)).toEqual(before)
   })
 
+  it("refuses a home reached through a link chain that passes a directory the account owns (neither the path as given nor as resolved shows it)", async () => {
+    const base = await users.tempDir()
+    const owned = path.join(base, "a")
+    const realHome = path.join(base, "b", "c", "home")
+    const given = path.join(base, "h", "bob")
+    await fs.mkdir(owned)
+    await fs.mkdir(realHome, { recursive: true })
+    await fs.mkdir(path.join(base, "h"))
+    // Root's links: h/bob -> a/link2/home; in the account's own directory: a/link2 -> b/c (which it could repoint).
+    await fs.symlink(path.join(owned, "link2", "home"), given)
+    await fs.symlink(path.join(base, "b", "c"), path.join(owned, "link2"))
+    server.keys("/homes/chain", [key("chain-key")])
+    await withAccount(given, async (name, uid) => {
+      await fs.chown(owned, uid, uid)
+      await fs.chown(realHome, uid, uid)
+      await fs.mkdir(path.join(realHome, ".ssh"), { mode: 0o700 })
+      await fs.chown(path.join(realHome, ".ssh"), uid, uid)
+      const run = await runWithConfig(config([userWith(name, server.url("/homes/chain"))]))
+      expect(run.code, run.stdout).toBe(1)
+      expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${given}: ` +
+          `${owned}, a directory on the way to it, is owned by uid ${uid}, not root`
+      )
+      expect(await fs.readdir(path.join(realHome, ".ssh"))).toEqual([])
+    })
+  })
+
   it.each([
     ["world-writable with the sticky bit, like /tmp", 0o1777],
     ["group-writable (setgid, no sticky bit)", 0o2775]
