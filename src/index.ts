@@ -42,7 +42,7 @@ export {
 } from "./pipeline/Revocation.js"
 export { redactUrl } from "./pipeline/Redact.js"
 export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHeader } from "./pipeline/Render.js"
-export { DEFAULT_CONCURRENCY, groupByHome, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
+export { DEFAULT_CONCURRENCY, groupByHome, groupBySshDir, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
 export {
   decideWrite,
   MAX_LINE_BYTES,

@@ -4,8 +4,9 @@
  * @since 0.1.0
  */
 import * as nodePath from "node:path"
-import { Clock, Effect, Either } from "effect"
+import { Clock, Effect, Either, Option } from "effect"
 import { Accounts } from "../services/Accounts.js"
+import { SshFiles } from "../services/SshFiles.js"
 import type { Config } from "./Config.js"
 import { type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
 
@@ -44,6 +45,19 @@ export const groupByHome = (
   return byHome
 }
 
+/** Pure: for each account, the other accounts whose `.ssh` is the same directory. @since 0.2.0 */
+export const groupBySshDir = (
+  identities: ReadonlyArray<readonly [name: string, identity: string]>
+): ReadonlyMap<string, ReadonlyArray<string>> => {
+  const byIdentity = new Map<string, Array<string>>()
+  for (const [name, id] of identities) byIdentity.set(id, [...(byIdentity.get(id) ?? []), name])
+  const others = new Map<string, ReadonlyArray<string>>()
+  for (const names of byIdentity.values()) {
+    if (names.length > 1) for (const name of names) others.set(name, names.filter((n) => n !== name))
+  }
+  return others
+}
+
 /**
  * Sync every user of `config`. Never fails: per-user errors are outcomes, and the summary carries the exit code.
  *
@@ -64,7 +78,14 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   // own answer (found, missing, or failed) is handed to that user's sync.
   const accounts = yield* Accounts
   const resolved = yield* accounts.lookupAll(config.users.map((user) => user.username))
-  const accountsByHome = groupByHome([...resolved.values()].flatMap((r) => (Either.isRight(r) ? [r.right] : [])))
+  const found = [...resolved.values()].flatMap((r) => (Either.isRight(r) ? [r.right] : []))
+  const accountsByHome = groupByHome(found)
+  // Homes that are different paths to one .ssh (a link) are found by what the directory is, before anyone is synced,
+  // so that every account involved is refused whatever order the users run in.
+  const files = yield* SshFiles
+  const identities = yield* Effect.forEach(found, (account) =>
+    files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)), { concurrency: 16 })
+  const accountsBySshDir = groupBySshDir(identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : [])))
   const claimed = new Map<string, string>()
   const claimDirectory = (identity: string, user: string) => {
     const first = claimed.get(identity)
@@ -89,6 +110,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
         claimDirectory,
         startedAt,
         accountsByHome,
+        accountsBySshDir,
         resolved
       }),
     { concurrency: Math.max(1, options.concurrency) }

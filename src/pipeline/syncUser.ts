@@ -63,6 +63,8 @@ export interface SyncOptions {
    * comparison of `accountsByHome` cannot see. `runAll` provides it.
    */
   readonly claimDirectory?: (identity: string, user: string) => string | undefined
+  /** For each account, the other configured accounts whose `.ssh` is the same directory; `runAll` provides it. */
+  readonly accountsBySshDir?: ReadonlyMap<string, ReadonlyArray<string>>
   /** Accounts already looked up (by `runAll`, all at once); a user not in it is looked up on its own. */
   readonly resolved?: ReadonlyMap<string, AccountLookup>
 }
@@ -318,6 +320,13 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
     return yield* new UnsafeAccount({
       user: user.username,
       reason: `its home ${home} is also the home of ${sharing.join(", ")}`
+    })
+  }
+  const sameSsh = options.accountsBySshDir?.get(user.username) ?? []
+  if (sameSsh.length > 0) {
+    return yield* new UnsafeAccount({
+      user: user.username,
+      reason: `its ~/.ssh is the same directory as the ~/.ssh of ${sameSsh.join(", ")}`
     })
   }
   const owner = { uid: account.uid, gid: account.gid }

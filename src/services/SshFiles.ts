@@ -79,6 +79,11 @@ export interface SshDir {
 export class SshFiles extends Context.Tag("authkeysync/SshFiles")<SshFiles, {
   /** Open `~/.ssh` of the account; fails with `SshDirMissing` (a skip) or `UnsafePath` (a failure). */
   readonly open: (account: Account) => Effect.Effect<SshDir, SshDirMissing | UnsafePath | ReadError, Scope.Scope>
+  /**
+   * Which directory `~/.ssh` is (device and inode, like `SshDir.identity`), looked up without opening anything; none
+   * when it cannot be seen. Only used to find accounts that share one `.ssh` before any of them is synced.
+   */
+  readonly identify: (account: Account) => Effect.Effect<Option.Option<string>>
 }>() {}
 
 /** A larger "authorized_keys" is not a key file; refusing it keeps memory bounded. */
@@ -641,7 +646,14 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
           (error) => new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
         ),
         (dir) => Effect.promise(() => closeQuietly(dir.handle))
-      ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir)))
+      ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
+    identify: (account) =>
+      Effect.promise(() =>
+        fs.stat(nodePath.join(account.home, ".ssh")).then(
+          (st) => (st.isDirectory() ? Option.some(`${st.dev}:${st.ino}`) : Option.none()),
+          () => Option.none()
+        )
+      )
   })
 )
 
@@ -697,6 +709,11 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
   Layer.succeed(
     SshFiles,
     SshFiles.of({
+      identify: (account) =>
+        Effect.sync(() => {
+          const sshPath = nodePath.join(account.home, ".ssh")
+          return memory.dirs.has(sshPath) ? Option.some(sshPath) : Option.none()
+        }),
       open: (account) =>
         Effect.suspend((): Effect.Effect<SshDir, SshDirMissing | UnsafePath> => {
           const user = account.name

@@ -133,27 +133,38 @@ describeAsRoot("homes (e2e)", () => {
     })
   })
 
-  it("refuses a second account whose home is another path (a link) to a home already synced in this run", async () => {
-    const bob = await users.create({ authorizedKeys: lines(key("same-dir-old")) })
+  it("refuses both accounts when one's home is another path (a link) to the other's, whatever order they run in", async () => {
+    const previous = lines(key("same-dir-old"))
+    const bob = await users.create({ authorizedKeys: previous })
+    const other = await users.create({ ssh: true })
     const linkDir = await users.tempDir()
     const alias = path.join(linkDir, "alias-home")
     await fs.symlink(bob.home, alias)
     server.keys("/homes/bob", [key("same-dir-bob")])
     server.keys("/homes/alias", [key("same-dir-alias")])
+    server.keys("/homes/other", [key("same-dir-other")])
     // Same uid (an alias account, like toor for root), so every ownership check passes for both.
     const name = await unusedUserName()
     await exec("useradd", ["-o", "-u", String(bob.uid), "-g", String(bob.gid), "-M", "-d", alias, "-s", "/usr/sbin/nologin", name])
     try {
-      const run = await runWithConfig(config([userWith(bob.name, server.url("/homes/bob")), userWith(name, server.url("/homes/alias"))]), [
-        "--concurrency",
-        "1"
-      ])
-      expect(run.code, run.stdout).toBe(1)
-      expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
-        `user not synced, authorized_keys left untouched: refusing account "${name}": ` +
-          `its ${path.join(alias, ".ssh")} is the same directory as ${bob.name}'s .ssh`
-      )
-      await expectSyncedFile(bob, [{ source: server.url("/homes/bob"), keys: [key("same-dir-bob")] }, { local: [key("same-dir-old")] }])
+      for (const concurrency of ["1", "8"]) {
+        const run = await runWithConfig(config([
+          userWith(bob.name, server.url("/homes/bob")),
+          userWith(name, server.url("/homes/alias")),
+          userWith(other.name, server.url("/homes/other"))
+        ]), ["--concurrency", concurrency])
+        expect(run.code, run.stdout).toBe(1)
+        expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
+          `user not synced, authorized_keys left untouched: refusing account "${name}": ` +
+            `its ~/.ssh is the same directory as the ~/.ssh of ${bob.name}`
+        )
+        expect(logsWith(run, /^user not synced/, bob.name)[0]?.msg).toBe(
+          `user not synced, authorized_keys left untouched: refusing account "${bob.name}": ` +
+            `its ~/.ssh is the same directory as the ~/.ssh of ${name}`
+        )
+        expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(previous)
+        await expectSyncedFile(other, [{ source: server.url("/homes/other"), keys: [key("same-dir-other")] }])
+      }
     } finally {
       await removeUser(name, path.join(linkDir, "not-a-home-of-a-test-user"))
     }

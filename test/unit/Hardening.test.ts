@@ -15,7 +15,7 @@ import {
   selectLocalKeys
 } from "../../src/pipeline/Revocation.js"
 import { privateDirectoryProblem } from "../../src/pipeline/PrivateDirectory.js"
-import { groupByHome } from "../../src/pipeline/runAll.js"
+import { groupByHome, groupBySshDir } from "../../src/pipeline/runAll.js"
 import { guardCounts, MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason } from "../../src/pipeline/syncUser.js"
 
 // A real ed25519 public key (from ssh-keygen) and its fingerprint as `ssh-keygen -lf` prints it.
@@ -248,5 +248,14 @@ describe("guardCounts with a record of managed keys", () => {
     const before = ["ssh-ed25519 AAAAM1 m1", "ssh-ed25519 AAAAM2 m2", "ssh-ed25519 AAAAJ1 junk", "ssh-ed25519 AAAAJ2 junk"]
     expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"], managed)).toMatchObject({ before: 2, removed: 1 })
     expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"])).toMatchObject({ before: 4, removed: 3 })
+  })
+})
+
+describe("groupBySshDir", () => {
+  it("names, for each account, the others whose .ssh is the same directory", () => {
+    const others = groupBySshDir([["a", "1:10"], ["b", "1:11"], ["c", "1:10"], ["d", "1:10"]])
+    expect(others.get("a")).toEqual(["c", "d"])
+    expect(others.get("c")).toEqual(["a", "d"])
+    expect(others.has("b")).toBe(false)
   })
 })
