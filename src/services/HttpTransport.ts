@@ -54,7 +54,7 @@ class SchemeRouter extends Dispatcher {
   override close(callback?: () => void): Promise<void> | void {
     const done = Promise.all([this.forHttp.close(), this.forHttps.close()]).then(() => undefined)
     if (callback === undefined) return done
-    void done.then(callback)
+    void done.then(callback, callback)
   }
   override destroy(): Promise<void>
   override destroy(err: Error | null): Promise<void>
@@ -65,7 +65,7 @@ class SchemeRouter extends Dispatcher {
     const callback = typeof a === "function" ? a : b
     const done = Promise.all([this.forHttp.destroy(error), this.forHttps.destroy(error)]).then(() => undefined)
     if (callback === undefined) return done
-    void done.then(callback)
+    void done.then(callback, callback)
   }
 }
 
