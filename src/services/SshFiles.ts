@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { constants as C, existsSync } from "node:fs"
+import { type BigIntStats, constants as C, existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, type Scope } from "effect"
@@ -111,8 +111,9 @@ const unlinkQuietly = async (path: string) => {
 /** A directory opened without following links, and how later paths reach it. */
 interface OpenedDirectory {
   readonly handle: fs.FileHandle
-  readonly dev: number
-  readonly ino: number
+  // bigint: overlayfs (xino) and NFS inode numbers do not fit a double; two directories must never look alike.
+  readonly dev: bigint
+  readonly ino: bigint
   /** `/proc/self/fd/N` on Linux: exactly the opened directory, whatever happens to its path later. */
   readonly base: string
   /** Where pinning is impossible (macOS): re-check that the path is still the opened directory. No-op when pinned. */
@@ -138,8 +139,8 @@ const openDirectory = async (user: string, path: string, display: string): Promi
     throw new UnsafePath({ user, path: display, reason: st.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory" })
   }
   try {
-    const opened = await handle.stat()
-    const viaProc = await fs.stat(`${PROC_FD}/${handle.fd}`).catch(() => undefined)
+    const opened = await handle.stat({ bigint: true })
+    const viaProc = await fs.stat(`${PROC_FD}/${handle.fd}`, { bigint: true }).catch(() => undefined)
     if (viaProc?.isDirectory() && viaProc.ino === opened.ino && viaProc.dev === opened.dev) {
       return { handle, dev: opened.dev, ino: opened.ino, base: `${PROC_FD}/${handle.fd}`, guard: async () => {} }
     }
@@ -151,7 +152,7 @@ const openDirectory = async (user: string, path: string, display: string): Promi
       })
     }
     const guard = async () => {
-      const now = await fs.lstat(path).catch(() => undefined)
+      const now = await fs.lstat(path, { bigint: true }).catch(() => undefined)
       if (!now?.isDirectory() || now.ino !== opened.ino || now.dev !== opened.dev) {
         throw new UnsafePath({ user, path: display, reason: "it was replaced during the run" })
       }
@@ -422,6 +423,9 @@ const entryProblem = (
 
 class HomePathProblem extends Error {}
 
+/** uid and mode of a bigint stat, as plain numbers (they always fit). */
+const numeric = (st: { readonly uid: bigint; readonly mode: bigint }) => ({ uid: Number(st.uid), mode: Number(st.mode) })
+
 const MAX_LINK_HOPS = 40
 
 /**
@@ -446,8 +450,12 @@ const walkToHome = async (home: string): Promise<fs.FileHandle> => {
       const parent = stack[stack.length - 1]!
       const entryPath = `${PROC_FD}/${parent.handle.fd}/${part}`
       const shown = nodePath.join(parent.path, part)
-      const entry = await fs.lstat(entryPath)
-      const problem = entryProblem(await parent.handle.stat(), entry, parent.path, shown)
+      const parentStat = numeric(await parent.handle.stat({ bigint: true }))
+      // The directory first: nothing is looked up inside one that is not root's.
+      const parentProblem = entryProblem(parentStat, { uid: 0 }, parent.path, shown)
+      if (parentProblem !== undefined) throw new HomePathProblem(parentProblem)
+      const entry = await fs.lstat(entryPath, { bigint: true })
+      const problem = entryProblem(parentStat, numeric(entry), parent.path, shown)
       if (problem !== undefined) throw new HomePathProblem(problem)
       if (entry.isSymbolicLink()) {
         if (++hops > MAX_LINK_HOPS) throw new HomePathProblem(`more than ${MAX_LINK_HOPS} symbolic links on the way to it`)
@@ -457,12 +465,22 @@ const walkToHome = async (home: string): Promise<fs.FileHandle> => {
         continue
       }
       const handle = await fs.open(entryPath, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
-      const opened = await handle.stat().catch(async (error) => {
+      const opened = await handle.stat({ bigint: true }).catch(async (error) => {
         await closeQuietly(handle)
         throw error
       })
       stack.push({ handle, path: shown })
-      if (opened.ino !== entry.ino || opened.dev !== entry.dev) throw new HomePathProblem(`${shown} changed while being opened`)
+      if (opened.ino !== entry.ino || opened.dev !== entry.dev) {
+        // An automount (autofs, x-systemd.automount) is mounted by the open, not by lstat: a look at the entry again
+        // must now show exactly the opened directory, on another device than the placeholder, and pass the rule.
+        const again = await fs.lstat(entryPath, { bigint: true })
+        const mounted = again.ino === opened.ino && again.dev === opened.dev && entry.dev !== opened.dev
+        if (!mounted || entryProblem(parentStat, numeric(again), parent.path, shown) !== undefined) {
+          throw new HomePathProblem(`${shown} changed while being opened`)
+        }
+      }
+      const openedProblem = entryProblem(parentStat, numeric(opened), parent.path, shown)
+      if (openedProblem !== undefined) throw new HomePathProblem(openedProblem)
     }
     if (stack.length === 1) throw new HomePathProblem("it is the root directory")
     return stack.pop()!.handle
@@ -520,16 +538,22 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
-    const homeStat = await home.stat()
-    const homeProblem = strictModesProblem(homeStat, account.uid, user)
+    const homeStat = await home.stat({ bigint: true })
+    const homeProblem = strictModesProblem(numeric(homeStat), account.uid, user)
     if (homeProblem !== undefined) throw new UnsafePath({ user, path: account.home, reason: homeProblem })
     const viaProc = `${PROC_FD}/${home.fd}`
-    const pinnedHome = await fs.stat(viaProc).then((st) => st.ino === homeStat.ino && st.dev === homeStat.dev, () => false)
+    const pinnedHome = await fs.stat(viaProc, { bigint: true }).then(
+      (st) => st.ino === homeStat.ino && st.dev === homeStat.dev,
+      () => false
+    )
+    if (!pinnedHome && procAvailable()) {
+      throw new UnsafePath({ user, path: account.home, reason: "cannot pin the home through /proc/self/fd" })
+    }
     const base = pinnedHome ? `${viaProc}/.ssh` : sshPath
 
-    let st: Awaited<ReturnType<typeof fs.lstat>>
+    let st: BigIntStats
     try {
-      st = await fs.lstat(base)
+      st = await fs.lstat(base, { bigint: true })
     } catch (error) {
       const e = error as Errno
       if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
@@ -545,11 +569,11 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
       throw error
     })
     try {
-      const opened = await dir.handle.stat()
+      const opened = await dir.handle.stat({ bigint: true })
       if (dir.ino !== st.ino || dir.dev !== st.dev) {
         throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
       }
-      const sshProblem = strictModesProblem(opened, account.uid, user)
+      const sshProblem = strictModesProblem(numeric(opened), account.uid, user)
       if (sshProblem !== undefined) throw new UnsafePath({ user, path: sshPath, reason: sshProblem })
       return dir
     } catch (error) {
@@ -649,7 +673,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
     identify: (account) =>
       Effect.promise(() =>
-        fs.stat(nodePath.join(account.home, ".ssh")).then(
+        fs.stat(nodePath.join(account.home, ".ssh"), { bigint: true }).then(
           (st) => (st.isDirectory() ? Option.some(`${st.dev}:${st.ino}`) : Option.none()),
           () => Option.none()
         )
