@@ -48,7 +48,7 @@ export interface BackupResult {
 /** An opened, pinned `~/.ssh` directory. Valid until the scope that opened it closes. @since 0.1.0 */
 export interface SshDir {
   readonly path: string
-  /** Same value for two accounts that share one `.ssh` (device and inode), so their syncs can be serialized. */
+  /** Same value for two accounts that share one `.ssh` (device and inode), so that they can be refused. */
   readonly identity: string
   readonly authorizedKeysPath: string
   readonly readAuthorizedKeys: Effect.Effect<Option.Option<ExistingFile>, UnsafePath | ReadError>
@@ -307,16 +307,6 @@ const replaceFile = async (
 const BACKUP_TEMP_PATTERN = /^\.authorized_keys_\d{8}_\d{6}_[a-z]{6}\.tmp$/
 const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000
 
-/** Backups a killed run was still writing: regular files of that pattern from before this process started. */
-const removeStaleBackupTemps = async (backups: OpenedDirectory) => {
-  const names = await fs.readdir(backups.base).catch(() => [] as Array<string>)
-  for (const name of names) {
-    if (!BACKUP_TEMP_PATTERN.test(name)) continue
-    const st = await fs.lstat(`${backups.base}/${name}`).catch(() => undefined)
-    if (st?.isFile() && st.mtimeMs < PROCESS_STARTED_MS) await unlinkQuietly(`${backups.base}/${name}`)
-  }
-}
-
 /**
  * A backup in authorized_keys_backups/ (made the user's, 0700), then retention. Problems after the backup is safely
  * written (pruning old ones) are returned as warnings: they must not stop the sync.
@@ -359,7 +349,8 @@ const backupFile = async (
     const path = nodePath.join(display, name)
     // Like authorized_keys itself: a temp name, then a rename, so a run killed mid-write never leaves a truncated
     // file under a backup name (it would count towards retention and push out a good one).
-    await removeStaleBackupTemps(backups)
+    // Backups a killed run was still writing (this process writes none before it has started).
+    await removeStaleFiles(backups, BACKUP_TEMP_PATTERN, PROCESS_STARTED_MS)
     const temp = `${backups.base}/.${name}.tmp`
     await backups.guard()
     await createFile(temp, content, fileOwner, 0o600).catch(failed("write", path))
@@ -588,16 +579,19 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
 /** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */
 const TEMP_NAME_PATTERN = /^\.authkeysync_\d{8}_\d{6}_[a-z]{6}$/
 
-const removeStaleTemps = async (dir: OpenedDirectory, before: Date): Promise<ReadonlyArray<string>> => {
+/**
+ * Files a killed run left behind in `dir`: names of `pattern` that are regular files last modified before `beforeMs`.
+ * lstat: a link with such a name is left alone, like anything that is not a regular file of a finished run.
+ */
+const removeStaleFiles = async (dir: OpenedDirectory, pattern: RegExp, beforeMs: number): Promise<ReadonlyArray<string>> => {
   await dir.guard()
   const names = await fs.readdir(dir.base).catch(() => [] as Array<string>)
   const removed: Array<string> = []
   for (const name of names) {
-    if (!TEMP_NAME_PATTERN.test(name)) continue
+    if (!pattern.test(name)) continue
     const path = `${dir.base}/${name}`
-    // lstat: a link with our name is left alone, like anything that is not a regular file of a finished run.
     const st = await fs.lstat(path).catch(() => undefined)
-    if (!st?.isFile() || st.mtimeMs >= before.getTime()) continue
+    if (!st?.isFile() || st.mtimeMs >= beforeMs) continue
     await fs.unlink(path).then(() => void removed.push(name), () => {})
   }
   return removed
@@ -644,7 +638,9 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         Effect.uninterruptible
       ),
     removeStaleTemps: (before) =>
-      Effect.promise(() => removeStaleTemps(dir, before).catch(() => [])).pipe(Effect.uninterruptible),
+      Effect.promise(() => removeStaleFiles(dir, TEMP_NAME_PATTERN, before.getTime()).catch(() => [])).pipe(
+        Effect.uninterruptible
+      ),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),
