@@ -92,21 +92,11 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     if (first === undefined) claimed.set(identity, user)
     return first === undefined || first === user ? undefined : first
   }
-  const locks = new Map<string, Effect.Semaphore>()
-  const exclusive = (identity: string) => {
-    let lock = locks.get(identity)
-    if (lock === undefined) {
-      lock = Effect.unsafeMakeSemaphore(1)
-      locks.set(identity, lock)
-    }
-    return lock.withPermits(1)
-  }
   const outcomes = yield* Effect.forEach(
     config.users,
     (user) =>
       syncUserOutcome(user, config.policy, {
         ...options,
-        exclusive,
         claimDirectory,
         startedAt,
         accountsByHome,

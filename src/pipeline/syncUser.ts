@@ -35,7 +35,7 @@ import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
-import { identitiesOf, markedManagedIdentities, providedIdentities, selectLocalKeys } from "./Revocation.js"
+import { identitiesOf, markedManagedIdentities, selectLocalKeys } from "./Revocation.js"
 
 // =============================================================================
 // Results
@@ -45,11 +45,6 @@ import { identitiesOf, markedManagedIdentities, providedIdentities, selectLocalK
 export interface SyncOptions {
   readonly dryRun: boolean
   readonly build: BuildInfo
-  /**
-   * Runs the read-merge-write of one `.ssh` directory (by identity) exclusively. Accounts that share a home would
-   * otherwise race, and the last rename would win. `runAll` provides one; alone, `syncUser` needs none.
-   */
-  readonly exclusive?: (identity: string) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** When the run started: temp files left in `.ssh` from before then are a crashed run's. Default: the user's start. */
   readonly startedAt?: Date
   /**
@@ -335,11 +330,8 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   if (other !== undefined) {
     return yield* new UnsafeAccount({ user: user.username, reason: `its ${sshDir.path} is the same directory as ${other}'s .ssh` })
   }
-  const exclusive = options.exclusive?.(sshDir.identity) ?? identity
-  return yield* exclusive(syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir))
+  return yield* syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir)
 }, Effect.scoped)
-
-const identity = <A, E, R>(self: Effect.Effect<A, E, R>) => self
 
 /** Everything after the system check: fetch, merge, guard, decide, back up, write, remember. */
 const syncDirectory = (
@@ -367,7 +359,9 @@ const syncDirectory = (
     // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
     const record = yield* managedKeys.read(policy.state_dir, user.username)
     const previouslyManaged = Option.getOrElse(record, () => markedManagedIdentities(existing?.content ?? ""))
-    const selection = selectLocalKeys(local.keys, previouslyManaged, identitiesOf([pinned, ...fetched.map((f) => f.keys)]))
+    // What the tool provides now: dedup only drops repeated lines, so these are also the identities it will write.
+    const managedNow = identitiesOf([pinned, ...fetched.map((f) => f.keys)])
+    const selection = selectLocalKeys(local.keys, previouslyManaged, managedNow)
     const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
     yield* logDuplicates(merged.duplicates)
     if (policy.preserve_local_keys) yield* logRevoked(selection.revoked)
@@ -379,7 +373,6 @@ const syncDirectory = (
     const keys = intendedKeys.length
     const path = sshDir.authorizedKeysPath
     const decision = decideWrite(existing, body, owner)
-    const managedNow = providedIdentities(sections)
     const recordIsCurrent = Option.match(record, { onNone: () => false, onSome: (ids) => sameSet(ids, managedNow) })
 
     if (decision === "unchanged") {
