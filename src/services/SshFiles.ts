@@ -11,9 +11,10 @@
  *
  * @since 0.1.0
  */
-import { type BigIntStats, constants as C, existsSync } from "node:fs"
-import * as fs from "node:fs/promises"
+import * as fs from "node:fs"
+import { type BigIntStats, constants as C } from "node:fs"
 import * as nodePath from "node:path"
+import { promisify } from "node:util"
 import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, backupsToDelete } from "../pipeline/FileNames.js"
@@ -95,29 +96,52 @@ export const MAX_LOCAL_FILE_BYTES = 16 * 1024 * 1024
 
 type Errno = NodeJS.ErrnoException
 
-// Each operation below is one plain async sequence of syscalls, wrapped once at the service boundary: the safety
-// rules read top to bottom, and a sync of hundreds of users does not pay Effect's per-step cost for every syscall.
+// Each operation below is one plain sequence of syscalls, wrapped once at the service boundary: the safety rules
+// read top to bottom, and a sync of hundreds of users does not pay Effect's per-step cost for every syscall.
+// The calls are synchronous: opening, checking and reading a key file on a local disk take microseconds, less than
+// handing each call to libuv's thread pool and back. Only fsync, which waits for the disk, goes to the pool, so
+// that many users' flushes overlap.
 
 const PROC_FD = "/proc/self/fd"
 
-const closeQuietly = async (handle: fs.FileHandle | undefined) => {
-  await handle?.close().catch(() => {})
+const fsyncFd = promisify(fs.fsync)
+
+const closeQuietly = (fd: number | undefined) => {
+  if (fd === undefined) return
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // Closing is best effort here; the descriptor is gone either way.
+  }
 }
 
-const unlinkQuietly = async (path: string) => {
-  await fs.unlink(path).catch(() => {})
+const unlinkQuietly = (path: string) => {
+  try {
+    fs.unlinkSync(path)
+  } catch {
+    // Already gone, or never created.
+  }
+}
+
+/** `fn()`, or undefined when it throws (for lookups whose failure means "not there"). */
+const attempt = <A>(fn: () => A): A | undefined => {
+  try {
+    return fn()
+  } catch {
+    return undefined
+  }
 }
 
 /** A directory opened without following links, and how later paths reach it. */
 interface OpenedDirectory {
-  readonly handle: fs.FileHandle
+  readonly fd: number
   // bigint: overlayfs (xino) and NFS inode numbers do not fit a double; two directories must never look alike.
   readonly dev: bigint
   readonly ino: bigint
   /** `/proc/self/fd/N` on Linux: exactly the opened directory, whatever happens to its path later. */
   readonly base: string
   /** Where pinning is impossible (macOS): re-check that the path is still the opened directory. No-op when pinned. */
-  readonly guard: () => Promise<void>
+  readonly guard: () => void
 }
 
 /**
@@ -125,24 +149,24 @@ interface OpenedDirectory {
  * a symlink during the (long) network fetch and steer root's writes into another account, so such a host is refused.
  * On macOS the path is used and re-checked against the descriptor before each operation (README: a small window).
  */
-const openDirectory = async (user: string, path: string, display: string): Promise<OpenedDirectory> => {
-  let handle: fs.FileHandle
+const openDirectory = (user: string, path: string, display: string): OpenedDirectory => {
+  let fd: number
   try {
-    handle = await fs.open(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
+    fd = fs.openSync(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
   } catch (error) {
     const e = error as Errno
     if (e.code !== "ELOOP" && e.code !== "ENOTDIR") throw new ReadError({ path: display, detail: describeCause(e), cause: e })
     // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; lstat tells which it was.
-    const st = await fs.lstat(path).catch(() => undefined)
+    const st = attempt(() => fs.lstatSync(path))
     // Gone between the caller's check and the open: the caller treats that as missing.
     if (st === undefined) throw new ReadError({ path: display, detail: describeCause(e), cause: { code: "ENOENT" } })
     throw new UnsafePath({ user, path: display, reason: st.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory" })
   }
   try {
-    const opened = await handle.stat({ bigint: true })
-    const viaProc = await fs.stat(`${PROC_FD}/${handle.fd}`, { bigint: true }).catch(() => undefined)
+    const opened = fs.fstatSync(fd, { bigint: true })
+    const viaProc = attempt(() => fs.statSync(`${PROC_FD}/${fd}`, { bigint: true }))
     if (viaProc?.isDirectory() && viaProc.ino === opened.ino && viaProc.dev === opened.dev) {
-      return { handle, dev: opened.dev, ino: opened.ino, base: `${PROC_FD}/${handle.fd}`, guard: async () => {} }
+      return { fd, dev: opened.dev, ino: opened.ino, base: `${PROC_FD}/${fd}`, guard: () => {} }
     }
     if (process.platform === "linux") {
       throw new UnsafePath({
@@ -151,15 +175,15 @@ const openDirectory = async (user: string, path: string, display: string): Promi
         reason: "cannot pin the directory through /proc/self/fd (is /proc mounted?); refusing path-based writes as root"
       })
     }
-    const guard = async () => {
-      const now = await fs.lstat(path, { bigint: true }).catch(() => undefined)
+    const guard = () => {
+      const now = attempt(() => fs.lstatSync(path, { bigint: true }))
       if (!now?.isDirectory() || now.ino !== opened.ino || now.dev !== opened.dev) {
         throw new UnsafePath({ user, path: display, reason: "it was replaced during the run" })
       }
     }
-    return { handle, dev: opened.dev, ino: opened.ino, base: path, guard }
+    return { fd, dev: opened.dev, ino: opened.ino, base: path, guard }
   } catch (error) {
-    await closeQuietly(handle)
+    closeQuietly(fd)
     throw error
   }
 }
@@ -179,30 +203,31 @@ const createFile = async (
   verify?: (writtenBack: string) => string | undefined
 ) => {
   // Only a file this call created is ever unlinked: a failed O_EXCL open throws before the try.
-  const handle = await fs.open(path, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
+  const fd = fs.openSync(path, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode)
   let open = true
   try {
     // Written and verified while still root's 0600, so the user cannot open it before it is complete; then handed
     // over on the descriptor and synced (data and owner) before anything renames it.
-    await handle.writeFile(content, "latin1")
+    const bytes = Buffer.from(content, "latin1")
+    for (let written = 0; written < bytes.length;) written += fs.writeSync(fd, bytes, written, bytes.length - written, written)
     if (verify !== undefined) {
-      const expected = Buffer.byteLength(content, "latin1")
-      const back = Buffer.alloc(expected + 1)
-      const { bytesRead } = await handle.read(back, 0, back.length, 0)
-      const problem = bytesRead !== expected
-        ? `read back ${bytesRead} bytes, expected ${expected}`
+      // One read of one byte more than was written: a short or a long answer is a failed check (nothing is renamed).
+      const back = Buffer.alloc(bytes.length + 1)
+      const bytesRead = fs.readSync(fd, back, 0, back.length, 0)
+      const problem = bytesRead !== bytes.length
+        ? `read back ${bytesRead} bytes, expected ${bytes.length}`
         : verify(back.toString("latin1", 0, bytesRead))
       if (problem !== undefined) throw new VerifyFailed(`the temp file did not read back as intended: ${problem}`)
     }
-    await handle.chmod(mode)
-    await handle.chown(owner.uid, owner.gid)
-    await handle.sync()
+    fs.fchmodSync(fd, mode)
+    fs.fchownSync(fd, owner.uid, owner.gid)
+    await fsyncFd(fd)
     open = false
     // NFS may report a write error (EDQUOT, EIO) only here.
-    await handle.close()
+    fs.closeSync(fd)
   } catch (error) {
-    if (open) await closeQuietly(handle)
-    await unlinkQuietly(path)
+    if (open) closeQuietly(fd)
+    unlinkQuietly(path)
     throw error
   }
 }
@@ -212,7 +237,7 @@ const createFile = async (
  * buffer of `limit + 1` bytes at the most and gives up (undefined) when it fills. latin1: one char per byte, so the
  * bytes are written back (and backed up) exactly as they were.
  */
-export const readBounded = async (handle: fs.FileHandle, sizeHint: number, limit: number): Promise<string | undefined> => {
+export const readBounded = (fd: number, sizeHint: number, limit: number): string | undefined => {
   let buffer = Buffer.alloc(Math.min(Math.max(sizeHint, 4096), limit) + 1)
   let length = 0
   for (;;) {
@@ -222,22 +247,17 @@ export const readBounded = async (handle: fs.FileHandle, sizeHint: number, limit
       buffer.copy(bigger, 0, 0, length)
       buffer = bigger
     }
-    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length)
+    const bytesRead = fs.readSync(fd, buffer, length, buffer.length - length, length)
     if (bytesRead === 0) return buffer.toString("latin1", 0, length)
     length += bytesRead
   }
 }
 
-const readExisting = async (
-  user: string,
-  uid: number,
-  dir: OpenedDirectory,
-  display: string
-): Promise<ExistingFile | undefined> => {
-  await dir.guard()
-  let handle: fs.FileHandle
+const readExisting = (user: string, uid: number, dir: OpenedDirectory, display: string): ExistingFile | undefined => {
+  dir.guard()
+  let fd: number
   try {
-    handle = await fs.open(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
+    fd = fs.openSync(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
   } catch (error) {
     const e = error as Errno
     if (e.code === "ENOENT") return undefined
@@ -246,7 +266,7 @@ const readExisting = async (
   }
   try {
     // Checked on the open descriptor, so what is checked is what is read.
-    const st = await handle.stat()
+    const st = fs.fstatSync(fd)
     if (!st.isFile()) {
       const what = st.isDirectory() ? "a directory" : st.isFIFO() ? "a FIFO" : "not a regular file"
       throw new UnsafePath({ user, path: display, reason: `it is ${what}` })
@@ -258,13 +278,13 @@ const readExisting = async (
     if (st.size > MAX_LOCAL_FILE_BYTES) {
       throw new UnsafePath({ user, path: display, reason: `it is larger than ${MAX_LOCAL_FILE_BYTES} bytes` })
     }
-    const content = await readBounded(handle, st.size, MAX_LOCAL_FILE_BYTES)
+    const content = readBounded(fd, st.size, MAX_LOCAL_FILE_BYTES)
     if (content === undefined) {
       throw new UnsafePath({ user, path: display, reason: `it grew past ${MAX_LOCAL_FILE_BYTES} bytes while being read` })
     }
     return { content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }
   } finally {
-    await closeQuietly(handle)
+    closeQuietly(fd)
   }
 }
 
@@ -279,7 +299,7 @@ const replaceFile = async (
 ): Promise<string | undefined> => {
   const temp = `${dir.base}/${tempName}`
   const display = nodePath.join(sshPath, AUTHORIZED_KEYS)
-  await dir.guard()
+  dir.guard()
   try {
     await createFile(temp, content, owner, 0o600, verify)
   } catch (error) {
@@ -289,15 +309,15 @@ const replaceFile = async (
     throw new WriteError({ path: nodePath.join(sshPath, tempName), operation: "write", detail: describeCause(error), cause: error })
   }
   try {
-    await dir.guard()
-    await fs.rename(temp, `${dir.base}/${AUTHORIZED_KEYS}`)
+    dir.guard()
+    fs.renameSync(temp, `${dir.base}/${AUTHORIZED_KEYS}`)
   } catch (error) {
-    await unlinkQuietly(temp)
+    unlinkQuietly(temp)
     if (error instanceof UnsafePath) throw error
     throw new WriteError({ path: display, operation: "replace", detail: describeCause(error), cause: error })
   }
   // The file is already replaced: a failed directory fsync is worth a warning, not a "left untouched" failure.
-  return dir.handle.sync().then(
+  return fsyncFd(dir.fd).then(
     () => undefined,
     (error) => `fsync of ${sshPath} failed after the rename: ${describeCause(error)}`
   )
@@ -326,59 +346,75 @@ const backupFile = async (
     if (error instanceof UnsafePath || error instanceof WriteError) throw error
     throw new WriteError({ path, operation, detail: describeCause(error), cause: error })
   }
-  await dir.guard()
-  await fs.mkdir(`${dir.base}/${BACKUP_DIR}`, { mode: 0o700 }).catch((error: Errno) => {
-    if (error.code !== "EEXIST") failed("create directory", display)(error)
-  })
-  const backups = await openDirectory(user, `${dir.base}/${BACKUP_DIR}`, display).catch((error) => {
+  /** `fn()`, with a failure reported as `operation` on `path`. */
+  const step = <A>(operation: string, path: string, fn: () => A): A => {
+    try {
+      return fn()
+    } catch (error) {
+      return failed(operation, path)(error)
+    }
+  }
+  dir.guard()
+  try {
+    fs.mkdirSync(`${dir.base}/${BACKUP_DIR}`, { mode: 0o700 })
+  } catch (error) {
+    if ((error as Errno).code !== "EEXIST") failed("create directory", display)(error)
+  }
+  let backups: OpenedDirectory
+  try {
+    backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, display)
+  } catch (error) {
     if (error instanceof UnsafePath) throw error
-    return failed("open", display)(error.cause ?? error)
-  })
+    return failed("open", display)((error as { cause?: unknown }).cause ?? error)
+  }
   try {
     // Spec: the directory belongs to the user, mode 0700. One made by root (this tool as root, the Go original) is
     // handed over on the pinned descriptor; one owned by another account is not ours to take.
-    const st = await backups.handle.stat().catch(failed("stat", display))
+    const st = step("stat", display, () => fs.fstatSync(backups.fd))
     if (st.uid !== owner.uid && st.uid !== 0) {
       throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${st.uid}, not by ${user} or root` })
     }
-    if (st.uid !== owner.uid || st.gid !== owner.gid) {
-      await backups.handle.chown(owner.uid, owner.gid).catch(failed("chown", display))
-    }
-    if ((st.mode & 0o7777) !== 0o700) await backups.handle.chmod(0o700).catch(failed("chmod", display))
+    if (st.uid !== owner.uid || st.gid !== owner.gid) step("chown", display, () => fs.fchownSync(backups.fd, owner.uid, owner.gid))
+    if ((st.mode & 0o7777) !== 0o700) step("chmod", display, () => fs.fchmodSync(backups.fd, 0o700))
 
     const path = nodePath.join(display, name)
     // Like authorized_keys itself: a temp name, then a rename, so a run killed mid-write never leaves a truncated
     // file under a backup name (it would count towards retention and push out a good one).
     // Backups a killed run was still writing (this process writes none before it has started).
-    await removeStaleFiles(backups, BACKUP_TEMP_PATTERN, PROCESS_STARTED_MS)
+    removeStaleFiles(backups, BACKUP_TEMP_PATTERN, PROCESS_STARTED_MS)
     const temp = `${backups.base}/.${name}.tmp`
-    await backups.guard()
+    backups.guard()
     await createFile(temp, content, fileOwner, 0o600).catch(failed("write", path))
-    await fs.rename(temp, `${backups.base}/${name}`).catch(async (error) => {
-      await unlinkQuietly(temp)
+    try {
+      fs.renameSync(temp, `${backups.base}/${name}`)
+    } catch (error) {
+      unlinkQuietly(temp)
       failed("write", path)(error)
-    })
-    await backups.handle.sync().catch(failed("fsync", display))
+    }
+    await fsyncFd(backups.fd).catch(failed("fsync", display))
 
     const pruned: Array<string> = []
     const warnings: Array<string> = []
-    const names = await fs.readdir(backups.base).catch((error) => {
+    let names: Array<string> = []
+    try {
+      names = fs.readdirSync(backups.base)
+    } catch (error) {
       warnings.push(`cannot list ${display} for retention: ${describeCause(error)}`)
-      return []
-    })
+    }
     for (const old of backupsToDelete(names, retention)) {
       const oldPath = `${backups.base}/${old}`
       // Only regular files of our own naming pattern; never a link, never a directory.
-      const entry = await fs.lstat(oldPath).catch(() => undefined)
-      if (!entry?.isFile()) continue
-      await fs.unlink(oldPath).then(
-        () => void pruned.push(old),
-        (error) => void warnings.push(`cannot delete old backup ${nodePath.join(display, old)}: ${describeCause(error)}`)
-      )
+      if (!attempt(() => fs.lstatSync(oldPath))?.isFile()) continue
+      try {
+        fs.unlinkSync(oldPath)
+        pruned.push(old)
+      } catch (error) {
+        warnings.push(`cannot delete old backup ${nodePath.join(display, old)}: ${describeCause(error)}`)
+      }
     }
     return { path, pruned, warnings }
   } finally {
-    await closeQuietly(backups.handle)
+    closeQuietly(backups.fd)
   }
 }
 
@@ -423,48 +459,45 @@ const MAX_LINK_HOPS = 40
  * Open the home by walking to it one entry at a time from /, each directory opened with O_NOFOLLOW inside the one
  * before (through /proc/self/fd), every entry checked against its directory before it is used. A symbolic link on
  * the way (an administrator's `/home -> /data/home`) is read and its target walked the same way, so no directory the
- * kernel would pass through goes unchecked, and what is checked is what is opened.
+ * kernel would pass through goes unchecked, and what is checked is what is opened. Returns the home's descriptor.
  */
-const walkToHome = async (home: string): Promise<fs.FileHandle> => {
-  const stack: Array<{ readonly handle: fs.FileHandle; readonly path: string }> = []
+const walkToHome = (home: string): number => {
+  const stack: Array<{ readonly fd: number; readonly path: string }> = []
   try {
-    stack.push({ handle: await fs.open("/", C.O_RDONLY | C.O_DIRECTORY), path: "/" })
+    stack.push({ fd: fs.openSync("/", C.O_RDONLY | C.O_DIRECTORY), path: "/" })
     const pending = home.split("/")
     let hops = 0
     while (pending.length > 0) {
       const part = pending.shift()!
       if (part === "" || part === ".") continue
       if (part === "..") {
-        if (stack.length > 1) await closeQuietly(stack.pop()!.handle)
+        if (stack.length > 1) closeQuietly(stack.pop()!.fd)
         continue
       }
       const parent = stack[stack.length - 1]!
-      const entryPath = `${PROC_FD}/${parent.handle.fd}/${part}`
+      const entryPath = `${PROC_FD}/${parent.fd}/${part}`
       const shown = nodePath.join(parent.path, part)
-      const parentStat = numeric(await parent.handle.stat({ bigint: true }))
+      const parentStat = numeric(fs.fstatSync(parent.fd, { bigint: true }))
       // The directory first: nothing is looked up inside one that is not root's.
       const parentProblem = entryProblem(parentStat, { uid: 0 }, parent.path, shown)
       if (parentProblem !== undefined) throw new HomePathProblem(parentProblem)
-      const entry = await fs.lstat(entryPath, { bigint: true })
+      const entry = fs.lstatSync(entryPath, { bigint: true })
       const problem = entryProblem(parentStat, numeric(entry), parent.path, shown)
       if (problem !== undefined) throw new HomePathProblem(problem)
       if (entry.isSymbolicLink()) {
         if (++hops > MAX_LINK_HOPS) throw new HomePathProblem(`more than ${MAX_LINK_HOPS} symbolic links on the way to it`)
-        const target = await fs.readlink(entryPath)
-        if (target.startsWith("/")) while (stack.length > 1) await closeQuietly(stack.pop()!.handle)
+        const target = fs.readlinkSync(entryPath)
+        if (target.startsWith("/")) while (stack.length > 1) closeQuietly(stack.pop()!.fd)
         pending.unshift(...target.split("/"))
         continue
       }
-      const handle = await fs.open(entryPath, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
-      const opened = await handle.stat({ bigint: true }).catch(async (error) => {
-        await closeQuietly(handle)
-        throw error
-      })
-      stack.push({ handle, path: shown })
+      const fd = fs.openSync(entryPath, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
+      stack.push({ fd, path: shown })
+      const opened = fs.fstatSync(fd, { bigint: true })
       if (opened.ino !== entry.ino || opened.dev !== entry.dev) {
         // An automount (autofs, x-systemd.automount) is mounted by the open, not by lstat: a look at the entry again
         // must now show exactly the opened directory, on another device than the placeholder, and pass the rule.
-        const again = await fs.lstat(entryPath, { bigint: true })
+        const again = fs.lstatSync(entryPath, { bigint: true })
         const mounted = again.ino === opened.ino && again.dev === opened.dev && entry.dev !== opened.dev
         if (!mounted || entryProblem(parentStat, numeric(again), parent.path, shown) !== undefined) {
           throw new HomePathProblem(`${shown} changed while being opened`)
@@ -474,18 +507,18 @@ const walkToHome = async (home: string): Promise<fs.FileHandle> => {
       if (openedProblem !== undefined) throw new HomePathProblem(openedProblem)
     }
     if (stack.length === 1) throw new HomePathProblem("it is the root directory")
-    return stack.pop()!.handle
+    return stack.pop()!.fd
   } finally {
-    for (const dir of stack) await closeQuietly(dir.handle)
+    for (const dir of stack) closeQuietly(dir.fd)
   }
 }
 
 /** Without /proc (macOS): the same rule, checked on the path as given and as resolved, then opened by path. */
-const pathProblem = async (path: string): Promise<string | undefined> => {
+const pathProblem = (path: string): string | undefined => {
   let dir = "/"
   for (const part of path.split("/").filter((p) => p !== "")) {
     const entry = nodePath.join(dir, part)
-    const problem = entryProblem(await fs.stat(dir), await fs.lstat(entry), dir, entry)
+    const problem = entryProblem(fs.statSync(dir), fs.lstatSync(entry), dir, entry)
     if (problem !== undefined) return problem
     dir = entry
   }
@@ -493,13 +526,13 @@ const pathProblem = async (path: string): Promise<string | undefined> => {
 }
 
 let procChecked: boolean | undefined
-const procAvailable = (): boolean => (procChecked ??= existsSync(PROC_FD))
+const procAvailable = (): boolean => (procChecked ??= fs.existsSync(PROC_FD))
 
-const homePathProblem = async (home: string): Promise<string | undefined> => {
+const homePathProblem = (home: string): string | undefined => {
   const given = nodePath.resolve(home)
-  const problem = await pathProblem(given)
+  const problem = pathProblem(given)
   if (problem !== undefined) return problem
-  const real = await fs.realpath(given)
+  const real = fs.realpathSync(given)
   return real === given ? undefined : pathProblem(real)
 }
 
@@ -507,17 +540,17 @@ const homePathProblem = async (home: string): Promise<string | undefined> => {
  * Open the home (a path root's passwd gave, so links in it are followed once the directories above it are known to
  * be root's), check it, then open `.ssh` inside the opened home without following a link, pin it and check it too.
  */
-const openSsh = async (account: Account): Promise<OpenedDirectory> => {
+const openSsh = (account: Account): OpenedDirectory => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
-  let home: fs.FileHandle
+  let home: number
   try {
     if (procAvailable()) {
-      home = await walkToHome(account.home)
+      home = walkToHome(account.home)
     } else {
-      const problem = await homePathProblem(account.home)
+      const problem = homePathProblem(account.home)
       if (problem !== undefined) throw new HomePathProblem(problem)
-      home = await fs.open(account.home, C.O_RDONLY | C.O_DIRECTORY)
+      home = fs.openSync(account.home, C.O_RDONLY | C.O_DIRECTORY)
     }
   } catch (error) {
     if (error instanceof HomePathProblem) throw new UnsafePath({ user, path: account.home, reason: error.message })
@@ -529,14 +562,12 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
-    const homeStat = await home.stat({ bigint: true })
+    const homeStat = fs.fstatSync(home, { bigint: true })
     const homeProblem = strictModesProblem(numeric(homeStat), account.uid, user)
     if (homeProblem !== undefined) throw new UnsafePath({ user, path: account.home, reason: homeProblem })
-    const viaProc = `${PROC_FD}/${home.fd}`
-    const pinnedHome = await fs.stat(viaProc, { bigint: true }).then(
-      (st) => st.ino === homeStat.ino && st.dev === homeStat.dev,
-      () => false
-    )
+    const viaProc = `${PROC_FD}/${home}`
+    const viaProcStat = attempt(() => fs.statSync(viaProc, { bigint: true }))
+    const pinnedHome = viaProcStat !== undefined && viaProcStat.ino === homeStat.ino && viaProcStat.dev === homeStat.dev
     if (!pinnedHome && procAvailable()) {
       throw new UnsafePath({ user, path: account.home, reason: "cannot pin the home through /proc/self/fd" })
     }
@@ -544,7 +575,7 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
 
     let st: BigIntStats
     try {
-      st = await fs.lstat(base, { bigint: true })
+      st = fs.lstatSync(base, { bigint: true })
     } catch (error) {
       const e = error as Errno
       if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
@@ -552,15 +583,18 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
     }
     if (st.isSymbolicLink()) throw new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
     if (!st.isDirectory()) throw new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" })
-    const dir = await openDirectory(user, base, sshPath).catch((error) => {
+    let dir: OpenedDirectory
+    try {
+      dir = openDirectory(user, base, sshPath)
+    } catch (error) {
       // Removed between lstat and open: the same as missing.
       if (error instanceof ReadError && (error.cause as Errno | undefined)?.code === "ENOENT") {
         throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
       }
       throw error
-    })
+    }
     try {
-      const opened = await dir.handle.stat({ bigint: true })
+      const opened = fs.fstatSync(dir.fd, { bigint: true })
       if (dir.ino !== st.ino || dir.dev !== st.dev) {
         throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
       }
@@ -568,11 +602,11 @@ const openSsh = async (account: Account): Promise<OpenedDirectory> => {
       if (sshProblem !== undefined) throw new UnsafePath({ user, path: sshPath, reason: sshProblem })
       return dir
     } catch (error) {
-      await closeQuietly(dir.handle)
+      closeQuietly(dir.fd)
       throw error
     }
   } finally {
-    await closeQuietly(home)
+    closeQuietly(home)
   }
 }
 
@@ -583,31 +617,46 @@ const TEMP_NAME_PATTERN = /^\.authkeysync_\d{8}_\d{6}_[a-z]{6}$/
  * Files a killed run left behind in `dir`: names of `pattern` that are regular files last modified before `beforeMs`.
  * lstat: a link with such a name is left alone, like anything that is not a regular file of a finished run.
  */
-const removeStaleFiles = async (dir: OpenedDirectory, pattern: RegExp, beforeMs: number): Promise<ReadonlyArray<string>> => {
-  await dir.guard()
-  const names = await fs.readdir(dir.base).catch(() => [] as Array<string>)
+const removeStaleFiles = (dir: OpenedDirectory, pattern: RegExp, beforeMs: number): ReadonlyArray<string> => {
+  dir.guard()
+  const names = attempt(() => fs.readdirSync(dir.base)) ?? []
   const removed: Array<string> = []
   for (const name of names) {
     if (!pattern.test(name)) continue
     const path = `${dir.base}/${name}`
-    const st = await fs.lstat(path).catch(() => undefined)
+    const st = attempt(() => fs.lstatSync(path))
     if (!st?.isFile() || st.mtimeMs >= beforeMs) continue
-    await fs.unlink(path).then(() => void removed.push(name), () => {})
+    try {
+      fs.unlinkSync(path)
+      removed.push(name)
+    } catch {
+      // Gone already, or not ours to remove: left as it is.
+    }
   }
   return removed
 }
 
-/** Run one of the sequences above; its own typed errors pass through, anything else becomes `orElse(error)`. */
+/** Which typed errors of a sequence pass through; anything else becomes `orElse(error)`. */
+const typedOr = <E extends Error & { readonly _tag: string }>(
+  passThrough: ReadonlyArray<E["_tag"]>,
+  orElse: (error: unknown) => E
+) =>
+(error: unknown): E =>
+  error instanceof Error && passThrough.includes((error as { _tag?: string })._tag ?? "") ? (error as E) : orElse(error)
+
+/** Run one of the sequences above that waits for the disk (fsync). */
 const run = <A, E extends Error & { readonly _tag: string }>(
   sequence: () => Promise<A>,
   passThrough: ReadonlyArray<E["_tag"]>,
   orElse: (error: unknown) => E
-): Effect.Effect<A, E> =>
-  Effect.tryPromise({
-    try: sequence,
-    catch: (error) =>
-      error instanceof Error && passThrough.includes((error as { _tag?: string })._tag ?? "") ? (error as E) : orElse(error)
-  })
+): Effect.Effect<A, E> => Effect.tryPromise({ try: sequence, catch: typedOr(passThrough, orElse) })
+
+/** Run one of the sequences above that never waits (no fsync). */
+const runSync = <A, E extends Error & { readonly _tag: string }>(
+  sequence: () => A,
+  passThrough: ReadonlyArray<E["_tag"]>,
+  orElse: (error: unknown) => E
+): Effect.Effect<A, E> => Effect.try({ try: sequence, catch: typedOr(passThrough, orElse) })
 
 const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): SshDir => {
   const user = account.name
@@ -621,13 +670,14 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
     path: sshPath,
     identity: `${dir.dev}:${dir.ino}`,
     authorizedKeysPath,
-    // Every sequence is uninterruptible: it is a handful of local syscalls, and it must never outlive the scope that
-    // closes the pinned descriptor (whose number could then name another directory), nor leave a temp file behind.
-    readAuthorizedKeys: run<ExistingFile | undefined, UnsafePath | ReadError>(
+    // Every sequence runs to its end: the synchronous ones cannot be cut, and the ones that wait for fsync are
+    // uninterruptible. None may outlive the scope that closes the pinned descriptor (whose number could then name
+    // another directory), nor leave a temp file behind.
+    readAuthorizedKeys: runSync<ExistingFile | undefined, UnsafePath | ReadError>(
       () => readExisting(user, account.uid, dir, authorizedKeysPath),
       ["UnsafePath", "ReadError"],
       readFailed
-    ).pipe(Effect.map(Option.fromNullable), Effect.uninterruptible),
+    ).pipe(Effect.map(Option.fromNullable)),
     replaceAuthorizedKeys: (content, owner, tempName, verify) =>
       run<string | undefined, UnsafePath | WriteError>(
         () => replaceFile(dir, sshPath, content, owner, tempName, verify),
@@ -638,9 +688,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         Effect.uninterruptible
       ),
     removeStaleTemps: (before) =>
-      Effect.promise(() => removeStaleFiles(dir, TEMP_NAME_PATTERN, before.getTime()).catch(() => [])).pipe(
-        Effect.uninterruptible
-      ),
+      Effect.sync(() => attempt(() => removeStaleFiles(dir, TEMP_NAME_PATTERN, before.getTime())) ?? []),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),
@@ -660,20 +708,18 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
   SshFiles.of({
     open: (account) =>
       Effect.acquireRelease(
-        run<OpenedDirectory, SshDirMissing | UnsafePath | ReadError>(
+        runSync<OpenedDirectory, SshDirMissing | UnsafePath | ReadError>(
           () => openSsh(account),
           ["SshDirMissing", "UnsafePath", "ReadError"],
           (error) => new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
         ),
-        (dir) => Effect.promise(() => closeQuietly(dir.handle))
+        (dir) => Effect.sync(() => closeQuietly(dir.fd))
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
     identify: (account) =>
-      Effect.promise(() =>
-        fs.stat(nodePath.join(account.home, ".ssh"), { bigint: true }).then(
-          (st) => (st.isDirectory() ? Option.some(`${st.dev}:${st.ino}`) : Option.none()),
-          () => Option.none()
-        )
-      )
+      Effect.sync(() => {
+        const st = attempt(() => fs.statSync(nodePath.join(account.home, ".ssh"), { bigint: true }))
+        return st?.isDirectory() ? Option.some(`${st.dev}:${st.ino}`) : Option.none()
+      })
   })
 )
 

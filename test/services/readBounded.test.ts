@@ -20,7 +20,7 @@ describe("readBounded", () => {
     await fs.writeFile(file, Buffer.from([0x61, 0x20, 0x62, 0xe9, 0x0a]))
     const handle = await fs.open(file)
     try {
-      expect(await readBounded(handle, 5, 100)).toBe("a b\xe9\n")
+      expect(await readBounded(handle.fd, 5, 100)).toBe("a b\xe9\n")
     } finally {
       await handle.close()
     }
@@ -32,7 +32,7 @@ describe("readBounded", () => {
     const handle = await fs.open(file)
     try {
       // The size seen earlier (10) is only a hint.
-      expect((await readBounded(handle, 10, 10_000))?.length).toBe(10_000)
+      expect((await readBounded(handle.fd, 10, 10_000))?.length).toBe(10_000)
     } finally {
       await handle.close()
     }
@@ -45,7 +45,7 @@ describe("readBounded", () => {
     try {
       // The user extends it (sparse) after the size check: the read must not follow it to 512 MiB.
       await fs.truncate(file, 512 * 1024 * 1024)
-      expect(await readBounded(handle, 19, 64 * 1024)).toBeUndefined()
+      expect(await readBounded(handle.fd, 19, 64 * 1024)).toBeUndefined()
     } finally {
       await handle.close()
     }
