@@ -1,15 +1,23 @@
 /**
- * The HTTP stack under KeySource: @effect/platform's HttpClient over undici, with proxies taken from the environment
- * by undici's own proxy agents, and an extra client per `ca_file` that trusts that file's certificates instead of
- * the system's.
+ * The HTTP stack under KeySource: @effect/platform's HttpClient over Node's own `http` and `https` modules, with
+ * proxies taken from the environment, and an extra client per `ca_file` that trusts that file's certificates
+ * instead of the built-in ones.
  *
  * Proxies are read as the Go original (net/http) reads them: `HTTP_PROXY` for http URLs only, `HTTPS_PROXY` for https
  * URLs only, `NO_PROXY` for both (upper case first, then lower case). An http request goes to the proxy as an
  * ordinary proxy request (absolute URL), an https one through a CONNECT tunnel.
  *
+ * Why not undici (which @effect/platform-node also offers): on a run of hundreds of sources its requests cost about
+ * twice the CPU of Node's built-in client, and loading it was a tenth of the start-up time.
+ *
  * @since 0.2.0
  */
 import { readFile } from "node:fs/promises"
+import * as http from "node:http"
+import * as https from "node:https"
+import { isIP } from "node:net"
+import type { Duplex } from "node:stream"
+import * as tls from "node:tls"
 import {
   Cookies,
   Headers,
@@ -22,7 +30,6 @@ import {
 } from "@effect/platform"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Inspectable, Layer, Option, Scope, type Stream } from "effect"
-import { Agent, Dispatcher, EnvHttpProxyAgent } from "undici"
 import { describeCause } from "../pipeline/Errors.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
@@ -31,144 +38,285 @@ export class TrustedCaClients extends Context.Tag("authkeysync/TrustedCaClients"
   readonly forCaFile: (caFile: string) => Effect.Effect<HttpClient.HttpClient, string>
 }>() {}
 
-/** Agent options that make every connection (direct or through a proxy's CONNECT tunnel) trust only `ca`. */
-const tlsOptions = (ca: string | undefined): EnvHttpProxyAgent.Options =>
-  ca === undefined ? {} : { connect: { ca }, requestTls: { ca } }
+// =============================================================================
+// Proxy settings (pure)
+// =============================================================================
 
-/** The first of the variables that is set, in Go's order (`HTTPS_PROXY` before `https_proxy`). */
-const fromEnv = (name: string): string | undefined => {
-  const value = process.env[name.toUpperCase()] || process.env[name.toLowerCase()]
-  return value === "" ? undefined : value
+/** A proxy for one scheme: where it is and how to log in, or why its variable cannot be used. @since 0.3.0 */
+export type ProxyChoice =
+  | { readonly _tag: "Proxy"; readonly url: URL; readonly authorization: string | undefined }
+  | { readonly _tag: "Unusable"; readonly problem: string }
+
+/** One NO_PROXY entry: a host (and its subdomains), on one port or any (0). @since 0.3.0 */
+export interface NoProxyEntry {
+  readonly host: string
+  readonly port: number
 }
 
-/** Sends each request to the agent for its scheme, or fails it when that scheme's proxy variable is unusable. */
-class SchemeRouter extends Dispatcher {
-  constructor(
-    private readonly forHttp: Dispatcher,
-    private readonly forHttps: Dispatcher,
-    private readonly problems: { readonly http?: string | undefined; readonly https?: string | undefined } = {}
-  ) {
-    super()
-  }
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const https = String(options.origin ?? "").startsWith("https:")
-    const problem = https ? this.problems.https : this.problems.http
-    // Thrown here, undici fails just this request with it: every source of that scheme fails, saying why.
-    if (problem !== undefined) throw new Error(problem)
-    return (https ? this.forHttps : this.forHttp).dispatch(options, handler)
-  }
-  // The base class declares callback and promise overloads; only the promise form is used here.
-  override close(): Promise<void>
-  override close(callback: () => void): void
-  override close(callback?: () => void): Promise<void> | void {
-    const done = Promise.all([this.forHttp.close(), this.forHttps.close()]).then(() => undefined)
-    if (callback === undefined) return done
-    void done.then(callback, callback)
-  }
-  override destroy(): Promise<void>
-  override destroy(err: Error | null): Promise<void>
-  override destroy(callback: () => void): void
-  override destroy(err: Error | null, callback: () => void): void
-  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
-    const error = typeof a === "function" ? null : a ?? null
-    const callback = typeof a === "function" ? a : b
-    const done = Promise.all([this.forHttp.destroy(error), this.forHttps.destroy(error)]).then(() => undefined)
-    if (callback === undefined) return done
-    void done.then(callback, callback)
-  }
+/** @since 0.3.0 */
+export interface ProxySettings {
+  readonly http: ProxyChoice | undefined
+  readonly https: ProxyChoice | undefined
+  /** "*": never use a proxy. */
+  readonly noProxy: ReadonlyArray<NoProxyEntry> | "*"
+}
+
+/** The first of the variables that is set, in Go's order (`HTTPS_PROXY` before `https_proxy`). */
+const fromEnv = (env: Readonly<Record<string, string | undefined>>, name: string): string | undefined => {
+  const value = env[name.toUpperCase()] || env[name.toLowerCase()]
+  return value === "" ? undefined : value
 }
 
 /** `proxy.corp:3128` means `http://proxy.corp:3128`, as the Go original reads a proxy variable without a scheme. */
 const withScheme = (value: string): string => (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value) ? value : `http://${value}`)
 
 /**
- * The agent for one scheme: direct when its proxy variable is unset, through the proxy otherwise. A value undici
- * cannot use becomes a problem that fails that scheme's requests, named by its variable and never quoted (a proxy URL
- * may hold credentials); the direct agent stands in meanwhile but is never used for them.
+ * A proxy variable's value. One that cannot be used becomes a problem that fails that scheme's requests, named by its
+ * variable and never quoted (a proxy URL may hold credentials).
  */
-const agentFor = (
-  variable: string,
-  value: string | undefined,
-  make: (uri: string) => Dispatcher,
-  tls: EnvHttpProxyAgent.Options
-): { readonly agent: Dispatcher; readonly problem?: string } => {
-  if (value === undefined) return { agent: new Agent(tls) }
+const proxyChoice = (variable: string, value: string | undefined): ProxyChoice | undefined => {
+  if (value === undefined) return undefined
   const uri = withScheme(value)
-  const protocol = URL.canParse(uri) ? new URL(uri).protocol : undefined
-  if (protocol !== "http:" && protocol !== "https:") {
-    return { agent: new Agent(tls), problem: `${variable} is set but is not a usable http:// or https:// proxy URL` }
+  const url = URL.canParse(uri) ? new URL(uri) : undefined
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+    return { _tag: "Unusable", problem: `${variable} is set but is not a usable http:// or https:// proxy URL` }
   }
   try {
-    return { agent: make(uri) }
+    const user = decodeURIComponent(url.username)
+    const pass = decodeURIComponent(url.password)
+    const authorization = user === "" && pass === ""
+      ? undefined
+      : `Basic ${Buffer.from(`${user}:${pass}`, "utf8").toString("base64")}`
+    return { _tag: "Proxy", url, authorization }
   } catch {
-    return { agent: new Agent(tls), problem: `${variable} is set but is not a usable proxy URL` }
+    return { _tag: "Unusable", problem: `${variable} is set but is not a usable proxy URL` }
   }
 }
 
-/** Proxies from the environment (read once, when the layer is built), trusting `ca` when given. @since 0.2.0 */
-export const makeDispatcher = (ca: string | undefined): Dispatcher => {
-  const tls = tlsOptions(ca)
-  const noProxy = fromEnv("no_proxy") ?? ""
-  const httpProxy = fromEnv("http_proxy")
-  const httpsProxy = fromEnv("https_proxy")
-  // Empty strings (not undefined) stop EnvHttpProxyAgent from falling back to the other variable.
-  const http = agentFor("HTTP_PROXY", httpProxy, (uri) =>
-    new EnvHttpProxyAgent({ ...tls, httpProxy: uri, httpsProxy: "", noProxy, proxyTunnel: false }), tls)
-  const https = agentFor("HTTPS_PROXY", httpsProxy, (uri) =>
-    new EnvHttpProxyAgent({ ...tls, httpProxy: "", httpsProxy: uri, noProxy }), tls)
-  const forHttp = http.agent
-  const forHttps = https.agent
-  const problems = { http: http.problem, https: https.problem }
-  return new SchemeRouter(forHttp, forHttps, problems)
+/** NO_PROXY entries, split on commas and spaces; `.example.com` and `*.example.com` mean `example.com`. */
+const parseNoProxy = (value: string): ReadonlyArray<NoProxyEntry> | "*" => {
+  if (value.trim() === "*") return "*"
+  return value.split(/[,\s]/).filter((entry) => entry !== "").map((entry) => {
+    const withPort = /^(.+):(\d+)$/.exec(entry)
+    return {
+      host: (withPort?.[1] ?? entry).replace(/^\*?\./, "").toLowerCase(),
+      port: withPort === null ? 0 : Number(withPort[2])
+    }
+  })
 }
 
-const makeAgent = (ca: string | undefined) =>
-  Effect.acquireRelease(
-    Effect.sync(() => makeDispatcher(ca)),
-    (agent) => Effect.promise(() => agent.destroy().catch(() => {}))
-  )
+/** Proxy settings from an environment (the process's, read once per client). @since 0.3.0 */
+export const proxySettings = (env: Readonly<Record<string, string | undefined>>): ProxySettings => ({
+  http: proxyChoice("HTTP_PROXY", fromEnv(env, "http_proxy")),
+  https: proxyChoice("HTTPS_PROXY", fromEnv(env, "https_proxy")),
+  noProxy: parseNoProxy(fromEnv(env, "no_proxy") ?? "")
+})
 
-/** An undici answer as an HttpClientResponse; the body is read only through the effects below. */
-class UndiciResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
+const defaultPort = (url: URL) => (url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80)
+
+/** The proxy for `target`, if any: its scheme's variable, unless NO_PROXY names the host. @since 0.3.0 */
+export const proxyFor = (settings: ProxySettings, target: URL): ProxyChoice | undefined => {
+  const choice = target.protocol === "https:" ? settings.https : settings.http
+  if (choice === undefined || settings.noProxy === "*") return undefined
+  const host = target.hostname.toLowerCase()
+  const port = defaultPort(target)
+  const excluded = settings.noProxy.some((entry) =>
+    (entry.port === 0 || entry.port === port) && (host === entry.host || host.endsWith(`.${entry.host}`))
+  )
+  return excluded ? undefined : choice
+}
+
+// =============================================================================
+// Transport
+// =============================================================================
+
+/** `[::1]` (as URLs write it) to `::1` (as sockets want it). */
+const bareHost = (hostname: string) => hostname.replace(/^\[(.*)\]$/, "$1")
+
+/** `host:port` for a CONNECT line, IPv6 in brackets. */
+const authority = (host: string, port: number) => `${isIP(host) === 6 ? `[${host}]` : host}:${port}`
+
+/**
+ * An https agent whose connections are CONNECT tunnels through `proxy`; TLS to the origin runs inside the tunnel with
+ * the agent's own options (its CA, the origin's name). Pending CONNECTs are ended with the agent.
+ */
+class TunnelAgent extends https.Agent {
+  private readonly connecting = new Set<http.ClientRequest>()
+  constructor(
+    private readonly proxy: Extract<ProxyChoice, { _tag: "Proxy" }>,
+    options: https.AgentOptions
+  ) {
+    super(options)
+  }
+  override createConnection(
+    options: https.RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void
+  ): Duplex | null | undefined {
+    const done = callback ?? (() => {})
+    const host = String(options.host ?? "localhost")
+    const target = authority(host, Number(options.port ?? 443))
+    const { url } = this.proxy
+    // Not tied to the request that wants the connection (Node does not pass its signal here): a CONNECT the proxy
+    // never answers is ended with the agent, at the end of the run.
+    const request = (url.protocol === "https:" ? https : http).request({
+      host: bareHost(url.hostname),
+      port: defaultPort(url),
+      method: "CONNECT",
+      path: target,
+      headers: {
+        host: target,
+        ...(this.proxy.authorization === undefined ? {} : { "proxy-authorization": this.proxy.authorization })
+      },
+      agent: false
+    })
+    this.connecting.add(request)
+    request.once("connect", (response, socket, head) => {
+      this.connecting.delete(request)
+      if (response.statusCode !== 200) {
+        socket.destroy()
+        done(new Error(`the proxy refused a tunnel to ${target}: HTTP ${response.statusCode}`), socket)
+        return
+      }
+      if (head.length > 0) socket.unshift(head)
+      // SNI carries names only; an address is checked against the certificate without it.
+      const name = options.servername || host
+      done(null, tls.connect({ ...(options as tls.ConnectionOptions), socket, servername: isIP(name) === 0 ? name : undefined }))
+    })
+    request.once("error", (error) => {
+      this.connecting.delete(request)
+      done(error, request.socket ?? (undefined as unknown as Duplex))
+    })
+    request.end()
+    return undefined
+  }
+  override destroy(): void {
+    for (const request of this.connecting) request.destroy()
+    this.connecting.clear()
+    super.destroy()
+  }
+}
+
+/** What one request sends. */
+interface Outgoing {
+  readonly method: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: Uint8Array | undefined
+  readonly signal: AbortSignal
+}
+
+/**
+ * Connections for one run: keep-alive agents for direct requests, for an http proxy, and for CONNECT tunnels, all
+ * trusting `ca` (a PEM) instead of the built-in CAs when it is given.
+ *
+ * @since 0.3.0
+ */
+export class Transport {
+  private readonly direct: http.Agent
+  private readonly directTls: https.Agent
+  private readonly forward: http.Agent
+  private readonly forwardTls: https.Agent
+  private readonly tunnel: TunnelAgent | undefined
+
+  constructor(private readonly settings: ProxySettings, ca: string | undefined) {
+    const tlsOptions: https.AgentOptions = { keepAlive: true, ...(ca === undefined ? {} : { ca }) }
+    this.direct = new http.Agent({ keepAlive: true })
+    this.directTls = new https.Agent(tlsOptions)
+    // Connections to the proxy itself; an https proxy is checked against the built-in CAs.
+    this.forward = new http.Agent({ keepAlive: true })
+    this.forwardTls = new https.Agent({ keepAlive: true })
+    this.tunnel = settings.https?._tag === "Proxy" ? new TunnelAgent(settings.https, tlsOptions) : undefined
+  }
+
+  /** Send one request; resolves with the response once its headers are in. */
+  send(url: URL, outgoing: Outgoing): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const proxy = proxyFor(this.settings, url)
+      if (proxy?._tag === "Unusable") return reject(new Error(proxy.problem))
+      const options = { method: outgoing.method, headers: { ...outgoing.headers }, signal: outgoing.signal }
+      let request: http.ClientRequest
+      if (url.protocol === "https:") {
+        request = https.request(url, { ...options, agent: proxy === undefined ? this.directTls : this.tunnel })
+      } else if (proxy === undefined) {
+        request = http.request(url, { ...options, agent: this.direct })
+      } else {
+        // Absolute form, as Go and curl send plain http through a proxy (no CONNECT).
+        const viaTls = proxy.url.protocol === "https:"
+        request = (viaTls ? https : http).request({
+          ...options,
+          host: bareHost(proxy.url.hostname),
+          port: defaultPort(proxy.url),
+          path: `${url.protocol}//${url.host}${url.pathname}${url.search}`,
+          headers: {
+            ...options.headers,
+            host: url.host,
+            ...(proxy.authorization === undefined ? {} : { "proxy-authorization": proxy.authorization })
+          },
+          agent: viaTls ? this.forwardTls : this.forward
+        })
+      }
+      // An aborted request that has no socket yet (a proxy still answering its CONNECT) emits nothing: settle here.
+      const abort = () => {
+        request.destroy()
+        reject(outgoing.signal.reason)
+      }
+      outgoing.signal.addEventListener("abort", abort, { once: true })
+      request.once("close", () => outgoing.signal.removeEventListener("abort", abort))
+      request.once("response", resolve)
+      request.once("error", reject)
+      request.end(outgoing.body)
+    })
+  }
+
+  destroy(): void {
+    for (const agent of [this.direct, this.directTls, this.forward, this.forwardTls, this.tunnel]) agent?.destroy()
+  }
+}
+
+// =============================================================================
+// HttpClient
+// =============================================================================
+
+/** A Node response as an HttpClientResponse; the body is read only through the effects below. */
+class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
-    private readonly source: Dispatcher.ResponseData
+    private readonly source: http.IncomingMessage
   ) {
     super()
     // A body nobody reads may still fail (the request is aborted); that must not become an unhandled error.
-    source.body.on("error", () => {})
+    source.on("error", () => {})
   }
   private decodeError(cause: unknown): HttpClientError.ResponseError {
     return new HttpClientError.ResponseError({ request: this.request, response: this, reason: "Decode", cause })
   }
-  private read<A>(consume: () => Promise<A>): Effect.Effect<A, HttpClientError.ResponseError> {
-    return Effect.async<A, HttpClientError.ResponseError>((resume) => {
-      consume().then(
-        (value) => resume(Effect.succeed(value)),
-        (cause) => resume(Effect.fail(this.decodeError(cause)))
-      )
-    })
-  }
   get status() {
-    return this.source.statusCode
+    return this.source.statusCode ?? 0
   }
   get headers() {
     return Headers.fromInput(this.source.headers)
   }
   get cookies() {
     const header = this.source.headers["set-cookie"]
-    return header === undefined ? Cookies.empty : Cookies.fromSetCookie(Array.isArray(header) ? header : [header])
+    return header === undefined ? Cookies.empty : Cookies.fromSetCookie(header)
   }
   get remoteAddress() {
-    return Option.none<string>()
+    return Option.fromNullable(this.source.socket?.remoteAddress)
   }
-  get arrayBuffer() {
-    return this.read(() => this.source.body.arrayBuffer())
+  get arrayBuffer(): Effect.Effect<ArrayBuffer, HttpClientError.ResponseError> {
+    return Effect.async<ArrayBuffer, HttpClientError.ResponseError>((resume) => {
+      const chunks: Array<Buffer> = []
+      this.source.on("data", (chunk: Buffer) => chunks.push(chunk))
+      this.source.once("end", () => {
+        const body = Buffer.concat(chunks)
+        resume(Effect.succeed(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer))
+      })
+      this.source.once("error", (cause) => resume(Effect.fail(this.decodeError(cause))))
+    })
   }
-  get text() {
-    return this.read(() => this.source.body.text())
+  get text(): Effect.Effect<string, HttpClientError.ResponseError> {
+    return Effect.map(this.arrayBuffer, (buffer) => new TextDecoder().decode(buffer))
   }
   get json(): Effect.Effect<unknown, HttpClientError.ResponseError> {
     return Effect.flatMap(this.text, (text) =>
@@ -181,7 +329,7 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
     return Effect.fail(this.decodeError(new Error("form data bodies are not read by this client")))
   }
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
-    return NodeStream.fromReadable<HttpClientError.ResponseError>(() => this.source.body, (cause) => this.decodeError(cause))
+    return NodeStream.fromReadable<HttpClientError.ResponseError>(() => this.source, (cause) => this.decodeError(cause))
   }
   toJSON() {
     return HttpIncomingMessage.inspect(this, {
@@ -193,13 +341,13 @@ class UndiciResponse extends Inspectable.Class implements HttpClientResponse.Htt
 }
 
 /**
- * An HttpClient over an undici dispatcher. One callback per request and no per-request fibers or cached effects:
- * on a run of hundreds of sources, @effect/platform-node's generic undici client cost more CPU than the requests.
- * Interruption aborts the request through the signal HttpClient.make hands over.
+ * An HttpClient over a Transport. One callback per request and no per-request fibers: on a run of hundreds of
+ * sources, the generic clients' per-request machinery cost more CPU than the requests. Interruption aborts the
+ * request through the signal HttpClient.make hands over.
  *
  * @since 0.3.0
  */
-export const makeClient = (dispatcher: Dispatcher): HttpClient.HttpClient =>
+export const makeClient = (transport: Transport): HttpClient.HttpClient =>
   HttpClient.make((request, url, signal) => {
     const body = request.body
     if (body._tag !== "Empty" && body._tag !== "Raw" && body._tag !== "Uint8Array") {
@@ -207,31 +355,34 @@ export const makeClient = (dispatcher: Dispatcher): HttpClient.HttpClient =>
         new HttpClientError.RequestError({ request, reason: "Encode", description: `a ${body._tag} body is not supported` })
       )
     }
+    const outgoing: Outgoing = {
+      method: request.method,
+      headers: request.headers,
+      body: body._tag === "Empty" ? undefined : body.body as Uint8Array,
+      signal
+    }
     return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
-      dispatcher.request({
-        signal,
-        method: request.method,
-        headers: request.headers,
-        origin: url.origin,
-        path: url.pathname + url.search,
-        body: body._tag === "Empty" ? null : body.body as Uint8Array,
-        // The caller's deadline covers connecting, headers and body; undici's own timers would only fire later.
-        headersTimeout: 0,
-        bodyTimeout: 0
-      }).then(
-        (response) => resume(Effect.succeed(new UndiciResponse(request, response))),
+      transport.send(url, outgoing).then(
+        (response) => resume(Effect.succeed(new NodeResponse(request, response))),
         (cause) => resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
       )
     })
   })
 
-/** The default client: system CAs, proxies from the environment. @since 0.2.0 */
+/** A Transport with proxies from the process environment (read now), closed with the scope. @since 0.3.0 */
+export const makeTransport = (ca: string | undefined) =>
+  Effect.acquireRelease(
+    Effect.sync(() => new Transport(proxySettings(process.env), ca)),
+    (transport) => Effect.sync(() => transport.destroy())
+  )
+
+/** The default client: built-in CAs, proxies from the environment. @since 0.2.0 */
 export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(
   HttpClient.HttpClient,
-  Effect.map(makeAgent(undefined), makeClient)
+  Effect.map(makeTransport(undefined), makeClient)
 )
 
-/** One client per CA file, made on first use; the agents are closed with the layer. @since 0.2.0 */
+/** One client per CA file, made on first use; its connections are closed with the layer. @since 0.2.0 */
 export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(
   TrustedCaClients,
   Effect.gen(function*() {
@@ -246,7 +397,7 @@ export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped
           (pem) => pem.includes("-----BEGIN CERTIFICATE-----"),
           () => `ca_file ${caFile} holds no PEM certificate`
         ),
-        Effect.flatMap((pem) => Scope.extend(makeAgent(pem), scope)),
+        Effect.flatMap((pem) => Scope.extend(makeTransport(pem), scope)),
         Effect.map(makeClient)
       )
     return TrustedCaClients.of({

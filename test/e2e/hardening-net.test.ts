@@ -5,6 +5,8 @@
  * another user of the same run.
  */
 import * as fs from "node:fs/promises"
+import * as http from "node:http"
+import type * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
@@ -538,6 +540,25 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(tls.requestsTo("/tunnelled")).toHaveLength(1)
     })
 
+    it("HTTPS_PROXY with credentials: the CONNECT carries Proxy-Authorization; the tunnelled request does not", async () => {
+      const bob = await users.create({ ssh: true })
+      const k = key("tunnel-auth")
+      tls.route("/tunnel-auth", { body: lines(k) })
+
+      const run = await runWithConfig(
+        config([userWith(bob.name, { url: tls.url("/tunnel-auth"), ca_file: cert.certFile, timeout_seconds: 5 })]),
+        [],
+        { env: { HTTPS_PROXY: proxy.url.replace("://", "://tunnel:pw@") } }
+      )
+
+      expect(run.code, dump(run)).toBe(0)
+      await expectSyncedFile(bob, [{ source: tls.url("/tunnel-auth"), keys: [k] }], run)
+      expect(proxy.requests.map((r) => [r.method, r.headers["proxy-authorization"]])).toEqual([
+        ["CONNECT", `Basic ${Buffer.from("tunnel:pw").toString("base64")}`]
+      ])
+      expect(tls.requestsTo("/tunnel-auth")[0]?.headers["proxy-authorization"]).toBeUndefined()
+    })
+
     it("HTTP_PROXY alone is not used for an https source (as Go reads it); https_proxy in lower case is", async () => {
       const bob = await users.create({ ssh: true })
       const k = key("https-direct")
@@ -612,7 +633,7 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${server.url("/schemeless")}`])
     })
 
-    it("a proxy URL undici cannot use (a bad %-escape in its password) fails those sources with a message, not a silent exit", async () => {
+    it("a proxy URL that cannot be used (a bad %-escape in its password) fails those sources with a message, not a silent exit", async () => {
       const v = await victim()
       const run = await runWithConfig(config([userWith(v.user.name, "https://127.0.0.1:1/badescape")]), [], viaProxy({
         HTTPS_PROXY: "http://user:p%ZZsecret@127.0.0.1:1"
@@ -620,6 +641,55 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(run.code, dump(run)).toBe(1)
       await expectSourceFailed(run, v, "https://127.0.0.1:1/badescape", /HTTPS_PROXY is set but is not a usable proxy URL/)
       expect(run.stdout + run.stderr).not.toContain("secret")
+    })
+
+    it("credentials in HTTP_PROXY go to the proxy as Proxy-Authorization, never to the key server", async () => {
+      const bob = await users.create({ ssh: true })
+      const k = key("proxy-auth")
+      server.route("/proxy-auth", { body: lines(k) })
+      const withCreds = proxy.url.replace("://", "://ops%40corp:s3cr%3At@")
+
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/proxy-auth"))]), [], viaProxy({ HTTP_PROXY: withCreds }))
+
+      expect(run.code, dump(run)).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/proxy-auth"), keys: [k] }], run)
+      const basic = `Basic ${Buffer.from("ops@corp:s3cr:t").toString("base64")}`
+      expect(proxy.requests.map((r) => r.headers["proxy-authorization"])).toEqual([basic])
+      expect(server.requestsTo("/proxy-auth")[0]?.headers["proxy-authorization"]).toBeUndefined()
+      expect(run.stdout + run.stderr).not.toContain("s3cr")
+    })
+
+    it("a proxy that refuses the CONNECT (407) fails the source saying so; one that never answers times out", async () => {
+      const refusing = http.createServer()
+      refusing.on("connect", (_req, socket: net.Socket) => socket.end("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"))
+      const silent = http.createServer()
+      const held: Array<net.Socket> = []
+      silent.on("connect", (_req, socket: net.Socket) => void held.push(socket))
+      const portOf = async (s: http.Server) => {
+        await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve))
+        return (s.address() as net.AddressInfo).port
+      }
+      try {
+        const refused = await victim()
+        const run = await runWithConfig(config([userWith(refused.user.name, { url: "https://127.0.0.1:9/refused", timeout_seconds: 5 })]), [], {
+          env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(refusing)}` }
+        })
+        expect(run.code, dump(run)).toBe(1)
+        await expectSourceFailed(run, refused, "https://127.0.0.1:9/refused", /the proxy refused a tunnel to 127\.0\.0\.1:9: HTTP 407/)
+
+        const stalled = await victim()
+        const started = Date.now()
+        const slow = await runWithConfig(config([userWith(stalled.user.name, { url: "https://127.0.0.1:9/stalled", timeout_seconds: 1 })]), [], {
+          env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(silent)}` }
+        })
+        expect(slow.code, dump(slow)).toBe(1)
+        expect(Date.now() - started).toBeLessThan(20_000)
+        await expectSourceFailed(slow, stalled, "https://127.0.0.1:9/stalled", /no complete answer within 1s \(timeout_seconds\)/)
+      } finally {
+        for (const socket of held) socket.destroy()
+        refusing.close()
+        silent.close()
+      }
     })
 
     it("NO_PROXY=127.0.0.1: the proxy sees nothing and the source is fetched directly", async () => {
