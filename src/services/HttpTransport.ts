@@ -294,8 +294,9 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
   get status() {
     return this.source.statusCode ?? 0
   }
-  get headers() {
-    return Headers.fromInput(this.source.headers)
+  private cachedHeaders: Headers.Headers | undefined
+  get headers(): Headers.Headers {
+    return (this.cachedHeaders ??= Headers.fromInput(this.source.headers))
   }
   get cookies() {
     const header = this.source.headers["set-cookie"]

@@ -108,6 +108,7 @@ const buildRequest = (hop: Hop) => {
  */
 export const firstHop = (source: Source): Hop => {
   const headers = requestHeaders(source)
+  if (!source.url.includes("@")) return { url: source.url, method: source.method, headers, body: source.body }
   const url = new URL(source.url)
   if (url.username === "" && url.password === "") return { url: source.url, method: source.method, headers, body: source.body }
   const user = decodeURIComponent(url.username)

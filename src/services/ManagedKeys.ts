@@ -5,9 +5,10 @@
  *
  * @since 0.2.0
  */
+import * as fs from "node:fs"
 import { constants as C } from "node:fs"
-import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
+import { promisify } from "node:util"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
@@ -30,14 +31,18 @@ export const recordPath = (stateDir: string, user: string): string =>
 type Errno = NodeJS.ErrnoException
 const euid = () => process.geteuid?.() ?? 0
 
-const checkDirectory = async (path: string): Promise<void> => {
-  const problem = privateDirectoryProblem(directoryStat(await fs.lstat(path)), euid())
+// Like SshFiles: local syscalls run synchronously (microseconds, less than a thread-pool hop); fsync, which waits for
+// the disk, stays asynchronous.
+const fsyncFd = promisify(fs.fsync)
+
+const checkDirectory = (path: string): void => {
+  const problem = privateDirectoryProblem(directoryStat(fs.lstatSync(path)), euid())
   if (problem !== undefined) throw new StateError({ path, detail: `refusing the state directory: ${problem}` })
 }
 
-const ensureDirectory = async (path: string): Promise<void> => {
-  await fs.mkdir(path, { recursive: true, mode: 0o700 })
-  await checkDirectory(path)
+const ensureDirectory = (path: string): void => {
+  fs.mkdirSync(path, { recursive: true, mode: 0o700 })
+  checkDirectory(path)
 }
 
 const stateFailed = (path: string) => (error: unknown) =>
@@ -57,58 +62,69 @@ const decodeRecord = (path: string, text: string): ReadonlySet<string> => {
   return new Set(keys as Array<string>)
 }
 
-const readRecord = async (stateDir: string, user: string): Promise<ReadonlySet<string> | undefined> => {
+const readRecord = (stateDir: string, user: string): ReadonlySet<string> | undefined => {
   const dir = nodePath.join(stateDir, SUBDIR)
   try {
-    await checkDirectory(stateDir)
-    await checkDirectory(dir)
+    checkDirectory(stateDir)
+    checkDirectory(dir)
   } catch (error) {
     // No state directory yet: nothing was ever recorded (reading never creates it, so a dry run changes nothing).
     if ((error as Errno).code === "ENOENT") return undefined
     throw error
   }
   const path = recordPath(stateDir, user)
-  let text: string
+  let fd: number
   try {
-    const handle = await fs.open(path, C.O_RDONLY | C.O_NOFOLLOW)
-    try {
-      text = await handle.readFile("utf8")
-    } finally {
-      await handle.close()
-    }
+    fd = fs.openSync(path, C.O_RDONLY | C.O_NOFOLLOW)
   } catch (error) {
     if ((error as Errno).code === "ENOENT") return undefined
     throw error
   }
-  return decodeRecord(path, text)
+  try {
+    return decodeRecord(path, fs.readFileSync(fd, "utf8"))
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 const writeRecord = async (stateDir: string, user: string, identities: ReadonlySet<string>): Promise<void> => {
-  await ensureDirectory(stateDir)
+  ensureDirectory(stateDir)
   const dir = nodePath.join(stateDir, SUBDIR)
-  await ensureDirectory(dir)
+  ensureDirectory(dir)
   const path = recordPath(stateDir, user)
   const temp = `${path}.${process.pid}.tmp`
   const text = JSON.stringify({ version: FORMAT_VERSION, user, keys: [...identities].sort() }, null, 1) + "\n"
-  await fs.unlink(temp).catch(() => {})
-  const handle = await fs.open(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
   try {
-    await handle.writeFile(text, "utf8")
-    await handle.sync()
+    fs.unlinkSync(temp)
+  } catch {
+    // No leftover of an earlier run with this pid.
+  }
+  const fd = fs.openSync(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+  try {
+    fs.writeFileSync(fd, text, "utf8")
+    await fsyncFd(fd)
+    fs.closeSync(fd)
   } catch (error) {
-    await handle.close().catch(() => {})
-    await fs.unlink(temp).catch(() => {})
+    try {
+      fs.closeSync(fd)
+    } catch {
+      // Already closed (the close itself failed).
+    }
+    fs.rmSync(temp, { force: true })
     throw error
   }
-  await handle.close()
   try {
-    await fs.rename(temp, path)
+    fs.renameSync(temp, path)
   } catch (error) {
-    await fs.unlink(temp).catch(() => {})
+    fs.rmSync(temp, { force: true })
     throw error
   }
-  const dirHandle = await fs.open(dir, C.O_RDONLY | C.O_DIRECTORY)
-  await dirHandle.sync().finally(() => dirHandle.close())
+  const dirFd = fs.openSync(dir, C.O_RDONLY | C.O_DIRECTORY)
+  try {
+    await fsyncFd(dirFd)
+  } finally {
+    fs.closeSync(dirFd)
+  }
 }
 
 /** Records in root-only files under `policy.state_dir`. @since 0.2.0 */
@@ -116,7 +132,7 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.succeed(
   ManagedKeys,
   ManagedKeys.of({
     read: (stateDir, user) =>
-      Effect.tryPromise({
+      Effect.try({
         try: () => readRecord(stateDir, user),
         catch: stateFailed(recordPath(stateDir, user))
       }).pipe(Effect.map(Option.fromNullable)),
