@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, LogLevel, Option } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, identity, LogLevel, Option } from "effect"
 import * as nodePath from "node:path"
 import { type AccountLookup, Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
@@ -170,12 +170,30 @@ const fetchSource = (source: Source, policy: Policy) =>
     return { url: source.url, keys: parsed.keys } satisfies FetchedSource
   }).pipe(Effect.annotateLogs({ source: redactUrl(source.url) }), Effect.withLogSpan("fetch"))
 
-/** Every source in parallel; all must succeed. Each failure is logged with its source before the user fails. */
+/**
+ * Every source in parallel (at most SOURCE_CONCURRENCY at a time), each in a fiber that is awaited rather than joined:
+ * nothing of a source's fiber state needs merging back, and on hundreds of sources Effect.partition's merging was a
+ * measurable share of the run. All must succeed; each failure is logged with its source before the user fails.
+ */
 const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
   Effect.gen(function*() {
-    const [failures, fetched] = yield* Effect.partition(sources, (source) => fetchSource(source, policy), {
-      concurrency: SOURCE_CONCURRENCY
-    })
+    const limit = sources.length > SOURCE_CONCURRENCY
+      ? (yield* Effect.makeSemaphore(SOURCE_CONCURRENCY)).withPermits(1)
+      : identity
+    const fibers = yield* Effect.forEach(sources, (source) => Effect.fork(limit(fetchSource(source, policy))))
+    const exits = yield* Effect.forEach(fibers, Fiber.await)
+    const failures: Array<SourceFetchError | SourceTimeout> = []
+    const fetched: Array<FetchedSource> = []
+    for (const exit of exits) {
+      if (Exit.isSuccess(exit)) {
+        fetched.push(exit.value)
+        continue
+      }
+      const failure = Cause.failureOption(exit.cause)
+      // A defect or an interruption is not a source's answer: it ends the user as it is.
+      if (Option.isNone(failure)) return yield* Effect.failCause(exit.cause)
+      failures.push(failure.value)
+    }
     for (const failure of failures) {
       yield* Effect.logError(failure.message).pipe(Effect.annotateLogs({ source: failure.url }))
     }
