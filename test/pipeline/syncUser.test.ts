@@ -316,6 +316,30 @@ describe("parallelism (deterministic, on the TestClock)", () => {
       expect(summary.counts.Updated).toBe(8)
     }))
 
+  it.effect("a user with 20 sources: 16 are fetched at once, then the rest; the file keeps config order", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const started = yield* Ref.make(0)
+      const alice = { name: "alice", uid: 2000, gid: 2000, home: "/home/alice" }
+      w.fs.mkdir(`${alice.home}/.ssh`, alice)
+      const urls = Array.from({ length: 20 }, (_, i) => `https://s${i}.example/alice`)
+      const cfg = config({ users: [{ username: "alice", sources: urls.map((url) => ({ url })) }] })
+      const fiber = yield* run(w, cfg, { concurrency: 1 }, Layer.merge(Accounts.layerTest([alice]), slowSources(started))).pipe(
+        Effect.fork
+      )
+      yield* untilStarted(started, 16)
+      expect(yield* Ref.get(started)).toBe(16)
+      yield* TestClock.adjust("1 second")
+      yield* untilStarted(started, 20)
+      expect(yield* Ref.get(started)).toBe(20)
+      yield* TestClock.adjust("1 second")
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.counts.Updated).toBe(1)
+      const file = w.fs.read("/home/alice/.ssh/authorized_keys") ?? ""
+      const order = [...file.matchAll(/^# Source: (\S+)$/gm)].map((m) => m[1])
+      expect(order).toEqual(urls)
+    }))
+
   it.effect("--concurrency 1 syncs users one after the other", () =>
     Effect.gen(function*() {
       const w = world({})
