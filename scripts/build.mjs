@@ -5,7 +5,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { build } from "esbuild"
-import { scriptText } from "./program.mjs"
+import { SCRIPT_NAME, scriptText } from "./program.mjs"
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
 const commit = (() => {
@@ -67,7 +67,7 @@ const filename = fileURLToPath(import.meta.url)
 const program = ${JSON.stringify(scriptText(bundle))}
 const cachedData = ${codeCache === undefined ? "undefined" : `Buffer.from(${JSON.stringify(codeCache.toString("base64"))}, "base64")`}
 const module = { exports: {} }
-new Script(program, { filename, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
+new Script(program, { filename: ${JSON.stringify(SCRIPT_NAME)}, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
 `
 writeFileSync(outfile, loader)
 if (legal === undefined) rmSync(`${outfile}.LEGAL.txt`, { force: true })

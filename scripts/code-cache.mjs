@@ -4,10 +4,10 @@ import { readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, resolve } from "node:path"
 import { Script } from "node:vm"
-import { scriptText } from "./program.mjs"
+import { SCRIPT_NAME, scriptText } from "./program.mjs"
 
 const [bundleFile, cacheFile] = process.argv.slice(2).map((p) => resolve(p))
-const script = new Script(scriptText(readFileSync(bundleFile, "utf8")), { filename: bundleFile })
+const script = new Script(scriptText(readFileSync(bundleFile, "utf8")), { filename: SCRIPT_NAME })
 process.on("exit", () => writeFileSync(cacheFile, script.createCachedData()))
 process.argv = [process.argv[0], bundleFile, "--version"]
 const module = { exports: {} }

@@ -1,0 +1,62 @@
+/**
+ * The shipped file: a loader holding the program's script text and a V8 code cache made by the build. The cache must
+ * be one this Node accepts (or the speed-up is lost silently), and a cache Node rejects must not change what the
+ * program does.
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Script } from "node:vm"
+import { beforeAll, describe, expect, it } from "vitest"
+import { assertBuilt, CLI_PATH } from "../support/cli.js"
+
+const read = async () => {
+  const text = await fs.readFile(CLI_PATH, "utf8")
+  const program = /^const program = (".*")$/m.exec(text)?.[1]
+  const cache = /^const cachedData = Buffer\.from\(("[^"]*"), "base64"\)$/m.exec(text)?.[1]
+  return {
+    text,
+    program: program === undefined ? undefined : (JSON.parse(program) as string),
+    cache: cache === undefined ? undefined : Buffer.from(JSON.parse(cache) as string, "base64")
+  }
+}
+
+describe("the single-file build", () => {
+  beforeAll(() => assertBuilt())
+
+  it("starts with a shebang and holds the program with a code cache this Node accepts", async () => {
+    const { text, program, cache } = await read()
+    expect(text.startsWith("#!/usr/bin/env node\n")).toBe(true)
+    expect(program).toMatch(/^\(function \(exports, require, module, __filename, __dirname\) \{"use strict";/)
+    expect(cache?.length).toBeGreaterThan(100_000)
+    const script = new Script(program!, { filename: "authkeysync.mjs", cachedData: cache! })
+    expect(script.cachedDataRejected).toBe(false)
+  })
+
+  it("runs the same when Node rejects the cache (one made by another V8 version)", async () => {
+    const { text, program, cache } = await read()
+    // Bytes 4-7 of V8's code cache header hold the hash of the V8 version that made it.
+    const corrupted = Buffer.from(cache!)
+    corrupted.writeUInt32LE(~corrupted.readUInt32LE(4) >>> 0, 4)
+    expect(new Script(program!, { filename: "authkeysync.mjs", cachedData: corrupted }).cachedDataRejected).toBe(true)
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-build-"))
+    try {
+      const copy = path.join(dir, "authkeysync.mjs")
+      await fs.writeFile(copy, text.replace(/^const cachedData = .*$/m, `const cachedData = Buffer.from("${corrupted.toString("base64")}", "base64")`))
+      const ours = spawnSync(process.execPath, [CLI_PATH, "--version"], { encoding: "utf8" })
+      const theirs = spawnSync(process.execPath, [copy, "--version"], { encoding: "utf8" })
+      expect(theirs.status, theirs.stderr).toBe(0)
+      expect(theirs.stdout).toBe(ours.stdout)
+      expect(theirs.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n {2}Commit: \S+\n {2}Built: {2}\S+\n$/)
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("the cache names the program authkeysync.mjs (as stack traces will), not the build's temp directory", async () => {
+    const { cache } = await read()
+    expect(cache!.includes("authkeysync.mjs")).toBe(true)
+    expect(cache!.includes("authkeysync-build-")).toBe(false)
+  })
+})
