@@ -1,7 +1,7 @@
 /**
  * The services a sync needs, wired to the real host. Requires an `HttpClient` so that the embedding program chooses
- * its own (the CLI provides `HttpTransport.layer`: Node's http and https with proxies from the environment, and `ca_file` support
- * through the optional `TrustedCaClients` service).
+ * its own (the CLI provides `HttpTransport.layer`: Node's http and https with proxies from the environment, and
+ * `ca_file` support through the optional `TrustedCaClients` service).
  *
  * @since 0.1.0
  */
