@@ -1,7 +1,7 @@
 // Bundle the CLI into one file, dist/authkeysync.mjs, that runs with plain `node` and no node_modules.
 // Version, commit and build date are baked in here; SOURCE_DATE_EPOCH makes the date reproducible.
 import { execFileSync } from "node:child_process"
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { build } from "esbuild"
@@ -69,6 +69,7 @@ const cachedData = ${codeCache === undefined ? "undefined" : `Buffer.from(${JSON
 const module = { exports: {} }
 new Script(program, { filename: ${JSON.stringify(SCRIPT_NAME)}, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
 `
+mkdirSync("dist", { recursive: true })
 writeFileSync(outfile, loader)
 if (legal === undefined) rmSync(`${outfile}.LEGAL.txt`, { force: true })
 else writeFileSync(`${outfile}.LEGAL.txt`, legal)
