@@ -133,6 +133,16 @@ export const proxyFor = (settings: ProxySettings, target: URL): ProxyChoice | un
 /** `[::1]` (as URLs write it) to `::1` (as sockets want it). */
 const bareHost = (hostname: string) => hostname.replace(/^\[(.*)\]$/, "$1")
 
+/**
+ * The name a TLS peer is checked against (and sent as SNI): always the host of the URL being connected to. Node would
+ * otherwise take it from a Host header, which names the origin even on a connection to a proxy (and a source may
+ * configure its own). An address gets no SNI and is checked as an address.
+ */
+const tlsName = (url: URL): string => {
+  const host = bareHost(url.hostname)
+  return isIP(host) === 0 ? host : ""
+}
+
 /** `host:port` for a CONNECT line, IPv6 in brackets. */
 const authority = (host: string, port: number) => `${isIP(host) === 6 ? `[${host}]` : host}:${port}`
 
@@ -161,6 +171,7 @@ class TunnelAgent extends https.Agent {
     const request = (url.protocol === "https:" ? https : http).request({
       host: bareHost(url.hostname),
       port: defaultPort(url),
+      ...(url.protocol === "https:" ? { servername: tlsName(url) } : {}),
       method: "CONNECT",
       path: target,
       headers: {
@@ -235,7 +246,11 @@ export class Transport {
       const options = { method: outgoing.method, headers: { ...outgoing.headers }, signal: outgoing.signal }
       let request: http.ClientRequest
       if (url.protocol === "https:") {
-        request = https.request(url, { ...options, agent: proxy === undefined ? this.directTls : this.tunnel })
+        request = https.request(url, {
+          ...options,
+          servername: tlsName(url),
+          agent: proxy === undefined ? this.directTls : this.tunnel
+        })
       } else if (proxy === undefined) {
         request = http.request(url, { ...options, agent: this.direct })
       } else {
@@ -245,6 +260,7 @@ export class Transport {
           ...options,
           host: bareHost(proxy.url.hostname),
           port: defaultPort(proxy.url),
+          ...(viaTls ? { servername: tlsName(proxy.url) } : {}),
           path: `${url.protocol}//${url.host}${url.pathname}${url.search}`,
           headers: {
             ...options.headers,
