@@ -1,6 +1,7 @@
 // Bundle the CLI into one file, dist/authkeysync.mjs, that runs with plain `node` and no node_modules.
 // Version, commit and build date are baked in here; SOURCE_DATE_EPOCH makes the date reproducible.
 import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -56,6 +57,10 @@ const codeCache = (() => {
   }
 })()
 
+// V8 checks only the length of the text a cache belongs to: the loader checks the text itself, so that an edited
+// program (a hot fix of the same length) runs as written instead of as cached.
+const programHash = createHash("sha256").update(scriptText(bundle)).digest("hex")
+
 const loader = `#!/usr/bin/env node
 // AuthKeySync ${pkg.version} (${commit}, built ${built}): the whole program in one file, with no dependencies.
 // The program is the script text below; V8 compiles it from the code cache that follows when this Node made the cache.
@@ -63,9 +68,12 @@ ${legal === undefined ? "" : "// Third-party license notes: authkeysync.mjs.LEGA
 import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
+import { createHash } from "node:crypto"
 const filename = fileURLToPath(import.meta.url)
 const program = ${JSON.stringify(scriptText(bundle))}
-const cachedData = ${codeCache === undefined ? "undefined" : `Buffer.from(${JSON.stringify(codeCache.toString("base64"))}, "base64")`}
+const programHash = ${JSON.stringify(codeCache === undefined ? "" : programHash)}
+const cachedData = createHash("sha256").update(program).digest("hex") !== programHash ? undefined :
+  ${codeCache === undefined ? "undefined" : `Buffer.from(${JSON.stringify(codeCache.toString("base64"))}, "base64")`}
 const module = { exports: {} }
 new Script(program, { filename: ${JSON.stringify(SCRIPT_NAME)}, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
 `

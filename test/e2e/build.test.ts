@@ -14,7 +14,7 @@ import { assertBuilt, CLI_PATH } from "../support/cli.js"
 const read = async () => {
   const text = await fs.readFile(CLI_PATH, "utf8")
   const program = /^const program = (".*")$/m.exec(text)?.[1]
-  const cache = /^const cachedData = Buffer\.from\(("[^"]*"), "base64"\)$/m.exec(text)?.[1]
+  const cache = /^ {2}Buffer\.from\(("[^"]*"), "base64"\)$/m.exec(text)?.[1]
   return {
     text,
     program: program === undefined ? undefined : (JSON.parse(program) as string),
@@ -43,12 +43,27 @@ describe("the single-file build", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-build-"))
     try {
       const copy = path.join(dir, "authkeysync.mjs")
-      await fs.writeFile(copy, text.replace(/^const cachedData = .*$/m, `const cachedData = Buffer.from("${corrupted.toString("base64")}", "base64")`))
+      await fs.writeFile(copy, text.replace(/^ {2}Buffer\.from\(.*$/m, `  Buffer.from("${corrupted.toString("base64")}", "base64")`))
       const ours = spawnSync(process.execPath, [CLI_PATH, "--version"], { encoding: "utf8" })
       const theirs = spawnSync(process.execPath, [copy, "--version"], { encoding: "utf8" })
       expect(theirs.status, theirs.stderr).toBe(0)
       expect(theirs.stdout).toBe(ours.stdout)
       expect(theirs.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n {2}Commit: \S+\n {2}Built: {2}\S+\n$/)
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("an edited program of the same length runs as edited, not as cached (V8 itself checks only the length)", async () => {
+    const { text } = await read()
+    expect(text).toContain("Commit: ")
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-build-"))
+    try {
+      const copy = path.join(dir, "authkeysync.mjs")
+      await fs.writeFile(copy, text.replaceAll("Commit: ", "CXmmit: "))
+      const edited = spawnSync(process.execPath, [copy, "--version"], { encoding: "utf8" })
+      expect(edited.status, edited.stderr).toBe(0)
+      expect(edited.stdout).toContain("  CXmmit: ")
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
     }
