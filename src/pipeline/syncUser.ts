@@ -171,29 +171,36 @@ const fetchSource = (source: Source, policy: Policy) =>
   }).pipe(Effect.annotateLogs({ source: redactUrl(source.url) }), Effect.withLogSpan("fetch"))
 
 /**
- * Every source in parallel (SOURCE_CONCURRENCY at a time), each in a fiber that is awaited rather than joined: nothing
- * of a source's fiber state needs merging back, and on hundreds of sources Effect.partition's merging was a measurable
- * share of the run. All must succeed; each failure is logged with its source before the user fails.
+ * Every source in parallel, through at most SOURCE_CONCURRENCY fibers that each take the next source (a slow source
+ * holds one of them, not a whole group). The fibers are awaited rather than joined: nothing of their state needs
+ * merging back, and on hundreds of sources Effect.partition's merging was a measurable share of the run. All must
+ * succeed; each failure is logged with its source before the user fails.
  */
 const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
   Effect.gen(function*() {
-    const exits: Array<Exit.Exit<FetchedSource, SourceFetchError | SourceTimeout>> = []
-    // In groups rather than behind a semaphore: a semaphore with many waiting fibers costs far more than it saves.
-    for (const group of Arr.chunksOf(sources, SOURCE_CONCURRENCY)) {
-      const fibers = yield* Effect.forEach(group, (source) => Effect.fork(fetchSource(source, policy)))
-      exits.push(...yield* Effect.forEach(fibers, Fiber.await))
-    }
+    const exits: Array<Exit.Exit<FetchedSource, SourceFetchError | SourceTimeout> | undefined> = sources.map(() => undefined)
+    let next = 0
+    const worker = Effect.gen(function*() {
+      while (next < sources.length) {
+        const index = next++
+        exits[index] = yield* Effect.exit(fetchSource(sources[index]!, policy))
+      }
+    })
+    const workers = yield* Effect.forEach(Arr.range(1, Math.min(SOURCE_CONCURRENCY, sources.length)), () => Effect.fork(worker))
+    yield* Effect.forEach(workers, Fiber.await, { discard: true })
     const failures: Array<SourceFetchError | SourceTimeout> = []
     const fetched: Array<FetchedSource> = []
-    for (const exit of exits) {
-      if (Exit.isSuccess(exit)) {
+    for (const [index, exit] of exits.entries()) {
+      if (exit !== undefined && Exit.isSuccess(exit)) {
         fetched.push(exit.value)
         continue
       }
-      const failure = Cause.failureOption(exit.cause)
-      // A defect or an interruption is not a source's answer: it ends the user as it is.
-      if (Option.isNone(failure)) return yield* Effect.failCause(exit.cause)
-      failures.push(failure.value)
+      // A defect is a bug, not a source's answer: it fails the user as it is.
+      if (exit !== undefined && Cause.isDie(exit.cause)) return yield* Effect.failCause(exit.cause)
+      const failure = exit === undefined ? Option.none() : Cause.failureOption(exit.cause)
+      // Interrupted by something other than this user's own end (which would not get here): that source failed.
+      failures.push(Option.getOrElse(failure, () =>
+        new SourceFetchError({ url: redactUrl(sources[index]!.url), reason: "Transport", detail: "the fetch was interrupted" })))
     }
     for (const failure of failures) {
       yield* Effect.logError(failure.message).pipe(Effect.annotateLogs({ source: failure.url }))

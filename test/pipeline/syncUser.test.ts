@@ -232,6 +232,24 @@ describe("syncUser", () => {
       expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
     }))
 
+  it.effect("a source whose fetch is interrupted from elsewhere fails that user only; the run still ends with a summary", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const interrupted = Layer.succeed(KeySource.KeySource, {
+        fetch: (source) => source.url.includes("cut") ? Effect.interrupt : Effect.succeed(`${K2}\n`)
+      })
+      const cfg = config({
+        users: [
+          { username: "alice", sources: [{ url: "https://fine.example/a" }, { url: "https://cut.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://fine.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg, {}, interrupted)
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
+      expect(w.logs.some((l) => l.level === "ERROR" && l.msg === "source https://cut.example/keys: the fetch was interrupted")).toBe(true)
+      expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
+    }))
+
   it.effect("a timed-out source is reported with its timeout", () =>
     Effect.gen(function*() {
       const w = world({
@@ -338,6 +356,36 @@ describe("parallelism (deterministic, on the TestClock)", () => {
       const file = w.fs.read("/home/alice/.ssh/authorized_keys") ?? ""
       const order = [...file.matchAll(/^# Source: (\S+)$/gm)].map((m) => m[1])
       expect(order).toEqual(urls)
+    }))
+
+  it.effect("a slow source holds one of the 16 slots, not the others: the 17th starts when any one is done", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const started = yield* Ref.make<Array<string>>([])
+      const alice = { name: "alice", uid: 2000, gid: 2000, home: "/home/alice" }
+      w.fs.mkdir(`${alice.home}/.ssh`, alice)
+      const urls = Array.from({ length: 17 }, (_, i) => `https://s${i}.example/alice`)
+      const sources = Layer.succeed(KeySource.KeySource, {
+        fetch: (source) =>
+          Ref.update(started, (list) => [...list, source.url]).pipe(
+            Effect.zipRight(Effect.sleep(source.url === urls[0] ? "10 seconds" : "1 second")),
+            Effect.as(`ssh-ed25519 AAAA${source.url.replace(/\W/g, "")} k\n`)
+          )
+      })
+      const cfg = config({ users: [{ username: "alice", sources: urls.map((url) => ({ url })) }] })
+      const fiber = yield* run(w, cfg, { concurrency: 1 }, Layer.merge(Accounts.layerTest([alice]), sources)).pipe(Effect.fork)
+      const count = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve))).pipe(
+        Effect.zipRight(Ref.get(started)),
+        Effect.map((list) => list.length)
+      )
+      yield* Effect.repeat(count, { until: (n) => n >= 16, times: 2000 })
+      expect(yield* count).toBe(16)
+      yield* TestClock.adjust("1 second")
+      yield* Effect.repeat(count, { until: (n) => n >= 17, times: 2000 })
+      expect(yield* Ref.get(started)).toEqual(urls)
+      yield* TestClock.adjust("9 seconds")
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.counts.Updated).toBe(1)
     }))
 
   it.effect("--concurrency 1 syncs users one after the other", () =>
