@@ -29,7 +29,7 @@ import {
   UrlParams
 } from "@effect/platform"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Context, Effect, Inspectable, Layer, Option, Scope, type Stream } from "effect"
+import { Context, Effect, Inspectable, Layer, Option, type Stream } from "effect"
 import { describeCause } from "../pipeline/Errors.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
@@ -399,34 +399,44 @@ export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(
   Effect.map(makeTransport(undefined), makeClient)
 )
 
-/** One client per CA file, made on first use; its connections are closed with the layer. @since 0.2.0 */
+/**
+ * One client per CA file, made on first use; its connections are closed with the layer. The file is read once per run
+ * as a promise that is kept whatever happens to its first caller: a source whose deadline cut the read short must not
+ * leave an interruption behind for every later source with that file.
+ *
+ * @since 0.2.0
+ */
 export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(
   TrustedCaClients,
   Effect.gen(function*() {
-    const scope = yield* Effect.scope
-    const clients = new Map<string, Effect.Effect<HttpClient.HttpClient, string>>()
-    const make = (caFile: string) =>
-      Effect.tryPromise({
-        try: () => readFile(caFile, "utf8"),
-        catch: (error) => `cannot read ca_file ${caFile}: ${describeCause(error)}`
-      }).pipe(
-        Effect.filterOrFail(
-          (pem) => pem.includes("-----BEGIN CERTIFICATE-----"),
-          () => `ca_file ${caFile} holds no PEM certificate`
-        ),
-        Effect.flatMap((pem) => Scope.extend(makeTransport(pem), scope)),
-        Effect.map(makeClient)
-      )
+    const transports: Array<Transport> = []
+    yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach((transport) => transport.destroy())))
+    const clients = new Map<string, Promise<HttpClient.HttpClient | { readonly problem: string }>>()
+    const load = async (caFile: string) => {
+      let pem: string
+      try {
+        pem = await readFile(caFile, "utf8")
+      } catch (error) {
+        return { problem: `cannot read ca_file ${caFile}: ${describeCause(error)}` }
+      }
+      if (!pem.includes("-----BEGIN CERTIFICATE-----")) return { problem: `ca_file ${caFile} holds no PEM certificate` }
+      const transport = new Transport(proxySettings(process.env), pem)
+      transports.push(transport)
+      return makeClient(transport)
+    }
     return TrustedCaClients.of({
       forCaFile: (caFile) =>
-        Effect.gen(function*() {
-          let client = clients.get(caFile)
-          if (client === undefined) {
-            client = yield* Effect.cached(make(caFile))
-            clients.set(caFile, client)
-          }
-          return yield* client
-        })
+        Effect.flatMap(
+          Effect.promise(() => {
+            let client = clients.get(caFile)
+            if (client === undefined) {
+              client = load(caFile)
+              clients.set(caFile, client)
+            }
+            return client
+          }),
+          (client) => ("problem" in client ? Effect.fail(client.problem) : Effect.succeed(client))
+        )
     })
   })
 )

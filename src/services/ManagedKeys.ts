@@ -99,24 +99,36 @@ const writeRecord = async (stateDir: string, user: string, identities: ReadonlyS
   } catch {
     // No leftover of an earlier run with this pid.
   }
+  const removeTemp = () => {
+    try {
+      fs.unlinkSync(temp)
+    } catch {
+      // The original error is the one worth reporting.
+    }
+  }
   const fd = fs.openSync(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+  let open = true
   try {
     fs.writeFileSync(fd, text, "utf8")
     await fsyncFd(fd)
+    // Marked closed first: a failed close has still released the number, which another call may already reuse.
+    open = false
     fs.closeSync(fd)
   } catch (error) {
-    try {
-      fs.closeSync(fd)
-    } catch {
-      // Already closed (the close itself failed).
+    if (open) {
+      try {
+        fs.closeSync(fd)
+      } catch {
+        // Nothing more to do with it.
+      }
     }
-    fs.rmSync(temp, { force: true })
+    removeTemp()
     throw error
   }
   try {
     fs.renameSync(temp, path)
   } catch (error) {
-    fs.rmSync(temp, { force: true })
+    removeTemp()
     throw error
   }
   const dirFd = fs.openSync(dir, C.O_RDONLY | C.O_DIRECTORY)
