@@ -15,7 +15,7 @@
 import { readFile } from "node:fs/promises"
 import * as http from "node:http"
 import * as https from "node:https"
-import { isIP } from "node:net"
+import { BlockList, isIP } from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import {
@@ -47,11 +47,17 @@ export type ProxyChoice =
   | { readonly _tag: "Proxy"; readonly url: URL; readonly authorization: string | undefined }
   | { readonly _tag: "Unusable"; readonly problem: string }
 
-/** One NO_PROXY entry: a host (and its subdomains), on one port or any (0). @since 0.3.0 */
-export interface NoProxyEntry {
-  readonly host: string
-  readonly port: number
-}
+/**
+ * One NO_PROXY entry, as Go's net/http reads them: an address (exact), an address range in CIDR form, or a domain
+ * (`example.com`: the name and its subdomains; `.example.com` or `*.example.com`: subdomains only), each optionally
+ * on one port (0: any).
+ *
+ * @since 0.3.0
+ */
+export type NoProxyEntry =
+  | { readonly _tag: "Address"; readonly address: string; readonly port: number }
+  | { readonly _tag: "Range"; readonly range: BlockList }
+  | { readonly _tag: "Domain"; readonly suffix: string; readonly includesItself: boolean; readonly port: number }
 
 /** @since 0.3.0 */
 export interface ProxySettings {
@@ -93,16 +99,67 @@ const proxyChoice = (variable: string, value: string | undefined): ProxyChoice |
   }
 }
 
-/** NO_PROXY entries, split on commas and spaces; `.example.com` and `*.example.com` mean `example.com`. */
+/** `host`, `host:port`, `[v6]` or `[v6]:port` (a bare IPv6 address has no port). */
+const splitHostPort = (entry: string): { readonly host: string; readonly port: number } => {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry)
+  if (bracketed !== null) return { host: bracketed[1]!, port: Number(bracketed[2] ?? 0) }
+  if (isIP(entry) === 6) return { host: entry, port: 0 }
+  const withPort = /^(.+):(\d+)$/.exec(entry)
+  return withPort === null ? { host: entry, port: 0 } : { host: withPort[1]!, port: Number(withPort[2]) }
+}
+
+/** A CIDR range (`10.0.0.0/8`, `fd00::/8`), or undefined. */
+const cidrRange = (entry: string): BlockList | undefined => {
+  const match = /^(.+)\/(\d{1,3})$/.exec(entry)
+  const family = match === null ? 0 : isIP(match[1]!)
+  if (match === null || family === 0) return undefined
+  const prefix = Number(match[2])
+  if (prefix > (family === 4 ? 32 : 128)) return undefined
+  const range = new BlockList()
+  range.addSubnet(match[1]!, prefix, family === 4 ? "ipv4" : "ipv6")
+  return range
+}
+
+/** NO_PROXY entries (split on commas, and on spaces too); any `*` entry turns proxies off. */
 const parseNoProxy = (value: string): ReadonlyArray<NoProxyEntry> | "*" => {
-  if (value.trim() === "*") return "*"
-  return value.split(/[,\s]/).filter((entry) => entry !== "").map((entry) => {
-    const withPort = /^(.+):(\d+)$/.exec(entry)
-    return {
-      host: (withPort?.[1] ?? entry).replace(/^\*?\./, "").toLowerCase(),
-      port: withPort === null ? 0 : Number(withPort[2])
-    }
+  const entries = value.split(/[,\s]/).map((entry) => entry.trim().toLowerCase()).filter((entry) => entry !== "")
+  if (entries.includes("*")) return "*"
+  return entries.flatMap((entry): Array<NoProxyEntry> => {
+    const range = cidrRange(entry)
+    if (range !== undefined) return [{ _tag: "Range", range }]
+    const { host, port } = splitHostPort(entry)
+    if (host === "") return []
+    if (isIP(host) !== 0) return [{ _tag: "Address", address: host, port }]
+    const name = host.startsWith("*.") ? host.slice(1) : host
+    return name.startsWith(".")
+      ? [{ _tag: "Domain", suffix: name, includesItself: false, port }]
+      : [{ _tag: "Domain", suffix: `.${name}`, includesItself: true, port }]
   })
+}
+
+/** Whether `entry` names `host` (lower case, IPv6 without brackets) on `port`. */
+const noProxyMatches = (entry: NoProxyEntry, host: string, port: number): boolean => {
+  switch (entry._tag) {
+    case "Range": {
+      const family = isIP(host)
+      return family !== 0 && entry.range.check(host, family === 4 ? "ipv4" : "ipv6")
+    }
+    case "Address":
+      return (entry.port === 0 || entry.port === port) && sameAddress(entry.address, host)
+    case "Domain":
+      return (entry.port === 0 || entry.port === port) &&
+        (host.endsWith(entry.suffix) || (entry.includesItself && host === entry.suffix.slice(1)))
+  }
+}
+
+/** Two spellings of one address (`::1` and `0:0:0:0:0:0:0:1`) are the same address. */
+const sameAddress = (a: string, b: string): boolean => {
+  if (a === b) return true
+  const family = isIP(a)
+  if (family === 0 || family !== isIP(b)) return false
+  const list = new BlockList()
+  list.addAddress(a, family === 4 ? "ipv4" : "ipv6")
+  return list.check(b, family === 4 ? "ipv4" : "ipv6")
 }
 
 /** Proxy settings from an environment (the process's, read once per client). @since 0.3.0 */
@@ -118,12 +175,9 @@ const defaultPort = (url: URL) => (url.port !== "" ? Number(url.port) : url.prot
 export const proxyFor = (settings: ProxySettings, target: URL): ProxyChoice | undefined => {
   const choice = target.protocol === "https:" ? settings.https : settings.http
   if (choice === undefined || settings.noProxy === "*") return undefined
-  const host = target.hostname.toLowerCase()
+  const host = bareHost(target.hostname.toLowerCase())
   const port = defaultPort(target)
-  const excluded = settings.noProxy.some((entry) =>
-    (entry.port === 0 || entry.port === port) && (host === entry.host || host.endsWith(`.${entry.host}`))
-  )
-  return excluded ? undefined : choice
+  return settings.noProxy.some((entry) => noProxyMatches(entry, host, port)) ? undefined : choice
 }
 
 // =============================================================================

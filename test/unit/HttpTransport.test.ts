@@ -54,10 +54,24 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
       expect(proxied("example.com", "http://badexample.com/")).toBe(true)
     })
 
-    it("a leading dot or *. means the same domain; matching ignores case", () => {
+    it("a leading dot or *. means subdomains only (as in Go); matching ignores case", () => {
       expect(proxied(".example.com", "https://keys.example.com/")).toBe(false)
+      expect(proxied(".example.com", "https://example.com/")).toBe(true)
       expect(proxied("*.example.com", "https://keys.EXAMPLE.com/")).toBe(false)
+      expect(proxied("*.example.com", "https://example.com/")).toBe(true)
       expect(proxied("EXAMPLE.COM", "https://example.com/")).toBe(false)
+    })
+
+    it("CIDR ranges, IPv6 with or without brackets, an address on one port", () => {
+      expect(proxied("10.0.0.0/8", "http://10.20.30.40/")).toBe(false)
+      expect(proxied("10.0.0.0/8", "http://11.0.0.1/")).toBe(true)
+      expect(proxied("fd00::/8", "http://[fd12::1]/")).toBe(false)
+      expect(proxied("::1", "http://[::1]:8080/")).toBe(false)
+      expect(proxied("2001:db8::1", "http://[2001:db8::1]/")).toBe(false)
+      expect(proxied("[2001:db8::1]:8443", "https://[2001:db8::1]:8443/")).toBe(false)
+      expect(proxied("[2001:db8::1]:8443", "https://[2001:db8::1]/")).toBe(true)
+      expect(proxied("10.0.0.1:8080", "http://10.0.0.1:8080/")).toBe(false)
+      expect(proxied("10.0.0.1:8080", "http://10.0.0.1/")).toBe(true)
     })
 
     it("an entry with a port matches that port only (default ports count)", () => {
@@ -70,6 +84,7 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
       expect(proxied("a.example, b.example c.example", "http://c.example/")).toBe(false)
       expect(proxied("a.example, b.example c.example", "http://d.example/")).toBe(true)
       expect(proxied("*", "https://anything.example/")).toBe(false)
+      expect(proxied("localhost, *", "https://anything.example/")).toBe(false)
     })
 
     it("addresses, IPv6 in brackets", () => {
