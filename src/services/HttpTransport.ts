@@ -152,6 +152,18 @@ const noProxyMatches = (entry: NoProxyEntry, host: string, port: number): boolea
   }
 }
 
+const LOOPBACK = (() => {
+  const list = new BlockList()
+  list.addSubnet("127.0.0.0", 8, "ipv4")
+  list.addAddress("::1", "ipv6")
+  return list
+})()
+
+const isLoopback = (host: string): boolean => {
+  const family = isIP(host)
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? "ipv4" : "ipv6")
+}
+
 /** Two spellings of one address (`::1` and `0:0:0:0:0:0:0:1`) are the same address. */
 const sameAddress = (a: string, b: string): boolean => {
   if (a === b) return true
@@ -176,6 +188,8 @@ export const proxyFor = (settings: ProxySettings, target: URL): ProxyChoice | un
   const choice = target.protocol === "https:" ? settings.https : settings.http
   if (choice === undefined || settings.noProxy === "*") return undefined
   const host = bareHost(target.hostname.toLowerCase())
+  // As in Go: localhost and loopback addresses are never reached through a proxy.
+  if (host === "localhost" || isLoopback(host)) return undefined
   const port = defaultPort(target)
   return settings.noProxy.some((entry) => noProxyMatches(entry, host, port)) ? undefined : choice
 }

@@ -31,6 +31,8 @@ import {
   makeSelfSigned,
   newStats,
   opensslMissing,
+  PROXIED_HOST,
+  proxiedUrl,
   type SelfSigned,
   useProxy,
   waitFor
@@ -98,6 +100,9 @@ describeAsRoot("network hardening (e2e)", () => {
     on.route(`/bystander/${id}`, { body: lines(...keys), ...(delayMs === undefined ? {} : { delayMs }) })
     return { user, source: on.url(`/bystander/${id}`), keys }
   }
+
+  /** `host:port` of a test server as proxy tests name it. */
+  const proxiedAuthority = (on: { readonly authority: string }) => on.authority.replace("127.0.0.1", PROXIED_HOST)
 
   const dump = (run: RunResult) => `exit ${run.code}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`
 
@@ -529,14 +534,14 @@ describeAsRoot("network hardening (e2e)", () => {
       tls.route("/tunnelled", { body: lines(k) })
 
       const run = await runWithConfig(
-        config([userWith(bob.name, { url: tls.url("/tunnelled"), ca_file: cert.certFile, timeout_seconds: 5 })]),
+        config([userWith(bob.name, { url: proxiedUrl(tls.url("/tunnelled")), ca_file: cert.certFile, timeout_seconds: 5 })]),
         [],
         { env: { HTTPS_PROXY: proxy.url } }
       )
 
       expect(run.code, dump(run)).toBe(0)
-      await expectSyncedFile(bob, [{ source: tls.url("/tunnelled"), keys: [k] }], run)
-      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${tls.authority}`])
+      await expectSyncedFile(bob, [{ source: proxiedUrl(tls.url("/tunnelled")), keys: [k] }], run)
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${proxiedAuthority(tls)}`])
       expect(tls.requestsTo("/tunnelled")).toHaveLength(1)
     })
 
@@ -546,13 +551,13 @@ describeAsRoot("network hardening (e2e)", () => {
       tls.route("/tunnel-auth", { body: lines(k) })
 
       const run = await runWithConfig(
-        config([userWith(bob.name, { url: tls.url("/tunnel-auth"), ca_file: cert.certFile, timeout_seconds: 5 })]),
+        config([userWith(bob.name, { url: proxiedUrl(tls.url("/tunnel-auth")), ca_file: cert.certFile, timeout_seconds: 5 })]),
         [],
         { env: { HTTPS_PROXY: proxy.url.replace("://", "://tunnel:pw@") } }
       )
 
       expect(run.code, dump(run)).toBe(0)
-      await expectSyncedFile(bob, [{ source: tls.url("/tunnel-auth"), keys: [k] }], run)
+      await expectSyncedFile(bob, [{ source: proxiedUrl(tls.url("/tunnel-auth")), keys: [k] }], run)
       expect(proxy.requests.map((r) => [r.method, r.headers["proxy-authorization"]])).toEqual([
         ["CONNECT", `Basic ${Buffer.from("tunnel:pw").toString("base64")}`]
       ])
@@ -570,9 +575,11 @@ describeAsRoot("network hardening (e2e)", () => {
       await expectSyncedFile(bob, [{ source: tls.url("/https-direct"), keys: [k] }], direct)
       expect(proxy.requests).toEqual([])
 
-      const lower = await runWithConfig(cfg, [], { env: { https_proxy: proxy.url } })
+      // (A loopback source never goes through a proxy; the lower-case variable is checked on the proxied name.)
+      const proxiedCfg = config([userWith(bob.name, { url: proxiedUrl(tls.url("/https-direct")), ca_file: cert.certFile, timeout_seconds: 5 })])
+      const lower = await runWithConfig(proxiedCfg, [], { env: { https_proxy: proxy.url } })
       expect(lower.code, dump(lower)).toBe(0)
-      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${tls.authority}`])
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${proxiedAuthority(tls)}`])
     })
   })
 
@@ -585,13 +592,13 @@ describeAsRoot("network hardening (e2e)", () => {
       const k = key("via-proxy")
       server.route("/proxied", { body: lines(k) })
 
-      const run = await runWithConfig(config([userWith(bob.name, server.url("/proxied"))]), [], viaProxy({ HTTP_PROXY: proxy.url }))
+      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/proxied")))]), [], viaProxy({ HTTP_PROXY: proxy.url }))
 
       expect(run.code, dump(run)).toBe(0)
-      await expectSyncedFile(bob, [{ source: server.url("/proxied"), keys: [k] }], run)
+      await expectSyncedFile(bob, [{ source: proxiedUrl(server.url("/proxied")), keys: [k] }], run)
       expect(proxy.requests, "the proxy saw nothing").toHaveLength(1)
       // Either form reaches the right server (absolute-form is checked below).
-      expect(proxy.requests[0]?.target).toContain(server.authority)
+      expect(proxy.requests[0]?.target).toContain(proxiedAuthority(server))
       expect(server.requestsTo("/proxied")).toHaveLength(1)
     })
 
@@ -601,22 +608,22 @@ describeAsRoot("network hardening (e2e)", () => {
       const bob = await users.create({ ssh: true })
       server.route("/absolute", { body: lines(key("absolute")) })
 
-      const run = await runWithConfig(config([userWith(bob.name, server.url("/absolute"))]), [], viaProxy({ HTTP_PROXY: proxy.url }))
+      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/absolute")))]), [], viaProxy({ HTTP_PROXY: proxy.url }))
 
       expect(run.code, dump(run)).toBe(0)
-      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${server.url("/absolute")}`])
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${proxiedUrl(server.url("/absolute"))}`])
     })
 
     it("an unusable HTTPS_PROXY fails the https sources, naming the variable but not quoting it; http goes on", async () => {
       const v = await victim()
       const b = await bystander("/badproxy/http")
       const run = await runWithConfig(
-        config([userWith(v.user.name, "https://127.0.0.1:1/badproxy"), userWith(b.user.name, b.source)]),
+        config([userWith(v.user.name, `https://${PROXIED_HOST}:1/badproxy`), userWith(b.user.name, b.source)]),
         [],
         viaProxy({ HTTPS_PROXY: "http://proxyuser:Pr0xyPa55@[::1" })
       )
       expect(run.code, dump(run)).toBe(1)
-      await expectSourceFailed(run, v, "https://127.0.0.1:1/badproxy", /HTTPS_PROXY is set but is not a usable http:\/\/ or https:\/\/ proxy URL/)
+      await expectSourceFailed(run, v, `https://${PROXIED_HOST}:1/badproxy`, /HTTPS_PROXY is set but is not a usable http:\/\/ or https:\/\/ proxy URL/)
       await expectBystanderSynced(run, b)
       expect(run.stdout + run.stderr).not.toContain("Pr0xyPa55")
     })
@@ -625,21 +632,21 @@ describeAsRoot("network hardening (e2e)", () => {
       const bob = await users.create({ ssh: true })
       const k = key("schemeless-proxy")
       server.route("/schemeless", { body: lines(k) })
-      const run = await runWithConfig(config([userWith(bob.name, server.url("/schemeless"))]), [], viaProxy({
+      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/schemeless")))]), [], viaProxy({
         HTTP_PROXY: proxy.url.replace(/^http:\/\//, "")
       }))
       expect(run.code, dump(run)).toBe(0)
-      await expectSyncedFile(bob, [{ source: server.url("/schemeless"), keys: [k] }], run)
-      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${server.url("/schemeless")}`])
+      await expectSyncedFile(bob, [{ source: proxiedUrl(server.url("/schemeless")), keys: [k] }], run)
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${proxiedUrl(server.url("/schemeless"))}`])
     })
 
     it("a proxy URL that cannot be used (a bad %-escape in its password) fails those sources with a message, not a silent exit", async () => {
       const v = await victim()
-      const run = await runWithConfig(config([userWith(v.user.name, "https://127.0.0.1:1/badescape")]), [], viaProxy({
+      const run = await runWithConfig(config([userWith(v.user.name, `https://${PROXIED_HOST}:1/badescape`)]), [], viaProxy({
         HTTPS_PROXY: "http://user:p%ZZsecret@127.0.0.1:1"
       }))
       expect(run.code, dump(run)).toBe(1)
-      await expectSourceFailed(run, v, "https://127.0.0.1:1/badescape", /HTTPS_PROXY is set but is not a usable proxy URL/)
+      await expectSourceFailed(run, v, `https://${PROXIED_HOST}:1/badescape`, /HTTPS_PROXY is set but is not a usable proxy URL/)
       expect(run.stdout + run.stderr).not.toContain("secret")
     })
 
@@ -649,10 +656,10 @@ describeAsRoot("network hardening (e2e)", () => {
       server.route("/proxy-auth", { body: lines(k) })
       const withCreds = proxy.url.replace("://", "://ops%40corp:s3cr%3At@")
 
-      const run = await runWithConfig(config([userWith(bob.name, server.url("/proxy-auth"))]), [], viaProxy({ HTTP_PROXY: withCreds }))
+      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/proxy-auth")))]), [], viaProxy({ HTTP_PROXY: withCreds }))
 
       expect(run.code, dump(run)).toBe(0)
-      await expectSyncedFile(bob, [{ source: server.url("/proxy-auth"), keys: [k] }], run)
+      await expectSyncedFile(bob, [{ source: proxiedUrl(server.url("/proxy-auth")), keys: [k] }], run)
       const basic = `Basic ${Buffer.from("ops@corp:s3cr:t").toString("base64")}`
       expect(proxy.requests.map((r) => r.headers["proxy-authorization"])).toEqual([basic])
       expect(server.requestsTo("/proxy-auth")[0]?.headers["proxy-authorization"]).toBeUndefined()
@@ -671,20 +678,20 @@ describeAsRoot("network hardening (e2e)", () => {
       }
       try {
         const refused = await victim()
-        const run = await runWithConfig(config([userWith(refused.user.name, { url: "https://127.0.0.1:9/refused", timeout_seconds: 5 })]), [], {
+        const run = await runWithConfig(config([userWith(refused.user.name, { url: `https://${PROXIED_HOST}:9/refused`, timeout_seconds: 5 })]), [], {
           env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(refusing)}` }
         })
         expect(run.code, dump(run)).toBe(1)
-        await expectSourceFailed(run, refused, "https://127.0.0.1:9/refused", /the proxy refused a tunnel to 127\.0\.0\.1:9: HTTP 407/)
+        await expectSourceFailed(run, refused, `https://${PROXIED_HOST}:9/refused`, /the proxy refused a tunnel to keys\.proxied\.test:9: HTTP 407/)
 
         const stalled = await victim()
         const started = Date.now()
-        const slow = await runWithConfig(config([userWith(stalled.user.name, { url: "https://127.0.0.1:9/stalled", timeout_seconds: 1 })]), [], {
+        const slow = await runWithConfig(config([userWith(stalled.user.name, { url: `https://${PROXIED_HOST}:9/stalled`, timeout_seconds: 1 })]), [], {
           env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(silent)}` }
         })
         expect(slow.code, dump(slow)).toBe(1)
         expect(Date.now() - started).toBeLessThan(20_000)
-        await expectSourceFailed(slow, stalled, "https://127.0.0.1:9/stalled", /no complete answer within 1s \(timeout_seconds\)/)
+        await expectSourceFailed(slow, stalled, `https://${PROXIED_HOST}:9/stalled`, /no complete answer within 1s \(timeout_seconds\)/)
       } finally {
         for (const socket of held) socket.destroy()
         refusing.close()
@@ -692,21 +699,22 @@ describeAsRoot("network hardening (e2e)", () => {
       }
     })
 
-    it("NO_PROXY=127.0.0.1: the proxy sees nothing and the source is fetched directly", async () => {
+    it("a loopback source is fetched directly although proxies are set, as Go does; NO_PROXY changes nothing there", async () => {
       const bob = await users.create({ ssh: true })
       const k = key("no-proxy")
       server.route("/direct", { body: lines(k) })
 
-      const run = await runWithConfig(
-        config([userWith(bob.name, server.url("/direct"))]),
-        [],
-        viaProxy({ HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NO_PROXY: "127.0.0.1" })
-      )
-
-      expect(run.code, dump(run)).toBe(0)
-      await expectSyncedFile(bob, [{ source: server.url("/direct"), keys: [k] }], run)
+      for (const env of [{}, { NO_PROXY: "127.0.0.1" }]) {
+        const run = await runWithConfig(
+          config([userWith(bob.name, server.url("/direct"))]),
+          [],
+          viaProxy({ HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, ...env })
+        )
+        expect(run.code, dump(run)).toBe(0)
+        await expectSyncedFile(bob, [{ source: server.url("/direct"), keys: [k] }], run)
+      }
       expect(proxy.requests).toEqual([])
-      expect(server.requestsTo("/direct")).toHaveLength(1)
+      expect(server.requestsTo("/direct")).toHaveLength(2)
     })
   })
 

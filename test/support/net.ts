@@ -36,7 +36,20 @@ export interface SelfSigned {
   readonly remove: () => void
 }
 
-/** A self-signed certificate for 127.0.0.1 (also `localhost`), valid for a day, in a root-only temp directory. */
+/**
+ * The name proxy tests give their key servers (all on 127.0.0.1). Like Go's net/http, the tool never sends requests for
+ * localhost or a loopback address through a proxy; it never resolves this name either (the proxy does, to 127.0.0.1),
+ * so no lookup leaves the machine.
+ */
+export const PROXIED_HOST = "keys.proxied.test"
+
+/** A test server's URL (on 127.0.0.1) as proxy tests name it. */
+export const proxiedUrl = (url: string): string => url.replace("://127.0.0.1:", `://${PROXIED_HOST}:`)
+
+/** Where the test proxy connects for a host name. */
+const resolveForProxy = (host: string): string => (host === PROXIED_HOST ? LOOPBACK : host)
+
+/** A self-signed certificate for 127.0.0.1 (also `localhost` and PROXIED_HOST), valid for a day, in a root-only temp directory. */
 export const makeSelfSigned = (commonName = "authkeysync e2e"): SelfSigned => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "akse2e-tls-"))
   const certFile = path.join(dir, "cert.pem")
@@ -44,7 +57,7 @@ export const makeSelfSigned = (commonName = "authkeysync e2e"): SelfSigned => {
   execFileSync("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
     "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", `/CN=${commonName}`,
-    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-addext", `subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:${PROXIED_HOST}`,
     "-addext", "basicConstraints=critical,CA:TRUE",
     "-addext", "keyUsage=critical,digitalSignature,keyCertSign"
   ], { stdio: ["ignore", "ignore", "pipe"] })
@@ -126,7 +139,7 @@ export class ForwardProxy {
     delete headers["proxy-connection"]
     delete headers["proxy-authorization"]
     const upstream = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname + url.search, method: req.method, headers },
+      { host: resolveForProxy(url.hostname), port: url.port, path: url.pathname + url.search, method: req.method, headers },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)
@@ -140,7 +153,7 @@ export class ForwardProxy {
     const target = req.url ?? ""
     this.requests.push({ method: "CONNECT", target, headers: req.headers })
     const colon = target.lastIndexOf(":")
-    const upstream = net.connect(Number(target.slice(colon + 1)), target.slice(0, colon).replace(/^\[|\]$/g, ""), () => {
+    const upstream = net.connect(Number(target.slice(colon + 1)), resolveForProxy(target.slice(0, colon).replace(/^\[|\]$/g, "")), () => {
       client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
       if (head.length > 0) upstream.write(head)
       upstream.pipe(client)

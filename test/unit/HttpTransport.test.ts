@@ -16,6 +16,15 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
     expect(via({ HTTPS_PROXY: "http://tls.proxy:3129" }, "http://keys.example/a")).toBe("direct")
   })
 
+  it("localhost and loopback addresses are never proxied, whatever NO_PROXY says (as in Go)", () => {
+    const env = { HTTP_PROXY: "http://p:1", HTTPS_PROXY: "http://p:1" }
+    for (const target of ["http://localhost:8080/", "https://LOCALHOST/", "http://127.0.0.1/", "http://127.8.9.10:81/", "https://[::1]:8443/"]) {
+      expect(via(env, target), target).toBe("direct")
+    }
+    expect(via(env, "http://localhost.example/")).toBe("http://p:1/")
+    expect(via(env, "http://128.0.0.1/")).toBe("http://p:1/")
+  })
+
   it("upper case wins over lower case; an empty value counts as unset", () => {
     expect(via({ HTTPS_PROXY: "http://upper:1", https_proxy: "http://lower:2" }, "https://k.example/")).toBe("http://upper:1/")
     expect(via({ https_proxy: "http://lower:2" }, "https://k.example/")).toBe("http://lower:2/")
@@ -66,7 +75,7 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
       expect(proxied("10.0.0.0/8", "http://10.20.30.40/")).toBe(false)
       expect(proxied("10.0.0.0/8", "http://11.0.0.1/")).toBe(true)
       expect(proxied("fd00::/8", "http://[fd12::1]/")).toBe(false)
-      expect(proxied("::1", "http://[::1]:8080/")).toBe(false)
+      expect(proxied("2001:db8::2", "http://[2001:db8::2]:8080/")).toBe(false)
       expect(proxied("2001:db8::1", "http://[2001:db8::1]/")).toBe(false)
       expect(proxied("[2001:db8::1]:8443", "https://[2001:db8::1]:8443/")).toBe(false)
       expect(proxied("[2001:db8::1]:8443", "https://[2001:db8::1]/")).toBe(true)
@@ -88,8 +97,8 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
     })
 
     it("addresses, IPv6 in brackets", () => {
-      expect(proxied("127.0.0.1", "http://127.0.0.1:8080/")).toBe(false)
-      expect(proxied("[::1]", "http://[::1]:8080/")).toBe(false)
+      expect(proxied("10.0.0.1", "http://10.0.0.1:8080/")).toBe(false)
+      expect(proxied("[2001:db8::2]", "http://[2001:db8::2]:8080/")).toBe(false)
       expect(proxied("10.0.0.1", "http://10.0.0.2/")).toBe(true)
     })
 
