@@ -4,8 +4,9 @@
  * instead of the built-in ones.
  *
  * Proxies are read as the Go original (net/http) reads them: `HTTP_PROXY` for http URLs only, `HTTPS_PROXY` for https
- * URLs only, `NO_PROXY` for both (upper case first, then lower case). An http request goes to the proxy as an
- * ordinary proxy request (absolute URL), an https one through a CONNECT tunnel.
+ * URLs only, `NO_PROXY` for both (upper case first, then lower case), and localhost or a loopback address never
+ * through a proxy. An http request goes to the proxy as an ordinary proxy request (absolute URL), an https one
+ * through a CONNECT tunnel.
  *
  * Why not undici (which @effect/platform-node also offers): on a run of hundreds of sources its requests cost about
  * twice the CPU of Node's built-in client, and loading it was a tenth of the start-up time.
