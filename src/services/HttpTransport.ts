@@ -17,6 +17,7 @@ import { readFile } from "node:fs/promises"
 import * as http from "node:http"
 import * as https from "node:https"
 import { BlockList, isIP } from "node:net"
+import { domainToASCII } from "node:url"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import {
@@ -105,8 +106,9 @@ const splitHostPort = (entry: string): { readonly host: string; readonly port: n
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry)
   if (bracketed !== null) return { host: bracketed[1]!, port: Number(bracketed[2] ?? 0) }
   if (isIP(entry) === 6) return { host: entry, port: 0 }
-  const withPort = /^(.+):(\d+)$/.exec(entry)
-  return withPort === null ? { host: entry, port: 0 } : { host: withPort[1]!, port: Number(withPort[2]) }
+  // `name:` (an empty port) means any port, as in Go.
+  const withPort = /^(.+):(\d*)$/.exec(entry)
+  return withPort === null ? { host: entry, port: 0 } : { host: withPort[1]!, port: Number(withPort[2] || 0) }
 }
 
 /** A CIDR range (`10.0.0.0/8`, `fd00::/8`), or undefined. */
@@ -121,9 +123,9 @@ const cidrRange = (entry: string): BlockList | undefined => {
   return range
 }
 
-/** NO_PROXY entries (split on commas, and on spaces too); any `*` entry turns proxies off. */
+/** NO_PROXY entries, split on commas as Go splits them; any `*` entry turns proxies off. */
 const parseNoProxy = (value: string): ReadonlyArray<NoProxyEntry> | "*" => {
-  const entries = value.split(/[,\s]/).map((entry) => entry.trim().toLowerCase()).filter((entry) => entry !== "")
+  const entries = value.split(",").map((entry) => entry.trim().toLowerCase()).filter((entry) => entry !== "")
   if (entries.includes("*")) return "*"
   return entries.flatMap((entry): Array<NoProxyEntry> => {
     const range = cidrRange(entry)
@@ -131,7 +133,8 @@ const parseNoProxy = (value: string): ReadonlyArray<NoProxyEntry> | "*" => {
     const { host, port } = splitHostPort(entry)
     if (host === "") return []
     if (isIP(host) !== 0) return [{ _tag: "Address", address: host, port }]
-    const name = host.startsWith("*.") ? host.slice(1) : host
+    // Internationalised names compare in their ASCII (punycode) form, as URLs carry them.
+    const name = domainToASCII(host.startsWith("*.") ? host.slice(1) : host) || host
     return name.startsWith(".")
       ? [{ _tag: "Domain", suffix: name, includesItself: false, port }]
       : [{ _tag: "Domain", suffix: `.${name}`, includesItself: true, port }]
@@ -148,7 +151,7 @@ const noProxyMatches = (entry: NoProxyEntry, host: string, port: number): boolea
     case "Address":
       return (entry.port === 0 || entry.port === port) && sameAddress(entry.address, host)
     case "Domain":
-      return (entry.port === 0 || entry.port === port) &&
+      return isIP(host) === 0 && (entry.port === 0 || entry.port === port) &&
         (host.endsWith(entry.suffix) || (entry.includesItself && host === entry.suffix.slice(1)))
   }
 }
@@ -165,14 +168,15 @@ const isLoopback = (host: string): boolean => {
   return family !== 0 && LOOPBACK.check(host, family === 4 ? "ipv4" : "ipv6")
 }
 
-/** Two spellings of one address (`::1` and `0:0:0:0:0:0:0:1`) are the same address. */
+/** Two spellings of one address (`::1` and `0:0:0:0:0:0:0:1`, `10.1.2.3` and `::ffff:10.1.2.3`) are one address. */
 const sameAddress = (a: string, b: string): boolean => {
   if (a === b) return true
-  const family = isIP(a)
-  if (family === 0 || family !== isIP(b)) return false
+  const familyA = isIP(a)
+  const familyB = isIP(b)
+  if (familyA === 0 || familyB === 0) return false
   const list = new BlockList()
-  list.addAddress(a, family === 4 ? "ipv4" : "ipv6")
-  return list.check(b, family === 4 ? "ipv4" : "ipv6")
+  list.addAddress(a, familyA === 4 ? "ipv4" : "ipv6")
+  return list.check(b, familyB === 4 ? "ipv4" : "ipv6")
 }
 
 /** Proxy settings from an environment (the process's, read once per client). @since 0.3.0 */

@@ -81,6 +81,15 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
       expect(proxied("[2001:db8::1]:8443", "https://[2001:db8::1]/")).toBe(true)
       expect(proxied("10.0.0.1:8080", "http://10.0.0.1:8080/")).toBe(false)
       expect(proxied("10.0.0.1:8080", "http://10.0.0.1/")).toBe(true)
+      expect(proxied("10.1.2.3", "http://[::ffff:10.1.2.3]/")).toBe(false)
+      expect(proxied("::ffff:10.1.2.3", "http://10.1.2.3/")).toBe(false)
+    })
+
+    it("domain entries never match an address; names compare in punycode; an empty port means any", () => {
+      expect(proxied("0.1", "http://10.0.0.1/")).toBe(true)
+      expect(proxied("bücher.example", "http://bücher.example/")).toBe(false)
+      expect(proxied("bücher.example", "http://xn--bcher-kva.example/")).toBe(false)
+      expect(proxied("example.com:", "http://example.com:8080/")).toBe(false)
     })
 
     it("an entry with a port matches that port only (default ports count)", () => {
@@ -89,9 +98,10 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
       expect(proxied("example.com:443", "https://example.com/")).toBe(false)
     })
 
-    it("entries are split on commas and spaces; * alone turns proxies off", () => {
-      expect(proxied("a.example, b.example c.example", "http://c.example/")).toBe(false)
-      expect(proxied("a.example, b.example c.example", "http://d.example/")).toBe(true)
+    it("entries are split on commas (as Go does); a * entry turns proxies off", () => {
+      expect(proxied("a.example, b.example ,c.example", "http://c.example/")).toBe(false)
+      expect(proxied("a.example, b.example ,c.example", "http://d.example/")).toBe(true)
+      expect(proxied("foo *", "http://d.example/")).toBe(true)
       expect(proxied("*", "https://anything.example/")).toBe(false)
       expect(proxied("localhost, *", "https://anything.example/")).toBe(false)
     })
