@@ -21,22 +21,27 @@ const built = (epoch ? new Date(Number(epoch) * 1000) : new Date()).toISOString(
 const outfile = "dist/authkeysync.mjs"
 
 // The program: a CommonJS bundle, kept as text inside the shipped file (see scripts/program.mjs).
-const bundled = await build({
-  entryPoints: ["src/cli.ts"],
+// What both builds share: Node 20, everything bundled, version, commit and build date baked in.
+const common = {
   bundle: true,
   platform: "node",
   target: "node20",
-  format: "cjs",
-  write: false,
-  outdir: "dist",
-  minify: process.env.AUTHKEYSYNC_MINIFY !== "0",
-  legalComments: "external",
   define: {
     __AUTHKEYSYNC_VERSION__: JSON.stringify(`v${pkg.version}`),
     __AUTHKEYSYNC_COMMIT__: JSON.stringify(commit),
     __AUTHKEYSYNC_BUILT__: JSON.stringify(built)
   },
   logLevel: "warning"
+}
+
+const bundled = await build({
+  ...common,
+  entryPoints: ["src/cli.ts"],
+  format: "cjs",
+  write: false,
+  outdir: "dist",
+  minify: process.env.AUTHKEYSYNC_MINIFY !== "0",
+  legalComments: "external"
 })
 const bundle = bundled.outputFiles.find((f) => f.path.endsWith(".js")).text
 // Third-party license comments, when any bundled package has them.
@@ -57,9 +62,14 @@ const codeCache = (() => {
   }
 })()
 
+const program = scriptText(bundle)
+
 // V8 checks only the length of the text a cache belongs to: the loader checks the text itself, so that an edited
-// program (a hot fix of the same length) runs as written instead of as cached.
-const programHash = createHash("sha256").update(scriptText(bundle)).digest("hex")
+// program (a hot fix of the same length) runs as written instead of as cached. Without a cache there is nothing to check.
+const cachedData = codeCache === undefined
+  ? "undefined"
+  : `createHash("sha256").update(program).digest("hex") !== ${JSON.stringify(createHash("sha256").update(program).digest("hex"))} ? undefined :
+  Buffer.from(${JSON.stringify(codeCache.toString("base64"))}, "base64")`
 
 const loader = `#!/usr/bin/env node
 // AuthKeySync ${pkg.version} (${commit}, built ${built}): the whole program in one file, with no dependencies.
@@ -70,10 +80,8 @@ import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
 import { createHash } from "node:crypto"
 const filename = fileURLToPath(import.meta.url)
-const program = ${JSON.stringify(scriptText(bundle))}
-const programHash = ${JSON.stringify(codeCache === undefined ? "" : programHash)}
-const cachedData = createHash("sha256").update(program).digest("hex") !== programHash ? undefined :
-  ${codeCache === undefined ? "undefined" : `Buffer.from(${JSON.stringify(codeCache.toString("base64"))}, "base64")`}
+const program = ${JSON.stringify(program)}
+const cachedData = ${cachedData}
 const module = { exports: {} }
 new Script(program, { filename: ${JSON.stringify(SCRIPT_NAME)}, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
 `
@@ -86,19 +94,11 @@ console.log(`built ${outfile} (v${pkg.version}, ${commit}, ${built})`)
 
 // The library entry for other programs: ESM with its dependencies left as imports, plus type declarations.
 await build({
+  ...common,
   entryPoints: ["src/index.ts"],
   outfile: "dist/index.mjs",
-  bundle: true,
   packages: "external",
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  define: {
-    __AUTHKEYSYNC_VERSION__: JSON.stringify(`v${pkg.version}`),
-    __AUTHKEYSYNC_COMMIT__: JSON.stringify(commit),
-    __AUTHKEYSYNC_BUILT__: JSON.stringify(built)
-  },
-  logLevel: "warning"
+  format: "esm"
 })
 if (process.env.AUTHKEYSYNC_SKIP_TYPES !== "1") {
   execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" })
