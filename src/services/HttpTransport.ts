@@ -50,15 +50,14 @@ export type ProxyChoice =
   | { readonly _tag: "Unusable"; readonly problem: string }
 
 /**
- * One NO_PROXY entry, as Go's net/http reads them: an address (exact), an address range in CIDR form, or a domain
+ * One NO_PROXY entry, as Go's net/http reads them: addresses (one address, or a CIDR range), or a domain
  * (`example.com`: the name and its subdomains; `.example.com` or `*.example.com`: subdomains only), each optionally
  * on one port (0: any).
  *
  * @since 0.3.0
  */
 export type NoProxyEntry =
-  | { readonly _tag: "Address"; readonly address: string; readonly port: number }
-  | { readonly _tag: "Range"; readonly range: BlockList }
+  | { readonly _tag: "Addresses"; readonly addresses: BlockList; readonly port: number }
   | { readonly _tag: "Domain"; readonly suffix: string; readonly includesItself: boolean; readonly port: number }
 
 /** @since 0.3.0 */
@@ -111,15 +110,19 @@ const splitHostPort = (entry: string): { readonly host: string; readonly port: n
   return withPort === null ? { host: entry, port: 0 } : { host: withPort[1]!, port: Number(withPort[2] || 0) }
 }
 
+const family = (address: string) => (isIP(address) === 4 ? "ipv4" : "ipv6")
+
+/** Whether `host` is an address in `list`; BlockList also matches `10.1.2.3` against `::ffff:10.1.2.3`. */
+const inList = (list: BlockList, host: string): boolean => isIP(host) !== 0 && list.check(host, family(host))
+
 /** A CIDR range (`10.0.0.0/8`, `fd00::/8`), or undefined. */
 const cidrRange = (entry: string): BlockList | undefined => {
   const match = /^(.+)\/(\d{1,3})$/.exec(entry)
-  const family = match === null ? 0 : isIP(match[1]!)
-  if (match === null || family === 0) return undefined
+  if (match === null || isIP(match[1]!) === 0) return undefined
   const prefix = Number(match[2])
-  if (prefix > (family === 4 ? 32 : 128)) return undefined
+  if (prefix > (family(match[1]!) === "ipv4" ? 32 : 128)) return undefined
   const range = new BlockList()
-  range.addSubnet(match[1]!, prefix, family === 4 ? "ipv4" : "ipv6")
+  range.addSubnet(match[1]!, prefix, family(match[1]!))
   return range
 }
 
@@ -129,10 +132,14 @@ const parseNoProxy = (value: string): ReadonlyArray<NoProxyEntry> | "*" => {
   if (entries.includes("*")) return "*"
   return entries.flatMap((entry): Array<NoProxyEntry> => {
     const range = cidrRange(entry)
-    if (range !== undefined) return [{ _tag: "Range", range }]
+    if (range !== undefined) return [{ _tag: "Addresses", addresses: range, port: 0 }]
     const { host, port } = splitHostPort(entry)
     if (host === "") return []
-    if (isIP(host) !== 0) return [{ _tag: "Address", address: host, port }]
+    if (isIP(host) !== 0) {
+      const address = new BlockList()
+      address.addAddress(host, family(host))
+      return [{ _tag: "Addresses", addresses: address, port }]
+    }
     // Internationalised names compare in their ASCII (punycode) form, as URLs carry them.
     const name = domainToASCII(host.startsWith("*.") ? host.slice(1) : host) || host
     return name.startsWith(".")
@@ -143,17 +150,10 @@ const parseNoProxy = (value: string): ReadonlyArray<NoProxyEntry> | "*" => {
 
 /** Whether `entry` names `host` (lower case, IPv6 without brackets) on `port`. */
 const noProxyMatches = (entry: NoProxyEntry, host: string, port: number): boolean => {
-  switch (entry._tag) {
-    case "Range": {
-      const family = isIP(host)
-      return family !== 0 && entry.range.check(host, family === 4 ? "ipv4" : "ipv6")
-    }
-    case "Address":
-      return (entry.port === 0 || entry.port === port) && sameAddress(entry.address, host)
-    case "Domain":
-      return isIP(host) === 0 && (entry.port === 0 || entry.port === port) &&
-        (host.endsWith(entry.suffix) || (entry.includesItself && host === entry.suffix.slice(1)))
-  }
+  if (entry.port !== 0 && entry.port !== port) return false
+  return entry._tag === "Addresses"
+    ? inList(entry.addresses, host)
+    : isIP(host) === 0 && (host.endsWith(entry.suffix) || (entry.includesItself && host === entry.suffix.slice(1)))
 }
 
 const LOOPBACK = (() => {
@@ -162,22 +162,6 @@ const LOOPBACK = (() => {
   list.addAddress("::1", "ipv6")
   return list
 })()
-
-const isLoopback = (host: string): boolean => {
-  const family = isIP(host)
-  return family !== 0 && LOOPBACK.check(host, family === 4 ? "ipv4" : "ipv6")
-}
-
-/** Two spellings of one address (`::1` and `0:0:0:0:0:0:0:1`, `10.1.2.3` and `::ffff:10.1.2.3`) are one address. */
-const sameAddress = (a: string, b: string): boolean => {
-  if (a === b) return true
-  const familyA = isIP(a)
-  const familyB = isIP(b)
-  if (familyA === 0 || familyB === 0) return false
-  const list = new BlockList()
-  list.addAddress(a, familyA === 4 ? "ipv4" : "ipv6")
-  return list.check(b, familyB === 4 ? "ipv4" : "ipv6")
-}
 
 /** Proxy settings from an environment (the process's, read once per client). @since 0.3.0 */
 export const proxySettings = (env: Readonly<Record<string, string | undefined>>): ProxySettings => ({
@@ -194,7 +178,7 @@ export const proxyFor = (settings: ProxySettings, target: URL): ProxyChoice | un
   if (choice === undefined || settings.noProxy === "*") return undefined
   const host = bareHost(target.hostname.toLowerCase())
   // As in Go: localhost and loopback addresses are never reached through a proxy.
-  if (host === "localhost" || isLoopback(host)) return undefined
+  if (host === "localhost" || inList(LOOPBACK, host)) return undefined
   const port = defaultPort(target)
   return settings.noProxy.some((entry) => noProxyMatches(entry, host, port)) ? undefined : choice
 }
