@@ -8,10 +8,10 @@
 import * as fs from "node:fs"
 import { constants as C } from "node:fs"
 import * as nodePath from "node:path"
-import { promisify } from "node:util"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
+import { closeQuietly, fsyncFd, unlinkQuietly } from "./internal/syscalls.js"
 
 /** @since 0.2.0 */
 export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedKeys, {
@@ -31,9 +31,7 @@ export const recordPath = (stateDir: string, user: string): string =>
 type Errno = NodeJS.ErrnoException
 const euid = () => process.geteuid?.() ?? 0
 
-// Like SshFiles: local syscalls run synchronously (microseconds, less than a thread-pool hop); fsync, which waits for
-// the disk, stays asynchronous.
-const fsyncFd = promisify(fs.fsync)
+// Like SshFiles: local syscalls run synchronously, fsync aside (see internal/syscalls.ts).
 
 const checkDirectory = (path: string): void => {
   const problem = privateDirectoryProblem(directoryStat(fs.lstatSync(path)), euid())
@@ -94,18 +92,8 @@ const writeRecord = async (stateDir: string, user: string, identities: ReadonlyS
   const path = recordPath(stateDir, user)
   const temp = `${path}.${process.pid}.tmp`
   const text = JSON.stringify({ version: FORMAT_VERSION, user, keys: [...identities].sort() }, null, 1) + "\n"
-  try {
-    fs.unlinkSync(temp)
-  } catch {
-    // No leftover of an earlier run with this pid.
-  }
-  const removeTemp = () => {
-    try {
-      fs.unlinkSync(temp)
-    } catch {
-      // The original error is the one worth reporting.
-    }
-  }
+  // A leftover of an earlier run with this pid.
+  unlinkQuietly(temp)
   const fd = fs.openSync(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
   let open = true
   try {
@@ -115,20 +103,14 @@ const writeRecord = async (stateDir: string, user: string, identities: ReadonlyS
     open = false
     fs.closeSync(fd)
   } catch (error) {
-    if (open) {
-      try {
-        fs.closeSync(fd)
-      } catch {
-        // Nothing more to do with it.
-      }
-    }
-    removeTemp()
+    if (open) closeQuietly(fd)
+    unlinkQuietly(temp)
     throw error
   }
   try {
     fs.renameSync(temp, path)
   } catch (error) {
-    removeTemp()
+    unlinkQuietly(temp)
     throw error
   }
   const dirFd = fs.openSync(dir, C.O_RDONLY | C.O_DIRECTORY)

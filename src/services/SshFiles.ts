@@ -14,11 +14,11 @@
 import * as fs from "node:fs"
 import { type BigIntStats, constants as C } from "node:fs"
 import * as nodePath from "node:path"
-import { promisify } from "node:util"
 import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
+import { attempt, closeQuietly, fsyncFd, unlinkQuietly } from "./internal/syscalls.js"
 
 // =============================================================================
 // Interface
@@ -97,40 +97,10 @@ export const MAX_LOCAL_FILE_BYTES = 16 * 1024 * 1024
 type Errno = NodeJS.ErrnoException
 
 // Each operation below is one plain sequence of syscalls, wrapped once at the service boundary: the safety rules
-// read top to bottom, and a sync of hundreds of users does not pay Effect's per-step cost for every syscall.
-// The calls are synchronous: opening, checking and reading a key file on a local disk take microseconds, less than
-// handing each call to libuv's thread pool and back. Only fsync, which waits for the disk, goes to the pool, so
-// that many users' flushes overlap.
+// read top to bottom, and a sync of hundreds of users does not pay Effect's per-step cost for every syscall. The
+// calls are synchronous, fsync aside (see internal/syscalls.ts).
 
 const PROC_FD = "/proc/self/fd"
-
-const fsyncFd = promisify(fs.fsync)
-
-const closeQuietly = (fd: number | undefined) => {
-  if (fd === undefined) return
-  try {
-    fs.closeSync(fd)
-  } catch {
-    // Closing is best effort here; the descriptor is gone either way.
-  }
-}
-
-const unlinkQuietly = (path: string) => {
-  try {
-    fs.unlinkSync(path)
-  } catch {
-    // Already gone, or never created.
-  }
-}
-
-/** `fn()`, or undefined when it throws (for lookups whose failure means "not there"). */
-const attempt = <A>(fn: () => A): A | undefined => {
-  try {
-    return fn()
-  } catch {
-    return undefined
-  }
-}
 
 /** A directory opened without following links, and how later paths reach it. */
 interface OpenedDirectory {
