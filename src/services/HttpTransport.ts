@@ -18,7 +18,7 @@ import * as http from "node:http"
 import * as https from "node:https"
 import { BlockList, isIP } from "node:net"
 import { domainToASCII } from "node:url"
-import type { Duplex } from "node:stream"
+import { type Duplex, Readable } from "node:stream"
 import * as tls from "node:tls"
 import {
   Cookies,
@@ -31,7 +31,7 @@ import {
   UrlParams
 } from "@effect/platform"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Context, Effect, Inspectable, Layer, Option, type Stream } from "effect"
+import { Context, Effect, Either, Inspectable, Layer, Option, type Stream } from "effect"
 import { describeCause } from "../pipeline/Errors.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
@@ -264,12 +264,11 @@ class TunnelAgent extends https.Agent {
   }
 }
 
-/** What one request sends. */
-interface Outgoing {
+/** What one request sends. @since 0.3.0 */
+export interface Outgoing {
   readonly method: string
   readonly headers: Readonly<Record<string, string>>
   readonly body: Uint8Array | undefined
-  readonly signal: AbortSignal
 }
 
 /**
@@ -295,48 +294,84 @@ export class Transport {
     this.tunnel = settings.https?._tag === "Proxy" ? new TunnelAgent(settings.https, tlsOptions) : undefined
   }
 
-  /** Send one request; resolves with the response once its headers are in. */
-  send(url: URL, outgoing: Outgoing): Promise<http.IncomingMessage> {
+  /**
+   * Send one request. Exactly one of the callbacks is called, once the response's headers are in or the request
+   * failed, unless the returned function aborts the request first (then neither is).
+   */
+  start(
+    url: URL,
+    outgoing: Outgoing,
+    onResponse: (response: http.IncomingMessage) => void,
+    onError: (cause: unknown) => void
+  ): () => void {
+    const proxy = proxyFor(this.settings, url)
+    if (proxy?._tag === "Unusable") {
+      onError(new Error(proxy.problem))
+      return () => {}
+    }
+    const options = { method: outgoing.method, headers: { ...outgoing.headers } }
+    let request: http.ClientRequest
+    if (url.protocol === "https:") {
+      request = https.request(url, {
+        ...options,
+        servername: tlsName(url),
+        agent: proxy === undefined ? this.directTls : this.tunnel
+      })
+    } else if (proxy === undefined) {
+      request = http.request(url, { ...options, agent: this.direct })
+    } else {
+      // Absolute form, as Go and curl send plain http through a proxy (no CONNECT).
+      const viaTls = proxy.url.protocol === "https:"
+      request = (viaTls ? https : http).request({
+        ...options,
+        host: bareHost(proxy.url.hostname),
+        port: defaultPort(proxy.url),
+        ...(viaTls ? { servername: tlsName(proxy.url) } : {}),
+        path: `${url.protocol}//${url.host}${url.pathname}${url.search}`,
+        headers: {
+          ...options.headers,
+          host: url.host,
+          ...(proxy.authorization === undefined ? {} : { "proxy-authorization": proxy.authorization })
+        },
+        agent: viaTls ? this.forwardTls : this.forward
+      })
+    }
+    let settled = false
+    request.once("response", (response) => {
+      if (settled) return void response.destroy()
+      settled = true
+      onResponse(response)
+    })
+    // Kept for the request's life: a socket error after the response (or after an abort) also lands here.
+    request.on("error", (cause) => {
+      if (settled) return
+      settled = true
+      onError(cause)
+    })
+    request.end(outgoing.body)
+    // A request that has no socket yet (a proxy still answering its CONNECT) ends here too.
+    return () => {
+      settled = true
+      request.destroy()
+    }
+  }
+
+  /** `start` as a promise, aborted by `signal`. */
+  send(url: URL, outgoing: Outgoing & { readonly signal: AbortSignal }): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const proxy = proxyFor(this.settings, url)
-      if (proxy?._tag === "Unusable") return reject(new Error(proxy.problem))
-      const options = { method: outgoing.method, headers: { ...outgoing.headers }, signal: outgoing.signal }
-      let request: http.ClientRequest
-      if (url.protocol === "https:") {
-        request = https.request(url, {
-          ...options,
-          servername: tlsName(url),
-          agent: proxy === undefined ? this.directTls : this.tunnel
-        })
-      } else if (proxy === undefined) {
-        request = http.request(url, { ...options, agent: this.direct })
-      } else {
-        // Absolute form, as Go and curl send plain http through a proxy (no CONNECT).
-        const viaTls = proxy.url.protocol === "https:"
-        request = (viaTls ? https : http).request({
-          ...options,
-          host: bareHost(proxy.url.hostname),
-          port: defaultPort(proxy.url),
-          ...(viaTls ? { servername: tlsName(proxy.url) } : {}),
-          path: `${url.protocol}//${url.host}${url.pathname}${url.search}`,
-          headers: {
-            ...options.headers,
-            host: url.host,
-            ...(proxy.authorization === undefined ? {} : { "proxy-authorization": proxy.authorization })
-          },
-          agent: viaTls ? this.forwardTls : this.forward
-        })
-      }
-      // An aborted request that has no socket yet (a proxy still answering its CONNECT) emits nothing: settle here.
-      const abort = () => {
-        request.destroy()
+      if (outgoing.signal.aborted) return reject(outgoing.signal.reason)
+      const abort = this.start(url, outgoing, (response) => {
+        outgoing.signal.removeEventListener("abort", onAbort)
+        resolve(response)
+      }, (cause) => {
+        outgoing.signal.removeEventListener("abort", onAbort)
+        reject(cause)
+      })
+      const onAbort = () => {
+        abort()
         reject(outgoing.signal.reason)
       }
-      outgoing.signal.addEventListener("abort", abort, { once: true })
-      request.once("close", () => outgoing.signal.removeEventListener("abort", abort))
-      request.once("response", resolve)
-      request.once("error", reject)
-      request.end(outgoing.body)
+      outgoing.signal.addEventListener("abort", onAbort, { once: true })
     })
   }
 
@@ -349,20 +384,49 @@ export class Transport {
 // HttpClient
 // =============================================================================
 
-/** A Node response as an HttpClientResponse; the body is read only through the effects below. */
+/**
+ * Drops a response's body without reading it, where the client supports that (ours does): the connection is closed
+ * rather than left waiting for a reader. Use it on a response whose body is not wanted (an error status, a redirect).
+ *
+ * @since 0.3.0
+ */
+export const discardBody = (response: HttpClientResponse.HttpClientResponse): void => {
+  if (response instanceof NodeResponse) response.discard()
+}
+
+/**
+ * A body nobody reads holds its connection. A response dropped unread is closed when it is garbage-collected, as
+ * @effect/platform's own clients do; reading or discarding it ends that watch.
+ */
+const unreadBodies = new FinalizationRegistry<http.IncomingMessage>((source) => source.destroy())
+
+/** A Node response as an HttpClientResponse; the body is read once, through the effects below. */
 class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
+  private taken = false
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
     private readonly source: http.IncomingMessage
   ) {
     super()
-    // A body nobody reads may still fail (the request is aborted); that must not become an unhandled error.
+    // A body nobody reads may still fail (the connection is closed); that must not become an unhandled error.
     source.on("error", () => {})
+    unreadBodies.register(this, source, this)
   }
   private decodeError(cause: unknown): HttpClientError.ResponseError {
     return new HttpClientError.ResponseError({ request: this.request, response: this, reason: "Decode", cause })
+  }
+  /** The body, for its one reader; undefined when it was read or discarded before. */
+  private take(): http.IncomingMessage | undefined {
+    if (this.taken) return undefined
+    this.taken = true
+    unreadBodies.unregister(this)
+    return this.source
+  }
+  /** @internal */
+  discard(): void {
+    if (this.take() !== undefined && !this.source.complete) this.source.destroy()
   }
   get status() {
     return this.source.statusCode ?? 0
@@ -380,13 +444,17 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
   }
   get arrayBuffer(): Effect.Effect<ArrayBuffer, HttpClientError.ResponseError> {
     return Effect.async<ArrayBuffer, HttpClientError.ResponseError>((resume) => {
+      const source = this.take()
+      if (source === undefined) return resume(Effect.fail(this.decodeError(new Error("the body was already read"))))
       const chunks: Array<Buffer> = []
-      this.source.on("data", (chunk: Buffer) => chunks.push(chunk))
-      this.source.once("end", () => {
+      source.on("data", (chunk: Buffer) => chunks.push(chunk))
+      source.once("end", () => {
         const body = Buffer.concat(chunks)
         resume(Effect.succeed(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer))
       })
-      this.source.once("error", (cause) => resume(Effect.fail(this.decodeError(cause))))
+      source.once("error", (cause) => resume(Effect.fail(this.decodeError(cause))))
+      // Interrupted (a deadline): close the connection rather than leave the rest of the body in it.
+      return Effect.sync(() => void (source.complete || source.destroy()))
     })
   }
   get text(): Effect.Effect<string, HttpClientError.ResponseError> {
@@ -403,7 +471,11 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
     return Effect.fail(this.decodeError(new Error("form data bodies are not read by this client")))
   }
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
-    return NodeStream.fromReadable<HttpClientError.ResponseError>(() => this.source, (cause) => this.decodeError(cause))
+    // The stream closes the connection when it ends early (failed, interrupted, or a reader that stopped).
+    return NodeStream.fromReadable<HttpClientError.ResponseError>(
+      () => this.take() ?? failedReadable(new Error("the body was already read")),
+      (cause) => this.decodeError(cause)
+    )
   }
   toJSON() {
     return HttpIncomingMessage.inspect(this, {
@@ -414,34 +486,49 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
   }
 }
 
+/** A readable that only fails: what a second reader of a body gets. */
+const failedReadable = (error: Error) => new Readable({ read() { this.destroy(error) } })
+
 /**
- * An HttpClient over a Transport. One callback per request and no per-request fibers: on a run of hundreds of
- * sources, the generic clients' per-request machinery cost more CPU than the requests. Interruption aborts the
- * request through the signal HttpClient.make hands over.
+ * An HttpClient over a Transport, made with HttpClient.makeWith rather than HttpClient.make: one callback per request,
+ * no AbortController, no span, no per-request fibers. On a run of hundreds of sources the generic per-request
+ * machinery cost more CPU than the requests. Interrupting a request, or the read of its body, closes its connection.
+ * No trace headers are ever sent: key servers get the request the Go original sends.
  *
  * @since 0.3.0
  */
 export const makeClient = (transport: Transport): HttpClient.HttpClient =>
-  HttpClient.make((request, url, signal) => {
-    const body = request.body
-    if (body._tag !== "Empty" && body._tag !== "Raw" && body._tag !== "Uint8Array") {
-      return Effect.fail(
-        new HttpClientError.RequestError({ request, reason: "Encode", description: `a ${body._tag} body is not supported` })
-      )
-    }
-    const outgoing: Outgoing = {
-      method: request.method,
-      headers: request.headers,
-      body: body._tag === "Empty" ? undefined : body.body as Uint8Array,
-      signal
-    }
-    return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
-      transport.send(url, outgoing).then(
-        (response) => resume(Effect.succeed(new NodeResponse(request, response))),
-        (cause) => resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
-      )
-    })
+  HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(
+    (effect) => Effect.flatMap(effect, (request) => execute(transport, request)),
+    Effect.succeed
+  )
+
+const execute = (transport: Transport, request: HttpClientRequest.HttpClientRequest) => {
+  const url = UrlParams.makeUrl(request.url, request.urlParams, request.hash)
+  if (Either.isLeft(url)) {
+    return Effect.fail(new HttpClientError.RequestError({ request, reason: "InvalidUrl", cause: url.left }))
+  }
+  const body = request.body
+  if (body._tag !== "Empty" && body._tag !== "Raw" && body._tag !== "Uint8Array") {
+    return Effect.fail(
+      new HttpClientError.RequestError({ request, reason: "Encode", description: `a ${body._tag} body is not supported` })
+    )
+  }
+  const outgoing: Outgoing = {
+    method: request.method,
+    headers: request.headers,
+    body: body._tag === "Empty" ? undefined : body.body as Uint8Array
+  }
+  return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.RequestError>((resume) => {
+    const abort = transport.start(
+      url.right,
+      outgoing,
+      (response) => resume(Effect.succeed(new NodeResponse(request, response))),
+      (cause) => resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
+    )
+    return Effect.sync(abort)
   })
+}
 
 /** A Transport with proxies from the process environment (read now), closed with the scope. @since 0.3.0 */
 export const makeTransport = (ca: string | undefined) =>

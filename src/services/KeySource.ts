@@ -5,11 +5,12 @@
  * @since 0.1.0
  */
 import { HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Chunk, Context, Effect, Fiber, Layer, Option, Stream } from "effect"
+import { Chunk, Context, Effect, Fiber, FiberRef, Layer, Option, Stream } from "effect"
+import { constTrue } from "effect/Function"
 import type { Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
 import { redactUrl } from "../pipeline/Redact.js"
-import { TrustedCaClients } from "./HttpTransport.js"
+import { discardBody, TrustedCaClients } from "./HttpTransport.js"
 
 /** @since 0.2.0 */
 export interface FetchOptions {
@@ -63,7 +64,10 @@ const toByteString = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byte
 const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
   const declared = Number(response.headers["content-length"] ?? Number.NaN)
   if (Number.isSafeInteger(declared) && declared >= 0) {
-    if (declared > limit) return Effect.fail(tooLarge(url, limit))
+    if (declared > limit) {
+      discardBody(response)
+      return Effect.fail(tooLarge(url, limit))
+    }
     return response.arrayBuffer.pipe(
       Effect.mapError((cause) =>
         new SourceFetchError({ url, reason: "Body", detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`, cause })
@@ -175,16 +179,7 @@ export const withDeadline = <A, E, R, E2>(self: Effect.Effect<A, E, R>, millis: 
 
 /** @since 0.1.0 */
 export const make = Effect.gen(function*() {
-  // No traceparent/b3 headers (key servers get the request the Go original sends), and no per-request span: on a
-  // 600-request run the spans cost more CPU than the requests themselves. withScope: a response we do not read
-  // (an error status, a redirect) is aborted when the fetch ends instead of holding its socket.
-  const prepare = (client: HttpClient.HttpClient) =>
-    client.pipe(
-      HttpClient.withTracerPropagation(false),
-      HttpClient.withTracerDisabledWhen(() => true),
-      HttpClient.withScope
-    )
-  const defaultClient = prepare(yield* HttpClient.HttpClient)
+  const defaultClient = yield* HttpClient.HttpClient
   const caClients = yield* Effect.serviceOption(TrustedCaClients)
 
   const clientFor = (source: Source, caFile: string | undefined) => {
@@ -192,12 +187,17 @@ export const make = Effect.gen(function*() {
     const fail = (detail: string) => new SourceFetchError({ url: redactUrl(source.url), reason: "Transport", detail })
     return Option.match(caClients, {
       onNone: () => Effect.fail(fail(`ca_file ${caFile} is set, but this HTTP layer cannot load CA files`)),
-      onSome: (clients) => clients.forCaFile(caFile).pipe(Effect.mapError(fail), Effect.map(prepare))
+      onSome: (clients) => clients.forCaFile(caFile).pipe(Effect.mapError(fail))
     })
   }
 
+  // Runs in withDeadline's own fiber, so the two settings below end with the fetch. No traceparent/b3 headers (key
+  // servers get the request the Go original sends) and no per-request span, whatever HttpClient is provided: on a
+  // 600-request run the spans cost more CPU than the requests themselves.
   const fetchOnce = (source: Source, options: FetchOptions) =>
     Effect.gen(function*() {
+      yield* FiberRef.set(HttpClient.currentTracerPropagation, false)
+      yield* FiberRef.set(HttpClient.currentTracerDisabledWhen, constTrue)
       const client = yield* clientFor(source, options.caFile)
       const shown = redactUrl(source.url)
       const fail = (status: number, detail: string) => new SourceFetchError({ url: shown, reason: "Status", status, detail })
@@ -208,6 +208,7 @@ export const make = Effect.gen(function*() {
             new SourceFetchError({ url: shown, reason: "Transport", detail: describeCause(error.cause ?? error), cause: error })
           )
         )
+        if (response.status !== 200) discardBody(response)
         if (REDIRECT_STATUSES.has(response.status)) {
           if (hops >= MAX_REDIRECTS) return yield* fail(response.status, `more than ${MAX_REDIRECTS} redirects`)
           const next = nextHop(hop, response.status, response.headers["location"])
@@ -218,7 +219,7 @@ export const make = Effect.gen(function*() {
         if (response.status !== 200) return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)`)
         return yield* readCapped(response, shown, options.maxResponseBytes ?? MAX_RESPONSE_BYTES)
       }
-    }).pipe(Effect.scoped)
+    })
 
   const fetch = (source: Source, options: FetchOptions = {}) =>
     // One deadline for connecting, redirects and the whole body: a slow-drip server cannot hold the run.

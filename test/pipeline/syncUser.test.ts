@@ -3,7 +3,7 @@
  * an in-memory file system, canned HTTP answers, the TestClock and predictable ids.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, LogLevel, Ref, TestClock } from "effect"
+import { Chunk, Effect, Fiber, Layer, LogLevel, Ref, TestClock } from "effect"
 import { type Config, decodeConfigValue } from "../../src/pipeline/Config.js"
 import { SourceTimeout } from "../../src/pipeline/Errors.js"
 import { textToBytes } from "../../src/pipeline/Bytes.js"
@@ -123,6 +123,37 @@ describe("syncUser", () => {
       yield* run(w, cfg)
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
       expect(w.fs.list("/home/alice/.ssh")).toEqual(["authorized_keys"])
+    }))
+
+  it.effect("a source's log lines carry the source and fetch_ms, the time since its fetch started", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const slow = Layer.succeed(
+        KeySource.KeySource,
+        KeySource.KeySource.of({ fetch: () => Effect.as(Effect.sleep("250 millis"), `${K1}\n<html>oops</html>\n`) })
+      )
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      yield* TestClock.setTime(NOW)
+      const fiber = yield* Effect.fork(run(w, cfg, {}, slow))
+      while (Chunk.isEmpty(yield* TestClock.sleeps())) yield* Effect.yieldNow()
+      yield* TestClock.adjust("250 millis")
+      expect((yield* Fiber.join(fiber)).exitCode).toBe(0)
+      const lines = w.logs.filter((l) => l.fields.some(([name]) => name === "source"))
+      expect(lines.map((l) => [l.level, l.msg, l.fields])).toEqual([
+        ["INFO", "fetched source", [
+          ["user", "alice"],
+          ["source", "https://a.example/keys"],
+          ["discarded", 1],
+          ["keys", 1],
+          ["fetch_ms", 250]
+        ]],
+        ["WARN", "source returned lines that look like an HTML/JSON error page; they were ignored", [
+          ["user", "alice"],
+          ["source", "https://a.example/keys"],
+          ["lines", 1],
+          ["fetch_ms", 250]
+        ]]
+      ])
     }))
 
   it.effect("a failing source fails the user and leaves the file and directory untouched", () =>

@@ -1,0 +1,155 @@
+/**
+ * Our HttpClient (HttpTransport.makeClient) under KeySource, against a real server on 127.0.0.1: what happens to a
+ * connection whose body is not wanted, cut short or read twice, and that a fully read one is reused.
+ */
+import { HttpClientRequest } from "@effect/platform"
+import { Effect, Exit, Layer, Schema, Stream } from "effect"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { Source } from "../../src/pipeline/Config.js"
+import * as HttpTransport from "../../src/services/HttpTransport.js"
+import * as KeySource from "../../src/services/KeySource.js"
+
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIclient k\n"
+
+let server: http.Server
+let base = ""
+let routes: Record<string, (res: http.ServerResponse) => void> = {}
+let opened = 0
+let closed = 0
+const headersSeen: Array<http.IncomingHttpHeaders> = []
+let closedWaiters: Array<() => void> = []
+let generation = 0
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    headersSeen.push(req.headers)
+    const route = routes[req.url ?? ""]
+    if (route === undefined) return void res.writeHead(404).end()
+    route(res)
+  })
+  server.on("connection", (socket) => {
+    opened++
+    // Connections of an earlier test that close late are not this test's.
+    const test = generation
+    socket.on("close", () => {
+      if (test !== generation) return
+      closed++
+      closedWaiters.forEach((wake) => wake())
+      closedWaiters = []
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+})
+afterEach(() => {
+  generation++
+  server.closeAllConnections()
+  routes = {}
+  opened = 0
+  closed = 0
+  headersSeen.length = 0
+})
+afterAll(() => {
+  server.closeAllConnections()
+  server.close()
+})
+
+/** Resolves once the server has seen `count` connections close (or fails the test after 5 s). */
+const connectionsClosed = (count: number) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${closed} of ${count} connections closed`)), 5000)
+    const check = () => {
+      if (closed >= count) {
+        clearTimeout(timer)
+        resolve()
+      } else closedWaiters.push(check)
+    }
+    check()
+  })
+
+/** A body that starts and never ends. */
+const endless = (status: number, headers: Record<string, string> = {}) => (res: http.ServerResponse) => {
+  res.writeHead(status, { "content-type": "text/html", ...headers })
+  res.write("<html>")
+}
+
+const run = <A, E>(effect: Effect.Effect<A, E, KeySource.KeySource | HttpTransport.TrustedCaClients>) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer)))))
+  )
+
+const fetch = (path: string, timeoutSeconds = 5) =>
+  Effect.flatMap(KeySource.KeySource, (keys) =>
+    keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds })))
+
+/** The fetch, then the server's view: one connection closed while the client (and its agents) still live. */
+const fetchThenClosed = (path: string, timeoutSeconds = 5) =>
+  Effect.flatten(Effect.zipLeft(Effect.exit(fetch(path, timeoutSeconds)), Effect.promise(() => connectionsClosed(1))))
+
+describe("HttpTransport's client", () => {
+  it("an error status fails the source at once, without waiting for its body, and closes that connection", async () => {
+    routes["/keys"] = endless(500)
+    const started = Date.now()
+    const exit = await run(fetchThenClosed("/keys"))
+    expect(exit).toMatchObject({ _tag: "Failure" })
+    expect(JSON.stringify(exit)).toContain("HTTP 500 (only 200 is accepted)")
+    // Long before the 5 s deadline: the body that never ends was not waited for.
+    expect(Date.now() - started).toBeLessThan(4000)
+  })
+
+  it("a redirect is followed without waiting for its body", async () => {
+    routes["/old"] = endless(302, { location: "/new" })
+    routes["/new"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
+    const exit = await run(fetchThenClosed("/old"))
+    expect(exit).toEqual(Exit.succeed(KEY))
+  })
+
+  it("a body larger than the cap (by Content-Length) is refused without reading it, and its connection closed", async () => {
+    routes["/big"] = (res) => {
+      res.writeHead(200, { "content-length": String(11 * 1024 * 1024) })
+      res.write("ssh-ed25519 ")
+    }
+    const exit = await run(fetchThenClosed("/big"))
+    expect(JSON.stringify(exit)).toContain("larger than 10485760 bytes")
+  })
+
+  it("a body cut short by the source's deadline closes its connection", async () => {
+    routes["/slow"] = (res) => {
+      res.writeHead(200, { "content-length": "1000" })
+      res.write("ssh-ed25519 ")
+    }
+    const exit = await run(fetchThenClosed("/slow", 1))
+    expect(exit).toMatchObject({ _tag: "Failure", cause: { error: { _tag: "SourceTimeout" } } })
+  })
+
+  it("connections of bodies read to the end are reused, and no trace headers are sent", async () => {
+    routes["/keys"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
+    const exit = await run(Effect.zip(fetch("/keys"), fetch("/keys")))
+    expect(exit).toEqual(Exit.succeed([KEY, KEY]))
+    expect(opened).toBe(1)
+    expect(headersSeen).toHaveLength(2)
+    for (const headers of headersSeen) {
+      expect(Object.keys(headers).sort()).toEqual(["connection", "host", "user-agent"])
+    }
+  })
+
+  it("a body is read once: a second read fails instead of waiting forever", async () => {
+    routes["/keys"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
+    const program = Effect.gen(function*() {
+      const transport = yield* HttpTransport.makeTransport(undefined)
+      const response = yield* HttpTransport.makeClient(transport).execute(HttpClientRequest.get(`${base}/keys`))
+      const first = yield* response.text
+      const second = yield* Effect.flip(response.text)
+      const streamed = yield* Effect.flip(Stream.runCollect(response.stream))
+      return { first, second: String(second.cause), streamed: String(streamed.cause) }
+    })
+    const exit = await Effect.runPromise(Effect.scoped(Effect.exit(program)))
+    expect(exit).toMatchObject({ _tag: "Success", value: { first: KEY } })
+    if (Exit.isSuccess(exit)) {
+      expect(exit.value.second).toContain("the body was already read")
+      expect(exit.value.streamed).toContain("the body was already read")
+    }
+  })
+})
