@@ -4,10 +4,12 @@
  * @since 0.1.0
  */
 import * as nodePath from "node:path"
-import { Clock, Effect, Either, Option } from "effect"
+import { Clock, Effect, Either, Exit, Option } from "effect"
 import { Accounts } from "../services/Accounts.js"
 import { SshFiles } from "../services/SshFiles.js"
+import { boundedParallel } from "./boundedParallel.js"
 import type { Config } from "./Config.js"
+import { WriteError } from "./Errors.js"
 import { type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
 
 /** @since 0.1.0 */
@@ -83,8 +85,9 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   // Homes that are different paths to one .ssh (a link) are found by what the directory is, before anyone is synced,
   // so that every account involved is refused whatever order the users run in.
   const files = yield* SshFiles
+  // One stat each, on the local disk: no use running them side by side.
   const identities = yield* Effect.forEach(found, (account) =>
-    files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)), { concurrency: 16 })
+    files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)))
   const accountsBySshDir = groupBySshDir(identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : [])))
   const claimed = new Map<string, string>()
   const claimDirectory = (identity: string, user: string) => {
@@ -92,19 +95,29 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     if (first === undefined) claimed.set(identity, user)
     return first === undefined || first === user ? undefined : first
   }
-  const outcomes = yield* Effect.forEach(
-    config.users,
-    (user) =>
-      syncUserOutcome(user, config.policy, {
-        ...options,
-        claimDirectory,
-        startedAt,
-        accountsByHome,
-        accountsBySshDir,
-        resolved
-      }),
-    { concurrency: Math.max(1, options.concurrency) }
-  )
+  const exits = yield* boundedParallel(config.users, options.concurrency, (user) =>
+    syncUserOutcome(user, config.policy, {
+      ...options,
+      claimDirectory,
+      startedAt,
+      accountsByHome,
+      accountsBySshDir,
+      resolved
+    }))
+  const outcomes: Array<UserOutcome> = []
+  for (const [index, exit] of exits.entries()) {
+    if (exit !== undefined && Exit.isSuccess(exit)) {
+      outcomes.push(exit.value)
+      continue
+    }
+    // syncUserOutcome turns every failure into a row; only an interruption of that user alone gets here.
+    const user = config.users[index]!.username
+    const error = new WriteError({ path: user, operation: "sync user", detail: "the sync was interrupted" })
+    yield* Effect.logError(`user not synced, authorized_keys left untouched: ${error.message}`).pipe(
+      Effect.annotateLogs({ user })
+    )
+    outcomes.push({ _tag: "Failed", user, error })
+  }
   const summary = summarize(outcomes)
   const { counts } = summary
   const line = summary.exitCode === 0 ? Effect.logInfo : Effect.logError

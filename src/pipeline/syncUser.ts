@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Array as Arr, Cause, Clock, Effect, Exit, Fiber, FiberRef, List, LogLevel, LogSpan, Option } from "effect"
+import { Cause, Clock, Effect, Exit, FiberRef, List, LogLevel, LogSpan, Option } from "effect"
 import * as nodePath from "node:path"
 import { type AccountLookup, Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
@@ -29,6 +29,7 @@ import {
   type UserSyncError,
   WriteError
 } from "./Errors.js"
+import { boundedParallel } from "./boundedParallel.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
 import { checkGuards, type GuardCounts } from "./Guards.js"
 import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
@@ -197,23 +198,12 @@ const fetchSource = (source: Source, policy: Policy) =>
   })
 
 /**
- * Every source in parallel, through at most SOURCE_CONCURRENCY fibers that each take the next source (a slow source
- * holds one of them, not a whole group). The fibers are awaited rather than joined: nothing of their state needs
- * merging back, and on hundreds of sources Effect.partition's merging was a measurable share of the run. All must
- * succeed; each failure is logged with its source before the user fails.
+ * Every source in parallel, at most SOURCE_CONCURRENCY at a time (see boundedParallel). All must succeed; each failure
+ * is logged with its source before the user fails.
  */
 const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
   Effect.gen(function*() {
-    const exits: Array<Exit.Exit<FetchedSource, SourceFetchError | SourceTimeout> | undefined> = sources.map(() => undefined)
-    let next = 0
-    const worker = Effect.gen(function*() {
-      while (next < sources.length) {
-        const index = next++
-        exits[index] = yield* Effect.exit(fetchSource(sources[index]!, policy))
-      }
-    })
-    const workers = yield* Effect.forEach(Arr.range(1, Math.min(SOURCE_CONCURRENCY, sources.length)), () => Effect.fork(worker))
-    yield* Effect.forEach(workers, Fiber.await, { discard: true })
+    const exits = yield* boundedParallel(sources, SOURCE_CONCURRENCY, (source) => fetchSource(source, policy))
     const failures: Array<SourceFetchError | SourceTimeout> = []
     const fetched: Array<FetchedSource> = []
     for (const [index, exit] of exits.entries()) {

@@ -64,7 +64,7 @@ const world = (
   return { fs, logs, records, layer }
 }
 
-const run = <Override extends Accounts.Accounts | KeySource.KeySource = never>(
+const run = <Override extends Accounts.Accounts | KeySource.KeySource | SshFiles.SshFiles = never>(
   w: World,
   cfg: Config,
   options: { dryRun?: boolean; concurrency?: number } = {},
@@ -261,6 +261,32 @@ describe("syncUser", () => {
       expect(summary.exitCode).toBe(1)
       expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
       expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
+    }))
+
+  it.effect.each([1, 4])("a user whose sync interrupts itself fails alone (concurrency %i); the others are synced", (concurrency) =>
+    Effect.gen(function*() {
+      const w = world({ "https://fine.example/keys": `${K2}\n` })
+      const interrupting = Layer.effect(
+        SshFiles.SshFiles,
+        Effect.map(SshFiles.SshFiles, (files) =>
+          SshFiles.SshFiles.of({ ...files, open: (account) => (account.name === "alice" ? Effect.interrupt : files.open(account)) }))
+      ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
+      const cfg = config({
+        users: [
+          { username: "alice", sources: [{ url: "https://fine.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://fine.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg, { concurrency }, interrupting)
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
+      expect(summary.exitCode).toBe(1)
+      const failed = w.logs.filter((l) => l.level === "ERROR" && l.msg !== "sync finished")
+      expect(failed.map((l) => [l.msg, Object.fromEntries(l.fields)])).toEqual([[
+        "user not synced, authorized_keys left untouched: cannot sync user alice: the sync was interrupted",
+        { user: "alice" }
+      ]])
+      expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
+      expect(w.logs.some((l) => l.msg === "sync finished")).toBe(true)
     }))
 
   it.effect("a source whose fetch is interrupted from elsewhere fails that user only; the run still ends with a summary", () =>

@@ -1,0 +1,43 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, TestClock } from "effect"
+import { boundedParallel } from "../../src/pipeline/boundedParallel.js"
+
+describe("boundedParallel", () => {
+  it.effect("runs at most `limit` at once, each worker taking the next item, and keeps item order", () =>
+    Effect.gen(function*() {
+      let running = 0
+      let most = 0
+      const started: Array<number> = []
+      // Item i takes (10 - i) * 10 ms: later items finish first.
+      const work = (i: number) =>
+        Effect.gen(function*() {
+          started.push(i)
+          most = Math.max(most, ++running)
+          yield* Effect.sleep(`${(10 - i) * 10} millis`)
+          running--
+          return i * i
+        })
+      const fiber = yield* Effect.fork(boundedParallel([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 3, (i) => work(i)))
+      yield* TestClock.adjust("1 second")
+      const exits = yield* Fiber.join(fiber)
+      expect(exits).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => Exit.succeed(i * i)))
+      expect(most).toBe(3)
+      // The first three start together; item 3 starts when the quickest of them (item 2, 80 ms) is done.
+      expect(started.slice(0, 4)).toEqual([0, 1, 2, 3])
+    }))
+
+  it.effect("failures are kept as exits; a worker interrupted from elsewhere leaves its item out, the rest still run", () =>
+    Effect.gen(function*() {
+      // "cut": something else interrupts the worker fiber that runs it.
+      const cut = Effect.withFiberRuntime<never>((worker) =>
+        Effect.zipRight(Effect.forkDaemon(Fiber.interrupt(worker)), Effect.never))
+      const exits = yield* boundedParallel(["a", "cut", "b", "fail", "c"], 1, (item) =>
+        item === "cut" ? cut : item === "fail" ? Effect.fail("no") : Effect.succeed(item.toUpperCase()))
+      expect(exits).toEqual([Exit.succeed("A"), undefined, Exit.succeed("B"), Exit.fail("no"), Exit.succeed("C")])
+    }))
+
+  it.effect("an empty list runs nothing", () =>
+    Effect.gen(function*() {
+      expect(yield* boundedParallel([], 4, () => Effect.die("never"))).toEqual([])
+    }))
+})
