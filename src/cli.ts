@@ -133,6 +133,10 @@ const MainLive = Layer.mergeAll(
 
 const args = normalizeGoFlags(process.argv.slice(2))
 
+// Output whose reader is gone fails writes with EPIPE: that must not crash a run half way through the users (the exit
+// code still tells). Logging.stdoutLines also stops writing log lines then.
+for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
+
 // The Go original's --version text (version, commit, build date), wherever the flag stands.
 const main = args.includes("--version")
   ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)

@@ -75,6 +75,20 @@ export const makeLogger = (format: LogFormat, write: (line: string) => void): Lo
 const minimumLevel = (verbosity: Verbosity): LogLevel.LogLevel =>
   verbosity === "debug" ? LogLevel.Debug : verbosity === "info" ? LogLevel.Info : verbosity === "quiet" ? LogLevel.Warning : LogLevel.None
 
+/**
+ * Lines to stdout for as long as someone reads them. When the reader goes away (journald restarting, `| head`), the
+ * writes fail with EPIPE; the sync must go on without its logs rather than crash half way through the users.
+ *
+ * @since 0.3.0
+ */
+export const stdoutLines = (): (line: string) => void => {
+  let closed = false
+  process.stdout.on("error", () => void (closed = true))
+  return (line) => {
+    if (!closed) process.stdout.write(line + "\n")
+  }
+}
+
 /** Replace Effect's default logger with ours, at the chosen level. @since 0.1.0 */
 export const layer = (options: {
   readonly format: LogFormat
@@ -84,7 +98,7 @@ export const layer = (options: {
   Layer.merge(
     Logger.replace(
       Logger.defaultLogger,
-      makeLogger(options.format, options.write ?? ((line) => process.stdout.write(line + "\n")))
+      makeLogger(options.format, options.write ?? stdoutLines())
     ),
     Logger.minimumLogLevel(minimumLevel(options.verbosity))
   )

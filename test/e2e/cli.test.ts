@@ -416,6 +416,28 @@ describeAsRoot("cli (e2e)", () => {
     expect(fetched).toMatch(new RegExp(`^time=\\S+ level=INFO msg="fetched source" user=${bob.name} source=${server.url("/logfmt").replace(/[.]/g, "\\.")} `))
   })
 
+  it("a reader that goes away (closed stdout and stderr) does not stop the run: every user is still synced", async () => {
+    const [bob, carol] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
+    const [kBob, kCarol] = [key("epipe-bob"), key("epipe-carol")]
+    // Slow enough that the run logs long after its reader is gone.
+    server.route("/epipe-bob", { body: lines(kBob), delayMs: 300 })
+    server.route("/epipe-carol", { body: lines(kCarol), delayMs: 300 })
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/epipe-bob")), userWith(carol.name, server.url("/epipe-carol"))]),
+      ["--debug"],
+      {
+        onSpawn: (child) => {
+          // Like journald restarting or `| head`: the pipes' other ends are closed; writes now fail with EPIPE.
+          child.stdout?.destroy()
+          child.stderr?.destroy()
+        }
+      }
+    )
+    expect(run.code).toBe(0)
+    await expectSyncedFile(bob, [{ source: server.url("/epipe-bob"), keys: [kBob] }])
+    await expectSyncedFile(carol, [{ source: server.url("/epipe-carol"), keys: [kCarol] }])
+  })
+
   it("--quiet logs only warnings and errors; --silent prints nothing; exit codes unchanged", async () => {
     const bob = await users.create({ ssh: true })
     server.route("/quiet", { status: 500 })
