@@ -89,6 +89,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   const identities = yield* Effect.forEach(found, (account) =>
     files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)))
   const accountsBySshDir = groupBySshDir(identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : [])))
+  const sshDirsSeen = new Set(identities.flatMap(([name, id]) => (Option.isSome(id) ? [name] : [])))
   const claimed = new Map<string, string>()
   const claimDirectory = (identity: string, user: string) => {
     const first = claimed.get(identity)
@@ -102,6 +103,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
       startedAt,
       accountsByHome,
       accountsBySshDir,
+      sshDirsSeen,
       resolved
     }))
   const outcomes: Array<UserOutcome> = []

@@ -1,10 +1,12 @@
 /**
  * One user's sync, top to bottom:
  *
- *   resolve account -> open ~/.ssh -> fetch every source in parallel -> parse -> read local file -> merge/dedup
+ *   resolve account -> fetch every source in parallel -> open ~/.ssh -> parse -> read local file -> merge/dedup
  *   -> render -> decide (unchanged / write) -> backup -> atomic write
  *
- * Each arrow is a named step below. Nothing is written unless every source answered; `syncUserOutcome` turns every
+ * The fetch goes first only for an account that passed the Go original's whole system check when the run began (the
+ * account exists and its ~/.ssh is a directory); the thorough checks of opening ~/.ssh then run while its requests are
+ * under way, and decide first. Each arrow is a named step below. Nothing is written unless every source answered; `syncUserOutcome` turns every
  * error (and any defect) into a result row so that one user can never stop another.
  *
  * @since 0.1.0
@@ -63,6 +65,12 @@ export interface SyncOptions {
   readonly accountsBySshDir?: ReadonlyMap<string, ReadonlyArray<string>>
   /** Accounts already looked up (by `runAll`, all at once); a user not in it is looked up on its own. */
   readonly resolved?: ReadonlyMap<string, AccountLookup>
+  /**
+   * Accounts whose `~/.ssh` was a directory when `runAll` first looked (the Go original's whole system check): their
+   * sources are fetched before the thorough checks of the home and `.ssh`, so that the requests are under way while
+   * those run. Anyone else is checked first, and nothing is fetched for a user skipped there.
+   */
+  readonly sshDirsSeen?: ReadonlySet<string>
 }
 
 /** What happened to one configured user. @since 0.1.0 */
@@ -367,27 +375,32 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
     })
   }
   const owner = { uid: account.uid, gid: account.gid }
+  // A failure to fetch is reported only once the checks below have passed: they decide first, as when they run first.
+  const fetchedEarly = options.sshDirsSeen?.has(user.username) === true
+    ? yield* Effect.either(fetchAllSources(user.sources, policy))
+    : undefined
   const sshDir = yield* files.open(account)
   const other = options.claimDirectory?.(sshDir.identity, user.username)
   if (other !== undefined) {
     return yield* new UnsafeAccount({ user: user.username, reason: `its ${sshDir.path} is the same directory as ${other}'s .ssh` })
   }
-  return yield* syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir)
+  // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
+  if (!options.dryRun) yield* removeStaleTemps(sshDir, startedAt)
+  const fetched = fetchedEarly === undefined ? yield* fetchAllSources(user.sources, policy) : yield* fetchedEarly
+  return yield* syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
 }, Effect.scoped)
 
-/** Everything after the system check: fetch, merge, guard, decide, back up, write, remember. */
+/** Everything after the system check and the fetch: merge, guard, decide, back up, write, remember. */
 const syncDirectory = (
   user: User,
   policy: Policy,
   options: SyncOptions & { readonly startedAt: Date },
   owner: { uid: number; gid: number },
-  sshDir: SshDir
+  sshDir: SshDir,
+  fetched: ReadonlyArray<FetchedSource>
 ) =>
   Effect.gen(function*() {
     const managedKeys = yield* ManagedKeys
-    // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
-    if (!options.dryRun) yield* removeStaleTemps(sshDir, options.startedAt)
-    const fetched = yield* fetchAllSources(user.sources, policy)
     const existing = yield* readLocalFile(sshDir)
     // A file root owns (an administrator's, or one the user moved here from somewhere root wrote) is not the user's to
     // read: only lines that hold an SSH key are kept from it, and its backup stays root's.

@@ -11,7 +11,7 @@ import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
-import { closeQuietly, fsyncFd, unlinkQuietly } from "./internal/syscalls.js"
+import { closeQuietly, fsyncFd, openFile, unlinkQuietly } from "./internal/syscalls.js"
 
 /** @since 0.2.0 */
 export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedKeys, {
@@ -94,7 +94,7 @@ const writeRecord = async (stateDir: string, user: string, identities: ReadonlyS
   const text = JSON.stringify({ version: FORMAT_VERSION, user, keys: [...identities].sort() }, null, 1) + "\n"
   // A leftover of an earlier run with this pid.
   unlinkQuietly(temp)
-  const fd = fs.openSync(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+  const fd = await openFile(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
   let open = true
   try {
     fs.writeFileSync(fd, text, "utf8")

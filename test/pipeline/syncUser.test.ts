@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, LogLevel, Ref, TestClock } from "effect"
 import { type Config, decodeConfigValue } from "../../src/pipeline/Config.js"
-import { SourceTimeout } from "../../src/pipeline/Errors.js"
+import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
 import { textToBytes } from "../../src/pipeline/Bytes.js"
 import { renderHeader } from "../../src/pipeline/Render.js"
 import { runAll } from "../../src/pipeline/runAll.js"
@@ -287,6 +287,50 @@ describe("syncUser", () => {
       ]])
       expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
       expect(w.logs.some((l) => l.msg === "sync finished")).toBe(true)
+    }))
+
+  it.effect("a user whose ~/.ssh is there is fetched before the thorough checks; one without it is never fetched", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` })
+      const calls: Array<string> = []
+      const recording = Layer.effect(
+        SshFiles.SshFiles,
+        Effect.map(SshFiles.SshFiles, (files) =>
+          SshFiles.SshFiles.of({
+            ...files,
+            open: (account) => Effect.suspend(() => (calls.push(`open ${account.name}`), files.open(account)))
+          }))
+      ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
+      const fetching = Layer.succeed(KeySource.KeySource, {
+        fetch: (source) => Effect.sync(() => (calls.push(`fetch ${source.url}`), `${K1}\n`))
+      })
+      w.fs.dirs.delete("/home/bob/.ssh")
+      const cfg = config({
+        users: [
+          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://b.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg, { concurrency: 1 }, Layer.merge(recording, fetching))
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Updated", "Skipped"])
+      expect(calls).toEqual(["fetch https://a.example/keys", "open alice", "open bob"])
+    }))
+
+  it.effect("when the thorough checks refuse a user whose source also failed, the refusal is what is reported", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": { status: 500 } })
+      const refusing = Layer.effect(
+        SshFiles.SshFiles,
+        Effect.map(SshFiles.SshFiles, (files) =>
+          SshFiles.SshFiles.of({
+            ...files,
+            open: (account) =>
+              new UnsafePath({ user: account.name, path: "/home/alice/.ssh", reason: "it is a symbolic link" })
+          }))
+      ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const summary = yield* run(w, cfg, {}, refusing)
+      expect(summary.outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "UnsafePath" } }])
     }))
 
   it.effect("a source whose fetch is interrupted from elsewhere fails that user only; the run still ends with a summary", () =>

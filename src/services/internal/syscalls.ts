@@ -1,14 +1,17 @@
 /**
  * Small pieces shared by the services that write files as root (SshFiles, ManagedKeys). Their local syscalls run
  * synchronously: opening, checking and reading a small file on a local disk take microseconds, less than handing each
- * call to libuv's thread pool and back. Only fsync, which waits for the disk, goes to the pool, so that many users'
- * flushes overlap.
+ * call to libuv's thread pool and back. fsync, which waits for the disk, and the creation of a file, which can wait for
+ * the journal those fsyncs commit, go to the pool, so that many users' flushes overlap.
  */
 import * as fs from "node:fs"
 import { promisify } from "node:util"
 
 /** fsync on the thread pool. */
 export const fsyncFd: (fd: number) => Promise<void> = promisify(fs.fsync)
+
+/** open(2) on the thread pool, for a call that creates a file (and so may wait for the file system's journal). */
+export const openFile: (path: string, flags: number, mode: number) => Promise<number> = promisify(fs.open)
 
 /** Close, ignoring failure: the number is released either way. */
 export const closeQuietly = (fd: number | undefined): void => {
