@@ -17,6 +17,12 @@ import { Effect, type Exit, Fiber } from "effect"
  *
  * @since 0.3.0
  */
+/** Waits for a turn of the event loop, in which network and disk events are handled. */
+const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
+
+/** Workers started between two turns of the event loop. */
+const WORKERS_PER_TURN = 8
+
 export const boundedParallel = <A, B, E, R>(
   items: ReadonlyArray<A>,
   limit: number,
@@ -33,7 +39,14 @@ export const boundedParallel = <A, B, E, R>(
     })
     while (next < items.length) {
       const workers: Array<Fiber.RuntimeFiber<void>> = []
-      for (let i = 0; i < Math.min(Math.max(1, limit), items.length - next); i++) workers.push(yield* Effect.fork(worker))
+      const count = Math.min(Math.max(1, limit), items.length - next)
+      for (let i = 0; i < count; i++) {
+        // Forked fibers all run before the event loop gets a turn: started all at once, 64 users would set up (and
+        // ask for) everything before the first request left. A few at a time, requests are under way while the rest
+        // start.
+        if (i > 0 && i % WORKERS_PER_TURN === 0) yield* nextTurn
+        workers.push(yield* Effect.fork(worker))
+      }
       for (const fiber of workers) yield* Fiber.await(fiber)
     }
     return exits

@@ -36,6 +36,24 @@ describe("boundedParallel", () => {
       expect(exits).toEqual([Exit.succeed("A"), undefined, Exit.succeed("B"), Exit.fail("no"), Exit.succeed("C")])
     }))
 
+  it.live("starts workers a few at a time, with a turn of the event loop between, so that I/O is not held back", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const exits = yield* boundedParallel(Array.from({ length: 20 }, (_, i) => i), 20, (i) =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            log.push(`start ${i}`)
+            // What the event loop does next, e.g. send the request item 0 has just made.
+            if (i === 0) setImmediate(() => log.push("event loop"))
+          }),
+          Effect.sleep("20 millis")
+        ))
+      expect(exits.every((exit) => exit !== undefined && Exit.isSuccess(exit))).toBe(true)
+      // Started all at once, the 20 would all have started before the event loop's turn.
+      expect(log.indexOf("event loop")).toBeGreaterThan(log.indexOf("start 7"))
+      expect(log.indexOf("event loop")).toBeLessThan(log.indexOf("start 16"))
+    }))
+
   it.effect("an empty list runs nothing", () =>
     Effect.gen(function*() {
       expect(yield* boundedParallel([], 4, () => Effect.die("never"))).toEqual([])
