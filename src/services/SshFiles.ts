@@ -449,7 +449,8 @@ const walkToHome = (home: string): number => {
       const parent = stack[stack.length - 1]!
       const entryPath = `${PROC_FD}/${parent.fd}/${part}`
       const shown = nodePath.join(parent.path, part)
-      const parentStat = numeric(fs.fstatSync(parent.fd, { bigint: true }))
+      // Owner and mode only: plain numbers are exact for them (no bigints to allocate for every step of every walk).
+      const parentStat = fs.fstatSync(parent.fd)
       // The directory first: nothing is looked up inside one that is not root's.
       const parentProblem = entryProblem(parentStat, { uid: 0 }, parent.path, shown)
       if (parentProblem !== undefined) throw new HomePathProblem(parentProblem)
