@@ -20,6 +20,10 @@ import { Effect, type Exit, Fiber } from "effect"
 /** Waits for a turn of the event loop, in which network and disk events are handled. */
 const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
 
+/** A usable number of workers: at least 1, a whole number; Infinity is as many as there are items. */
+const workerLimit = (limit: number): number =>
+  Number.isFinite(limit) ? Math.max(1, Math.ceil(limit)) : limit > 0 ? Number.MAX_SAFE_INTEGER : 1
+
 /** Workers started between two turns of the event loop. */
 const WORKERS_PER_TURN = 8
 
@@ -39,7 +43,7 @@ export const boundedParallel = <A, B, E, R>(
     })
     while (next < items.length) {
       const workers: Array<Fiber.RuntimeFiber<void>> = []
-      const count = Math.min(Math.max(1, limit), items.length - next)
+      const count = Math.min(workerLimit(limit), items.length - next)
       for (let i = 0; i < count; i++) {
         // Forked fibers all run before the event loop gets a turn: started all at once, 64 users would set up (and
         // ask for) everything before the first request left. A few at a time, requests are under way while the rest

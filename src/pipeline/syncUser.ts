@@ -5,8 +5,8 @@
  *   -> render -> decide (unchanged / write) -> backup -> atomic write
  *
  * The fetch goes first only for an account that passed the Go original's whole system check when the run began (the
- * account exists and its ~/.ssh is a directory); the thorough checks of opening ~/.ssh then run while its requests are
- * under way, and decide first. Each arrow is a named step below. Nothing is written unless every source answered; `syncUserOutcome` turns every
+ * account exists and its ~/.ssh is a directory): its requests leave without waiting for the thorough checks of opening
+ * ~/.ssh, which run when the answers are in and still decide first. Each arrow is a named step below. Nothing is written unless every source answered; `syncUserOutcome` turns every
  * error (and any defect) into a result row so that one user can never stop another.
  *
  * @since 0.1.0
@@ -67,8 +67,8 @@ export interface SyncOptions {
   readonly resolved?: ReadonlyMap<string, AccountLookup>
   /**
    * Accounts whose `~/.ssh` was a directory when `runAll` first looked (the Go original's whole system check): their
-   * sources are fetched before the thorough checks of the home and `.ssh`, so that the requests are under way while
-   * those run. Anyone else is checked first, and nothing is fetched for a user skipped there.
+   * sources are fetched before the thorough checks of the home and `.ssh` (which still decide first), so that their
+   * requests do not wait for those. Anyone else is checked first, and nothing is fetched for a user skipped there.
    */
   readonly sshDirsSeen?: ReadonlySet<string>
 }
@@ -205,9 +205,16 @@ const fetchSource = (source: Source, policy: Policy) =>
     return { url: source.url, keys: parsed.keys } satisfies FetchedSource
   })
 
+/** What a user's sources gave: every source's keys, or the failures. */
+interface FetchResults {
+  readonly fetched: ReadonlyArray<FetchedSource>
+  readonly failures: ReadonlyArray<SourceFetchError | SourceTimeout>
+}
+
 /**
- * Every source in parallel, at most SOURCE_CONCURRENCY at a time (see boundedParallel). All must succeed; each failure
- * is logged with its source before the user fails.
+ * Every source in parallel, at most SOURCE_CONCURRENCY at a time (see boundedParallel). The failures are returned, not
+ * yet logged: `reportFetch` does that, once the user's checks have passed (a refused user's failed sources are not
+ * news). A defect (a bug) fails the user at once.
  */
 const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
   Effect.gen(function*() {
@@ -226,12 +233,18 @@ const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
       failures.push(Option.getOrElse(failure, () =>
         new SourceFetchError({ url: redactUrl(sources[index]!.url), reason: "Transport", detail: "the fetch was interrupted" })))
     }
-    for (const failure of failures) {
+    return { fetched, failures } satisfies FetchResults
+  })
+
+/** All must have succeeded: each failure is logged with its source, then the user fails with the first. */
+const reportFetch = (results: FetchResults) =>
+  Effect.gen(function*() {
+    for (const failure of results.failures) {
       yield* Effect.logError(failure.message).pipe(Effect.annotateLogs({ source: failure.url }))
     }
-    const first: SourceFetchError | SourceTimeout | undefined = failures[0]
+    const first: SourceFetchError | SourceTimeout | undefined = results.failures[0]
     if (first !== undefined) return yield* Effect.fail(first)
-    return fetched
+    return results.fetched
   })
 
 const readLocalFile = (sshDir: SshDir) =>
@@ -375,9 +388,10 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
     })
   }
   const owner = { uid: account.uid, gid: account.gid }
-  // A failure to fetch is reported only once the checks below have passed: they decide first, as when they run first.
+  // Fetched before the checks below (which then run on a warm path while other users' requests are under way), but
+  // reported after them: they decide first, as when they run first.
   const fetchedEarly = options.sshDirsSeen?.has(user.username) === true
-    ? yield* Effect.either(fetchAllSources(user.sources, policy))
+    ? yield* fetchAllSources(user.sources, policy)
     : undefined
   const sshDir = yield* files.open(account)
   const other = options.claimDirectory?.(sshDir.identity, user.username)
@@ -386,7 +400,7 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   }
   // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
   if (!options.dryRun) yield* removeStaleTemps(sshDir, startedAt)
-  const fetched = fetchedEarly === undefined ? yield* fetchAllSources(user.sources, policy) : yield* fetchedEarly
+  const fetched = yield* reportFetch(fetchedEarly ?? (yield* fetchAllSources(user.sources, policy)))
   return yield* syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
 }, Effect.scoped)
 

@@ -257,9 +257,13 @@ class TunnelAgent extends https.Agent {
     request.end()
     return undefined
   }
-  override destroy(): void {
+  /** End the CONNECTs still waiting for the proxy. */
+  endConnecting(): void {
     for (const request of this.connecting) request.destroy()
     this.connecting.clear()
+  }
+  override destroy(): void {
+    this.endConnecting()
     super.destroy()
   }
 }
@@ -294,6 +298,36 @@ export class Transport {
     this.tunnel = settings.https?._tag === "Proxy" ? new TunnelAgent(settings.https, tlsOptions) : undefined
   }
 
+  /** The ClientRequest for `url`: direct, through an http proxy (absolute form), or through a CONNECT tunnel. */
+  private request(url: URL, proxy: Extract<ProxyChoice, { _tag: "Proxy" }> | undefined, outgoing: Outgoing): http.ClientRequest {
+    const options = { method: outgoing.method, headers: { ...outgoing.headers } }
+    if (url.protocol === "https:") {
+      return https.request(url, {
+        ...options,
+        servername: tlsName(url),
+        agent: proxy === undefined ? this.directTls : this.tunnel
+      })
+    } else if (proxy === undefined) {
+      return http.request(url, { ...options, agent: this.direct })
+    } else {
+      // Absolute form, as Go and curl send plain http through a proxy (no CONNECT).
+      const viaTls = proxy.url.protocol === "https:"
+      return (viaTls ? https : http).request({
+        ...options,
+        host: bareHost(proxy.url.hostname),
+        port: defaultPort(proxy.url),
+        ...(viaTls ? { servername: tlsName(proxy.url) } : {}),
+        path: `${url.protocol}//${url.host}${url.pathname}${url.search}`,
+        headers: {
+          ...options.headers,
+          host: url.host,
+          ...(proxy.authorization === undefined ? {} : { "proxy-authorization": proxy.authorization })
+        },
+        agent: viaTls ? this.forwardTls : this.forward
+      })
+    }
+  }
+
   /**
    * Send one request. Exactly one of the callbacks is called, once the response's headers are in or the request
    * failed, unless the returned function aborts the request first (then neither is).
@@ -309,32 +343,13 @@ export class Transport {
       onError(new Error(proxy.problem))
       return () => {}
     }
-    const options = { method: outgoing.method, headers: { ...outgoing.headers } }
     let request: http.ClientRequest
-    if (url.protocol === "https:") {
-      request = https.request(url, {
-        ...options,
-        servername: tlsName(url),
-        agent: proxy === undefined ? this.directTls : this.tunnel
-      })
-    } else if (proxy === undefined) {
-      request = http.request(url, { ...options, agent: this.direct })
-    } else {
-      // Absolute form, as Go and curl send plain http through a proxy (no CONNECT).
-      const viaTls = proxy.url.protocol === "https:"
-      request = (viaTls ? https : http).request({
-        ...options,
-        host: bareHost(proxy.url.hostname),
-        port: defaultPort(proxy.url),
-        ...(viaTls ? { servername: tlsName(proxy.url) } : {}),
-        path: `${url.protocol}//${url.host}${url.pathname}${url.search}`,
-        headers: {
-          ...options.headers,
-          host: url.host,
-          ...(proxy.authorization === undefined ? {} : { "proxy-authorization": proxy.authorization })
-        },
-        agent: viaTls ? this.forwardTls : this.forward
-      })
+    try {
+      request = this.request(url, proxy, outgoing)
+    } catch (cause) {
+      // Node refuses some requests on the spot (a header value with a character it does not send): that source fails.
+      onError(cause)
+      return () => {}
     }
     let settled = false
     request.once("response", (response) => {
@@ -348,7 +363,14 @@ export class Transport {
       settled = true
       onError(cause)
     })
-    request.end(outgoing.body)
+    try {
+      request.end(outgoing.body)
+    } catch (cause) {
+      settled = true
+      request.destroy()
+      onError(cause)
+      return () => {}
+    }
     // A request that has no socket yet (a proxy still answering its CONNECT) ends here too.
     return () => {
       settled = true
@@ -376,7 +398,24 @@ export class Transport {
   }
 
   destroy(): void {
-    for (const agent of [this.direct, this.directTls, this.forward, this.forwardTls, this.tunnel]) agent?.destroy()
+    for (const agent of this.agents()) agent.destroy()
+  }
+
+  /**
+   * Close now what could keep the process alive (requests under way, CONNECTs a proxy has not answered), and the idle
+   * connections, which do not, on the next turn of the event loop unless the process ends first: closing hundreds of
+   * them one by one took longer than the exit, which closes them all at once.
+   */
+  close(): void {
+    for (const agent of this.agents()) {
+      for (const sockets of Object.values(agent.sockets)) for (const socket of sockets ?? []) socket.destroy()
+    }
+    this.tunnel?.endConnecting()
+    setImmediate(() => this.destroy()).unref()
+  }
+
+  private agents(): Array<http.Agent> {
+    return [this.direct, this.directTls, this.forward, this.forwardTls, ...(this.tunnel === undefined ? [] : [this.tunnel])]
   }
 }
 
@@ -399,6 +438,15 @@ export const discardBody = (response: HttpClientResponse.HttpClientResponse): vo
  * @effect/platform's own clients do; reading or discarding it ends that watch.
  */
 const unreadBodies = new FinalizationRegistry<http.IncomingMessage>((source) => source.destroy())
+
+/**
+ * Let go of a body nobody will read: one that has fully arrived is drained (its end hands the connection back to the
+ * pool), one still arriving is cut off with its connection. Either way the connection does not wait for a reader.
+ */
+const release = (source: http.IncomingMessage): void => {
+  if (source.complete) source.resume()
+  else source.destroy()
+}
 
 /** A Node response as an HttpClientResponse; the body is read once, through the effects below. */
 class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpClientResponse {
@@ -426,7 +474,7 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
   }
   /** @internal */
   discard(): void {
-    if (this.take() !== undefined && !this.source.complete) this.source.destroy()
+    if (this.take() !== undefined) release(this.source)
   }
   get status() {
     return this.source.statusCode ?? 0
@@ -454,7 +502,7 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
       })
       source.once("error", (cause) => resume(Effect.fail(this.decodeError(cause))))
       // Interrupted (a deadline): close the connection rather than leave the rest of the body in it.
-      return Effect.sync(() => void (source.complete || source.destroy()))
+      return Effect.sync(() => release(source))
     })
   }
   get text(): Effect.Effect<string, HttpClientError.ResponseError> {
@@ -534,15 +582,8 @@ const execute = (transport: Transport, request: HttpClientRequest.HttpClientRequ
 export const makeTransport = (ca: string | undefined) =>
   Effect.acquireRelease(
     Effect.sync(() => new Transport(proxySettings(process.env), ca)),
-    (transport) => Effect.sync(() => closeSoon(transport))
+    (transport) => Effect.sync(() => transport.close())
   )
-
-/**
- * Close a transport's connections on the next turn of the event loop, unless the process ends first. At the end of a
- * run every connection is idle (and then does not keep the process alive): closing hundreds of them one by one took
- * longer than the exit, which closes them all at once. In a program that goes on, they are closed a moment later.
- */
-const closeSoon = (transport: Transport): void => void setImmediate(() => transport.destroy()).unref()
 
 /** The default client: built-in CAs, proxies from the environment. @since 0.2.0 */
 export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(
@@ -561,7 +602,7 @@ export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped
   TrustedCaClients,
   Effect.gen(function*() {
     const transports: Array<Transport> = []
-    yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach(closeSoon)))
+    yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach((transport) => transport.close())))
     const clients = new Map<string, Promise<HttpClient.HttpClient | { readonly problem: string }>>()
     const load = async (caFile: string) => {
       let pem: string

@@ -77,17 +77,24 @@ const minimumLevel = (verbosity: Verbosity): LogLevel.LogLevel =>
 
 /**
  * Lines to stdout for as long as someone reads them. When the reader goes away (journald restarting, `| head`), the
- * writes fail with EPIPE; the sync must go on without its logs rather than crash half way through the users.
+ * writes fail with EPIPE; the sync must go on without its logs rather than crash half way through the users. Installs
+ * one 'error' listener on process.stdout, once per process.
  *
  * @since 0.3.0
  */
 export const stdoutLines = (): (line: string) => void => {
-  let closed = false
-  process.stdout.on("error", () => void (closed = true))
+  if (!watchingStdout) {
+    watchingStdout = true
+    process.stdout.on("error", () => void (stdoutClosed = true))
+  }
   return (line) => {
-    if (!closed) process.stdout.write(line + "\n")
+    if (!stdoutClosed) process.stdout.write(line + "\n")
   }
 }
+
+// One listener for the process, however many loggers are made (a program may build the layer once per run).
+let watchingStdout = false
+let stdoutClosed = false
 
 /** Replace Effect's default logger with ours, at the chosen level. @since 0.1.0 */
 export const layer = (options: {

@@ -331,6 +331,11 @@ describe("syncUser", () => {
       const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
       const summary = yield* run(w, cfg, {}, refusing)
       expect(summary.outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "UnsafePath" } }])
+      // Only the refusal is reported: the source's failure is not news for a user that is refused anyway.
+      const errors = w.logs.filter((l) => l.level === "ERROR" && l.msg !== "sync finished").map((l) => l.msg)
+      expect(errors).toEqual([
+        "user not synced, authorized_keys left untouched: refusing to use /home/alice/.ssh: it is a symbolic link"
+      ])
     }))
 
   it.effect("a source whose fetch is interrupted from elsewhere fails that user only; the run still ends with a summary", () =>

@@ -124,6 +124,25 @@ describe("HttpTransport's client", () => {
     expect(exit).toMatchObject({ _tag: "Failure", cause: { error: { _tag: "SourceTimeout" } } })
   })
 
+  it("a short error or redirect body that came with its headers is drained: its connection goes back to the pool", async () => {
+    routes["/gone"] = (res) => res.writeHead(404, { "content-length": "9" }).end("not found")
+    routes["/moved"] = (res) => res.writeHead(302, { location: "/keys", "content-length": "5" }).end("moved")
+    routes["/keys"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
+    const fetches = Effect.forEach(Array.from({ length: 10 }), () => Effect.zip(Effect.flip(fetch("/gone")), fetch("/moved")))
+    const exit = await run(fetches)
+    expect(exit).toMatchObject({ _tag: "Success" })
+    // 30 requests, one after the other: had any connection been kept waiting for a reader, each would need its own.
+    expect(headersSeen).toHaveLength(30)
+    expect(opened).toBeLessThanOrEqual(3)
+  })
+
+  it("a header value Node will not send fails that source with a message, not the run with a defect", async () => {
+    const exit = await run(Effect.flatMap(KeySource.KeySource, (keys) =>
+      keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}/keys`, headers: { "X-Token": "price \u20ac" } }))))
+    expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "SourceFetchError", reason: "Transport" } } })
+    expect(JSON.stringify(exit)).toContain("ERR_INVALID_CHAR")
+  })
+
   it("connections of bodies read to the end are reused, and no trace headers are sent", async () => {
     routes["/keys"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
     const exit = await run(Effect.zip(fetch("/keys"), fetch("/keys")))

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
-import { formatJson, formatText, layerCapture, type LogRecord } from "../../src/services/Logging.js"
+import { formatJson, formatText, layer, layerCapture, type LogRecord } from "../../src/services/Logging.js"
 
 const time = new Date("2025-09-03T04:05:06.789Z")
 const record = (msg: string, fields: ReadonlyArray<readonly [string, unknown]> = [], level = "INFO"): LogRecord => ({
@@ -132,5 +132,15 @@ describe("layerCapture (record building)", () => {
   ]
   it.each(levels)("%s -> %s", (_name, program, expected) => {
     expect(capture(program).map((r) => r.level)).toEqual([expected])
+  })
+})
+
+describe("layer (stdout)", () => {
+  it("adds one 'error' listener to stdout however many loggers are built", async () => {
+    const before = process.stdout.listenerCount("error")
+    for (let i = 0; i < 5; i++) {
+      await Effect.runPromise(Effect.logDebug("quiet").pipe(Effect.provide(layer({ format: "text", verbosity: "silent" }))))
+    }
+    expect(process.stdout.listenerCount("error") - before).toBeLessThanOrEqual(1)
   })
 })

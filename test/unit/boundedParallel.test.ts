@@ -54,6 +54,12 @@ describe("boundedParallel", () => {
       expect(log.indexOf("event loop")).toBeLessThan(log.indexOf("start 16"))
     }))
 
+  it.effect.each([Number.NaN, 0, -3, 2.5, Infinity])("a limit of %s still runs every item", (limit) =>
+    Effect.gen(function*() {
+      const exits = yield* boundedParallel([1, 2, 3, 4], limit, (i) => Effect.succeed(i * 10))
+      expect(exits).toEqual([10, 20, 30, 40].map((n) => Exit.succeed(n)))
+    }))
+
   it.effect("an empty list runs nothing", () =>
     Effect.gen(function*() {
       expect(yield* boundedParallel([], 4, () => Effect.die("never"))).toEqual([])
