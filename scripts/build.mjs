@@ -5,6 +5,7 @@ import { createHash } from "node:crypto"
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { brotliCompressSync, constants as zlib } from "node:zlib"
 import { build } from "esbuild"
 import { SCRIPT_NAME, scriptText } from "./program.mjs"
 
@@ -66,19 +67,23 @@ const program = scriptText(bundle)
 
 // V8 checks only the length of the text a cache belongs to: the loader checks the text itself, so that an edited
 // program (a hot fix of the same length) runs as written instead of as cached. Without a cache there is nothing to check.
+// Shipped brotli-compressed: a third of the size, and Node reads and V8 scans a third as much text on every start,
+// which saves more than the decompression costs.
 const cachedData = codeCache === undefined
   ? "undefined"
   : `createHash("sha256").update(program).digest("hex") !== ${JSON.stringify(createHash("sha256").update(program).digest("hex"))} ? undefined :
-  Buffer.from(${JSON.stringify(codeCache.toString("base64"))}, "base64")`
+  brotliDecompressSync(Buffer.from(${JSON.stringify(brotliCompressSync(codeCache, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: codeCache.length } }).toString("base64"))}, "base64"))`
 
 const loader = `#!/usr/bin/env node
 // AuthKeySync ${pkg.version} (${commit}, built ${built}): the whole program in one file, with no dependencies.
-// The program is the script text below; V8 compiles it from the code cache that follows when this Node made the cache.
+// The program is the script text below; V8 compiles it from the code cache that follows (brotli-compressed) when this
+// Node made the cache.
 ${legal === undefined ? "" : "// Third-party license notes: authkeysync.mjs.LEGAL.txt.\n"}import { createRequire } from "node:module"
 import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
 import { createHash } from "node:crypto"
+import { brotliDecompressSync } from "node:zlib"
 const filename = fileURLToPath(import.meta.url)
 const program = ${JSON.stringify(program)}
 const cachedData = ${cachedData}

@@ -1,5 +1,6 @@
 /**
- * The shipped file: a loader holding the program's script text and a V8 code cache made by the build. The cache must
+ * The shipped file: a loader holding the program's script text and a V8 code cache made by the build (brotli-compressed
+ * in the file). The cache must
  * be one this Node accepts (or the speed-up is lost silently), and a cache Node rejects must not change what the
  * program does.
  */
@@ -8,17 +9,18 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Script } from "node:vm"
+import { brotliCompressSync, brotliDecompressSync } from "node:zlib"
 import { beforeAll, describe, expect, it } from "vitest"
 import { assertBuilt, CLI_PATH } from "../support/cli.js"
 
 const read = async () => {
   const text = await fs.readFile(CLI_PATH, "utf8")
   const program = /^const program = (".*")$/m.exec(text)?.[1]
-  const cache = /^ {2}Buffer\.from\(("[^"]*"), "base64"\)$/m.exec(text)?.[1]
+  const cache = /^ {2}brotliDecompressSync\(Buffer\.from\(("[^"]*"), "base64"\)\)$/m.exec(text)?.[1]
   return {
     text,
     program: program === undefined ? undefined : (JSON.parse(program) as string),
-    cache: cache === undefined ? undefined : Buffer.from(JSON.parse(cache) as string, "base64")
+    cache: cache === undefined ? undefined : brotliDecompressSync(Buffer.from(JSON.parse(cache) as string, "base64"))
   }
 }
 
@@ -43,7 +45,10 @@ describe("the single-file build", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-build-"))
     try {
       const copy = path.join(dir, "authkeysync.mjs")
-      await fs.writeFile(copy, text.replace(/^ {2}Buffer\.from\(.*$/m, `  Buffer.from("${corrupted.toString("base64")}", "base64")`))
+      const packed = brotliCompressSync(corrupted).toString("base64")
+      const withCorrupted = text.replace(/^ {2}brotliDecompressSync\(.*$/m, () => `  brotliDecompressSync(Buffer.from("${packed}", "base64"))`)
+      expect(withCorrupted).toContain(packed)
+      await fs.writeFile(copy, withCorrupted)
       const ours = spawnSync(process.execPath, [CLI_PATH, "--version"], { encoding: "utf8" })
       const theirs = spawnSync(process.execPath, [copy, "--version"], { encoding: "utf8" })
       expect(theirs.status, theirs.stderr).toBe(0)
