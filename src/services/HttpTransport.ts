@@ -363,6 +363,8 @@ export class Transport {
       settled = true
       onError(cause)
     })
+    // Node validates the request when it is created, not here; the guard keeps a future Node's throw (or a body it
+    // refuses) a failed source rather than a defect.
     try {
       request.end(outgoing.body)
     } catch (cause) {

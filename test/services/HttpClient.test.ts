@@ -6,7 +6,7 @@ import { HttpClientRequest } from "@effect/platform"
 import { Effect, Exit, Layer, Schema, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
 import { Source } from "../../src/pipeline/Config.js"
 import * as HttpTransport from "../../src/services/HttpTransport.js"
 import * as KeySource from "../../src/services/KeySource.js"
@@ -36,8 +36,10 @@ beforeAll(async () => {
     socket.on("close", () => {
       if (test !== generation) return
       closed++
-      closedWaiters.forEach((wake) => wake())
+      // Swapped out first: a waiter that is not done yet puts itself back for the next close.
+      const waiters = closedWaiters
       closedWaiters = []
+      waiters.forEach((wake) => wake())
     })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
@@ -170,5 +172,37 @@ describe("HttpTransport's client", () => {
       expect(exit.value.second).toContain("the body was already read")
       expect(exit.value.streamed).toContain("the body was already read")
     }
+  })
+
+  it("closing the transport ends a request under way at once, and its idle connections too", async () => {
+    routes["/keys"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
+    routes["/hang"] = () => {} // Never answers.
+    const transport = new HttpTransport.Transport(HttpTransport.proxySettings({}), undefined)
+    const get = (path: string, signal: AbortSignal) =>
+      transport.send(new URL(`${base}${path}`), { method: "GET", headers: {}, body: undefined, signal })
+    const hanging = get("/hang", new AbortController().signal)
+    const settledHanging = hanging.then(() => "answered", (error: unknown) => `failed: ${String(error)}`)
+    // A second connection, answered and read to the end: idle in the pool.
+    const answered = await get("/keys", AbortSignal.timeout(5_000))
+    for await (const _ of answered) void _
+    expect(headersSeen.map((h) => h.host)).toHaveLength(2)
+    // The idle connection is closed on a later turn of the event loop: held back here, to see what close() does itself.
+    const deferred: Array<() => void> = []
+    const spy = vi.spyOn(globalThis, "setImmediate").mockImplementation(((callback: () => void) => {
+      deferred.push(callback)
+      return { unref: () => {} }
+    }) as unknown as typeof setImmediate)
+    try {
+      transport.close()
+    } finally {
+      spy.mockRestore()
+    }
+    // The busy connection was destroyed by close() itself, or the request would wait for ever.
+    const stillWaiting = new Promise<string>((resolve) => setTimeout(() => resolve("still waiting after 3 s"), 3000))
+    expect(await Promise.race([settledHanging, stillWaiting])).toMatch(/^failed: /)
+    await connectionsClosed(1)
+    expect(deferred).toHaveLength(1)
+    deferred.forEach((callback) => callback())
+    await connectionsClosed(2)
   })
 })

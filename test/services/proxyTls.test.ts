@@ -1,16 +1,18 @@
 /**
  * The TLS connection to an https:// proxy is checked against the proxy's own name, never against the origin named in
  * the Host header (which would let anyone with a certificate for a source's name pose as the proxy). Runs the library
- * build in a child process so that the test certificate can be trusted through NODE_EXTRA_CA_CERTS.
+ * (its source, through tsx: no build to go stale) in a child process so that the test certificate can be trusted
+ * through NODE_EXTRA_CA_CERTS.
  */
 import { spawn } from "node:child_process"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
 import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeSelfSigned, opensslMissing, type SelfSigned } from "../support/net.js"
 
-const LIBRARY = path.join(import.meta.dirname, "..", "..", "dist", "index.mjs")
+const LIBRARY = pathToFileURL(path.join(import.meta.dirname, "..", "..", "src", "index.ts")).href
 
 const fetchVia = (proxy: string, target: string, ca: string) => {
   const script = `
@@ -26,7 +28,7 @@ const fetchVia = (proxy: string, target: string, ca: string) => {
       console.log(JSON.stringify({ error: String(e.code ?? e.message) }))
     } finally { t.destroy() }`
   // Asynchronously: the proxy lives in this process.
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
     env: { ...process.env, NODE_EXTRA_CA_CERTS: ca, HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: "" },
     stdio: ["ignore", "pipe", "inherit"]
   })

@@ -1,14 +1,16 @@
 /**
  * Closing the HTTP layer ends what could keep a program alive: here a CONNECT that a proxy accepted and never
- * answered. Runs the library build in a child process, which must exit on its own once its fetch has timed out.
+ * answered. Runs the library (its source, through tsx: no build to go stale) in a child process, which must exit on
+ * its own once its fetch has timed out.
  */
 import { spawn } from "node:child_process"
 import * as net from "node:net"
 import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const ROOT = path.join(import.meta.dirname, "..", "..")
-const LIBRARY = path.join(ROOT, "dist", "index.mjs")
+const LIBRARY = pathToFileURL(path.join(ROOT, "src", "index.ts")).href
 
 describe("HttpTransport layer release", () => {
   let proxy: net.Server
@@ -39,7 +41,7 @@ describe("HttpTransport layer release", () => {
         Effect.provide(KeySource.layer.pipe(Layer.provide(HttpTransport.layer))))))
       console.log(JSON.stringify({ tag: exit._tag, error: exit._tag === "Failure" ? String(exit.cause) : "" }))`
     const started = Date.now()
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
       cwd: ROOT,
       env: { ...process.env, HTTPS_PROXY: `http://127.0.0.1:${port}`, NO_PROXY: "" },
       stdio: ["ignore", "pipe", "inherit"]
