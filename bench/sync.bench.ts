@@ -8,10 +8,13 @@
  * the parallel mode, 5 by default: a one-second run moves with whatever else the machine does, so the median is
  * shown), BENCH_SEQUENTIAL_REPEAT (runs of the sequential mode, 1 by default: it takes 20 s and moves little),
  * BENCH_CONCURRENCY (the parallel run's --concurrency; default: the CLI's default), BENCH_VERBOSE=1 (every run's time).
+ *
+ * Beside the wall times it prints the parallel run's CPU time on its main thread and on its other threads (Linux,
+ * from /proc, through bench/threadCpu.cjs): they move far less than wall time with the load on a shared machine.
  */
 import { execFile, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
+import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import http from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
@@ -27,6 +30,12 @@ const REPEAT = Math.max(1, Number(process.env["BENCH_REPEAT"] ?? 5))
 const SEQUENTIAL_REPEAT = Math.max(1, Number(process.env["BENCH_SEQUENTIAL_REPEAT"] ?? 1))
 const CONCURRENCY = process.env["BENCH_CONCURRENCY"]
 const CLI = join(import.meta.dirname, "..", "dist", "authkeysync.mjs")
+const THREAD_CPU = join(import.meta.dirname, "threadCpu.cjs")
+
+interface ThreadCpu {
+  readonly main: number
+  readonly other: number
+}
 
 const main = async () => {
   if (process.getuid?.() !== 0) {
@@ -73,35 +82,54 @@ const main = async () => {
     }
     await writeFile(config, yaml.join("\n") + "\n")
 
+    const cpuFile = join(root, "cpu.json")
     const timeRun = async (args: ReadonlyArray<string>) => {
       for (const name of names) await rm(join(root, name, ".ssh", "authorized_keys"), { force: true })
+      await rm(cpuFile, { force: true })
       requests = 0
       const started = process.hrtime.bigint()
       const code = await new Promise<number>((resolve) => {
         const nodeArgs = (process.env["BENCH_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "")
         const quiet = process.env["BENCH_LOG"] === "1" ? [] : ["--quiet"]
-        const child = spawn(process.execPath, [...nodeArgs, CLI, "--config", config, ...quiet, ...args], { stdio: "inherit" })
+        const child = spawn(process.execPath, ["--require", THREAD_CPU, ...nodeArgs, CLI, "--config", config, ...quiet, ...args], {
+          stdio: "inherit",
+          env: { ...process.env, BENCH_CPU_FILE: cpuFile }
+        })
         child.on("exit", (c) => resolve(c ?? 1))
       })
       const seconds = Number(process.hrtime.bigint() - started) / 1e9
-      if (process.env["BENCH_VERBOSE"] === "1") console.log(`  run ${args.join(" ") || "default"}: ${seconds.toFixed(2)} s`)
+      const cpu = await readFile(cpuFile, "utf8").then((text) => JSON.parse(text) as ThreadCpu, () => undefined)
+      if (process.env["BENCH_VERBOSE"] === "1") {
+        const threads = cpu === undefined ? "" : ` (CPU: main thread ${(cpu.main / 1000).toFixed(2)} s, others ${(cpu.other / 1000).toFixed(2)} s)`
+        console.log(`  run ${args.join(" ") || "default"}: ${seconds.toFixed(2)} s${threads}`)
+      }
       if (code !== 0) throw new Error(`bench: authkeysync ${args.join(" ")} exited with ${code}`)
       if (requests !== USERS * SOURCES) throw new Error(`bench: expected ${USERS * SOURCES} requests, saw ${requests}`)
-      return seconds
+      return { seconds, cpu }
     }
 
+    const middle = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
     const median = async (args: ReadonlyArray<string>, repeat: number) => {
-      const times: Array<number> = []
-      for (let i = 0; i < repeat; i++) times.push(await timeRun(args))
-      return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!
+      const runs: Array<{ seconds: number; cpu: ThreadCpu | undefined }> = []
+      for (let i = 0; i < repeat; i++) runs.push(await timeRun(args))
+      const cpus = runs.flatMap((run) => (run.cpu === undefined ? [] : [run.cpu]))
+      return {
+        seconds: middle(runs.map((run) => run.seconds)),
+        cpu: cpus.length === 0 ? undefined : { main: middle(cpus.map((c) => c.main)), other: middle(cpus.map((c) => c.other)) }
+      }
     }
-    const sequential = await median(["--concurrency", "1"], SEQUENTIAL_REPEAT)
-    const parallel = await median(CONCURRENCY === undefined ? [] : ["--concurrency", CONCURRENCY], REPEAT)
+    const sequential = (await median(["--concurrency", "1"], SEQUENTIAL_REPEAT)).seconds
+    const parallelRuns = await median(CONCURRENCY === undefined ? [] : ["--concurrency", CONCURRENCY], REPEAT)
+    const parallel = parallelRuns.seconds
     const speedup = sequential / parallel
     console.log("")
     console.log(`${USERS} users x ${SOURCES} sources, ${LATENCY_MS} ms per request (median of ${SEQUENTIAL_REPEAT} and ${REPEAT} runs)`)
     console.log(`  --concurrency 1   ${sequential.toFixed(2)} s`)
     console.log(`  ${(CONCURRENCY === undefined ? "default" : `--concurrency ${CONCURRENCY}`).padEnd(18)}${parallel.toFixed(2)} s`)
+    if (parallelRuns.cpu !== undefined) {
+      const { main, other } = parallelRuns.cpu
+      console.log(`    CPU (medians)   main thread ${(main / 1000).toFixed(2)} s, other threads ${(other / 1000).toFixed(2)} s`)
+    }
     console.log(`  speed-up          ${speedup.toFixed(1)}x (required: ${MIN_SPEEDUP}x)`)
     if (speedup < MIN_SPEEDUP) process.exitCode = 1
   } finally {
