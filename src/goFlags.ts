@@ -7,6 +7,9 @@
  */
 
 const BOOLEAN = new Set(["dry-run", "debug", "quiet", "silent", "version", "help", "h"])
+/** What Go's strconv.ParseBool (behind `-flag=value`) accepts. */
+const GO_TRUE = new Set(["1", "t", "T", "true", "TRUE", "True"])
+const GO_FALSE = new Set(["0", "f", "F", "false", "FALSE", "False"])
 const VALUED = new Set(["config", "log-format", "concurrency", "lock-timeout", "lock-file"])
 
 /** Rewrite Go-style flags in `args` (the arguments after the program name). @since 0.1.0 */
@@ -28,8 +31,8 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
     if (name === "h") {
       out.push("--help")
     } else if (BOOLEAN.has(name)) {
-      if (value === undefined || value === "true" || value === "1") out.push(`--${name}`)
-      else if (value !== "false" && value !== "0") out.push(`--${name}=${value}`)
+      if (value === undefined || GO_TRUE.has(value)) out.push(`--${name}`)
+      else if (!GO_FALSE.has(value)) out.push(`--${name}=${value}`)
     } else if (value !== undefined) {
       out.push(`--${name}=${value}`)
     } else {

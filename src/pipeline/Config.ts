@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Either, ParseResult, Schema } from "effect"
-import { parseDocument } from "yaml"
+import { type Document, isAlias, isMap, isScalar, parseDocument, visit } from "yaml"
 import { ConfigError } from "./Errors.js"
 import { classifyLine, trimLine } from "./Parse.js"
 
@@ -61,6 +61,27 @@ const Scalar = Schema.transformOrFail(Schema.Unknown, Schema.String, {
       ? ParseResult.succeed(String(v))
       : ParseResult.fail(new ParseResult.Type(ast, v, "must be a string")),
   encode: (s) => ParseResult.succeed(s)
+})
+
+/**
+ * yaml.v3, which the Go original decodes its config with, also reads YAML 1.1's booleans (`yes`, `no`, `on`, `off`,
+ * `y`, `n`, in these three cases) into a boolean field; YAML 1.2 reads them as text.
+ */
+const YAML_1_1_BOOLEANS: Readonly<Record<string, boolean>> = Object.fromEntries([
+  ...["y", "Y", "yes", "Yes", "YES", "on", "On", "ON"].map((word) => [word, true] as const),
+  ...["n", "N", "no", "No", "NO", "off", "Off", "OFF"].map((word) => [word, false] as const)
+])
+
+const Bool = Schema.transformOrFail(Schema.Unknown, Schema.Boolean, {
+  strict: true,
+  decode: (v, _, ast) => {
+    if (typeof v === "boolean") return ParseResult.succeed(v)
+    const old = typeof v === "string" && Object.hasOwn(YAML_1_1_BOOLEANS, v) ? YAML_1_1_BOOLEANS[v] : undefined
+    return old === undefined
+      ? ParseResult.fail(new ParseResult.Type(ast, v, `must be true or false, got ${JSON.stringify(v)}`))
+      : ParseResult.succeed(old)
+  },
+  encode: (b) => ParseResult.succeed(b)
 })
 
 const HeaderValue = Scalar.pipe(
@@ -127,14 +148,14 @@ export type User = typeof User.Type
 
 /** The safety rules of the spec's `policy` section. @since 0.1.0 */
 export const Policy = Schema.Struct({
-  backup_enabled: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true }),
+  backup_enabled: Schema.optionalWith(Bool, { default: () => true, exact: true }),
   backup_retention_count: Schema.optionalWith(
     Schema.Int.pipe(Schema.nonNegative({ message: (i) => `must be 0 or more, got ${String(i.actual)}` })),
     { default: () => 10, exact: true }
   ),
-  preserve_local_keys: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true }),
+  preserve_local_keys: Schema.optionalWith(Bool, { default: () => true, exact: true }),
   /** Lockout guard: a file that had keys may only be left with none when this is true. */
-  allow_empty: Schema.optionalWith(Schema.Boolean, { default: () => false, exact: true }),
+  allow_empty: Schema.optionalWith(Bool, { default: () => false, exact: true }),
   /** Shrink guard: refuse a write that removes more keys than this (off when unset). */
   max_removed_keys: Schema.optional(
     Schema.Int.pipe(Schema.nonNegative({ message: (i) => `must be 0 or more, got ${String(i.actual)}` }))
@@ -326,12 +347,35 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
 }
 
 /**
+ * Header values and bodies are sent as written, as the Go original (yaml.v3 into string fields) sends them: YAML alone
+ * reads `X-Id: 007` as the number 7, `X-Ver: 1.0` as 1 and a 20-digit token as a rounded number.
+ */
+const keepWrittenText = (doc: Document): void => {
+  const resolve = (node: unknown) => (isAlias(node) ? node.resolve(doc) : node)
+  const asWritten = (node: unknown) => {
+    if (isScalar(node) && node.value !== null && typeof node.value !== "string" && typeof node.source === "string") {
+      node.value = node.source
+    }
+  }
+  visit(doc, {
+    Pair(_, pair) {
+      const key = isScalar(pair.key) ? pair.key.value : undefined
+      if (key === "body") asWritten(resolve(pair.value))
+      if (key !== "headers") return
+      const headers = resolve(pair.value)
+      if (isMap(headers)) for (const item of headers.items) asWritten(resolve(item.value))
+    }
+  })
+}
+
+/**
  * Decode the text of a config file. `file` only labels error messages.
  *
  * @since 0.1.0
  */
 export const decodeConfig = (file: string, text: string): Either.Either<DecodedConfig, ConfigError> => {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  // `<<` merge keys, as yaml.v3 applies them (`<<: *common` to share headers between sources).
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true })
   const yamlError = doc.errors[0]
   if (yamlError !== undefined) {
     const pos = yamlError.linePos?.[0]
@@ -343,6 +387,7 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
       .replace(/: [\s\S]*$/, "")
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML${at}: ${firstLine}` }))
   }
+  keepWrittenText(doc)
   let raw: unknown
   try {
     // Aliases are resolved here; a cap keeps an alias bomb from eating memory.

@@ -157,6 +157,66 @@ describe("decodeConfig: scalar coercion", () => {
     expect(ok(text).config.users[0]?.sources[0]?.headers).toEqual({ "X-Team-Id": "42", "X-Flag": "true", "X-Ratio": "1.5" })
   })
 
+  it("sends header values and bodies as written, not as YAML's reading of them (as the Go original does)", () => {
+    const text = oneSource([
+      "        method: POST",
+      "        headers:",
+      "          X-Ver: 1.0",
+      "          X-Id: 007",
+      "          X-Hex: 0x1F",
+      "          X-Big: 12345678901234567890",
+      "          X-Flag: True",
+      "          X-Quoted: \"007\"",
+      "        body: 0012",
+      ""
+    ].join("\n"))
+    const source = ok(text).config.users[0]?.sources[0]
+    expect(source?.headers).toEqual({
+      "X-Ver": "1.0",
+      "X-Id": "007",
+      "X-Hex": "0x1F",
+      "X-Big": "12345678901234567890",
+      "X-Flag": "True",
+      "X-Quoted": "007"
+    })
+    expect(source?.body).toBe("0012")
+  })
+
+  it("keeps the written text of header values that come through an anchor or a merge key", () => {
+    const text = [
+      "common: &common",
+      "  method: POST",
+      "  headers:",
+      "    X-Id: 007",
+      "token: &token 00042",
+      "users:",
+      "  - username: bob",
+      "    sources:",
+      "      - <<: *common",
+      "        url: https://keys.example.com/bob",
+      "      - url: https://keys.example.com/team",
+      "        headers:",
+      "          X-Token: *token",
+      ""
+    ].join("\n")
+    const decoded = ok(text)
+    expect(decoded.config.users[0]?.sources.map((s) => ({ method: s.method, headers: s.headers }))).toEqual([
+      { method: "POST", headers: { "X-Id": "007" } },
+      { method: "GET", headers: { "X-Token": "00042" } }
+    ])
+    // The anchors' own top-level keys are still unknown keys; the merge key is not.
+    expect(decoded.warnings).toEqual(["unknown key common is ignored", "unknown key token is ignored"])
+  })
+
+  it("reads YAML 1.1's yes/no/on/off (and y/n) in boolean fields, as the Go original's yaml.v3 does", () => {
+    const policy = (backup: string, preserve: string, empty: string) =>
+      ok(`policy:\n  backup_enabled: ${backup}\n  preserve_local_keys: ${preserve}\n  allow_empty: ${empty}\n` + oneSource())
+        .config.policy
+    expect(policy("no", "off", "YES")).toMatchObject({ backup_enabled: false, preserve_local_keys: false, allow_empty: true })
+    expect(policy("On", "Y", "n")).toMatchObject({ backup_enabled: true, preserve_local_keys: true, allow_empty: false })
+    expect(policy("false", "True", "FALSE")).toMatchObject({ backup_enabled: false, preserve_local_keys: true, allow_empty: false })
+  })
+
   it("keeps an empty header value", () => {
     expect(ok(oneSource("        headers:\n          X-Empty: ''\n")).config.users[0]?.sources[0]?.headers).toEqual({
       "X-Empty": ""
@@ -282,9 +342,16 @@ const errorCases: ReadonlyArray<ErrorCase> = [
   },
   {
     name: "non-boolean backup_enabled",
-    text: "policy:\n  backup_enabled: \"yes\"\n" + oneSource(),
+    text: "policy:\n  backup_enabled: maybe\n" + oneSource(),
     reason: "Schema",
-    contains: ["policy.backup_enabled: Expected boolean, actual \"yes\""]
+    contains: ["policy.backup_enabled: must be true or false, got \"maybe\""]
+  },
+  {
+    // yaml.v3 rejects a quoted "true" for a boolean field too (it takes only YAML 1.1's words as text).
+    name: "quoted true for a boolean",
+    text: "policy:\n  allow_empty: \"true\"\n" + oneSource(),
+    reason: "Schema",
+    contains: ["policy.allow_empty: must be true or false, got \"true\""]
   },
   {
     name: "empty username",

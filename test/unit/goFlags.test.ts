@@ -9,6 +9,10 @@ describe("normalizeGoFlags (the Go original's flag spellings keep working)", () 
     [["-dry-run", "-debug"], ["--dry-run", "--debug"]],
     [["-dry-run=true"], ["--dry-run"]],
     [["--dry-run=false", "-debug=0"], []],
+    // Every spelling of Go's strconv.ParseBool.
+    [["-dry-run=TRUE", "-debug=t", "-quiet=True", "-silent=T"], ["--dry-run", "--debug", "--quiet", "--silent"]],
+    [["-dry-run=FALSE", "-debug=f", "-quiet=False", "-silent=F"], []],
+    [["-dry-run=yes"], ["--dry-run=yes"]],
     [["-version"], ["--version"]],
     [["-h"], ["--help"]],
     [["-concurrency=4", "-log-format", "json"], ["--concurrency=4", "--log-format", "json"]],
