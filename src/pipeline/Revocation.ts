@@ -27,16 +27,19 @@ export interface LocalSelection {
 }
 
 /**
- * Split the keys of the existing file into the ones that stay local and the ones that are revoked. A line whose key
- * was managed and is still provided is dropped too: the provider's line (with its current options and comment) is
- * the one written.
+ * Split the keys of the existing file into the ones that stay local and the ones that are revoked. A line of a key
+ * that was managed and is still provided is dropped when the tool wrote that very line last time (`previouslyWritten`):
+ * the provider's current line (with its current options and comment) replaces it. Another line of that key (the
+ * user's own variant, say with `from=` or another comment) is the user's and stays, as on the run before the key was
+ * recorded; without `previouslyWritten` (a record from before lines were kept) every such line is dropped.
  *
  * @since 0.2.0
  */
 export const selectLocalKeys = (
   localKeys: ReadonlyArray<string>,
   previouslyManaged: ReadonlySet<string>,
-  providedNow: ReadonlySet<string>
+  providedNow: ReadonlySet<string>,
+  previouslyWritten?: ReadonlySet<string>
 ): LocalSelection => {
   const kept: Array<string> = []
   const revoked: Array<string> = []
@@ -44,6 +47,7 @@ export const selectLocalKeys = (
     const id = keyIdentity(key)
     if (!previouslyManaged.has(id)) kept.push(key)
     else if (!providedNow.has(id)) revoked.push(key)
+    else if (previouslyWritten !== undefined && !previouslyWritten.has(key)) kept.push(key)
   }
   return { kept, revoked }
 }
@@ -70,16 +74,25 @@ export const identitiesOf = (keyLists: ReadonlyArray<ReadonlyArray<string>>): Re
  *
  * @since 0.2.0
  */
-export const markedManagedIdentities = (content: string): ReadonlySet<string> => {
-  const ids = new Set<string>()
+export const markedManagedIdentities = (content: string): ReadonlySet<string> =>
+  new Set([...markedManagedLines(content)].map(keyIdentity))
+
+/**
+ * For a file with no record yet: the key lines under `# Source:` or `# Pinned` markers of an AuthKeySync file, as
+ * `selectLocalKeys`'s `previouslyWritten`. Used only with the identities of the same markers.
+ *
+ * @since 0.3.0
+ */
+export const markedManagedLines = (content: string): ReadonlySet<string> => {
+  const lines = new Set<string>()
   const body = managedBody(content)
-  if (body === undefined) return ids
+  if (body === undefined) return lines
   let managed = false
   for (const raw of body.split("\n")) {
     const line = trimLine(raw)
     if (line.startsWith(SOURCE_TITLE_PREFIX) || line === PINNED_TITLE) managed = true
     else if (line === LOCAL_TITLE) managed = false
-    else if (managed && classifyLine(line) === "key") ids.add(keyIdentity(line))
+    else if (managed && classifyLine(line) === "key") lines.add(line)
   }
-  return ids
+  return lines
 }

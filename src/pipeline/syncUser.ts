@@ -15,7 +15,7 @@ import { Cause, Clock, Effect, Exit, FiberRef, List, LogLevel, LogSpan, Option }
 import * as nodePath from "node:path"
 import { type AccountLookup, Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
-import { ManagedKeys } from "../services/ManagedKeys.js"
+import { ManagedKeys, type ManagedRecord } from "../services/ManagedKeys.js"
 import { RandomId } from "../services/RandomId.js"
 import { type ExistingFile, type SshDir, SshFiles } from "../services/SshFiles.js"
 import type { Policy, Source, User } from "./Config.js"
@@ -38,7 +38,7 @@ import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
-import { identitiesOf, markedManagedIdentities, selectLocalKeys } from "./Revocation.js"
+import { identitiesOf, markedManagedIdentities, markedManagedLines, selectLocalKeys } from "./Revocation.js"
 
 // =============================================================================
 // Results
@@ -319,6 +319,10 @@ const removeStaleTemps = (sshDir: SshDir, before: Date) =>
 
 const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>) => a.size === b.size && [...a].every((x) => b.has(x))
 
+const sameRecord = (a: ManagedRecord, b: ManagedRecord) =>
+  sameSet(a.identities, b.identities) &&
+  (a.lines === undefined ? b.lines === undefined : b.lines !== undefined && sameSet(a.lines, b.lines))
+
 /**
  * Pure: what the guards compare, counted by key (type and blob), not by line. With `managed` (the record of keys the
  * tool wrote last time), the shrink guard counts only those: lines a user added by hand since cannot be used to trip
@@ -427,11 +431,17 @@ const syncDirectory = (
 
     // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
     const record = yield* managedKeys.read(policy.state_dir, user.username)
-    const previouslyManaged = Option.getOrElse(record, () => markedManagedIdentities(existing?.content ?? ""))
+    const previously: ManagedRecord = Option.getOrElse(record, () => ({
+      identities: markedManagedIdentities(existing?.content ?? ""),
+      lines: markedManagedLines(existing?.content ?? "")
+    }))
     // What the tool provides now: dedup only drops repeated lines, so these are also the identities it will write.
     const managedNow = identitiesOf([pinned, ...fetched.map((f) => f.keys)])
-    const selection = selectLocalKeys(local.keys, previouslyManaged, managedNow)
+    const selection = selectLocalKeys(local.keys, previously.identities, managedNow, previously.lines)
     const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
+    // The lines written for them: what a later run may replace with a provider's newer line (see selectLocalKeys).
+    const linesNow = new Set(merged.sections.flatMap((section) => (section._tag === "Local" ? [] : section.keys)))
+    const recordNow: ManagedRecord = { identities: managedNow, lines: linesNow }
     yield* logDuplicates(merged.duplicates)
     if (policy.preserve_local_keys) yield* logRevoked(selection.revoked)
 
@@ -442,15 +452,15 @@ const syncDirectory = (
     const keys = intendedKeys.length
     const path = sshDir.authorizedKeysPath
     const decision = decideWrite(existing, body, owner)
-    const recordIsCurrent = Option.match(record, { onNone: () => false, onSome: (ids) => sameSet(ids, managedNow) })
+    const recordIsCurrent = Option.match(record, { onNone: () => false, onSome: (r) => sameRecord(r, recordNow) })
 
     if (decision === "unchanged") {
-      if (!options.dryRun && !recordIsCurrent) yield* managedKeys.write(policy.state_dir, user.username, managedNow)
+      if (!options.dryRun && !recordIsCurrent) yield* managedKeys.write(policy.state_dir, user.username, recordNow)
       yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
       return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
     }
     // In a root-owned file no line is the user's junk: every key counts for the shrink guard.
-    const managedForGuard = rootOwned ? undefined : Option.getOrUndefined(record)
+    const managedForGuard = rootOwned ? undefined : Option.getOrUndefined(record)?.identities
     const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, managedForGuard), policy)
     if (refused !== undefined) return yield* refused
     if (options.dryRun) {
@@ -460,9 +470,16 @@ const syncDirectory = (
       return { _tag: "WouldUpdate", user: user.username, path, keys, diff } satisfies UserOutcome
     }
 
-    // Remember the union first: if the rename never happens, keys still in the old file stay revocable.
-    const union = new Set([...Option.getOrElse(record, () => new Set<string>()), ...managedNow])
-    if (!Option.isSome(record) || !sameSet(record.value, union)) {
+    // Remember the union first: if the rename never happens, keys (and lines) still in the old file stay the tool's.
+    const union: ManagedRecord = Option.match(record, {
+      onNone: () => recordNow,
+      onSome: (old) => ({
+        identities: new Set([...old.identities, ...recordNow.identities]),
+        // An old record without lines stays without: every managed line is then the tool's, as before.
+        lines: old.lines === undefined ? undefined : new Set([...old.lines, ...linesNow])
+      })
+    })
+    if (!Option.isSome(record) || !sameRecord(record.value, union)) {
       yield* managedKeys.write(policy.state_dir, user.username, union)
     }
     const now = new Date(yield* Clock.currentTimeMillis)
@@ -474,9 +491,9 @@ const syncDirectory = (
     yield* Effect.logInfo("updated authorized_keys").pipe(
       Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
     )
-    if (!sameSet(union, managedNow)) {
+    if (!sameRecord(union, recordNow)) {
       // The file is written; a stale (larger) record only means a later run re-checks more keys.
-      yield* managedKeys.write(policy.state_dir, user.username, managedNow).pipe(
+      yield* managedKeys.write(policy.state_dir, user.username, recordNow).pipe(
         Effect.catchAll((error) => Effect.logWarning(error.message))
       )
     }

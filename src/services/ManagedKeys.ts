@@ -1,6 +1,6 @@
 /**
- * The record of which keys the tool wrote from sources (and as pinned keys) into each user's file, kept where users
- * cannot reach it: `<policy.state_dir>/managed-keys/<user>.json`, in root-only directories. Revocation trusts this
+ * The record of which keys (and which exact lines) the tool wrote from sources (and as pinned keys) into each user's
+ * file, kept where users cannot reach it: `<policy.state_dir>/managed-keys/<user>.json`, in root-only directories. Revocation trusts this
  * record, never the marker lines of the file itself (see pipeline/Revocation.ts).
  *
  * @since 0.2.0
@@ -13,16 +13,25 @@ import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 import { closeQuietly, fsyncFd, openFile, unlinkQuietly } from "./internal/syscalls.js"
 
+/** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
+export interface ManagedRecord {
+  /** The keys' identities (type and blob). */
+  readonly identities: ReadonlySet<string>
+  /** The exact lines written for them; undefined in a record made before lines were kept (format 1). */
+  readonly lines: ReadonlySet<string> | undefined
+}
+
 /** @since 0.2.0 */
 export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedKeys, {
-  /** The identities recorded for `user`, or none when the tool never wrote that user's file. */
-  readonly read: (stateDir: string, user: string) => Effect.Effect<Option.Option<ReadonlySet<string>>, StateError>
+  /** The record for `user`, or none when the tool never wrote that user's file. */
+  readonly read: (stateDir: string, user: string) => Effect.Effect<Option.Option<ManagedRecord>, StateError>
   /** Replace the record of `user` (atomically). */
-  readonly write: (stateDir: string, user: string, identities: ReadonlySet<string>) => Effect.Effect<void, StateError>
+  readonly write: (stateDir: string, user: string, record: ManagedRecord) => Effect.Effect<void, StateError>
 }>() {}
 
 const SUBDIR = "managed-keys"
-const FORMAT_VERSION = 1
+/** 2 adds `lines`; a format-1 record (identities only) is still read. */
+const FORMAT_VERSION = 2
 
 /** `<state_dir>/managed-keys/<user>.json`; the name is URI-encoded, so it is never `..` and never holds a `/`. */
 export const recordPath = (stateDir: string, user: string): string =>
@@ -46,21 +55,27 @@ const ensureDirectory = (path: string): void => {
 const stateFailed = (path: string) => (error: unknown) =>
   error instanceof StateError ? error : new StateError({ path, detail: describeCause(error), cause: error })
 
-const decodeRecord = (path: string, text: string): ReadonlySet<string> => {
+const isStringList = (value: unknown): value is Array<string> =>
+  Array.isArray(value) && value.every((k) => typeof k === "string")
+
+const decodeRecord = (path: string, text: string): ManagedRecord => {
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch {
     throw new StateError({ path, detail: "the record is not valid JSON; remove it to start over" })
   }
-  const keys = (value as { keys?: unknown } | null)?.keys
-  if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+  const { keys, lines } = (value ?? {}) as { keys?: unknown; lines?: unknown }
+  if (!isStringList(keys)) {
     throw new StateError({ path, detail: "the record has no list of keys; remove it to start over" })
   }
-  return new Set(keys as Array<string>)
+  if (lines !== undefined && !isStringList(lines)) {
+    throw new StateError({ path, detail: "the record's lines are not a list of strings; remove it to start over" })
+  }
+  return { identities: new Set(keys), lines: lines === undefined ? undefined : new Set(lines) }
 }
 
-const readRecord = (stateDir: string, user: string): ReadonlySet<string> | undefined => {
+const readRecord = (stateDir: string, user: string): ManagedRecord | undefined => {
   const dir = nodePath.join(stateDir, SUBDIR)
   try {
     checkDirectory(stateDir)
@@ -85,13 +100,18 @@ const readRecord = (stateDir: string, user: string): ReadonlySet<string> | undef
   }
 }
 
-const writeRecord = async (stateDir: string, user: string, identities: ReadonlySet<string>): Promise<void> => {
+const writeRecord = async (stateDir: string, user: string, record: ManagedRecord): Promise<void> => {
   ensureDirectory(stateDir)
   const dir = nodePath.join(stateDir, SUBDIR)
   ensureDirectory(dir)
   const path = recordPath(stateDir, user)
   const temp = `${path}.${process.pid}.tmp`
-  const text = JSON.stringify({ version: FORMAT_VERSION, user, keys: [...identities].sort() }, null, 1) + "\n"
+  const text = JSON.stringify({
+    version: FORMAT_VERSION,
+    user,
+    keys: [...record.identities].sort(),
+    ...(record.lines === undefined ? {} : { lines: [...record.lines].sort() })
+  }, null, 1) + "\n"
   // A leftover of an earlier run with this pid.
   unlinkQuietly(temp)
   const fd = await openFile(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
@@ -130,27 +150,36 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.succeed(
         try: () => readRecord(stateDir, user),
         catch: stateFailed(recordPath(stateDir, user))
       }).pipe(Effect.map(Option.fromNullable)),
-    write: (stateDir, user, identities) =>
+    write: (stateDir, user, record) =>
       Effect.tryPromise({
-        try: () => writeRecord(stateDir, user, identities),
+        try: () => writeRecord(stateDir, user, record),
         catch: stateFailed(recordPath(stateDir, user))
       }).pipe(Effect.uninterruptible)
   })
 )
 
-/** Records in memory, optionally pre-filled (`user -> identities`); `records` shows what was written. @since 0.2.0 */
+/**
+ * Records in memory, optionally pre-filled (`user -> identities`, as a format-1 record without lines); `records` shows
+ * what was written. @since 0.2.0
+ */
 export const layerMemory = (
   initial: Record<string, ReadonlyArray<string>> = {},
-  records: Map<string, ReadonlySet<string>> = new Map()
+  records: Map<string, ManagedRecord> = new Map()
 ): Layer.Layer<ManagedKeys> =>
   Layer.effect(
     ManagedKeys,
     Effect.gen(function*() {
-      for (const [user, keys] of Object.entries(initial)) records.set(user, new Set(keys))
+      for (const [user, keys] of Object.entries(initial)) records.set(user, { identities: new Set(keys), lines: undefined })
       const store = yield* Ref.make(records)
       return ManagedKeys.of({
         read: (_, user) => Ref.get(store).pipe(Effect.map((m) => Option.fromNullable(m.get(user)))),
-        write: (_, user, identities) => Ref.get(store).pipe(Effect.map((m) => void m.set(user, new Set(identities))))
+        write: (_, user, record) =>
+          Ref.get(store).pipe(Effect.map((m) =>
+            void m.set(user, {
+              identities: new Set(record.identities),
+              lines: record.lines === undefined ? undefined : new Set(record.lines)
+            })
+          ))
       })
     })
   )

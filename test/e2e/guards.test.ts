@@ -8,7 +8,16 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterEach, beforeAll, expect, it } from "vitest"
-import { assertBuilt, config, E2E_LOCK_FILE, logsWith, type RunResult, runWithConfig, userWith } from "../support/cli.js"
+import {
+  assertBuilt,
+  config,
+  E2E_LOCK_FILE,
+  E2E_STATE_DIR,
+  logsWith,
+  type RunResult,
+  runWithConfig,
+  userWith
+} from "../support/cli.js"
 import { backupsOf, expectedBody, expectHeader, expectSyncedFile, exists, RULE, snapshotTree, splitGenerated } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
@@ -359,6 +368,31 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     const content = await expectSyncedFile(bob, [{ source: url, keys: [k3] }, { local: [local] }], run3)
     expect(content).not.toContain(k1)
     expect(logsWith(run3, REVOKED_MSG, bob.name).map((l) => l["fingerprint"])).toEqual([fingerprintOf(k1)])
+  })
+
+  it("the user's own line of a key a source serves stays, run after run: no rewrite, no new backup", async () => {
+    const served = key("variant-1")
+    const blob = served.split(" ").slice(0, 2).join(" ")
+    const mine = `${blob} me@laptop`
+    const restricted = `from="10.0.0.0/8" ${blob} jump-host`
+    const bob = await users.create({ authorizedKeys: lines(mine, restricted) })
+    const url = server.url("/variant")
+    const cfg = config([userWith(bob.name, url)])
+    server.keys("/variant", [served])
+
+    const run1 = await runWithConfig(cfg)
+    expect(run1.code, run1.stdout).toBe(0)
+    const content1 = await expectSyncedFile(bob, [{ source: url, keys: [served] }, { local: [mine, restricted] }], run1)
+    expect(await backupsOf(bob)).toHaveLength(1)
+    // The record keeps the lines written from the source (format 2), in the root-only state directory.
+    const record = JSON.parse(await fs.readFile(path.join(E2E_STATE_DIR, "managed-keys", `${bob.name}.json`), "utf8"))
+    expect(record).toEqual({ version: 2, user: bob.name, keys: [blob], lines: [served] })
+
+    const run2 = await runWithConfig(cfg)
+    expect(run2.code, run2.stdout).toBe(0)
+    expect(logsWith(run2, "authorized_keys unchanged", bob.name)).toHaveLength(1)
+    expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(content1)
+    expect(await backupsOf(bob)).toHaveLength(1)
   })
 
   it("revocation matches by key, not line: the same key with other options or comment is still revoked", async () => {

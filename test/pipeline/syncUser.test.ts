@@ -37,7 +37,7 @@ interface World {
   readonly fs: SshFiles.MemoryFs
   readonly logs: Array<Logging.LogRecord>
   /** What the run recorded as managed, by user. */
-  readonly records: Map<string, ReadonlySet<string>>
+  readonly records: Map<string, ManagedKeys.ManagedRecord>
   readonly layer: Layer.Layer<
     Accounts.Accounts | SshFiles.SshFiles | KeySource.KeySource | RandomId.RandomId | ManagedKeys.ManagedKeys
   >
@@ -52,7 +52,7 @@ const world = (
   fs.mkdir("/home/alice/.ssh", alice).mkdir("/home/bob/.ssh", bob)
   setup(fs)
   const logs: Array<Logging.LogRecord> = []
-  const records = new Map<string, ReadonlySet<string>>()
+  const records = new Map<string, ManagedKeys.ManagedRecord>()
   const layer = Layer.mergeAll(
     ManagedKeys.layerMemory(managed, records),
     Accounts.layerTest([alice, bob]),
@@ -527,7 +527,7 @@ describe("hardening in the pipeline", () => {
       const w = world(responses, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
       yield* run(w, one())
       expect(keysOf(w)).toEqual([K1, K2, LOCAL])
-      expect([...(w.records.get("alice") ?? [])].sort()).toEqual([K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort())
+      expect([...(w.records.get("alice")?.identities ?? [])].sort()).toEqual([K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort())
 
       responses[url] = `${K1}\n`
       yield* run(w, one())
@@ -541,6 +541,48 @@ describe("hardening in the pipeline", () => {
       responses[url] = `${K3}\n`
       yield* run(w, one())
       expect(keysOf(w)).toEqual([K3, LOCAL])
+    }))
+
+  it.effect("the user's own line of a key a source serves (other comment, options) stays run after run", () =>
+    Effect.gen(function*() {
+      const blob = K1.split(" ").slice(0, 2).join(" ")
+      const mine = `${blob} me@laptop`
+      const restricted = `from="10.0.0.0/8" ${blob} jump-host`
+      const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n` }
+      const w = world(responses, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${mine}\n${restricted}\n`, alice))
+      const first = yield* run(w, one())
+      expect(first.outcomes[0]?._tag).toBe("Updated")
+      expect(keysOf(w)).toEqual([K1, mine])
+      expect((w.fs.read("/home/alice/.ssh/authorized_keys") ?? "").includes(restricted)).toBe(true)
+      expect([...(w.records.get("alice")?.lines ?? [])]).toEqual([K1])
+
+      // Nothing changed anywhere: nothing to rewrite (it used to drop both lines on this run).
+      const second = yield* run(w, one())
+      expect(second.outcomes[0]?._tag).toBe("Unchanged")
+
+      // The source changes its comment: its old line is the tool's and goes; the user's lines stay.
+      const renamed = `${blob} one@rotated`
+      responses[url] = `${renamed}\n`
+      yield* run(w, one())
+      const body = w.fs.read("/home/alice/.ssh/authorized_keys") ?? ""
+      expect(body).toContain(`# Source: ${url}\n${renamed}\n`)
+      expect(body).not.toContain(K1)
+      expect(body).toContain(`# Local (preserved)\n${mine}\n${restricted}\n`)
+
+      // The source drops the key: every line of it goes, the user's included.
+      responses[url] = `${K2}\n`
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K2])
+    }))
+
+  it.effect("a record from before lines were kept drops every other line of a managed key, then keeps lines", () =>
+    Effect.gen(function*() {
+      const blob = K1.split(" ").slice(0, 2).join(" ")
+      const w = world({ [url]: `${K1}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${blob} stale-comment\n`, alice), { alice: [blob] })
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K1])
+      expect(w.records.get("alice")).toEqual({ identities: new Set([blob]), lines: new Set([K1]) })
     }))
 
   it.effect("a forged # Source: marker decides nothing once a record exists", () =>

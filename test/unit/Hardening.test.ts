@@ -11,6 +11,7 @@ import { renderAuthorizedKeys, renderBody } from "../../src/pipeline/Render.js"
 import {
   identitiesOf,
   markedManagedIdentities,
+  markedManagedLines,
   providedIdentities,
   selectLocalKeys
 } from "../../src/pipeline/Revocation.js"
@@ -105,6 +106,29 @@ describe("selectLocalKeys (revocation)", () => {
   it("drops the old line of a managed key that is still provided (the provider's line is written instead)", () => {
     expect(selectLocalKeys(["ssh-ed25519 AAAAK1 old-comment"], new Set([keyIdentity(K1)]), new Set([keyIdentity(K1)])))
       .toEqual({ kept: [], revoked: [] })
+  })
+  it("with the lines written last time: drops only those, keeps the user's own line of a key still provided", () => {
+    const old = "ssh-ed25519 AAAAK1 old-comment"
+    const variant = `from="10.0.0.0/8" ssh-ed25519 AAAAK1 me@laptop`
+    const managed = new Set([keyIdentity(K1), keyIdentity(K2)])
+    expect(selectLocalKeys([old, variant, K2, L], managed, new Set([keyIdentity(K1)]), new Set([old, K2])))
+      .toEqual({ kept: [variant, L], revoked: [K2] })
+  })
+  it("with the lines written last time: a revoked key goes in every form, the user's own included", () => {
+    const variant = "no-pty ssh-ed25519 AAAAK2 mine"
+    expect(selectLocalKeys([K2, variant], new Set([keyIdentity(K2)]), new Set(), new Set([K2])))
+      .toEqual({ kept: [], revoked: [K2, variant] })
+  })
+})
+
+describe("markedManagedLines (first run, no record)", () => {
+  it("the key lines under # Source: and # Pinned, not those under # Local (preserved)", () => {
+    const file = renderAuthorizedKeys({ version: "v1", commit: "c", built: "b" }, new Date(0), [
+      { _tag: "Pinned", keys: ["ssh-ed25519 AAAAPP pin"] },
+      { _tag: "Source", url: "https://k.example/a", keys: ["ssh-ed25519 AAAAS1 s1"] },
+      { _tag: "Local", keys: ["ssh-ed25519 AAAAS1 my-variant"] }
+    ])
+    expect([...markedManagedLines(file)].sort()).toEqual(["ssh-ed25519 AAAAPP pin", "ssh-ed25519 AAAAS1 s1"])
   })
 })
 
