@@ -82,7 +82,8 @@ export class SshFiles extends Context.Tag("authkeysync/SshFiles")<SshFiles, {
   readonly open: (account: Account) => Effect.Effect<SshDir, SshDirMissing | UnsafePath | ReadError, Scope.Scope>
   /**
    * Which directory `~/.ssh` is (device and inode, like `SshDir.identity`), looked up without opening anything; none
-   * when it cannot be seen. Only used to find accounts that share one `.ssh` before any of them is synced.
+   * when it cannot be seen or is not a directory itself (a symbolic link is not followed). Only used to find accounts
+   * that share one `.ssh` before any of them is synced.
    */
   readonly identify: (account: Account) => Effect.Effect<Option.Option<string>>
 }>() {}
@@ -690,7 +691,10 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
     identify: (account) =>
       Effect.sync(() => {
-        const st = attempt(() => fs.statSync(nodePath.join(account.home, ".ssh"), { bigint: true }))
+        // lstat: the home may be a link (an administrator's), `.ssh` may not. Followed, a user's `.ssh -> ~victim/.ssh`
+        // made the two accounts look like one and got the victim refused on every run; unfollowed, only the user
+        // with the link is refused (by open).
+        const st = attempt(() => fs.lstatSync(nodePath.join(account.home, ".ssh"), { bigint: true }))
         return st?.isDirectory() ? Option.some(`${st.dev}:${st.ino}`) : Option.none()
       })
   })
@@ -751,7 +755,7 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
       identify: (account) =>
         Effect.sync(() => {
           const sshPath = nodePath.join(account.home, ".ssh")
-          return memory.dirs.has(sshPath) ? Option.some(sshPath) : Option.none()
+          return memory.dirs.has(sshPath) && !memory.symlinks.has(sshPath) ? Option.some(sshPath) : Option.none()
         }),
       open: (account) =>
         Effect.suspend((): Effect.Effect<SshDir, SshDirMissing | UnsafePath> => {

@@ -137,6 +137,24 @@ describeAsRoot("hardening: file system (e2e)", () => {
     await other.expectSynced(run)
   })
 
+  it("2b. ~/.ssh is a symlink to another configured user's .ssh: only the user with the link is refused", async () => {
+    // It used to make the two accounts look like one (same .ssh) and get the other one refused on every run.
+    const victim = await bystander()
+    const bob = await users.create()
+    await fs.symlink(victim.user.sshDir, bob.sshDir)
+    await fs.lchown(bob.sshDir, bob.uid, bob.gid)
+    server.keys("/attacker", [key("attacker")])
+
+    for (const concurrency of ["1", "8"]) {
+      await fs.rm(victim.user.authorizedKeys, { force: true })
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/attacker")), victim.config]), ["--concurrency", concurrency])
+      expectUserRefused(run, bob.name, `refusing to use ${bob.sshDir}: it is a symbolic link`)
+      expectSummary(run, { updated: 1, failed: 1 })
+      await victim.expectSynced(run)
+      expect(await fs.readFile(victim.user.authorizedKeys, "utf8")).not.toContain(key("attacker"))
+    }
+  })
+
   it("3. authorized_keys_backups is a symlink to a root directory: the backup is refused, the file not replaced", async () => {
     const c = await canary()
     const { user: bob, content } = await userWithFile("bklink")
