@@ -8,7 +8,7 @@
 import { CliConfig, Command, Options } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Duration, Effect, Exit, Layer } from "effect"
+import { Console, Duration, Effect, Exit, Layer, Logger, LogLevel } from "effect"
 import { buildInfo } from "./Build.js"
 import { normalizeGoFlags } from "./goFlags.js"
 import { bytesToText } from "./pipeline/Bytes.js"
@@ -58,6 +58,10 @@ const lockFile = Options.text("lock-file").pipe(
 // Handler
 // =============================================================================
 
+/**
+ * A dry run's answer: the diff of every file that would change, whatever the log level (it is the output asked for,
+ * not a log line): plain text, or with `--log-format json` one record per file.
+ */
 const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
   Effect.forEach(summary.outcomes, (outcome) => {
     if (outcome._tag !== "WouldUpdate") return Effect.void
@@ -68,7 +72,8 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
           path: outcome.path,
           added: outcome.diff.added.map((c) => bytesToText(c.key)),
           removed: outcome.diff.removed.map((c) => bytesToText(c.key))
-        })
+        }),
+        Logger.withMinimumLogLevel(LogLevel.All)
       )
       : Console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd())
   }, { discard: true })

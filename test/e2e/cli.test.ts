@@ -258,6 +258,17 @@ describeAsRoot("cli (e2e)", () => {
       path: bob.authorizedKeys, added: [k], removed: [old]
     })
     expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(old))
+
+    // The diff is the answer a dry run was asked for: printed with --quiet too, as the text diff is (--silent prints
+    // nothing at all in either format).
+    const dry = (...flags: ReadonlyArray<string>) =>
+      runWithConfig(config([userWith(bob.name, server.url("/dry-json"))], { preserve_local_keys: false }), ["--dry-run", ...flags])
+    const quiet = await dry("--log-format", "json", "--quiet")
+    expect(quiet.code, quiet.stdout).toBe(0)
+    expect(quiet.stdout.trim().split("\n").map((line) => JSON.parse(line).msg)).toEqual(["dry run diff"])
+    const quietText = await dry("--quiet")
+    expect(quietText.stdout).toContain(`\n+${k}\n`)
+    for (const format of ["json", "text"]) expect((await dry("--log-format", format, "--silent")).stdout).toBe("")
   })
 
   // ===========================================================================
