@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Either, ParseResult, Schema } from "effect"
-import { type Document, isAlias, isMap, isScalar, parseDocument, visit } from "yaml"
+import { type Document, parseDocument, visit } from "yaml"
 import { ConfigError } from "./Errors.js"
 import { classifyLine, trimLine } from "./Parse.js"
 
@@ -348,24 +348,36 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
 
 /**
  * Header values and bodies are sent as written, as the Go original (yaml.v3 into string fields) sends them: YAML alone
- * reads `X-Id: 007` as the number 7, `X-Ver: 1.0` as 1 and a 20-digit token as a rounded number.
+ * reads `X-Id: 007` as the number 7, `X-Ver: 1.0` as 1 and a 20-digit token as a rounded number. Where the config has
+ * such a value, a copy of the document with every scalar as written is converted too, anchors, aliases and merge keys
+ * applied by the YAML library exactly as in the first conversion, and the headers and bodies are taken from it. The
+ * document itself is not changed: an anchored number may also be used where a number belongs (`timeout_seconds`).
  */
-const keepWrittenText = (doc: Document): void => {
-  const resolve = (node: unknown) => (isAlias(node) ? node.resolve(doc) : node)
-  const asWritten = (node: unknown) => {
-    if (isScalar(node) && node.value !== null && typeof node.value !== "string" && typeof node.source === "string") {
-      node.value = node.source
-    }
-  }
-  visit(doc, {
-    Pair(_, pair) {
-      const key = isScalar(pair.key) ? pair.key.value : undefined
-      if (key === "body") asWritten(resolve(pair.value))
-      if (key !== "headers") return
-      const headers = resolve(pair.value)
-      if (isMap(headers)) for (const item of headers.items) asWritten(resolve(item.value))
+const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => unknown): unknown => {
+  const needsText = (value: unknown) => value !== undefined && value !== null && typeof value !== "string"
+  const sourcesOf = (config: unknown): Array<Record<string, unknown>> =>
+    (isRecord(config) && Array.isArray(config["users"]) ? config["users"] : []).flatMap((user: unknown) =>
+      isRecord(user) && Array.isArray(user["sources"]) ? user["sources"].filter(isRecord) : []
+    )
+  const sources = sourcesOf(raw)
+  const affected = sources.some((source) =>
+    needsText(source["body"]) || (isRecord(source["headers"]) && Object.values(source["headers"]).some(needsText))
+  )
+  if (!affected) return raw
+  const copy = doc.clone()
+  visit(copy, {
+    Scalar(_, node) {
+      if (node.value !== null && typeof node.value !== "string" && typeof node.source === "string") node.value = node.source
     }
   })
+  const written = sourcesOf(toJS(copy))
+  sources.forEach((source, i) => {
+    const text = written[i]
+    if (text === undefined) return
+    if (isRecord(source["headers"]) && isRecord(text["headers"])) source["headers"] = text["headers"]
+    if (needsText(source["body"])) source["body"] = text["body"]
+  })
+  return raw
 }
 
 /**
@@ -387,11 +399,11 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
       .replace(/: [\s\S]*$/, "")
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML${at}: ${firstLine}` }))
   }
-  keepWrittenText(doc)
   let raw: unknown
+  // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
+  const toJS = (document: Document) => document.toJS({ maxAliasCount: 100 })
   try {
-    // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
-    raw = doc.toJS({ maxAliasCount: 100 })
+    raw = withWrittenText(doc, toJS(doc), toJS)
   } catch (error) {
     // Some of these messages quote the offending text after a colon (an alias name can be a pasted token).
     const detail = (error instanceof Error ? error.message : String(error)).replace(/: [\s\S]*$/, "")

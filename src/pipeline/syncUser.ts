@@ -471,8 +471,12 @@ const syncDirectory = (
     }
 
     // Remember the union first: if the rename never happens, keys (and lines) still in the old file stay the tool's.
+    // Without a record yet, what the file's markers said is the old side (markers can only ever make a line go).
     const union: ManagedRecord = Option.match(record, {
-      onNone: () => recordNow,
+      onNone: () => ({
+        identities: new Set([...previously.identities, ...managedNow]),
+        lines: new Set([...(previously.lines ?? []), ...linesNow])
+      }),
       onSome: (old) => ({
         identities: new Set([...old.identities, ...recordNow.identities]),
         // An old record without lines stays without: every managed line is then the tool's, as before.

@@ -585,6 +585,23 @@ describe("hardening in the pipeline", () => {
       expect(w.records.get("alice")).toEqual({ identities: new Set([blob]), lines: new Set([K1]) })
     }))
 
+  it.effect("a first write that fails still leaves a record of what the file's markers said was the tool's", () =>
+    Effect.gen(function*() {
+      const blob = K1.split(" ").slice(0, 2).join(" ")
+      const stale = `${blob} old-comment`
+      const goFile = `${header}\n# Source: ${url}\n${stale}\n${K2}\n\n# Local (preserved)\n${LOCAL}\n`
+      const w = world({ [url]: `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", goFile, alice))
+      w.fs.failWritesWith = "ENOSPC"
+      const first = yield* run(w, one())
+      expect(first.outcomes[0]?._tag).toBe("Failed")
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(goFile)
+
+      w.fs.failWritesWith = undefined
+      yield* run(w, one())
+      // The old line of K1 was the tool's (a marker said so): replaced, not kept as local; K2 is revoked.
+      expect(keysOf(w)).toEqual([K1, LOCAL])
+    }))
+
   it.effect("a forged # Source: marker decides nothing once a record exists", () =>
     Effect.gen(function*() {
       const w = world({ [url]: `${K1}\n` }, (fs) =>

@@ -208,6 +208,40 @@ describe("decodeConfig: scalar coercion", () => {
     expect(decoded.warnings).toEqual(["unknown key common is ignored", "unknown key token is ignored"])
   })
 
+  it("a number anchored once and used as a number and as a header value or body is each where it is used", () => {
+    const text = [
+      "policy:",
+      "  backup_retention_count: &n 5",
+      "users:",
+      "  - username: bob",
+      "    sources:",
+      "      - url: https://keys.example.com/bob",
+      "        method: POST",
+      "        timeout_seconds: &t 010",
+      "        headers: { X-Timeout: *t }",
+      "        body: *n",
+      ""
+    ].join("\n")
+    const config = ok(text).config
+    expect(config.policy.backup_retention_count).toBe(5)
+    expect(config.users[0]?.sources[0]).toMatchObject({ timeout_seconds: 10, headers: { "X-Timeout": "010" }, body: "5" })
+  })
+
+  it("header values merged into headers from an anchor anywhere keep their written text", () => {
+    const text = [
+      "x-auth: &auth { X-Id: 007, X-Ver: 1.0 }",
+      "users:",
+      "  - username: bob",
+      "    sources:",
+      "      - url: https://keys.example.com/bob",
+      "        headers:",
+      "          <<: *auth",
+      "          X-Ver: 2.10",
+      ""
+    ].join("\n")
+    expect(ok(text).config.users[0]?.sources[0]?.headers).toEqual({ "X-Id": "007", "X-Ver": "2.10" })
+  })
+
   it("reads YAML 1.1's yes/no/on/off (and y/n) in boolean fields, as the Go original's yaml.v3 does", () => {
     const policy = (backup: string, preserve: string, empty: string) =>
       ok(`policy:\n  backup_enabled: ${backup}\n  preserve_local_keys: ${preserve}\n  allow_empty: ${empty}\n` + oneSource())
