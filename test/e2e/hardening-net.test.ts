@@ -705,6 +705,8 @@ describeAsRoot("network hardening (e2e)", () => {
       server.route("/direct", { body: lines(k) })
 
       for (const env of [{}, { NO_PROXY: "127.0.0.1" }]) {
+        // Removed first, so that each run writes it (an unchanged file keeps the earlier run's "Last sync").
+        await fs.rm(bob.authorizedKeys, { force: true })
         const run = await runWithConfig(
           config([userWith(bob.name, server.url("/direct"))]),
           [],
