@@ -279,16 +279,26 @@ const decodeUnknown = Schema.decodeUnknownEither(Config, { errors: "all", onExce
 
 /**
  * The Go original reads `key:` with no value (YAML null) as "not set", so the default applies. Dropping null-valued
- * keys before decoding does the same without making every field nullable in the schema.
+ * keys before decoding does the same without making every field nullable in the schema. Inside `headers` a header
+ * with no value is kept as empty text instead: yaml.v3 decodes it into Go's map of strings as "", and the Go original
+ * sends it, empty.
  */
-export const dropNullKeys = (value: unknown, ancestors: ReadonlySet<object> = new Set()): unknown => {
+export const dropNullKeys = (
+  value: unknown,
+  ancestors: ReadonlySet<object> = new Set(),
+  nullAsEmpty = false
+): unknown => {
   if (typeof value !== "object" || value === null) return value
   // A YAML alias inside its own anchor (`a: &x {b: *x}`) makes a value that contains itself.
   if (ancestors.has(value)) throw new CircularValue()
   const inner = new Set(ancestors).add(value)
   if (Array.isArray(value)) return value.map((v) => dropNullKeys(v, inner))
   return Object.fromEntries(
-    Object.entries(value).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, dropNullKeys(v, inner)])
+    Object.entries(value).flatMap(([k, v]) =>
+      v === null || v === undefined
+        ? nullAsEmpty ? [[k, ""]] : []
+        : [[k, dropNullKeys(v, inner, k === "headers")]]
+    )
   )
 }
 

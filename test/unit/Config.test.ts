@@ -257,6 +257,13 @@ describe("decodeConfig: scalar coercion", () => {
     })
   })
 
+  it("a header written with no value is sent empty, as the Go original sends it (not dropped like other keys)", () => {
+    const text = oneSource("        headers:\n          X-Empty:\n          X-Tilde: ~\n          X-Set: yes\n        body:\n")
+    const source = ok(text).config.users[0]?.sources[0]
+    expect(source?.headers).toEqual({ "X-Empty": "", "X-Tilde": "", "X-Set": "yes" })
+    expect(source?.body).toBe("")
+  })
+
   it("turns a numeric body into text", () => {
     expect(ok(oneSource("        method: POST\n        body: 5\n")).config.users[0]?.sources[0]?.body).toBe("5")
   })
