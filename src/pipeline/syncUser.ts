@@ -38,7 +38,7 @@ import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
-import { identitiesOf, markedManagedIdentities, markedManagedLines, selectLocalKeys } from "./Revocation.js"
+import { identitiesOf, markedManagedLines, selectLocalKeys } from "./Revocation.js"
 
 // =============================================================================
 // Results
@@ -431,10 +431,10 @@ const syncDirectory = (
 
     // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
     const record = yield* managedKeys.read(policy.state_dir, user.username)
-    const previously: ManagedRecord = Option.getOrElse(record, () => ({
-      identities: markedManagedIdentities(existing?.content ?? ""),
-      lines: markedManagedLines(existing?.content ?? "")
-    }))
+    const previously: ManagedRecord = Option.getOrElse(record, () => {
+      const lines = markedManagedLines(existing?.content ?? "")
+      return { identities: new Set([...lines].map(keyIdentity)), lines }
+    })
     // What the tool provides now: dedup only drops repeated lines, so these are also the identities it will write.
     const managedNow = identitiesOf([pinned, ...fetched.map((f) => f.keys)])
     const selection = selectLocalKeys(local.keys, previously.identities, managedNow, previously.lines)
@@ -471,18 +471,12 @@ const syncDirectory = (
     }
 
     // Remember the union first: if the rename never happens, keys (and lines) still in the old file stay the tool's.
-    // Without a record yet, what the file's markers said is the old side (markers can only ever make a line go).
-    const union: ManagedRecord = Option.match(record, {
-      onNone: () => ({
-        identities: new Set([...previously.identities, ...managedNow]),
-        lines: new Set([...(previously.lines ?? []), ...linesNow])
-      }),
-      onSome: (old) => ({
-        identities: new Set([...old.identities, ...recordNow.identities]),
-        // An old record without lines stays without: every managed line is then the tool's, as before.
-        lines: old.lines === undefined ? undefined : new Set([...old.lines, ...linesNow])
-      })
-    })
+    // Without a record yet, what the file's markers said is the old side (markers can only ever make a line go); an
+    // old record without lines stays without (every managed line is then the tool's, as before).
+    const union: ManagedRecord = {
+      identities: new Set([...previously.identities, ...managedNow]),
+      lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
+    }
     if (!Option.isSome(record) || !sameRecord(record.value, union)) {
       yield* managedKeys.write(policy.state_dir, user.username, union)
     }
