@@ -10,7 +10,9 @@
  * BENCH_CONCURRENCY (the parallel run's --concurrency; default: the CLI's default), BENCH_VERBOSE=1 (every run's time).
  *
  * Beside the wall times it prints the parallel run's CPU time on its main thread and on its other threads (Linux,
- * from /proc, through bench/threadCpu.cjs): they move far less than wall time with the load on a shared machine.
+ * from /proc, through bench/threadCpu.cjs): they move far less than wall time with the load on a shared machine. It
+ * also says whether V8 used the build's code cache (bench/codeCacheStatus.cjs): V8 options the build did not use
+ * (in BENCH_NODE_ARGS or NODE_OPTIONS) make V8 reject it, and each run then compiles the whole program.
  */
 import { execFile, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
@@ -31,6 +33,8 @@ const SEQUENTIAL_REPEAT = Math.max(1, Number(process.env["BENCH_SEQUENTIAL_REPEA
 const CONCURRENCY = process.env["BENCH_CONCURRENCY"]
 const CLI = join(import.meta.dirname, "..", "dist", "authkeysync.mjs")
 const THREAD_CPU = join(import.meta.dirname, "threadCpu.cjs")
+const CODE_CACHE_STATUS = join(import.meta.dirname, "codeCacheStatus.cjs")
+const NODE_ARGS = (process.env["BENCH_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "")
 
 interface ThreadCpu {
   readonly main: number
@@ -89,9 +93,8 @@ const main = async () => {
       requests = 0
       const started = process.hrtime.bigint()
       const code = await new Promise<number>((resolve) => {
-        const nodeArgs = (process.env["BENCH_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "")
         const quiet = process.env["BENCH_LOG"] === "1" ? [] : ["--quiet"]
-        const child = spawn(process.execPath, ["--require", THREAD_CPU, ...nodeArgs, CLI, "--config", config, ...quiet, ...args], {
+        const child = spawn(process.execPath, ["--require", THREAD_CPU, ...NODE_ARGS, CLI, "--config", config, ...quiet, ...args], {
           stdio: "inherit",
           env: { ...process.env, BENCH_CPU_FILE: cpuFile }
         })
@@ -118,6 +121,14 @@ const main = async () => {
         cpu: cpus.length === 0 ? undefined : { main: middle(cpus.map((c) => c.main)), other: middle(cpus.map((c) => c.other)) }
       }
     }
+    // With V8 options the build did not use, every timed run compiles the whole program: say so before comparing.
+    const { stderr: cacheStatus } = await run(process.execPath, ["--require", CODE_CACHE_STATUS, ...NODE_ARGS, CLI, "--version"])
+    const codeCache = /code cache: (\w+)/.exec(cacheStatus)?.[1] ?? "unknown"
+    if (codeCache !== "accepted") {
+      console.log(`warning: V8 did not use the build's code cache (${codeCache}): V8 options in BENCH_NODE_ARGS or NODE_OPTIONS`)
+      console.log(`  that the build did not use make every run compile the program; for a fair comparison build with`)
+      console.log(`  AUTHKEYSYNC_CODE_CACHE_NODE_ARGS set to the same V8 options`)
+    }
     const sequential = (await median(["--concurrency", "1"], SEQUENTIAL_REPEAT)).seconds
     const parallelRuns = await median(CONCURRENCY === undefined ? [] : ["--concurrency", CONCURRENCY], REPEAT)
     const parallel = parallelRuns.seconds
@@ -130,6 +141,7 @@ const main = async () => {
       const { main, other } = parallelRuns.cpu
       console.log(`    CPU (medians)   main thread ${(main / 1000).toFixed(2)} s, other threads ${(other / 1000).toFixed(2)} s`)
     }
+    console.log(`  code cache        ${codeCache}`)
     console.log(`  speed-up          ${speedup.toFixed(1)}x (required: ${MIN_SPEEDUP}x)`)
     if (speedup < MIN_SPEEDUP) process.exitCode = 1
   } finally {

@@ -50,13 +50,16 @@ const legal = bundled.outputFiles.find((f) => f.path.endsWith(".LEGAL.txt"))?.te
 
 // V8's code cache for that program, made by running it once. Node 20 takes a code cache only for scripts compiled
 // through node:vm, not for ES modules; with it each run skips compiling about 1 MB of JavaScript (about 0.1 s of CPU).
-// Another Node version (or other V8 flags) rejects the cache, and the text is then compiled as usual.
+// Another Node version, or any V8 option (`--max-old-space-size` in NODE_OPTIONS included), rejects the cache, and
+// the text is then compiled as usual. AUTHKEYSYNC_CODE_CACHE_NODE_ARGS makes the cache under given V8 options instead
+// (space-separated), e.g. to compare a V8 flag fairly in `npm run bench`.
 const codeCache = (() => {
   if (process.env.AUTHKEYSYNC_CODE_CACHE === "0") return undefined
+  const nodeArgs = (process.env.AUTHKEYSYNC_CODE_CACHE_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "")
   const dir = mkdtempSync(join(tmpdir(), "authkeysync-build-"))
   try {
     writeFileSync(join(dir, "authkeysync.cjs"), bundle)
-    execFileSync(process.execPath, ["scripts/code-cache.mjs", join(dir, "authkeysync.cjs"), join(dir, "cache")], { stdio: "ignore" })
+    execFileSync(process.execPath, [...nodeArgs, "scripts/code-cache.mjs", join(dir, "authkeysync.cjs"), join(dir, "cache")], { stdio: "ignore" })
     return readFileSync(join(dir, "cache"))
   } finally {
     rmSync(dir, { recursive: true, force: true })

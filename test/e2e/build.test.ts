@@ -74,6 +74,17 @@ describe("the single-file build", () => {
     }
   })
 
+  it("a V8 option the build did not use makes V8 reject the cache, and the bench's probe says so", () => {
+    const probe = path.join(import.meta.dirname, "..", "..", "bench", "codeCacheStatus.cjs")
+    const plain = spawnSync(process.execPath, ["--require", probe, CLI_PATH, "--version"], { encoding: "utf8" })
+    // NODE_OPTIONS=--max-old-space-size=... is common on servers: it costs every start the cache.
+    const flagged = spawnSync(process.execPath, ["--require", probe, "--max-old-space-size=4096", CLI_PATH, "--version"], { encoding: "utf8" })
+    expect(plain.stderr).toBe("code cache: accepted\n")
+    expect(flagged.stderr).toBe("code cache: rejected\n")
+    expect(flagged.status).toBe(0)
+    expect(flagged.stdout).toBe(plain.stdout)
+  })
+
   it("the cache names the program authkeysync.mjs (as stack traces will), not the build's temp directory", async () => {
     const { cache } = await read()
     expect(cache!.includes("authkeysync.mjs")).toBe(true)
