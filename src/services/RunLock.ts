@@ -6,15 +6,18 @@
  * The directory must be a real directory of the running user, writable by nobody else, so that no account can
  * plant the lock (or a symlink in its place) to stop or steer root's runs.
  *
+ * Its syscalls run synchronously, as in SshFiles: a dozen of them take well under a millisecond on /run, while their
+ * trips through libuv's thread pool kept every run waiting about 25 ms before its first user.
+ *
  * @since 0.2.0
  */
-import { constants as C } from "node:fs"
-import * as fs from "node:fs/promises"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { Context, Duration, Effect, Layer, type Scope } from "effect"
 import { describeCause, RunLockError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
+import { unlinkQuietly } from "./internal/syscalls.js"
 
 /** @since 0.2.0 */
 export class RunLock extends Context.Tag("authkeysync/RunLock")<RunLock, {
@@ -40,10 +43,16 @@ interface Holder {
   readonly start: string
 }
 
+const C = fs.constants
+
 /** Field 22 of /proc/PID/stat; undefined where there is no /proc. */
-const startTimeOf = async (pid: number): Promise<string | undefined> => {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined)
-  if (stat === undefined) return undefined
+const startTimeOf = (pid: number): string | undefined => {
+  let stat: string
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  } catch {
+    return undefined
+  }
   // The command name (field 2) may contain spaces and parentheses; the fields after the last ")" are plain.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   return fields[19]
@@ -54,24 +63,26 @@ const parseHolder = (text: string): Holder | undefined => {
   return match ? { pid: Number(match[1]), start: match[2]! } : undefined
 }
 
-const isAlive = async (holder: Holder): Promise<boolean> => {
+const isAlive = (holder: Holder): boolean => {
   try {
     process.kill(holder.pid, 0)
   } catch (error) {
     if ((error as Errno).code === "ESRCH") return false
   }
-  const start = await startTimeOf(holder.pid)
+  const start = startTimeOf(holder.pid)
   return start === undefined || holder.start === "-" || start === holder.start
 }
 
 const fail = (path: string, detail: string) => new RunLockError({ path, detail })
 
-const checkDirectory = async (lockPath: string): Promise<void> => {
+const checkDirectory = (lockPath: string): void => {
   const dir = nodePath.dirname(lockPath)
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((error: Errno) => {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  } catch (error) {
     throw fail(lockPath, `cannot create ${dir}: ${describeCause(error)}`)
-  })
-  const problem = privateDirectoryProblem(directoryStat(await fs.lstat(dir)), process.geteuid?.() ?? 0)
+  }
+  const problem = privateDirectoryProblem(directoryStat(fs.lstatSync(dir)), process.geteuid?.() ?? 0)
   if (problem !== undefined) throw fail(lockPath, `refusing the lock directory ${dir}: ${problem}`)
 }
 
@@ -79,41 +90,41 @@ const checkDirectory = async (lockPath: string): Promise<void> => {
  * Create the lock file with `token` already in it; false when it exists. The content is written to a private temp
  * file first and then hard-linked to the lock's name, so a run killed at any moment never leaves an empty lock.
  */
-const tryCreate = async (path: string, token: string): Promise<boolean> => {
+const tryCreate = (path: string, token: string): boolean => {
   const temp = `${path}.${process.pid}.tmp`
-  await fs.unlink(temp).catch(() => {})
-  let handle: fs.FileHandle
+  unlinkQuietly(temp)
+  let fd: number
   try {
-    handle = await fs.open(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
+    fd = fs.openSync(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
   } catch (error) {
     throw fail(path, `cannot create ${temp}: ${describeCause(error)}`)
   }
   try {
     try {
-      await handle.writeFile(token)
-      await handle.sync()
+      fs.writeFileSync(fd, token)
+      fs.fsyncSync(fd)
     } finally {
-      await handle.close()
+      fs.closeSync(fd)
     }
-    await fs.link(temp, path)
+    fs.linkSync(temp, path)
     return true
   } catch (error) {
     if ((error as Errno).code === "EEXIST") return false
     throw fail(path, `cannot create: ${describeCause(error)}`)
   } finally {
-    await fs.unlink(temp).catch(() => {})
+    unlinkQuietly(temp)
   }
 }
 
-const readLock = async (path: string): Promise<{ text: string; ageMs: number } | undefined> => {
+const readLock = (path: string): { text: string; ageMs: number } | undefined => {
   try {
-    const handle = await fs.open(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK)
+    const fd = fs.openSync(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK)
     try {
-      const st = await handle.stat()
+      const st = fs.fstatSync(fd)
       if (!st.isFile()) throw fail(path, "it is not a regular file")
-      return { text: await handle.readFile("utf8"), ageMs: Date.now() - st.mtimeMs }
+      return { text: fs.readFileSync(fd, "utf8"), ageMs: Date.now() - st.mtimeMs }
     } finally {
-      await handle.close()
+      fs.closeSync(fd)
     }
   } catch (error) {
     if ((error as Errno).code === "ENOENT") return undefined
@@ -129,38 +140,43 @@ const HALF_WRITTEN_STALE_MS = 10_000
  * Remove the lock at `path` if it still holds exactly `staleText`. The `.takeover` file makes check-and-remove one
  * step among runs, so that two runs that both found the same stale lock cannot remove each other's fresh one.
  */
-const takeOver = async (path: string, staleText: string, token: string): Promise<void> => {
+const takeOver = (path: string, staleText: string, token: string): void => {
   const guard = `${path}.takeover`
-  if (!(await tryCreate(guard, token))) {
-    const other = await readLock(guard)
-    if (other !== undefined && other.ageMs > HALF_WRITTEN_STALE_MS) await fs.unlink(guard).catch(() => {})
+  if (!tryCreate(guard, token)) {
+    const other = readLock(guard)
+    if (other !== undefined && other.ageMs > HALF_WRITTEN_STALE_MS) unlinkQuietly(guard)
     return
   }
   try {
-    const now = await readLock(path)
-    if (now !== undefined && now.text === staleText) await fs.unlink(path).catch(() => {})
+    const now = readLock(path)
+    if (now !== undefined && now.text === staleText) unlinkQuietly(path)
   } finally {
-    await fs.unlink(guard).catch(() => {})
+    unlinkQuietly(guard)
   }
 }
 
 /** One attempt: acquired, or who holds the lock. */
-const attempt = async (path: string, token: string): Promise<{ acquired: true } | { acquired: false; holder: string }> => {
-  if (await tryCreate(path, token)) return { acquired: true }
-  const current = await readLock(path)
+const attempt = (path: string, token: string): { acquired: true } | { acquired: false; holder: string } => {
+  if (tryCreate(path, token)) return { acquired: true }
+  const current = readLock(path)
   if (current === undefined) return { acquired: false, holder: "a run that just finished" }
   const holder = parseHolder(current.text)
-  const stale = holder === undefined ? current.ageMs > HALF_WRITTEN_STALE_MS : !(await isAlive(holder))
+  const stale = holder === undefined ? current.ageMs > HALF_WRITTEN_STALE_MS : !isAlive(holder)
   if (stale) {
-    await takeOver(path, current.text, token)
-    if (await tryCreate(path, token)) return { acquired: true }
+    takeOver(path, current.text, token)
+    if (tryCreate(path, token)) return { acquired: true }
   }
   return { acquired: false, holder: holder === undefined ? "an unknown process" : `pid ${holder.pid}` }
 }
 
-const release = async (path: string, token: string) => {
-  const current = await readLock(path).catch(() => undefined)
-  if (current?.text === token) await fs.unlink(path).catch(() => {})
+const release = (path: string, token: string) => {
+  let current: { text: string } | undefined
+  try {
+    current = readLock(path)
+  } catch {
+    return
+  }
+  if (current?.text === token) unlinkQuietly(path)
 }
 
 const POLL = Duration.millis(100)
@@ -171,9 +187,9 @@ export const layer: Layer.Layer<RunLock> = Layer.succeed(
   RunLock.of({
     hold: (path, timeout) =>
       Effect.gen(function*() {
-        const token = `${process.pid} ${(yield* Effect.promise(() => startTimeOf(process.pid))) ?? "-"}\n`
-        const guarded = <A>(f: () => Promise<A>) =>
-          Effect.tryPromise({
+        const token = `${process.pid} ${startTimeOf(process.pid) ?? "-"}\n`
+        const guarded = <A>(f: () => A) =>
+          Effect.try({
             try: f,
             catch: (error) => error instanceof RunLockError ? error : fail(path, describeCause(error))
           })
@@ -183,7 +199,7 @@ export const layer: Layer.Layer<RunLock> = Layer.succeed(
           // acquireRelease: once the file is created, its removal is registered before anything can interrupt.
           const result = yield* Effect.acquireRelease(
             guarded(() => attempt(path, token)),
-            (r) => (r.acquired ? Effect.promise(() => release(path, token)) : Effect.void)
+            (r) => (r.acquired ? Effect.sync(() => release(path, token)) : Effect.void)
           )
           if (result.acquired) return
           if (Date.now() >= deadline) {
