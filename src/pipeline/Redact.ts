@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 
-const SECRET_PARAM = /(token|secret|password|passwd|pwd|key|sig|signature|auth|credential|session|code)/i
+const SECRET_PARAM = /(token|secret|pass|pw|key|sig|auth|credential|session|code|jwt|bearer)/i
 const MASK = "***"
 
 /**

@@ -7,6 +7,7 @@
 import { HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { Chunk, Context, Effect, Fiber, FiberRef, Layer, Option, Stream } from "effect"
 import { constTrue } from "effect/Function"
+import * as zlib from "node:zlib"
 import type { Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
 import { redactUrl } from "../pipeline/Redact.js"
@@ -58,10 +59,10 @@ const tooLarge = (url: string, limit: number) =>
 const toByteString = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
 
 /**
- * The body, at most `limit` bytes. With a Content-Length within the limit the body is read in one go (the HTTP
- * client enforces the length); otherwise it is streamed and counted, and the download stops at the limit.
+ * The body as sent on the wire, at most `limit` bytes. With a Content-Length within the limit the body is read in one
+ * go (the HTTP client enforces the length); otherwise it is streamed and counted, and the download stops at the limit.
  */
-const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
+const readRawCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
   const declared = Number(response.headers["content-length"] ?? Number.NaN)
   if (Number.isSafeInteger(declared) && declared >= 0) {
     if (declared > limit) {
@@ -72,7 +73,7 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
       Effect.mapError((cause) =>
         new SourceFetchError({ url, reason: "Body", detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`, cause })
       ),
-      Effect.map((buffer) => toByteString(new Uint8Array(buffer)))
+      Effect.map((buffer) => new Uint8Array(buffer))
     )
   }
   return response.stream.pipe(
@@ -83,7 +84,40 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
       const size = acc.size + bytes.length
       return size > limit ? Effect.fail(tooLarge(url, limit)) : Effect.succeed({ size, chunks: Chunk.append(acc.chunks, bytes) })
     }),
-    Effect.map(({ chunks }) => toByteString(Buffer.concat(Chunk.toReadonlyArray(chunks))))
+    Effect.map(({ chunks }): Uint8Array => Buffer.concat(Chunk.toReadonlyArray(chunks)))
+  )
+}
+
+/** A gzip body decompressed, at most `limit` bytes of it (a small body that inflates past the cap fails). */
+const gunzipCapped = (bytes: Uint8Array, url: string, limit: number) =>
+  Effect.async<Uint8Array, SourceFetchError>((resume) => {
+    zlib.gunzip(bytes, { maxOutputLength: limit }, (error, result) => {
+      if (error === null) return resume(Effect.succeed(result))
+      resume(Effect.fail(
+        (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE"
+          ? tooLarge(url, limit)
+          : new SourceFetchError({ url, reason: "Body", detail: `the gzip body cannot be decompressed: ${describeCause(error)}` })
+      ))
+    })
+  })
+
+/**
+ * The body, at most `limit` bytes. A gzip-encoded body (a pre-compressed object on S3 or a CDN is sent so whatever
+ * the request asked for) is decompressed, as Go's net/http does for the Go original, and the cap applies to what it
+ * decompresses to; any other encoding fails the source rather than being read as key text (0 keys, keys revoked).
+ */
+const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
+  const encoding = (response.headers["content-encoding"] ?? "").trim().toLowerCase()
+  if (encoding === "" || encoding === "identity") return Effect.map(readRawCapped(response, url, limit), toByteString)
+  if (encoding === "gzip" || encoding === "x-gzip") {
+    return readRawCapped(response, url, limit).pipe(
+      Effect.flatMap((bytes) => gunzipCapped(bytes, url, limit)),
+      Effect.map(toByteString)
+    )
+  }
+  discardBody(response)
+  return Effect.fail(
+    new SourceFetchError({ url, reason: "Body", detail: "the body has a Content-Encoding other than gzip; refusing to read it as keys" })
   )
 }
 
@@ -136,7 +170,11 @@ export const nextHop = (hop: Hop, status: number, location: string | undefined):
   if (next.protocol !== "http:" && next.protocol !== "https:") return `refusing a redirect to a ${next.protocol} URL`
   const current = new URL(hop.url)
   if (current.protocol === "https:" && next.protocol === "http:") return "refusing a redirect from https to plain http"
-  const sameOrigin = next.origin === current.origin
+  // The usual upgrade of a plain http URL to https on the same host (default ports) is the same server over a safer
+  // channel: the headers and body it was already sent in clear go along, as Go's net/http keeps Authorization there.
+  const upgrade = current.protocol === "http:" && next.protocol === "https:" && current.hostname === next.hostname &&
+    current.port === "" && next.port === ""
+  const sameOrigin = next.origin === current.origin || upgrade
   const keepsMethod = status === 307 || status === 308
   const method = keepsMethod ? hop.method : "GET"
   const body = keepsMethod ? hop.body : ""

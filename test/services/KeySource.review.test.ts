@@ -1,0 +1,234 @@
+/**
+ * Found in a review of the HTTP fetch path: compressed bodies, password-like query parameters, the http -> https
+ * upgrade redirect. Each test failed before the fix.
+ *
+ * Only loopback traffic: every server here listens on 127.0.0.1.
+ */
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import * as zlib from "node:zlib"
+import { HttpClient, type HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Effect, Exit, Layer, LogLevel, Schema } from "effect"
+import { type Config, decodeConfigValue, Source } from "../../src/pipeline/Config.js"
+import { redactUrl } from "../../src/pipeline/Redact.js"
+import { runAll } from "../../src/pipeline/runAll.js"
+import * as Accounts from "../../src/services/Accounts.js"
+import * as HttpTransport from "../../src/services/HttpTransport.js"
+import * as KeySource from "../../src/services/KeySource.js"
+import * as Logging from "../../src/services/Logging.js"
+import * as ManagedKeys from "../../src/services/ManagedKeys.js"
+import * as RandomId from "../../src/services/RandomId.js"
+import * as SshFiles from "../../src/services/SshFiles.js"
+
+const K1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl one@example"
+const K2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2 two@example"
+const alice = { name: "alice", uid: 1001, gid: 1001, home: "/home/alice" }
+const build = { version: "v9.9.9", commit: "abc123", built: "2026-01-01T00:00:00Z" }
+
+const config = (raw: unknown): Config => {
+  const decoded = decodeConfigValue("test.yaml", raw)
+  if (decoded._tag === "Left") throw new Error(decoded.left.message)
+  return decoded.right.config
+}
+
+// A loopback key server. `/gz` answers like an S3/CloudFront object stored pre-compressed (Content-Encoding: gzip
+// metadata): the gzip bytes whatever the request's Accept-Encoding says.
+let server: http.Server
+let base = ""
+const requests: Array<http.IncomingHttpHeaders> = []
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    requests.push(req.headers)
+    if (req.url === "/gz") {
+      const gz = zlib.gzipSync(`${K1}\n`)
+      res.writeHead(200, { "content-type": "text/plain", "content-encoding": "gzip", "content-length": gz.length })
+      return void res.end(gz)
+    }
+    if (req.url === "/gz-chunked") {
+      res.writeHead(200, { "content-type": "text/plain", "content-encoding": "gzip" })
+      return void res.end(zlib.gzipSync(`${K1}\n`))
+    }
+    if (req.url === "/gz-bomb") {
+      // 1 KiB on the wire, 64 MiB once decompressed.
+      res.writeHead(200, { "content-type": "text/plain", "content-encoding": "gzip" })
+      return void res.end(zlib.gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x61), { level: 9 }))
+    }
+    if (req.url === "/br") {
+      const br = zlib.brotliCompressSync(`${K1}\n`)
+      res.writeHead(200, { "content-type": "text/plain", "content-encoding": "br", "content-length": br.length })
+      return void res.end(br)
+    }
+    if (req.url === "/plain") {
+      res.writeHead(200, { "content-type": "text/plain" })
+      return void res.end(`${K2}\n`)
+    }
+    res.writeHead(404).end()
+  })
+  server.keepAliveTimeout = 500
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+})
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
+
+const liveKeySource = KeySource.layer.pipe(Layer.provide(HttpTransport.layer))
+
+const fetchLive = (raw: Record<string, unknown>, options?: KeySource.FetchOptions) =>
+  Effect.runPromise(
+    Effect.flatMap(KeySource.KeySource, (ks) => ks.fetch(Schema.decodeUnknownSync(Source)(raw), options)).pipe(
+      Effect.exit,
+      Effect.provide(liveKeySource),
+      Effect.scoped
+    )
+  )
+
+// =============================================================================
+// F1: Content-Encoding is ignored
+// =============================================================================
+
+describe("F1: a compressed 200 body is never used as key text", () => {
+  it("a gzip-encoded body (Content-Length) gives the keys, as the Go original (net/http) gives them", async () => {
+    const exit = await fetchLive({ url: `${base}/gz` })
+    expect(exit).toStrictEqual(Exit.succeed(`${K1}\n`))
+  })
+
+  it("a gzip-encoded chunked body gives the keys too", async () => {
+    const exit = await fetchLive({ url: `${base}/gz-chunked` })
+    expect(exit).toStrictEqual(Exit.succeed(`${K1}\n`))
+  })
+
+  it("the body cap counts decompressed bytes: a gzip bomb fails as TooLarge", async () => {
+    const exit = await fetchLive({ url: `${base}/gz-bomb` })
+    expect(Exit.isFailure(exit)).toBe(true)
+    if (Exit.isFailure(exit)) expect(JSON.stringify(exit.cause)).toContain("TooLarge")
+  })
+
+  it("an encoding the client cannot decode (br) fails the source instead of yielding 0 keys", async () => {
+    const exit = await fetchLive({ url: `${base}/br` })
+    expect(Exit.isFailure(exit)).toBe(true)
+  })
+
+  it("end to end: a source served gzip-encoded does not make the tool delete its keys from authorized_keys", async () => {
+    const fs = new SshFiles.MemoryFs()
+    fs.mkdir("/home/alice/.ssh", alice)
+    // The file as a previous run wrote it: K1 from the gzip source, K2 from the plain one.
+    fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${K2}\n`, alice)
+    const logs: Array<Logging.LogRecord> = []
+    const layer = Layer.mergeAll(
+      ManagedKeys.layerMemory({}, new Map()),
+      Accounts.layerTest([alice]),
+      SshFiles.layerMemory(fs),
+      liveKeySource,
+      RandomId.layerTest(["aaaaaa", "bbbbbb", "cccccc", "dddddd"]),
+      Logging.layerCapture(logs, LogLevel.Debug)
+    )
+    const cfg = config({
+      policy: { preserve_local_keys: false, backup_enabled: false },
+      users: [{ username: "alice", sources: [{ url: `${base}/gz` }, { url: `${base}/plain` }] }]
+    })
+    await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer), Effect.scoped))
+    // K1 must still be there: either the source was decoded (Go behaviour) or it failed and the file was left alone.
+    expect(fs.read("/home/alice/.ssh/authorized_keys")).toContain(K1)
+  })
+})
+
+// =============================================================================
+// F2: token-like query parameters that redactUrl does not mask
+// =============================================================================
+
+describe("F2: password-like query parameters are masked", () => {
+  it.each([
+    ["https://k.example/raw?pass=hunter2", "hunter2"],
+    ["https://k.example/raw?passphrase=hunter2", "hunter2"],
+    ["https://k.example/raw?user=bob&pw=hunter2", "hunter2"],
+    ["https://k.example/raw?jwt=eyJhbGciOiJIUzI1NiJ9.e30.sig", "eyJhbGciOiJIUzI1NiJ9"],
+    ["https://k.example/raw?bearer=tok_ABC", "tok_ABC"]
+  ])("%s", (url, secret) => {
+    expect(redactUrl(url)).not.toContain(secret)
+  })
+
+  it("end to end: the `# Source:` line of authorized_keys (readable by the user) and the logs do not show ?pass=", async () => {
+    const url = "https://keys.example/raw?user=alice&pass=hunter2"
+    const fs = new SshFiles.MemoryFs()
+    fs.mkdir("/home/alice/.ssh", alice)
+    const logs: Array<Logging.LogRecord> = []
+    const layer = Layer.mergeAll(
+      ManagedKeys.layerMemory({}, new Map()),
+      Accounts.layerTest([alice]),
+      SshFiles.layerMemory(fs),
+      KeySource.layerTest({ [url]: `${K2}\n` }),
+      RandomId.layerTest(["aaaaaa", "bbbbbb"]),
+      Logging.layerCapture(logs, LogLevel.Debug)
+    )
+    const cfg = config({ users: [{ username: "alice", sources: [{ url }] }] })
+    await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer)))
+    const written = fs.read("/home/alice/.ssh/authorized_keys")
+    expect(written).toContain(K2)
+    expect(written).not.toContain("hunter2")
+    expect(JSON.stringify(logs)).not.toContain("hunter2")
+  })
+})
+
+// =============================================================================
+// F3: an http -> https upgrade on the same host drops the configured headers
+// =============================================================================
+
+type Handler = (request: HttpClientRequest.HttpClientRequest) => Response
+
+const scripted = (handler: Handler, seen: Array<HttpClientRequest.HttpClientRequest>) =>
+  KeySource.layer.pipe(
+    Layer.provide(
+      Layer.succeed(
+        HttpClient.HttpClient,
+        HttpClient.make((request) =>
+          Effect.sync(() => {
+            seen.push(request)
+            return HttpClientResponse.fromWeb(request, handler(request))
+          })
+        )
+      )
+    )
+  )
+
+describe("F3: the usual http -> https redirect of the same host keeps the source's Authorization (as Go's net/http)", () => {
+  it("http://k.example/keys -> 301 https://k.example/keys carries the Authorization header", async () => {
+    const seen: Array<HttpClientRequest.HttpClientRequest> = []
+    const handler: Handler = (request) =>
+      request.url.startsWith("http:")
+        ? new Response(null, { status: 301, headers: { location: request.url.replace("http:", "https:") } })
+        : request.headers["authorization"] === "Bearer s3cret"
+        ? new Response(`${K2}\n`)
+        : new Response("unauthorized", { status: 401 })
+    const exit = await Effect.runPromise(
+      Effect.flatMap(KeySource.KeySource, (ks) =>
+        ks.fetch(Schema.decodeUnknownSync(Source)({ url: "http://k.example/keys", headers: { Authorization: "Bearer s3cret" } }))).pipe(
+          Effect.exit,
+          Effect.provide(scripted(handler, seen))
+        )
+    )
+    expect(seen.map((r) => [r.url, r.headers["authorization"]])).toEqual([
+      ["http://k.example/keys", "Bearer s3cret"],
+      ["https://k.example/keys", "Bearer s3cret"]
+    ])
+    expect(exit).toStrictEqual(Exit.succeed(`${K2}\n`))
+  })
+
+  it("still dropped for another host, another port, or a downgrade", async () => {
+    for (const [from, to] of [
+      ["http://k.example/keys", "https://other.example/keys"],
+      ["http://k.example/keys", "https://k.example:8443/keys"],
+      ["http://k.example:8080/keys", "https://k.example/keys"]
+    ] as const) {
+      const seen: Array<HttpClientRequest.HttpClientRequest> = []
+      const handler: Handler = (request) =>
+        request.url === from ? new Response(null, { status: 302, headers: { location: to } }) : new Response(`${K2}\n`)
+      await Effect.runPromise(
+        Effect.flatMap(KeySource.KeySource, (ks) =>
+          ks.fetch(Schema.decodeUnknownSync(Source)({ url: from, headers: { Authorization: "Bearer s3cret" } }))).pipe(
+            Effect.provide(scripted(handler, seen))
+          )
+      )
+      expect(seen.map((r) => r.headers["authorization"])).toEqual(["Bearer s3cret", undefined])
+    }
+  })
+})
