@@ -27,7 +27,9 @@ const DEFAULT_LOCK_TIMEOUT = 60
 // Flags
 // =============================================================================
 
-const config = Options.file("config", { exists: "either" }).pipe(
+// Plain text, not Options.file: loadConfig reports a missing or unreadable file in the tool's own one-line format, and
+// a config from a pipe (`--config <(…)`, as the Go original reads it) is not refused for not being a regular file.
+const config = Options.text("config").pipe(
   Options.withDescription(`Path to the configuration file (default ${DEFAULT_CONFIG_PATH})`),
   Options.withDefault(DEFAULT_CONFIG_PATH)
 )
@@ -36,7 +38,7 @@ const dryRun = Options.boolean("dry-run").pipe(
 )
 const debug = Options.boolean("debug").pipe(Options.withDescription("Log debug details too"))
 const quiet = Options.boolean("quiet").pipe(Options.withDescription("Log only warnings and errors"))
-const silent = Options.boolean("silent").pipe(Options.withDescription("Log nothing; only the exit code tells"))
+const silent = Options.boolean("silent").pipe(Options.withDescription("Log only errors (as the Go original's --silent)"))
 const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
   Options.withDescription("Log line format: text (logfmt, default) or json"),
   Options.withDefault("text" as const)
@@ -82,7 +84,8 @@ const command = Command.make(
   "authkeysync",
   { config, dryRun, debug, quiet, silent, logFormat, concurrency, lockTimeout, lockFile },
   (flags) => {
-    const verbosity: Logging.Verbosity = flags.silent ? "silent" : flags.quiet ? "quiet" : flags.debug ? "debug" : "info"
+    // The Go original's order: --debug wins over --silent, which wins over --quiet.
+    const verbosity: Logging.Verbosity = flags.debug ? "debug" : flags.silent ? "silent" : flags.quiet ? "quiet" : "info"
     return Effect.gen(function*() {
       if (flags.concurrency < 1) {
         yield* Console.error("authkeysync: --concurrency must be 1 or more")
@@ -110,16 +113,22 @@ const command = Command.make(
       Effect.catchTag("ConfigError", (error) =>
         Effect.logError("cannot load configuration").pipe(
           Effect.annotateLogs({ error: error.message }),
-          Effect.zipRight(verbosity === "silent" ? Effect.void : Console.error(`authkeysync: ${error.message}`)),
+          Effect.zipRight(Console.error(`authkeysync: ${error.message}`)),
           Effect.as(1)
         )),
       Effect.catchTag("RunLockError", (error) =>
         Effect.logError("cannot take the run lock; nothing was synced").pipe(
           Effect.annotateLogs({ error: error.message }),
-          Effect.zipRight(verbosity === "silent" ? Effect.void : Console.error(`authkeysync: ${error.message}`)),
+          Effect.zipRight(Console.error(`authkeysync: ${error.message}`)),
           Effect.as(1)
         )),
       Effect.tap((code) => Effect.sync(() => void (process.exitCode = code))),
+      // SIGTERM/SIGINT (systemd stop, cron's timeout): say so, or the run just ends after "sync started" with exit 1.
+      Effect.onInterrupt(() =>
+        Effect.logError("run interrupted by a signal; files not yet written were left untouched").pipe(
+          Effect.annotateLogs({ exit_code: 1 })
+        )
+      ),
       Effect.provide(Logging.layer({ format: flags.logFormat, verbosity }))
     )
   }

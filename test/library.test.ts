@@ -5,7 +5,7 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schema, TestClock } from "effect"
-import { Accounts, bytesToText, Config, KeySource, ManagedKeys, RandomId, runAll, SshFiles } from "../src/index.js"
+import { Accounts, bytesToText, Config, KeySource, ManagedKeys, RandomId, runAll, RunLock, SshFiles } from "../src/index.js"
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHlib library@test"
 
@@ -91,4 +91,11 @@ describe("library entry (src/index.ts)", () => {
       expect(lib.buildInfo.version).toMatch(/^v\d+\.\d+\.\d+$/)
       expect(memory.read("/home/ops/.ssh/authorized_keys")?.endsWith(`\n# Source: https://keys.internal/ops\n${KEY}\n`)).toBe(true)
     }))
+
+  it("exports the RunLock service: its Tag, the lock-file layer and a no-op layer", () => {
+    expect(typeof RunLock.RunLock).toBe("function")
+    expect(Layer.isLayer(RunLock.layer)).toBe(true)
+    expect(Layer.isLayer(RunLock.layerNoop)).toBe(true)
+    expect(typeof RunLock.defaultLockPath()).toBe("string")
+  })
 })

@@ -53,6 +53,8 @@ const writeConfig = (username) => {
     [
       "policy:",
       "  backup_retention_count: 3",
+      // The demo's own revocation record, not the host's /var/lib/authkeysync (removed with the rest below).
+      `  state_dir: ${JSON.stringify(join(work, "state"))}`,
       "users:",
       `  - username: ${JSON.stringify(username)}`,
       "    sources:",
@@ -81,13 +83,15 @@ try {
     section(`throwaway account ${demoUser}, home ${home}, one key added by hand`)
 
     const config = writeConfig(demoUser)
+    // The demo's own run lock too, not the host's /run/authkeysync.
+    const lock = ["--lock-file", join(work, "run", "authkeysync.lock")]
     exitCode ||= await runCli(["--config", config, "--dry-run"])
-    exitCode ||= await runCli(["--config", config])
+    exitCode ||= await runCli(["--config", config, ...lock])
     section(`${keysFile} now`)
     console.log(readFileSync(keysFile, "utf8").trimEnd())
     section("backups")
     for (const name of readdirSync(join(home, ".ssh", "authorized_keys_backups"))) console.log(name)
-    exitCode ||= await runCli(["--config", config])
+    exitCode ||= await runCli(["--config", config, ...lock])
   } else {
     const me = userInfo().username
     if (!existsSync(join(userInfo().homedir, ".ssh"))) {

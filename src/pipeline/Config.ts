@@ -88,7 +88,9 @@ const HeaderValue = Scalar.pipe(
   Schema.filter((v) => !/[\r\n\0]/.test(v) || "header values must not contain line breaks or NUL")
 )
 
-const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(
+const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).annotations({
+  message: () => "must be a mapping of header names to values (Name: value)"
+}).pipe(
   Schema.filter((headers) =>
     Object.keys(headers)
       .flatMap((name, i) => (HTTP_TOKEN.test(name) ? [] : [i + 1]))
@@ -340,7 +342,14 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
       const lines = issues
         .map((issue) => {
           const where = formatPath(issue.path)
-          const raw = issue.message === "is missing" ? "is required" : issue.message
+          // Schema's own wording names TypeScript types ("Expected Struct (Encoded side)"); say it in YAML's terms.
+          const raw = issue.message === "is missing"
+            ? "is required"
+            : /^Expected (Struct|\{)/.test(issue.message)
+            ? "must be a mapping (key: value lines)"
+            : /^Expected ReadonlyArray</.test(issue.message)
+            ? "must be a list (lines starting with -)"
+            : issue.message
           // Header values and bodies carry tokens: say what is wrong with them, never what they are.
           const secret = issue.path.includes("headers") || issue.path[issue.path.length - 1] === "body"
           const what = secret ? raw.replace(/,? actual [\s\S]*$/, "") : withoutActual(raw, issue.path[issue.path.length - 1])

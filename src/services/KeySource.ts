@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Chunk, Context, Effect, Fiber, FiberRef, Layer, Option, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Fiber, FiberRef, Layer, Option, Stream } from "effect"
 import { constTrue } from "effect/Function"
 import * as zlib from "node:zlib"
 import type { Source } from "../pipeline/Config.js"
@@ -192,7 +192,9 @@ export const nextHop = (hop: Hop, status: number, location: string | undefined):
  */
 export const withDeadline = <A, E, R, E2>(self: Effect.Effect<A, E, R>, millis: number, onTimeout: () => E2) =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.fork(restore(self)), (fiber) =>
+    // The child ends with its result as a value: a failed source is an answer here, not a fiber that died (which
+    // Effect would log at debug level as "Fiber terminated with an unhandled error").
+    Effect.flatMap(Effect.fork(Effect.exit(restore(self))), (fiber) =>
       restore(Effect.async<A, E | E2>((resume) => {
         let settled = false
         const settle = (result: Effect.Effect<A, E | E2>) => {
@@ -204,7 +206,7 @@ export const withDeadline = <A, E, R, E2>(self: Effect.Effect<A, E, R>, millis: 
         // setTimeout fires at once for delays past 2^31-1 ms (about 24 days); no deadline is that long in practice.
         const delay = Math.min(millis, 2 ** 31 - 1)
         const timer = setTimeout(() => settle(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout()))), delay)
-        fiber.addObserver(settle)
+        fiber.addObserver((exit) => settle(Exit.isSuccess(exit) ? exit.value : Exit.failCause(exit.cause)))
         // The caller was interrupted: stop the timer and the work.
         return Effect.suspend(() => {
           settled = true

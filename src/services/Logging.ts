@@ -73,7 +73,7 @@ export const makeLogger = (format: LogFormat, write: (line: string) => void): Lo
   Logger.make((options) => write((format === "json" ? formatJson : formatText)(toRecord(options))))
 
 const minimumLevel = (verbosity: Verbosity): LogLevel.LogLevel =>
-  verbosity === "debug" ? LogLevel.Debug : verbosity === "info" ? LogLevel.Info : verbosity === "quiet" ? LogLevel.Warning : LogLevel.None
+  verbosity === "debug" ? LogLevel.Debug : verbosity === "info" ? LogLevel.Info : verbosity === "quiet" ? LogLevel.Warning : LogLevel.Error
 
 /**
  * Lines to stdout for as long as someone reads them. When the reader goes away (journald restarting, `| head`), the

@@ -4,7 +4,10 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
 import { beforeAll, expect, it } from "vitest"
+import { stringify } from "yaml"
 import { assertBuilt, CLI_PATH, config, logsWith, runCli, runWithConfig, userWith, writeConfig } from "../support/cli.js"
 import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
 import { TestServer, useServer } from "../support/httpServer.js"
@@ -259,8 +262,8 @@ describeAsRoot("cli (e2e)", () => {
     })
     expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(old))
 
-    // The diff is the answer a dry run was asked for: printed with --quiet too, as the text diff is (--silent prints
-    // nothing at all in either format).
+    // The diff is the answer a dry run was asked for: printed with --quiet too, as the text diff is (--silent, errors
+    // only, prints no diff in either format).
     const dry = (...flags: ReadonlyArray<string>) =>
       runWithConfig(config([userWith(bob.name, server.url("/dry-json"))], { preserve_local_keys: false }), ["--dry-run", ...flags])
     const quiet = await dry("--log-format", "json", "--quiet")
@@ -377,6 +380,65 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
+  it("--config naming a directory is the tool's one-line config error; a config read from a pipe works", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-dir-"))
+    try {
+      const run = await runCli(["--config", dir])
+      expect(run.code).toBe(1)
+      expect(run.stderr).toMatch(new RegExp(`^authkeysync: config ${dir}: cannot read: .*\n$`))
+      expect(run.logs.map((l) => l.msg)).toContain("cannot load configuration")
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+    // As `--config <(generate-config)` gives it: a pipe (here a named one, mode 0600), not a regular file.
+    const bob = await users.create({ ssh: true })
+    const k = key("from-a-pipe")
+    server.keys("/pipe", [k])
+    const fifoDir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-fifo-"))
+    try {
+      const fifo = path.join(fifoDir, "config")
+      expect(spawnSync("mkfifo", ["-m", "600", fifo]).status).toBe(0)
+      const writer = fs.writeFile(fifo, stringify(config([userWith(bob.name, server.url("/pipe"))])))
+      const fromPipe = await runCli(["--config", fifo])
+      await writer
+      expect(fromPipe.code, fromPipe.stderr).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/pipe"), keys: [k] }], fromPipe)
+    } finally {
+      await fs.rm(fifoDir, { recursive: true, force: true })
+    }
+  })
+
+  it("--silent still prints a config error's stderr line (a mistyped path must not fail without a word)", async () => {
+    const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--silent"])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe("authkeysync: config /nonexistent/akse2e/config.yaml: cannot read: file not found\n")
+    expect(run.logs.map((l) => [l.level, l.msg])).toEqual([["ERROR", "cannot load configuration"]])
+  })
+
+  it("--debug wins over --silent, which wins over --quiet (the Go original's order)", async () => {
+    const bob = await users.create({ ssh: true })
+    server.keys("/order", [key("order")])
+    const cfg = config([userWith(bob.name, server.url("/order"))])
+    const debug = await runWithConfig(cfg, ["--silent", "--debug"])
+    expect(debug.logs.some((l) => l.level === "DEBUG")).toBe(true)
+    const silent = await runWithConfig(cfg, ["--quiet", "--silent"])
+    expect(silent.code).toBe(0)
+    expect(silent.stdout).toBe("")
+  })
+
+  it("--debug shows no 'Fiber terminated' noise for a failing or timed-out source (the failure is handled)", async () => {
+    const bob = await users.create({ ssh: true })
+    server.route("/debug-500", { status: 500 })
+    server.route("/debug-slow", { body: lines(key("slow")), delayMs: 3_000 })
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/debug-500"), { url: server.url("/debug-slow"), timeout_seconds: 1 })]),
+      ["--debug"]
+    )
+    expect(run.code).toBe(1)
+    expect(run.logs.some((l) => l.level === "DEBUG")).toBe(true)
+    expect(run.stdout).not.toContain("Fiber terminated")
+  })
+
   it("--concurrency 0 is refused with exit 1", async () => {
     const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--concurrency", "0"])
     expect(run.code).toBe(1)
@@ -449,7 +511,7 @@ describeAsRoot("cli (e2e)", () => {
     await expectSyncedFile(carol, [{ source: server.url("/epipe-carol"), keys: [kCarol] }])
   })
 
-  it("--quiet logs only warnings and errors; --silent prints nothing; exit codes unchanged", async () => {
+  it("--quiet logs only warnings and errors; --silent only errors; exit codes unchanged", async () => {
     const bob = await users.create({ ssh: true })
     server.route("/quiet", { status: 500 })
     const cfg = config([userWith(bob.name, server.url("/quiet"))])
@@ -462,7 +524,8 @@ describeAsRoot("cli (e2e)", () => {
 
     const silent = await runWithConfig(cfg, ["--silent"])
     expect(silent.code).toBe(1)
-    expect(silent.stdout).toBe("")
+    expect(silent.logs.length).toBeGreaterThan(0)
+    expect(silent.logs.every((l) => l.level === "ERROR")).toBe(true)
     expect(silent.stderr).toBe("")
   })
 })

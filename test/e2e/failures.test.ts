@@ -121,6 +121,8 @@ describeAsRoot("failures (e2e)", () => {
     expect(run.code === 0 && run.signal === null).toBe(false)
     expect(run.durationMs).toBeLessThan(10_000)
     await expectUntouched(user, before)
+    // The journal says why the run ended, instead of stopping after "sync started".
+    expect(run.logs.at(-1)).toMatchObject({ level: "ERROR", msg: "run interrupted by a signal; files not yet written were left untouched" })
   })
 
   it("connection refused fails the user", async () => {

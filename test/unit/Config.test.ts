@@ -328,6 +328,24 @@ interface ErrorCase {
 
 const errorCases: ReadonlyArray<ErrorCase> = [
   {
+    name: "a source written as a bare URL instead of `url: ...` (YAML terms, not Schema's type names)",
+    text: "users:\n  - username: bob\n    sources:\n      - https://x.example/bob.keys\n",
+    reason: "Schema",
+    contains: ["users[0].sources[0]: must be a mapping (key: value lines)"]
+  },
+  {
+    name: "users as a mapping, policy as a list, headers as a list",
+    text: "policy:\n  - a\nusers:\n  bob: 1\n",
+    reason: "Schema",
+    contains: ["policy: must be a mapping (key: value lines)", "users: must be a list (lines starting with -)"]
+  },
+  {
+    name: "headers as a list",
+    text: oneSource("        headers:\n          - Authorization: x\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].headers: must be a mapping of header names to values (Name: value)"]
+  },
+  {
     name: "invalid method",
     text: oneSource("        method: PUT\n"),
     reason: "Schema",
