@@ -151,10 +151,24 @@ const args = normalizeGoFlags(process.argv.slice(2))
 // code still tells). Logging.stdoutLines also stops writing log lines then.
 for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
 
+/**
+ * @effect/cli prints a flag error as a help document (`'abc' is not a integer`, then a blank line, no program name);
+ * every line the command writes to stderr is one `authkeysync: ...` line, as the config errors are.
+ */
+const withOneLineErrors = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.console, (console) =>
+    Effect.withConsole(self, {
+      ...console,
+      error: (...args: ReadonlyArray<unknown>) => {
+        const text = args.map(String).join(" ").trim().replace(/\s*\n\s*/g, " ")
+        return console.error(text.startsWith("authkeysync: ") ? text : `authkeysync: ${text}`)
+      }
+    }))
+
 // The Go original's --version text (version, commit, build date), wherever the flag stands.
 const main = args.includes("--version")
   ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)
-  : cli([...process.argv.slice(0, 2), ...args])
+  : withOneLineErrors(cli([...process.argv.slice(0, 2), ...args]))
 
 main.pipe(
   Effect.provide(MainLive),

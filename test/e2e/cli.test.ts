@@ -439,6 +439,20 @@ describeAsRoot("cli (e2e)", () => {
     expect(run.stdout).not.toContain("Fiber terminated")
   })
 
+  it("a bad flag is one `authkeysync:` stderr line and exit 1, whatever @effect/cli found wrong", async () => {
+    for (
+      const [args, message] of [
+        [["--bogus"], "Received unknown argument: '--bogus'"],
+        [["--concurrency", "abc"], "'abc' is not a integer"],
+        [["--log-format", "xml"], "Expected one of the following cases: text, json"]
+      ] as const
+    ) {
+      const run = await runCli(args)
+      expect(run.code).toBe(1)
+      expect(run.stderr).toBe(`authkeysync: ${message}\n`)
+    }
+  })
+
   it("--concurrency 0 is refused with exit 1", async () => {
     const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--concurrency", "0"])
     expect(run.code).toBe(1)
