@@ -366,20 +366,22 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
 }
 
 /**
- * Header values and bodies are sent as written, as the Go original (yaml.v3 into string fields) sends them: YAML alone
- * reads `X-Id: 007` as the number 7, `X-Ver: 1.0` as 1 and a 20-digit token as a rounded number. Where the config has
- * such a value, a copy of the document with every scalar as written is converted too, anchors, aliases and merge keys
+ * Header values and bodies are sent as written, and usernames taken as written, as the Go original (yaml.v3 into
+ * string fields) takes them: YAML alone reads `X-Id: 007` as the number 7, `X-Ver: 1.0` as 1, a 20-digit token as a
+ * rounded number and `username: 20231234` (numeric accounts, as some directories have) as a number. Where the config
+ * has such a value, a copy of the document with every scalar as written is converted too, anchors, aliases and merge keys
  * applied by the YAML library exactly as in the first conversion, and the headers and bodies are taken from it. The
  * document itself is not changed: an anchored number may also be used where a number belongs (`timeout_seconds`).
  */
 const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => unknown): unknown => {
   const needsText = (value: unknown) => value !== undefined && value !== null && typeof value !== "string"
+  const usersOf = (config: unknown): Array<Record<string, unknown>> =>
+    isRecord(config) && Array.isArray(config["users"]) ? config["users"].filter(isRecord) : []
   const sourcesOf = (config: unknown): Array<Record<string, unknown>> =>
-    (isRecord(config) && Array.isArray(config["users"]) ? config["users"] : []).flatMap((user: unknown) =>
-      isRecord(user) && Array.isArray(user["sources"]) ? user["sources"].filter(isRecord) : []
-    )
+    usersOf(config).flatMap((user) => Array.isArray(user["sources"]) ? user["sources"].filter(isRecord) : [])
+  const users = usersOf(raw)
   const sources = sourcesOf(raw)
-  const affected = sources.some((source) =>
+  const affected = users.some((user) => needsText(user["username"])) || sources.some((source) =>
     needsText(source["body"]) || (isRecord(source["headers"]) && Object.values(source["headers"]).some(needsText))
   )
   if (!affected) return raw
@@ -389,7 +391,12 @@ const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => u
       if (node.value !== null && typeof node.value !== "string" && typeof node.source === "string") node.value = node.source
     }
   })
-  const written = sourcesOf(toJS(copy))
+  const writtenConfig = toJS(copy)
+  const writtenUsers = usersOf(writtenConfig)
+  users.forEach((user, i) => {
+    if (needsText(user["username"]) && writtenUsers[i] !== undefined) user["username"] = writtenUsers[i]["username"]
+  })
+  const written = sourcesOf(writtenConfig)
   sources.forEach((source, i) => {
     const text = written[i]
     if (text === undefined) return
