@@ -12,34 +12,48 @@ const GO_TRUE = new Set(["1", "t", "T", "true", "TRUE", "True"])
 const GO_FALSE = new Set(["0", "f", "F", "false", "FALSE", "False"])
 const VALUED = new Set(["config", "log-format", "concurrency", "lock-timeout", "lock-file"])
 
-/** Rewrite Go-style flags in `args` (the arguments after the program name). @since 0.1.0 */
+/**
+ * Rewrite Go-style flags in `args` (the arguments after the program name). A flag given more than once counts once,
+ * with its last value, as Go's `flag` package takes it (`-config a -config b` reads b; `-dry-run -dry-run=false` is a
+ * real run); @effect/cli would refuse the repeat.
+ *
+ * @since 0.1.0
+ */
 export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => {
-  const out: Array<string> = []
+  // Each known flag's rewritten tokens (none for a boolean set to false), in the order of their last occurrence;
+  // anything else keeps its place.
+  const entries: Array<{ readonly name: string | undefined; readonly tokens: ReadonlyArray<string> }> = []
+  const set = (name: string, tokens: ReadonlyArray<string>) => {
+    const earlier = entries.findIndex((entry) => entry.name === name)
+    if (earlier >= 0) entries.splice(earlier, 1)
+    entries.push({ name, tokens })
+  }
+  let rest: ReadonlyArray<string> = []
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!
     if (arg === "--") {
-      out.push(...args.slice(i))
+      rest = args.slice(i)
       break
     }
     const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(arg)
     const name = match?.[1]
     const value = match?.[2]
     if (match === null || name === undefined || (!BOOLEAN.has(name) && !VALUED.has(name))) {
-      out.push(arg)
+      entries.push({ name: undefined, tokens: [arg] })
       continue
     }
     if (name === "h") {
-      out.push("--help")
+      set("help", ["--help"])
     } else if (BOOLEAN.has(name)) {
-      if (value === undefined || GO_TRUE.has(value)) out.push(`--${name}`)
-      else if (!GO_FALSE.has(value)) out.push(`--${name}=${value}`)
+      if (value === undefined || GO_TRUE.has(value)) set(name, [`--${name}`])
+      else if (GO_FALSE.has(value)) set(name, [])
+      else entries.push({ name: undefined, tokens: [`--${name}=${value}`] })
     } else if (value !== undefined) {
-      out.push(`--${name}=${value}`)
+      set(name, [`--${name}=${value}`])
     } else {
       // The next argument is this flag's value, whatever it looks like.
-      out.push(`--${name}`)
-      if (i + 1 < args.length) out.push(args[++i]!)
+      set(name, i + 1 < args.length ? [`--${name}`, args[++i]!] : [`--${name}`])
     }
   }
-  return out
+  return [...entries.flatMap((entry) => entry.tokens), ...rest]
 }

@@ -178,7 +178,8 @@ describeAsRoot("cli (e2e)", () => {
       expect(logsWith(dry, "dry run: would update authorized_keys", bob.name)).toHaveLength(1)
       expect(await exists(bob.authorizedKeys)).toBe(false)
 
-      const real = await runCli([`-config=${cfg.path}`, "-dry-run=false"])
+      // A repeated flag counts once, with its last value, as in Go: this is a real run with this config.
+      const real = await runCli(["-config", "/nonexistent/akse2e/other.yaml", "-dry-run", `-config=${cfg.path}`, "-dry-run=false"])
       expect(real.code, real.stdout + real.stderr).toBe(0)
       await expectSyncedFile(bob, [{ source: server.url("/goflags"), keys: [k] }], real)
 

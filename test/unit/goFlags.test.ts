@@ -19,6 +19,12 @@ describe("normalizeGoFlags (the Go original's flag spellings keep working)", () 
     // Values are never rewritten, even when they look like flags; unknown flags pass through for @effect/cli to reject.
     [["--config", "-dry-run"], ["--config", "-dry-run"]],
     [["-config", "-debug", "-debug"], ["--config", "-debug", "--debug"]],
+    // A repeated flag counts once, with its last value (Go's flag package); @effect/cli would refuse the repeat.
+    [["-config", "/a", "--config=/b"], ["--config=/b"]],
+    [["-dry-run", "-debug", "-dry-run=false"], ["--debug"]],
+    [["-dry-run=false", "--dry-run"], ["--dry-run"]],
+    [["--quiet", "--config", "/a", "-quiet"], ["--config", "/a", "--quiet"]],
+    [["-h", "--help"], ["--help"]],
     [["-bogus", "x"], ["-bogus", "x"]],
     [["--", "-config"], ["--", "-config"]]
   ]
