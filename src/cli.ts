@@ -151,16 +151,22 @@ const args = normalizeGoFlags(process.argv.slice(2))
 // code still tells). Logging.stdoutLines also stops writing log lines then.
 for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
 
+// eslint-disable-next-line no-control-regex
+const ANSI_STYLE = /\x1b\[[0-9;]*m/g
+
 /**
- * @effect/cli prints a flag error as a help document (`'abc' is not a integer`, then a blank line, no program name);
- * every line the command writes to stderr is one `authkeysync: ...` line, as the config errors are.
+ * @effect/cli prints a flag error as a help document (`'abc' is not a integer`, then a blank line, no program name)
+ * and `--help` with terminal colours: every line the command writes to stderr is one `authkeysync: ...` line, as the
+ * config errors are, and colours go only to a terminal (not into `--help | less`, a file or a log).
  */
-const withOneLineErrors = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+const withPlainOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.flatMap(Effect.console, (console) =>
     Effect.withConsole(self, {
       ...console,
+      log: (...args: ReadonlyArray<unknown>) =>
+        process.stdout.isTTY ? console.log(...args) : console.log(...args.map((a) => typeof a === "string" ? a.replace(ANSI_STYLE, "") : a)),
       error: (...args: ReadonlyArray<unknown>) => {
-        const text = args.map(String).join(" ").trim().replace(/\s*\n\s*/g, " ")
+        const text = args.map(String).join(" ").replace(ANSI_STYLE, "").trim().replace(/\s*\n\s*/g, " ")
         return console.error(text.startsWith("authkeysync: ") ? text : `authkeysync: ${text}`)
       }
     }))
@@ -168,7 +174,7 @@ const withOneLineErrors = <A, E, R>(self: Effect.Effect<A, E, R>) =>
 // The Go original's --version text (version, commit, build date), wherever the flag stands.
 const main = args.includes("--version")
   ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)
-  : withOneLineErrors(cli([...process.argv.slice(0, 2), ...args]))
+  : withPlainOutput(cli([...process.argv.slice(0, 2), ...args]))
 
 main.pipe(
   Effect.provide(MainLive),

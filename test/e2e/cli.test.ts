@@ -440,6 +440,15 @@ describeAsRoot("cli (e2e)", () => {
     expect(run.stdout).not.toContain("Fiber terminated")
   })
 
+  it("--help to a pipe or file has no terminal colour codes, and lists the flags", async () => {
+    const run = await runCli(["--help"], { env: { NO_COLOR: "" } })
+    expect(run.code).toBe(0)
+    expect(run.stdout).not.toContain("\x1b")
+    for (const flag of ["--config", "--dry-run", "--debug", "--quiet", "--silent", "--log-format", "--concurrency"]) {
+      expect(run.stdout).toContain(flag)
+    }
+  })
+
   it("a bad flag is one `authkeysync:` stderr line and exit 1, whatever @effect/cli found wrong", async () => {
     for (
       const [args, message] of [
