@@ -349,8 +349,9 @@ describeAsRoot("cli (e2e)", () => {
     const bob = await users.create({ ssh: true })
     const k = key("typo")
     server.keys("/typo", [k])
+    // Written as text to keep the typo; the revocation record goes to the test's own state dir, not the host's.
     const cfg = await writeConfig(
-      `users:\n  - username: ${bob.name}\n    sources:\n      - url: ${server.url("/typo")}\n        timeout_second: 5\n`
+      `${stringify({ policy: config([]).policy ?? {} })}users:\n  - username: ${bob.name}\n    sources:\n      - url: ${server.url("/typo")}\n        timeout_second: 5\n`
     )
     try {
       const run = await runCli(["--config", cfg.path])
