@@ -77,7 +77,9 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
         }),
         Logger.withMinimumLogLevel(LogLevel.All)
       )
-      : Console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd())
+      // Straight to stdout, not through Console: withPlainOutput strips escape sequences from what @effect/cli prints,
+      // and the diff must show the bytes the real run would write (an ESC in a key's comment included).
+      : Effect.sync(() => void globalThis.console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd()))
   }, { discard: true })
 
 const command = Command.make(

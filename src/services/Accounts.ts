@@ -80,8 +80,39 @@ const run = (file: string, args: ReadonlyArray<string>) =>
 /** An account whose name is not the name asked for (getent treats "1000" as a uid) is no match. */
 const exactMatch = (name: string, account: Account | undefined): account is Account => account?.name === name
 
+/**
+ * getent(1) looks an all-digit key up as a uid (getpwuid), never as a name, so an account named `20231234` (which the
+ * Go original's user.Lookup, getpwnam, finds) is never found by `getent passwd -- 20231234`.
+ */
+const numericName = (name: string) => /^[0-9]+$/.test(name)
+
+/**
+ * An all-digit name: the whole database (`getent passwd`), matched by name. Not there is a failure, not a skip: a
+ * directory that does not list its accounts (SSSD without enumeration) may still have it, and a skipped user's
+ * revocations would silently not happen.
+ */
+const lookupNumericLinux = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
+  run("getent", ["passwd"]).pipe(
+    Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
+    Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
+      if (code !== 0 && code !== 2) {
+        return Effect.fail(
+          new AccountLookupError({ user: name, detail: `getent exited with ${code}: ${stderr.trim() || "no output"}` })
+        )
+      }
+      const account = stdout.split("\n").map(parsePasswdLine).find((a) => exactMatch(name, a))
+      return account !== undefined ? Effect.succeed(account) : Effect.fail(
+        new AccountLookupError({
+          user: name,
+          detail: "an all-digit account name cannot be looked up by name (getent takes it as a uid), and the account " +
+            "list (getent passwd) does not have it"
+        })
+      )
+    })
+  )
+
 const lookupLinux = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
-  run("getent", ["passwd", "--", name]).pipe(
+  numericName(name) ? lookupNumericLinux(name) : run("getent", ["passwd", "--", name]).pipe(
     Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
     Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
       // getent(1): exit 2 means "key not found in database".
@@ -150,7 +181,8 @@ const lookupOne = (name: string): Effect.Effect<Account, UserNotFound | AccountL
 const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
   Effect.gen(function*() {
     const unique = [...new Set(names)]
-    const possible = unique.filter((name) => !impossibleName(name))
+    // All-digit names are asked one by one (lookupNumericLinux): in the batch getent would take them as uids.
+    const possible = unique.filter((name) => !impossibleName(name) && !numericName(name))
     const batch = process.platform === "linux" && possible.length > 1
       ? yield* lookupManyLinux(possible)
       : { found: new Map<string, Account>(), complete: false }
@@ -158,7 +190,7 @@ const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<stri
       const hit = batch.found.get(name)
       const answer = hit !== undefined
         ? Effect.succeed(hit)
-        : batch.complete && !impossibleName(name)
+        : batch.complete && !impossibleName(name) && !numericName(name)
         ? Effect.fail(new UserNotFound({ user: name }))
         : lookupOne(name)
       return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))

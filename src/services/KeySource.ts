@@ -7,6 +7,7 @@
 import { HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { Chunk, Context, Effect, Exit, Fiber, FiberRef, Layer, Option, Stream } from "effect"
 import { constTrue } from "effect/Function"
+import { constants as bufferConstants } from "node:buffer"
 import * as zlib from "node:zlib"
 import type { Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
@@ -91,7 +92,8 @@ const readRawCapped = (response: HttpClientResponse.HttpClientResponse, url: str
 /** A gzip body decompressed, at most `limit` bytes of it (a small body that inflates past the cap fails). */
 const gunzipCapped = (bytes: Uint8Array, url: string, limit: number) =>
   Effect.async<Uint8Array, SourceFetchError>((resume) => {
-    zlib.gunzip(bytes, { maxOutputLength: limit }, (error, result) => {
+    // zlib refuses (throws, a defect) a maxOutputLength above the largest Buffer; the config allows any positive cap.
+    zlib.gunzip(bytes, { maxOutputLength: Math.min(limit, bufferConstants.MAX_LENGTH) }, (error, result) => {
       if (error === null) return resume(Effect.succeed(result))
       resume(Effect.fail(
         (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE"
@@ -101,14 +103,21 @@ const gunzipCapped = (bytes: Uint8Array, url: string, limit: number) =>
     })
   })
 
+/** Content codings that compress (gzip handled on its own); a body in one of them is no key text. */
+const COMPRESSING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd", "pack200-gzip", "exi", "aes128gcm"])
+
 /**
  * The body, at most `limit` bytes. A gzip-encoded body (a pre-compressed object on S3 or a CDN is sent so whatever
  * the request asked for) is decompressed, as Go's net/http does for the Go original, and the cap applies to what it
- * decompresses to; any other encoding fails the source rather than being read as key text (0 keys, keys revoked).
+ * decompresses to; any other compressing encoding fails the source rather than being read as key text (0 keys, keys
+ * revoked).
  */
 const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
   const encoding = (response.headers["content-encoding"] ?? "").trim().toLowerCase()
-  if (encoding === "" || encoding === "identity") return Effect.map(readRawCapped(response, url, limit), toByteString)
+  // Only a coding that compresses makes the body unreadable as text; anything else (a charset put there by a
+  // misconfigured server, "none", "binary") is read as it is, as the Go original (net/http) and earlier builds read it.
+  const compressed = encoding.split(",").some((coding) => COMPRESSING_CODINGS.has(coding.trim()))
+  if (!compressed) return Effect.map(readRawCapped(response, url, limit), toByteString)
   if (encoding === "gzip" || encoding === "x-gzip") {
     return readRawCapped(response, url, limit).pipe(
       Effect.flatMap((bytes) => gunzipCapped(bytes, url, limit)),

@@ -1,0 +1,90 @@
+/**
+ * Found in a review, end to end: the dry-run diff is byte for byte what will be written (the CLI's console wrapper
+ * strips colour codes from @effect/cli's output only); all-digit account names are looked up by name.
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { beforeAll, expect, it } from "vitest"
+import { assertBuilt, config, REPO_ROOT, runWithConfig, userWith } from "../support/cli.js"
+import { useServer } from "../support/httpServer.js"
+import { key, lines } from "../support/keys.js"
+import { describeAsRoot, useUsers } from "../support/users.js"
+
+describeAsRoot("dry-run output (e2e)", () => {
+  const server = useServer()
+  const users = useUsers()
+  beforeAll(() => assertBuilt())
+
+  it("--dry-run piped to a file shows the line that will be written, byte for byte (ESC included)", async () => {
+    const kept = key("esc-kept")
+    const added = `${key("esc-added")} \x1b[8mconcealed\x1b[0m`
+    const bob = await users.create({ authorizedKeys: lines(kept) })
+    server.keys("/esc", [kept, added])
+    const cfg = config([userWith(bob.name, server.url("/esc"))])
+    const run = await runWithConfig(cfg, ["--dry-run", "--quiet"])
+    expect(run.code, run.stdout + run.stderr).toBe(0)
+    // What the real run writes (the key line as the source sent it) is what the dry run must show.
+    expect(run.stdout).toContain(`+${added}\n`)
+  })
+})
+
+// A private mount namespace (unshare -m) lets a test give /etc/passwd an extra account without touching the host's.
+const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
+
+describeAsRoot("all-digit account names (Linux getent)", () => {
+  it("an account named 20231234 is found, as Go's user.Lookup (getpwnam) finds it", async (context) => {
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to add an account without touching /etc/passwd")
+      return context.skip()
+    }
+    assertBuilt()
+    // A private mount namespace with an /etc/passwd that has the numeric account: nothing on the host changes.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-ns-"))
+    try {
+      const passwd = path.join(dir, "passwd")
+      await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + "20231234:x:4242:4242::/nonexistent-aks:/bin/sh\n")
+      const script = [
+        `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
+        `import { Effect } from "effect"`,
+        `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("20231234")), a.lookupAll(["20231234", "root"])]))`,
+        `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+        `console.log(JSON.stringify({ one: one._tag, all: all.get("20231234")._tag, uid: one._tag === "Right" ? one.right.uid : null }))`
+      ].join("\n")
+      const scriptPath = path.join(REPO_ROOT, `.accounts-digits-ns-${process.pid}.mjs`)
+      await fs.writeFile(scriptPath, script)
+      try {
+        const out = spawnSync("unshare", ["-m", "sh", "-c", `mount --bind "$1" /etc/passwd && exec node "$2"`, "sh", passwd, scriptPath], {
+          encoding: "utf8"
+        })
+        expect(out.status, out.stderr).toBe(0)
+        expect(JSON.parse(out.stdout)).toEqual({ one: "Right", all: "Right", uid: 4242 })
+      } finally {
+        await fs.rm(scriptPath, { force: true })
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("an all-digit name that is in no account list fails the user (not a silent skip)", async () => {
+    assertBuilt()
+    const script = [
+      `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
+      `import { Effect } from "effect"`,
+      `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("987654321")), a.lookupAll(["987654321", "root"])]))`,
+      `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+      `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("987654321").left?._tag, root: all.get("root")._tag }))`
+    ].join("\n")
+    const scriptPath = path.join(REPO_ROOT, `.accounts-digits-${process.pid}.mjs`)
+    await fs.writeFile(scriptPath, script)
+    try {
+      const out = spawnSync(process.execPath, [scriptPath], { encoding: "utf8" })
+      expect(out.status, out.stderr).toBe(0)
+      expect(JSON.parse(out.stdout)).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
+    } finally {
+      await fs.rm(scriptPath, { force: true })
+    }
+  })
+})
