@@ -57,3 +57,21 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
   }
   return [...entries.flatMap((entry) => entry.tokens), ...rest]
 }
+
+/**
+ * The flag at the end of `args` that needs a value and has none (`authkeysync -config`), as written; Go's flag package
+ * says "flag needs an argument: -config", where @effect/cli would say "Received unknown argument: '--config'".
+ *
+ * @since 0.3.0
+ */
+export const flagMissingValue = (args: ReadonlyArray<string>): string | undefined => {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === "--") return undefined
+    const name = /^--?([a-z][a-z-]*)$/.exec(arg)?.[1]
+    if (name === undefined || !VALUED.has(name)) continue
+    if (i + 1 >= args.length) return arg
+    i++ // Its value, whatever it looks like.
+  }
+  return undefined
+}

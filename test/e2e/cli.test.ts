@@ -455,7 +455,9 @@ describeAsRoot("cli (e2e)", () => {
       const [args, message] of [
         [["--bogus"], "Received unknown argument: '--bogus'"],
         [["--concurrency", "abc"], "'abc' is not a integer"],
-        [["--log-format", "xml"], "Expected one of the following cases: text, json"]
+        [["--log-format", "xml"], "Expected one of the following cases: text, json"],
+        // (The lock file first: the test helper otherwise appends one, which would become -config's value.)
+        [["--lock-file", "/nonexistent/akse2e/lock", "--dry-run", "-config"], "flag needs an argument: -config"]
       ] as const
     ) {
       const run = await runCli(args)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { normalizeGoFlags } from "../../src/goFlags.js"
+import { flagMissingValue, normalizeGoFlags } from "../../src/goFlags.js"
 
 describe("normalizeGoFlags (the Go original's flag spellings keep working)", () => {
   const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
@@ -30,5 +30,23 @@ describe("normalizeGoFlags (the Go original's flag spellings keep working)", () 
   ]
   it.each(cases)("%j -> %j", (input, expected) => {
     expect(normalizeGoFlags(input)).toEqual(expected)
+  })
+})
+
+describe("flagMissingValue (Go's \"flag needs an argument\")", () => {
+  const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string | undefined]> = [
+    [["-config"], "-config"],
+    [["--dry-run", "--config"], "--config"],
+    [["--concurrency"], "--concurrency"],
+    [["--config", "/a"], undefined],
+    [["--config=/a"], undefined],
+    // A value that looks like a flag is still the value.
+    [["-config", "-lock-file"], undefined],
+    [["--dry-run"], undefined],
+    [["--", "--config"], undefined],
+    [[], undefined]
+  ]
+  it.each(cases)("%j -> %j", (input, expected) => {
+    expect(flagMissingValue(input)).toBe(expected)
   })
 })
