@@ -87,47 +87,50 @@ const exactMatch = (name: string, account: Account | undefined): account is Acco
 const numericName = (name: string) => /^[0-9]+$/.test(name)
 
 /**
+ * `getent` run for `name`'s lookup: whether it found the key(s) (exit 0) or not (exit 2), and what it printed. A
+ * failure to run it, or any other exit code (an NSS failure), fails the lookup.
+ */
+const getent = (name: string, args: ReadonlyArray<string>) =>
+  run("getent", args).pipe(
+    Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
+    Effect.flatMap(({ code, stderr, stdout }) =>
+      code === 0 || code === 2
+        ? Effect.succeed({ found: code === 0, stdout })
+        : Effect.fail(
+          new AccountLookupError({ user: name, detail: `getent exited with ${code}: ${stderr.trim() || "no output"}` })
+        )
+    )
+  )
+
+/**
  * An all-digit name: the whole database (`getent passwd`), matched by name. Not there is a failure, not a skip: a
  * directory that does not list its accounts (SSSD without enumeration) may still have it, and a skipped user's
  * revocations would silently not happen.
  */
-const lookupNumericLinux = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
-  run("getent", ["passwd"]).pipe(
-    Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
-    Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
-      if (code !== 0 && code !== 2) {
-        return Effect.fail(
-          new AccountLookupError({ user: name, detail: `getent exited with ${code}: ${stderr.trim() || "no output"}` })
-        )
-      }
-      const account = stdout.split("\n").map(parsePasswdLine).find((a) => exactMatch(name, a))
-      return account !== undefined ? Effect.succeed(account) : Effect.fail(
-        new AccountLookupError({
-          user: name,
-          detail: "an all-digit account name cannot be looked up by name (getent takes it as a uid), and the account " +
-            "list (getent passwd) does not have it"
-        })
-      )
-    })
-  )
+const lookupNumericLinux = (name: string): Effect.Effect<Account, AccountLookupError> =>
+  Effect.flatMap(getent(name, ["passwd"]), ({ stdout }) => {
+    const account = stdout.split("\n").map(parsePasswdLine).find((a) => exactMatch(name, a))
+    return account !== undefined ? Effect.succeed(account) : Effect.fail(
+      new AccountLookupError({
+        user: name,
+        detail: "an all-digit account name cannot be looked up by name (getent takes it as a uid), and the account " +
+          "list (getent passwd) does not have it"
+      })
+    )
+  })
 
 const lookupLinux = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
-  numericName(name) ? lookupNumericLinux(name) : run("getent", ["passwd", "--", name]).pipe(
-    Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
-    Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
+  numericName(name) ? lookupNumericLinux(name) : Effect.flatMap(
+    getent(name, ["passwd", "--", name]),
+    ({ found, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
       // getent(1): exit 2 means "key not found in database".
-      if (code === 2) return Effect.fail(new UserNotFound({ user: name }))
-      if (code !== 0) {
-        return Effect.fail(
-          new AccountLookupError({ user: name, detail: `getent exited with ${code}: ${stderr.trim() || "no output"}` })
-        )
-      }
+      if (!found) return Effect.fail(new UserNotFound({ user: name }))
       const account = parsePasswdLine(stdout.split("\n")[0] ?? "")
       if (account === undefined) {
         return Effect.fail(new AccountLookupError({ user: name, detail: "getent printed an unreadable passwd entry" }))
       }
       return exactMatch(name, account) ? Effect.succeed(account) : Effect.fail(new UserNotFound({ user: name }))
-    })
+    }
   )
 
 /**
