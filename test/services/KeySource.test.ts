@@ -3,7 +3,7 @@
  */
 import { HttpClient, type HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Exit, Layer, Schema } from "effect"
 import { Source } from "../../src/pipeline/Config.js"
 import * as KeySource from "../../src/services/KeySource.js"
 
@@ -25,6 +25,7 @@ const withClient = (handler: Handler, requests: Array<HttpClientRequest.HttpClie
   )
 
 const source = (raw: Record<string, unknown>) => Schema.decodeUnknownSync(Source)(raw)
+const K2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2 two@example"
 
 const fetchWith = (handler: Handler, raw: Record<string, unknown>, requests?: Array<HttpClientRequest.HttpClientRequest>) =>
   Effect.flatMap(KeySource.KeySource, (ks) => ks.fetch(source(raw))).pipe(Effect.provide(withClient(handler, requests)))
@@ -192,4 +193,42 @@ describe("KeySource (live, scripted HttpClient)", () => {
       yield* fetchWith(() => new Response("k k\n"), { url: "https://k.example/a" }, none)
       expect(none[0]!.body._tag).toBe("Empty")
     }))
+})
+
+// =============================================================================
+// The http -> https upgrade on the same host (found in a review: the headers were dropped)
+// =============================================================================
+
+describe("the usual http -> https redirect of the same host keeps the source's Authorization (as Go's net/http)", () => {
+  it("http://k.example/keys -> 301 https://k.example/keys carries the Authorization header", async () => {
+    const seen: Array<HttpClientRequest.HttpClientRequest> = []
+    const handler: Handler = (request) =>
+      request.url.startsWith("http:")
+        ? new Response(null, { status: 301, headers: { location: request.url.replace("http:", "https:") } })
+        : request.headers["authorization"] === "Bearer s3cret"
+        ? new Response(`${K2}\n`)
+        : new Response("unauthorized", { status: 401 })
+    const exit = await Effect.runPromise(
+      Effect.exit(fetchWith(handler, { url: "http://k.example/keys", headers: { Authorization: "Bearer s3cret" } }, seen))
+    )
+    expect(seen.map((r) => [r.url, r.headers["authorization"]])).toEqual([
+      ["http://k.example/keys", "Bearer s3cret"],
+      ["https://k.example/keys", "Bearer s3cret"]
+    ])
+    expect(exit).toStrictEqual(Exit.succeed(`${K2}\n`))
+  })
+
+  it("still dropped for another host, another port, or a downgrade", async () => {
+    for (const [from, to] of [
+      ["http://k.example/keys", "https://other.example/keys"],
+      ["http://k.example/keys", "https://k.example:8443/keys"],
+      ["http://k.example:8080/keys", "https://k.example/keys"]
+    ] as const) {
+      const seen: Array<HttpClientRequest.HttpClientRequest> = []
+      const handler: Handler = (request) =>
+        request.url === from ? new Response(null, { status: 302, headers: { location: to } }) : new Response(`${K2}\n`)
+      await Effect.runPromise(fetchWith(handler, { url: from, headers: { Authorization: "Bearer s3cret" } }, seen))
+      expect(seen.map((r) => r.headers["authorization"])).toEqual(["Bearer s3cret", undefined])
+    }
+  })
 })
