@@ -33,6 +33,7 @@ import {
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Either, Inspectable, Layer, Option, type Stream } from "effect"
 import { describeCause } from "../pipeline/Errors.js"
+import { HostLookup, type LookupFunction } from "./internal/hostLookup.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
 export class TrustedCaClients extends Context.Tag("authkeysync/TrustedCaClients")<TrustedCaClients, {
@@ -209,11 +210,14 @@ const authority = (host: string, port: number) => `${isIP(host) === 6 ? `[${host
  */
 class TunnelAgent extends https.Agent {
   private readonly connecting = new Set<http.ClientRequest>()
+  /** Finds the proxy's address for the CONNECT (the origin's name is the proxy's business). */
+  private readonly lookupProxy: LookupFunction
   constructor(
     private readonly proxy: Extract<ProxyChoice, { _tag: "Proxy" }>,
-    options: https.AgentOptions
+    options: https.AgentOptions & { readonly lookup: LookupFunction }
   ) {
     super(options)
+    this.lookupProxy = options.lookup
   }
   override createConnection(
     options: https.RequestOptions,
@@ -235,7 +239,8 @@ class TunnelAgent extends https.Agent {
         host: target,
         ...(this.proxy.authorization === undefined ? {} : { "proxy-authorization": this.proxy.authorization })
       },
-      agent: false
+      agent: false,
+      lookup: this.lookupProxy
     })
     this.connecting.add(request)
     request.once("connect", (response, socket, head) => {
@@ -277,7 +282,8 @@ export interface Outgoing {
 
 /**
  * Connections for one run: keep-alive agents for direct requests, for an http proxy, and for CONNECT tunnels, all
- * trusting `ca` (a PEM) instead of the built-in CAs when it is given.
+ * trusting `ca` (a PEM) instead of the built-in CAs when it is given, and all finding hosts through one HostLookup
+ * (each name looked up once per run, few at a time; see internal/hostLookup.ts).
  *
  * @since 0.3.0
  */
@@ -288,13 +294,18 @@ export class Transport {
   private readonly forwardTls: https.Agent
   private readonly tunnel: TunnelAgent | undefined
 
-  constructor(private readonly settings: ProxySettings, ca: string | undefined) {
-    const tlsOptions: https.AgentOptions = { keepAlive: true, ...(ca === undefined ? {} : { ca }) }
-    this.direct = new http.Agent({ keepAlive: true })
+  constructor(
+    private readonly settings: ProxySettings,
+    ca: string | undefined,
+    private readonly hosts: HostLookup = new HostLookup()
+  ) {
+    const lookup = hosts.lookup
+    const tlsOptions = { keepAlive: true, lookup, ...(ca === undefined ? {} : { ca }) }
+    this.direct = new http.Agent({ keepAlive: true, lookup })
     this.directTls = new https.Agent(tlsOptions)
     // Connections to the proxy itself; an https proxy is checked against the built-in CAs.
-    this.forward = new http.Agent({ keepAlive: true })
-    this.forwardTls = new https.Agent({ keepAlive: true })
+    this.forward = new http.Agent({ keepAlive: true, lookup })
+    this.forwardTls = new https.Agent({ keepAlive: true, lookup })
     this.tunnel = settings.https?._tag === "Proxy" ? new TunnelAgent(settings.https, tlsOptions) : undefined
   }
 
@@ -413,6 +424,7 @@ export class Transport {
       for (const sockets of Object.values(agent.sockets)) for (const socket of sockets ?? []) socket.destroy()
     }
     this.tunnel?.endConnecting()
+    this.hosts.close()
     setImmediate(() => this.destroy()).unref()
   }
 

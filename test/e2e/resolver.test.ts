@@ -1,0 +1,115 @@
+/**
+ * A DNS resolver that never answers, black box. Host lookups (getaddrinfo) run on libuv's small thread pool and cannot
+ * be cancelled, and the same pool runs the run's fsyncs: the tool must look each name up once per run and leave the
+ * pool room for the files, so one dead name costs one lookup, not one per source, and the other users are still
+ * written.
+ *
+ * The run is given its own /etc/resolv.conf (127.0.0.1, where this test listens and never replies) in a private mount
+ * namespace (`unshare -m`): nothing on the host changes, and no query leaves the machine.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import * as dgram from "node:dgram"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { expect, it } from "vitest"
+import { assertBuilt, CLI_PATH, config, E2E_LOCK_FILE, parseLogs, userWith, writeConfig } from "../support/cli.js"
+import { expectSyncedFile } from "../support/files.js"
+import { useServer } from "../support/httpServer.js"
+import { key, lines } from "../support/keys.js"
+import { describeAsRoot, useUsers } from "../support/users.js"
+
+const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
+
+/** The name of a query packet (RFC 1035 §4.1.2), or undefined for anything else. */
+const queryName = (packet: Buffer): string | undefined => {
+  const labels: Array<string> = []
+  for (let at = 12; at < packet.length;) {
+    const length = packet[at]!
+    if (length === 0) return labels.join(".")
+    labels.push(packet.subarray(at + 1, at + 1 + length).toString("latin1"))
+    at += 1 + length
+  }
+  return undefined
+}
+
+/** A UDP socket on 127.0.0.1:53 that counts the queries for each name and answers none. */
+const silentResolver = async () => {
+  const socket = dgram.createSocket("udp4")
+  const queries = new Map<string, number>()
+  socket.on("message", (packet) => {
+    const name = queryName(packet)
+    if (name !== undefined) queries.set(name, (queries.get(name) ?? 0) + 1)
+  })
+  const bound = await new Promise<boolean>((resolve) => {
+    socket.once("error", () => resolve(false))
+    socket.bind(53, "127.0.0.1", () => resolve(true))
+  })
+  return { bound, queries, close: () => new Promise<void>((resolve) => (bound ? socket.close(() => resolve()) : resolve())) }
+}
+
+describeAsRoot("a resolver that never answers (e2e)", () => {
+  const server = useServer()
+  const users = useUsers()
+
+  it("a dead host name is looked up once, not once per source, and the other users are written", async (context) => {
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to give the run its own /etc/resolv.conf")
+      return context.skip()
+    }
+    const dns = await silentResolver()
+    if (!dns.bound) {
+      await dns.close()
+      console.warn("skipped: 127.0.0.1:53 (UDP) is in use, so the test cannot play a silent resolver there")
+      return context.skip()
+    }
+    try {
+      assertBuilt()
+      const original = lines(key("stays"))
+      const stuck = await users.create({ authorizedKeys: original })
+      const fine = await users.create({ ssh: true })
+      server.keys("/fine", [key("fine-1")])
+      const dead = "keys.authkeysync-dead.test"
+      const SOURCES = 24
+      const dir = await users.tempDir()
+      const resolvConf = path.join(dir, "resolv.conf")
+      // One try of one second per lookup: the old behaviour (a lookup per source, four at a time) takes six seconds.
+      await fs.writeFile(resolvConf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+      const cfg = await writeConfig(config([
+        userWith(stuck.name, ...Array.from({ length: SOURCES }, (_, i) => ({ url: `http://${dead}:8080/${i}`, timeout_seconds: 2 }))),
+        userWith(fine.name, server.url("/fine"))
+      ]))
+      try {
+        const script = `mount --bind "$1" /etc/resolv.conf && shift && exec "$@"`
+        const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+          const child = spawn("unshare", ["-m", "sh", "-c", script, "sh", resolvConf, process.execPath, CLI_PATH, "--config", cfg.path, "--lock-file", E2E_LOCK_FILE], {
+            stdio: ["ignore", "pipe", "pipe"],
+            env: { ...process.env, NO_COLOR: "1" }
+          })
+          let stdout = ""
+          let stderr = ""
+          child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+          child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+          const killer = setTimeout(() => child.kill("SIGKILL"), 60_000)
+          child.on("error", reject)
+          child.on("close", (code) => {
+            clearTimeout(killer)
+            resolve({ code, stdout, stderr })
+          })
+        })
+        expect(run.code, run.stderr).toBe(1)
+        // glibc asks for A and AAAA in one lookup; a lookup per source would be 2 x 24 queries.
+        const asked = dns.queries.get(dead) ?? 0
+        expect(asked).toBeGreaterThan(0)
+        expect(asked).toBeLessThanOrEqual(2)
+        expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
+        const summary = parseLogs(run.stdout).find((line) => line.msg === "sync finished")
+        expect(summary).toMatchObject({ updated: "1", failed: "1", exit_code: "1" })
+        await expectSyncedFile(fine, [{ source: server.url("/fine"), keys: [key("fine-1")] }])
+      } finally {
+        await cfg.remove()
+      }
+    } finally {
+      await dns.close()
+    }
+  }, 90_000)
+})

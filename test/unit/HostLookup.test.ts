@@ -1,0 +1,133 @@
+import type { LookupAddress, LookupOptions } from "node:dns"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import { describe, expect, it } from "vitest"
+import { Transport } from "../../src/services/HttpTransport.js"
+import { HostLookup, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+
+/** A resolver the test answers by hand, recording every name it was asked for. */
+const scriptedResolver = () => {
+  const asked: Array<string> = []
+  const pending = new Map<string, { resolve: (a: ReadonlyArray<LookupAddress>) => void; reject: (e: Error) => void }>()
+  const resolve: ResolveHost = (hostname) => {
+    asked.push(hostname)
+    return new Promise((res, rej) => pending.set(hostname, { resolve: res, reject: rej }))
+  }
+  const answer = (hostname: string, addresses: ReadonlyArray<LookupAddress>) => pending.get(hostname)!.resolve(addresses)
+  const fail = (hostname: string, error: Error) => pending.get(hostname)!.reject(error)
+  return { resolve, asked, answer, fail }
+}
+
+type Outcome = { error: NodeJS.ErrnoException | null; address: unknown; family: number | undefined }
+
+const lookupOnce = (hosts: HostLookup, hostname: string, options: LookupOptions = {}) =>
+  new Promise<Outcome>((resolve) => hosts.lookup(hostname, options, (error, address, family) => resolve({ error, address, family })))
+
+const settled = () => new Promise((resolve) => setImmediate(resolve))
+
+const V4: LookupAddress = { address: "192.0.2.10", family: 4 }
+const V6: LookupAddress = { address: "2001:db8::10", family: 6 }
+
+describe("HostLookup: each name once per run, few at a time", () => {
+  it("connections to one name share one lookup, in progress or done; the answer has the shape each asked for", async () => {
+    const dns = scriptedResolver()
+    const hosts = new HostLookup(dns.resolve)
+    const first = lookupOnce(hosts, "keys.example")
+    const second = lookupOnce(hosts, "keys.example", { all: true })
+    await settled()
+    dns.answer("keys.example", [V4, V6])
+    expect(await first).toEqual({ error: null, address: "192.0.2.10", family: 4 })
+    expect(await second).toEqual({ error: null, address: [V4, V6], family: undefined })
+    expect(await lookupOnce(hosts, "keys.example")).toEqual({ error: null, address: "192.0.2.10", family: 4 })
+    expect(dns.asked).toEqual(["keys.example"])
+  })
+
+  it("a failure is shared too: every connection to the name gets it, the resolver is asked once", async () => {
+    const dns = scriptedResolver()
+    const hosts = new HostLookup(dns.resolve)
+    const outcomes = [lookupOnce(hosts, "gone.example"), lookupOnce(hosts, "gone.example")]
+    await settled()
+    dns.fail("gone.example", Object.assign(new Error("getaddrinfo EAI_AGAIN gone.example"), { code: "EAI_AGAIN" }))
+    for (const outcome of await Promise.all(outcomes)) {
+      expect(outcome.error?.code).toBe("EAI_AGAIN")
+      expect(outcome.error?.message).toBe("getaddrinfo EAI_AGAIN gone.example")
+    }
+    expect((await lookupOnce(hosts, "gone.example")).error?.code).toBe("EAI_AGAIN")
+    expect(dns.asked).toEqual(["gone.example"])
+  })
+
+  it("at most two lookups run at once; the third starts when one ends", async () => {
+    const dns = scriptedResolver()
+    const hosts = new HostLookup(dns.resolve)
+    const a = lookupOnce(hosts, "a.example")
+    const b = lookupOnce(hosts, "b.example")
+    const c = lookupOnce(hosts, "c.example")
+    await settled()
+    expect(dns.asked).toEqual(["a.example", "b.example"])
+    dns.answer("b.example", [V4])
+    await b
+    await settled()
+    expect(dns.asked).toEqual(["a.example", "b.example", "c.example"])
+    dns.answer("a.example", [V6])
+    dns.answer("c.example", [V4])
+    expect((await a).address).toBe("2001:db8::10")
+    expect((await c).address).toBe("192.0.2.10")
+  })
+
+  it("closing drops the lookups still waiting for a turn (they never reach the resolver); running ones still answer", async () => {
+    const dns = scriptedResolver()
+    const hosts = new HostLookup(dns.resolve)
+    const running = [lookupOnce(hosts, "a.example"), lookupOnce(hosts, "b.example")]
+    const waiting = lookupOnce(hosts, "c.example")
+    await settled()
+    hosts.close()
+    expect((await waiting).error?.code).toBe("ECANCELLED")
+    expect((await lookupOnce(hosts, "d.example")).error?.code).toBe("ECANCELLED")
+    dns.answer("a.example", [V4])
+    dns.answer("b.example", [V4])
+    for (const outcome of await Promise.all(running)) expect(outcome.address).toBe("192.0.2.10")
+    await settled()
+    expect(dns.asked).toEqual(["a.example", "b.example"])
+  })
+
+  it("asks for the family and hints a connection wants, keeping them apart", async () => {
+    const seen: Array<string> = []
+    const hosts = new HostLookup(async (hostname, { family, hints }) => {
+      seen.push(`${hostname} ${family} ${hints}`)
+      return family === 6 ? [V6] : [V4]
+    })
+    expect((await lookupOnce(hosts, "k.example", { family: 6 })).address).toBe("2001:db8::10")
+    expect((await lookupOnce(hosts, "k.example", { family: 4, hints: 32 })).address).toBe("192.0.2.10")
+    expect(seen).toEqual(["k.example 6 0", "k.example 4 32"])
+  })
+})
+
+describe("Transport: connections find hosts through the run's HostLookup", () => {
+  it("a request to a name is sent to the address the lookup gave", async () => {
+    const server = http.createServer((_req, res) => res.end("ssh-ed25519 AAAA via-lookup\n"))
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const port = (server.address() as AddressInfo).port
+    const asked: Array<string> = []
+    const transport = new Transport({ http: undefined, https: undefined, noProxy: [] }, undefined, new HostLookup(async (hostname) => {
+      asked.push(hostname)
+      return [{ address: "127.0.0.1", family: 4 }]
+    }))
+    try {
+      // localhost: were the lookup not wired in, the system would answer from /etc/hosts (no query leaves the host).
+      const response = await transport.send(new URL(`http://localhost:${port}/k`), {
+        method: "GET",
+        headers: {},
+        body: undefined,
+        signal: new AbortController().signal
+      })
+      let body = ""
+      for await (const chunk of response) body += String(chunk)
+      expect(response.statusCode).toBe(200)
+      expect(body).toBe("ssh-ed25519 AAAA via-lookup\n")
+      expect(asked).toEqual(["localhost"])
+    } finally {
+      transport.close()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
