@@ -428,6 +428,16 @@ const numeric = (st: { readonly uid: bigint; readonly mode: bigint }) => ({ uid:
 
 const MAX_LINK_HOPS = 40
 
+/** fstat of a descriptor just opened, which is closed when even that fails. */
+const statOrClose = (fd: number): BigIntStats => {
+  try {
+    return fs.fstatSync(fd, { bigint: true })
+  } catch (error) {
+    closeQuietly(fd)
+    throw error
+  }
+}
+
 /**
  * Open the home by walking to it one entry at a time from /, each directory opened with O_NOFOLLOW inside the one
  * before (through /proc/self/fd), every entry checked against its directory before it is used. A symbolic link on
@@ -435,9 +445,12 @@ const MAX_LINK_HOPS = 40
  * kernel would pass through goes unchecked, and what is checked is what is opened. Returns the home's descriptor.
  */
 const walkToHome = (home: string): number => {
-  const stack: Array<{ readonly fd: number; readonly path: string }> = []
+  // Each directory's owner and mode, read once when it was opened: a directory used as a parent must be root's, and
+  // only root can then change them. Plain numbers are exact for these (no bigints for every step of every walk).
+  const stack: Array<{ readonly fd: number; readonly path: string; readonly stat: { readonly uid: number; readonly mode: number } }> = []
   try {
-    stack.push({ fd: fs.openSync("/", C.O_RDONLY | C.O_DIRECTORY), path: "/" })
+    const rootFd = fs.openSync("/", C.O_RDONLY | C.O_DIRECTORY)
+    stack.push({ fd: rootFd, path: "/", stat: numeric(statOrClose(rootFd)) })
     const pending = home.split("/")
     let hops = 0
     while (pending.length > 0) {
@@ -450,8 +463,7 @@ const walkToHome = (home: string): number => {
       const parent = stack[stack.length - 1]!
       const entryPath = `${PROC_FD}/${parent.fd}/${part}`
       const shown = nodePath.join(parent.path, part)
-      // Owner and mode only: plain numbers are exact for them (no bigints to allocate for every step of every walk).
-      const parentStat = fs.fstatSync(parent.fd)
+      const parentStat = parent.stat
       // The directory first: nothing is looked up inside one that is not root's.
       const parentProblem = entryProblem(parentStat, { uid: 0 }, parent.path, shown)
       if (parentProblem !== undefined) throw new HomePathProblem(parentProblem)
@@ -466,8 +478,8 @@ const walkToHome = (home: string): number => {
         continue
       }
       const fd = fs.openSync(entryPath, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
-      stack.push({ fd, path: shown })
-      const opened = fs.fstatSync(fd, { bigint: true })
+      const opened = statOrClose(fd)
+      stack.push({ fd, path: shown, stat: numeric(opened) })
       if (opened.ino !== entry.ino || opened.dev !== entry.dev) {
         // An automount (autofs, x-systemd.automount) is mounted by the open, not by lstat: a look at the entry again
         // must now show exactly the opened directory, on another device than the placeholder, and pass the rule.
