@@ -285,23 +285,26 @@ const decodeUnknown = Schema.decodeUnknownEither(Config, { errors: "all", onExce
  * with no value is kept as empty text instead: yaml.v3 decodes it into Go's map of strings as "", and the Go original
  * sends it, empty.
  */
-export const dropNullKeys = (
-  value: unknown,
-  ancestors: ReadonlySet<object> = new Set(),
-  nullAsEmpty = false
-): unknown => {
+export const dropNullKeys = (value: unknown, nullAsEmpty = false): unknown => dropNulls(value, new Set(), nullAsEmpty)
+
+/** `ancestors`: the values on the way down to `value` (added on the way in, removed on the way out). */
+const dropNulls = (value: unknown, ancestors: Set<object>, nullAsEmpty: boolean): unknown => {
   if (typeof value !== "object" || value === null) return value
   // A YAML alias inside its own anchor (`a: &x {b: *x}`) makes a value that contains itself.
   if (ancestors.has(value)) throw new CircularValue()
-  const inner = new Set(ancestors).add(value)
-  if (Array.isArray(value)) return value.map((v) => dropNullKeys(v, inner))
-  return Object.fromEntries(
-    Object.entries(value).flatMap(([k, v]) =>
-      v === null || v === undefined
-        ? nullAsEmpty ? [[k, ""]] : []
-        : [[k, dropNullKeys(v, inner, k === "headers")]]
+  ancestors.add(value)
+  try {
+    if (Array.isArray(value)) return value.map((v) => dropNulls(v, ancestors, false))
+    return Object.fromEntries(
+      Object.entries(value).flatMap(([k, v]) =>
+        v === null || v === undefined
+          ? nullAsEmpty ? [[k, ""]] : []
+          : [[k, dropNulls(v, ancestors, k === "headers")]]
+      )
     )
-  )
+  } finally {
+    ancestors.delete(value)
+  }
 }
 
 class CircularValue extends Error {}

@@ -669,6 +669,27 @@ describe("decodeConfig: invalid YAML", () => {
   })
 })
 
+describe("YAML aliases", () => {
+  it("a value that contains itself (an alias inside its own anchor) is one clear error", () => {
+    const error = fail(`users: &u\n  - username: bob\n    sources: *u\n`)
+    expect(error.message).toBe(`config ${FILE}: a value contains itself (a YAML alias inside its own anchor)`)
+  })
+
+  it("one anchored list used by two users is not a loop: both get it", () => {
+    const decoded = ok([
+      "users:",
+      "  - username: alice",
+      "    sources: &shared",
+      "      - url: https://keys.example.com/team",
+      "        timeout_seconds:",
+      "  - username: bob",
+      "    sources: *shared"
+    ].join("\n") + "\n")
+    const team = { ...defaultSource, url: "https://keys.example.com/team" }
+    expect(decoded.config.users.map((u) => [u.username, u.sources])).toEqual([["alice", [team]], ["bob", [team]]])
+  })
+})
+
 describe("decodeConfigValue", () => {
   it("decodes a config built in code", () => {
     const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "https://keys.example.com/bob" }] }] })
