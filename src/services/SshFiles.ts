@@ -81,9 +81,9 @@ export class SshFiles extends Context.Tag("authkeysync/SshFiles")<SshFiles, {
   /** Open `~/.ssh` of the account; fails with `SshDirMissing` (a skip) or `UnsafePath` (a failure). */
   readonly open: (account: Account) => Effect.Effect<SshDir, SshDirMissing | UnsafePath | ReadError, Scope.Scope>
   /**
-   * Which directory `~/.ssh` is (device and inode, like `SshDir.identity`), looked up without opening anything; none
-   * when it cannot be seen or is not a directory itself (a symbolic link is not followed). Only used to find accounts
-   * that share one `.ssh` before any of them is synced.
+   * Which directory `~/.ssh` is (device and inode, like `SshDir.identity`), reached and checked as `open` does; none
+   * when `open` would not give it (missing, a link, an unsafe home). Only used to find accounts that share one `.ssh`
+   * before any of them is synced.
    */
   readonly identify: (account: Account) => Effect.Effect<Option.Option<string>>
 }>() {}
@@ -703,11 +703,14 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
     identify: (account) =>
       Effect.sync(() => {
-        // lstat: the home may be a link (an administrator's), `.ssh` may not. Followed, a user's `.ssh -> ~victim/.ssh`
-        // made the two accounts look like one and got the victim refused on every run; unfollowed, only the user
-        // with the link is refused (by open).
-        const st = attempt(() => fs.lstatSync(nodePath.join(account.home, ".ssh"), { bigint: true }))
-        return st?.isDirectory() ? Option.some(`${st.dev}:${st.ino}`) : Option.none()
+        // Reached as `open` reaches it, never by path: a path follows whatever links the user put in `.ssh`'s place,
+        // or in a home inside a directory they control (`~/bobhome -> ~victim`), and took the victim's `.ssh` for
+        // theirs, which got the victim refused on every run. A home or `.ssh` that `open` refuses has no identity:
+        // only its own account is refused (by open).
+        const dir = attempt(() => openSsh(account))
+        if (dir === undefined) return Option.none()
+        closeQuietly(dir.fd)
+        return Option.some(`${dir.dev}:${dir.ino}`)
       })
   })
 )

@@ -60,6 +60,30 @@ describeAsRoot("homes (e2e)", () => {
     expect(await snapshotTree(rootDir)).toEqual(before)
   })
 
+  it("a home inside another account's directory, linked to a third account's home, does not get that third account refused", async () => {
+    const alice = await users.create({ ssh: true })
+    const victim = await users.create({ ssh: true })
+    const bobHome = path.join(alice.home, "bobhome")
+    // alice's link makes bob's ~/.ssh, as a path, the victim's: only bob's own (refused) home may pay for it.
+    await fs.symlink(victim.home, bobHome)
+    server.keys("/homes/linked", [key("linked-bob-key")])
+    server.keys("/homes/victim", [key("linked-victim-key")])
+
+    await withAccount(bobHome, async (bob) => {
+      const run = await runWithConfig(config([
+        userWith(victim.name, server.url("/homes/victim")),
+        userWith(bob, server.url("/homes/linked"))
+      ]))
+      expect(run.code, run.stdout).toBe(1)
+      expect(logsWith(run, /^user not synced/, bob)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${bobHome}: ` +
+          `${alice.home}, a directory on the way to it, is owned by uid ${alice.uid}, not root`
+      )
+      expect(logsWith(run, /^user not synced/, victim.name)).toEqual([])
+      await expectSyncedFile(victim, [{ source: server.url("/homes/victim"), keys: [key("linked-victim-key")] }])
+    })
+  })
+
   it("refuses a home inside a directory the account itself owns (it could swap its own home for a link to root's .ssh)", async () => {
     const base = await users.tempDir()
     const rootDir = await users.tempDir()
