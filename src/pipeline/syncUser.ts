@@ -27,6 +27,7 @@ import {
   SourceFetchError,
   type SourceTimeout,
   UnsafeAccount,
+  UnsafePath,
   type UserSkipReason,
   type UserSyncError,
   WriteError
@@ -128,6 +129,17 @@ interface FetchedSource {
   readonly url: string
   readonly keys: ReadonlyArray<string>
 }
+
+/**
+ * Pure: the most key lines a local file may hold: as many as the tool could write (each source at
+ * `max_keys_per_source`, and the pins) plus as many of the user's own. Within its 16 MiB a file of two-field lines
+ * holds millions of "keys", whose merge would hold the run's one thread long enough for every other user's fetch to
+ * time out.
+ *
+ * @since 0.3.0
+ */
+export const maxLocalKeys = (policy: Policy, user: User): number =>
+  policy.max_keys_per_source * (user.sources.length + 1) + policy.pinned_keys.length + user.pinned_keys.length
 
 /** Longer lines are not keys anybody uses (a 16384-bit RSA key is about 2.8 KB); a source sending one is broken. */
 export const MAX_LINE_BYTES = 16 * 1024
@@ -424,6 +436,15 @@ const syncDirectory = (
     // read: only lines that hold an SSH key are kept from it, and its backup stays root's.
     const rootOwned = existing !== undefined && existing.uid !== owner.uid
     const parsedLocal = parseKeys(existing?.content ?? "")
+    const maxLocal = maxLocalKeys(policy, user)
+    if (parsedLocal.keys.length > maxLocal) {
+      return yield* new UnsafePath({
+        user: user.username,
+        path: sshDir.authorizedKeysPath,
+        reason: `it holds ${parsedLocal.keys.length} key lines, more than ${maxLocal} ` +
+          `(policy.max_keys_per_source for each source and for the user's own keys, plus the pinned keys)`
+      })
+    }
     const local = rootOwned
       ? { ...parsedLocal, keys: parsedLocal.keys.filter((key) => keyMaterial(key) !== undefined) }
       : parsedLocal

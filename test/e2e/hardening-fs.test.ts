@@ -217,6 +217,38 @@ describeAsRoot("hardening: file system (e2e)", () => {
     await other.expectSynced(run)
   })
 
+  it("5b. authorized_keys of 16 MiB of two-field lines: refused at once, another user's fetch in flight meanwhile still synced", async () => {
+    const bob = await users.create({ ssh: true })
+    // Millions of "keys" within the 16 MiB cap: merging them held the one thread long enough for every other user's
+    // fetch to time out, so one user's file failed the whole run.
+    const junk: Array<string> = []
+    for (let n = 0, size = 0; ; n++) {
+      const line = `a ${n.toString(36)}\n`
+      if (size + line.length > 16 * 1024 * 1024) break
+      junk.push(line)
+      size += line.length
+    }
+    await fs.writeFile(bob.authorizedKeys, junk.join(""), { mode: 0o600 })
+    await fs.chown(bob.authorizedKeys, bob.uid, bob.gid)
+    const before = await snapshotTree(bob.sshDir)
+    const other = await bystander()
+    // Still on its way while bob's file is handled.
+    server.route(`/bystander/${other.user.name}`, { body: `${key(`bystander-${other.user.name}`)}\n`, delayMs: 300 })
+    server.keys("/junk", [key("junk")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/junk")), other.config]))
+
+    expectUserRefused(
+      run,
+      bob.name,
+      `refusing to use ${bob.authorizedKeys}: it holds ${junk.length} key lines, more than 400000 ` +
+        `(policy.max_keys_per_source for each source and for the user's own keys, plus the pinned keys)`
+    )
+    expect(await snapshotTree(bob.sshDir)).toEqual(before)
+    expectSummary(run, { updated: 1, failed: 1 })
+    await other.expectSynced(run)
+  })
+
   it("6. authorized_keys is a directory: refused, the directory and its content untouched, others synced", async () => {
     const bob = await users.create({ ssh: true })
     await fs.mkdir(bob.authorizedKeys, { mode: 0o700 })
