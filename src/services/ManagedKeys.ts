@@ -11,7 +11,7 @@ import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
-import { closeQuietly, fsyncFd, openFile, unlinkQuietly } from "./internal/syscalls.js"
+import { attempt, closeQuietly, fsyncFd, openFile, unlinkQuietly } from "./internal/syscalls.js"
 
 /** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
 export interface ManagedRecord {
@@ -100,10 +100,34 @@ const readRecord = (stateDir: string, user: string): ManagedRecord | undefined =
   }
 }
 
-const writeRecord = async (stateDir: string, user: string, record: ManagedRecord): Promise<void> => {
+/** A record being written (`<user>.json.<pid>.tmp`); only names of this exact shape are ever removed as leftovers. */
+const TEMP_RECORD_PATTERN = /^[^/]+\.json\.\d+\.tmp$/
+const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000
+
+/**
+ * Temp records of runs killed before their rename (the pid in the name is theirs, so no later run would reuse it):
+ * regular files from before this process started, never a record another live run is writing. The directory is
+ * root's alone (checked), so names are safe to use.
+ */
+const removeStaleTemps = (dir: string): void => {
+  for (const name of attempt(() => fs.readdirSync(dir)) ?? []) {
+    if (!TEMP_RECORD_PATTERN.test(name)) continue
+    const path = nodePath.join(dir, name)
+    const st = attempt(() => fs.lstatSync(path))
+    if (st?.isFile() && st.mtimeMs < PROCESS_STARTED_MS) unlinkQuietly(path)
+  }
+}
+
+const writeRecord = async (
+  stateDir: string,
+  user: string,
+  record: ManagedRecord,
+  firstWriteIn: (dir: string) => boolean
+): Promise<void> => {
   ensureDirectory(stateDir)
   const dir = nodePath.join(stateDir, SUBDIR)
   ensureDirectory(dir)
+  if (firstWriteIn(dir)) removeStaleTemps(dir)
   const path = recordPath(stateDir, user)
   const temp = `${path}.${process.pid}.tmp`
   const text = JSON.stringify({
@@ -141,10 +165,18 @@ const writeRecord = async (stateDir: string, user: string, record: ManagedRecord
   }
 }
 
-/** Records in root-only files under `policy.state_dir`. @since 0.2.0 */
-export const layer: Layer.Layer<ManagedKeys> = Layer.succeed(
-  ManagedKeys,
-  ManagedKeys.of({
+/**
+ * Records in root-only files under `policy.state_dir`. The first write into a directory also removes the temp records
+ * that killed runs left there. @since 0.2.0
+ */
+export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
+  const swept = new Set<string>()
+  const firstWriteIn = (dir: string) => {
+    if (swept.has(dir)) return false
+    swept.add(dir)
+    return true
+  }
+  return ManagedKeys.of({
     read: (stateDir, user) =>
       Effect.try({
         try: () => readRecord(stateDir, user),
@@ -152,11 +184,11 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.succeed(
       }).pipe(Effect.map(Option.fromNullable)),
     write: (stateDir, user, record) =>
       Effect.tryPromise({
-        try: () => writeRecord(stateDir, user, record),
+        try: () => writeRecord(stateDir, user, record, firstWriteIn),
         catch: stateFailed(recordPath(stateDir, user))
       }).pipe(Effect.uninterruptible)
   })
-)
+})
 
 /**
  * Records in memory, optionally pre-filled (`user -> identities`, as a format-1 record without lines); `records` shows
