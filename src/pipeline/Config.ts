@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Either, ParseResult, Schema } from "effect"
-import { type Document, parseDocument, visit } from "yaml"
+import { type Document, isScalar, parseAllDocuments, visit } from "yaml"
 import { ConfigError } from "./Errors.js"
 import { classifyLine, trimLine } from "./Parse.js"
 
@@ -416,7 +416,15 @@ const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => u
  */
 export const decodeConfig = (file: string, text: string): Either.Either<DecodedConfig, ConfigError> => {
   // `<<` merge keys, as yaml.v3 applies them (`<<: *common` to share headers between sources).
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true })
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true, merge: true })
+  // yaml.v3's Unmarshal (the Go original's) reads the first document and never looks at what follows a `---` after
+  // it: a trailing `---`, or an old config kept below one, is no error there.
+  const doc = docs[0]
+  if (doc === undefined) return Either.left(new ConfigError({ file, reason: "Schema", detail: "the file is empty" }))
+  const isEmpty = (later: Document) => later.contents === null || (isScalar(later.contents) && later.contents.value === null)
+  const ignored = docs.slice(1).some((later) => !isEmpty(later))
+    ? ["only the first YAML document is read; what follows its end (---) is ignored, as by the Go original"]
+    : []
   const yamlError = doc.errors[0]
   if (yamlError !== undefined) {
     const pos = yamlError.linePos?.[0]
@@ -441,5 +449,7 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   if (raw === null || raw === undefined) {
     return Either.left(new ConfigError({ file, reason: "Schema", detail: "the file is empty" }))
   }
-  return decodeConfigValue(file, raw)
+  return decodeConfigValue(file, raw).pipe(
+    Either.map((decoded) => ignored.length === 0 ? decoded : { ...decoded, warnings: [...ignored, ...decoded.warnings] })
+  )
 }

@@ -690,6 +690,21 @@ describe("YAML aliases", () => {
   })
 })
 
+describe("decodeConfig: more than one YAML document", () => {
+  // yaml.v3's Unmarshal (the Go original's) decodes the first document and never reads past the `---` after it.
+  it("reads the first document of a file that ends with ---, as the Go original does", () => {
+    expect(ok(oneSource() + "---\n")).toEqual(ok(oneSource()))
+  })
+
+  it("ignores what follows the first document, with a warning, as the Go original reads only the first", () => {
+    const decoded = ok(oneSource() + "---\n# the old config, kept for reference\nusers:\n  - username: [\n")
+    expect(decoded.config).toEqual(ok(oneSource()).config)
+    expect(decoded.warnings).toEqual([
+      "only the first YAML document is read; what follows its end (---) is ignored, as by the Go original"
+    ])
+  })
+})
+
 describe("decodeConfigValue", () => {
   it("decodes a config built in code", () => {
     const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "https://keys.example.com/bob" }] }] })
