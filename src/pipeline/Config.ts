@@ -368,6 +368,42 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
   )
 }
 
+/** What Go's strconv.ParseInt(s, 0, 64) takes, once yaml.v3 has removed every `_`: `010` is octal, `0b11` binary. */
+const GO_INT = /^([-+]?)(?:0[xX]([0-9a-fA-F]+)|0[bB]([01]+)|0[oO]([0-7]+)|0([0-7]*)|([1-9][0-9]*))$/
+/** yaml.v3's yamlStyleFloat, tried when the text is no integer. */
+const GO_FLOAT = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$/
+
+/**
+ * The number yaml.v3 reads from a plain scalar that starts with a digit or a sign (its resolve.go), or `undefined`
+ * when it reads text. Unlike YAML 1.2, which `yaml` follows, it takes `010` as 8 and `1_000` or `0b11` as numbers.
+ */
+export const goYamlNumber = (written: string): number | undefined => {
+  if (!/^[-+0-9]/.test(written)) return undefined
+  const plain = written.replaceAll("_", "")
+  const int = GO_INT.exec(plain)
+  if (int !== null) {
+    const [, sign, hex, bin, oct, legacyOct, dec] = int
+    const magnitude = hex !== undefined ? parseInt(hex, 16)
+      : bin !== undefined ? parseInt(bin, 2)
+      : oct !== undefined ? parseInt(oct, 8)
+      : legacyOct !== undefined ? (legacyOct === "" ? 0 : parseInt(legacyOct, 8))
+      : Number(dec)
+    return sign === "-" ? -magnitude : magnitude
+  }
+  return GO_FLOAT.test(plain) ? Number(plain) : undefined
+}
+
+/** Plain (unquoted, untagged) scalars get the number yaml.v3 reads from them, where YAML 1.2 reads another value. */
+const readNumbersAsGoYaml = (doc: Document): void =>
+  visit(doc, {
+    Scalar(key, node) {
+      // Mapping keys stay as they are: a header name is text in the Go original whatever it looks like.
+      if (key === "key" || node.type !== "PLAIN" || node.tag !== undefined || typeof node.source !== "string") return
+      const number = goYamlNumber(node.source)
+      if (number !== undefined && node.value !== number) node.value = number
+    }
+  })
+
 /**
  * Header values and bodies are sent as written, and usernames taken as written, as the Go original (yaml.v3 into
  * string fields) takes them: YAML alone reads `X-Id: 007` as the number 7, `X-Ver: 1.0` as 1, a 20-digit token as a
@@ -440,6 +476,7 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
   const toJS = (document: Document) => document.toJS({ maxAliasCount: 100 })
   try {
+    readNumbersAsGoYaml(doc)
     raw = withWrittenText(doc, toJS(doc), toJS)
   } catch (error) {
     // Some of these messages quote the offending text after a colon (an alias name can be a pasted token).

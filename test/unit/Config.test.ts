@@ -1,6 +1,6 @@
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
-import { type Config, decodeConfig, decodeConfigValue, formatPath } from "../../src/pipeline/Config.js"
+import { type Config, decodeConfig, decodeConfigValue, formatPath, goYamlNumber } from "../../src/pipeline/Config.js"
 import type { ConfigError } from "../../src/pipeline/Errors.js"
 
 const FILE = "/etc/authkeysync/test.yaml"
@@ -238,7 +238,8 @@ describe("decodeConfig: scalar coercion", () => {
     ].join("\n")
     const config = ok(text).config
     expect(config.policy.backup_retention_count).toBe(5)
-    expect(config.users[0]?.sources[0]).toMatchObject({ timeout_seconds: 10, headers: { "X-Timeout": "010" }, body: "5" })
+    // yaml.v3 reads a plain 010 as octal 8 where a number belongs; as text it stays what was written.
+    expect(config.users[0]?.sources[0]).toMatchObject({ timeout_seconds: 8, headers: { "X-Timeout": "010" }, body: "5" })
   })
 
   it("header values merged into headers from an anchor anywhere keep their written text", () => {
@@ -687,6 +688,43 @@ describe("YAML aliases", () => {
     ].join("\n") + "\n")
     const team = { ...defaultSource, url: "https://keys.example.com/team" }
     expect(decoded.config.users.map((u) => [u.username, u.sources])).toEqual([["alice", [team]], ["bob", [team]]])
+  })
+})
+
+describe("decodeConfig: integers as yaml.v3 writes them", () => {
+  // yaml.v3's resolve.go: `_` removed, then Go's strconv.ParseInt(s, 0, 64), then its yamlStyleFloat.
+  const cases: ReadonlyArray<readonly [string, number | undefined]> = [
+    ["010", 8],
+    ["-010", -8],
+    ["0", 0],
+    ["08", 8],
+    ["1_000", 1000],
+    ["0b101", 5],
+    ["0o17", 15],
+    ["0x1F", 31],
+    ["+0x10", 16],
+    ["+5", 5],
+    ["1e3", 1000],
+    ["2.5", 2.5],
+    ["1:30", undefined],
+    ["2001-01-01", undefined],
+    ["_1", undefined],
+    ["0x", undefined]
+  ]
+  it.each(cases)("goYamlNumber(%s) is %s", (written, expected) => {
+    expect(goYamlNumber(written)).toBe(expected)
+  })
+
+  it("reads backup_retention_count: 010 as 8 and timeout_seconds: 1_5 as 15, as the Go original does", () => {
+    const decoded = ok("policy:\n  backup_retention_count: 010\n" + oneSource("        timeout_seconds: 1_5\n")).config
+    expect(decoded.policy.backup_retention_count).toBe(8)
+    expect(decoded.users[0]?.sources[0]?.timeout_seconds).toBe(15)
+  })
+
+  it("keeps quoted numbers text (an error in a number field) and keeps header values and names as written", () => {
+    expect(fail(oneSource("        timeout_seconds: '010'\n")).message).toContain("Expected number")
+    const source = ok(oneSource("        headers: { X-Id: 010, X-Bin: 0b11 }\n        body: 1_000\n")).config.users[0]?.sources[0]
+    expect(source).toMatchObject({ headers: { "X-Id": "010", "X-Bin": "0b11" }, body: "1_000" })
   })
 })
 
