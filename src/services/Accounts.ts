@@ -143,15 +143,20 @@ const lookupManyLinux = (names: ReadonlyArray<string>) =>
   run("getent", ["passwd", "--", ...names]).pipe(
     Effect.map(({ code, stdout }) => {
       const found = new Map<string, Account>()
-      if (code !== 0 && code !== 2) return { found, complete: false }
+      // Names getent printed an entry for that cannot be used (an empty or relative home): they exist, so they are
+      // asked again on their own, which fails them, as the Go original fails an account without a home.
+      const unreadable = new Set<string>()
+      if (code !== 0 && code !== 2) return { found, unreadable, complete: false }
       const asked = new Set(names)
       for (const line of stdout.split("\n")) {
         const account = parsePasswdLine(line)
         if (account !== undefined && asked.has(account.name) && !found.has(account.name)) found.set(account.name, account)
+        const name = line.split(":")[0]
+        if (account === undefined && name !== undefined && asked.has(name)) unreadable.add(name)
       }
-      return { found, complete: true }
+      return { found, unreadable, complete: true }
     }),
-    Effect.orElseSucceed(() => ({ found: new Map<string, Account>(), complete: false }))
+    Effect.orElseSucceed(() => ({ found: new Map<string, Account>(), unreadable: new Set<string>(), complete: false }))
   )
 
 const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
@@ -188,12 +193,12 @@ const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<stri
     const possible = unique.filter((name) => !impossibleName(name) && !numericName(name))
     const batch = process.platform === "linux" && possible.length > 1
       ? yield* lookupManyLinux(possible)
-      : { found: new Map<string, Account>(), complete: false }
+      : { found: new Map<string, Account>(), unreadable: new Set<string>(), complete: false }
     const answers = yield* Effect.forEach(unique, (name) => {
       const hit = batch.found.get(name)
       const answer = hit !== undefined
         ? Effect.succeed(hit)
-        : batch.complete && !impossibleName(name) && !numericName(name)
+        : batch.complete && !batch.unreadable.has(name) && !impossibleName(name) && !numericName(name)
         ? Effect.fail(new UserNotFound({ user: name }))
         : lookupOne(name)
       return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))

@@ -88,3 +88,39 @@ describeAsRoot("all-digit account names (Linux getent)", () => {
     }
   })
 })
+
+describeAsRoot("accounts without a usable home (Linux getent)", () => {
+  // The Go original (userinfo.Lookup) fails an account whose home is empty (ErrNoHomeDir): exit code 1, not a skip.
+  it("an account with an empty home fails in the all-at-once lookup too, not skipped as if it did not exist", async (context) => {
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to add an account without touching /etc/passwd")
+      return context.skip()
+    }
+    assertBuilt()
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-ns-"))
+    try {
+      const passwd = path.join(dir, "passwd")
+      await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + "akshomeless:x:4244:4244:::/bin/sh\n")
+      const script = [
+        `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
+        `import { Effect } from "effect"`,
+        `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("akshomeless")), a.lookupAll(["akshomeless", "root"])]))`,
+        `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+        `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("akshomeless").left?._tag, root: all.get("root")._tag }))`
+      ].join("\n")
+      const scriptPath = path.join(REPO_ROOT, `.accounts-homeless-ns-${process.pid}.mjs`)
+      await fs.writeFile(scriptPath, script)
+      try {
+        const out = spawnSync("unshare", ["-m", "sh", "-c", `mount --bind "$1" /etc/passwd && exec node "$2"`, "sh", passwd, scriptPath], {
+          encoding: "utf8"
+        })
+        expect(out.status, out.stderr).toBe(0)
+        expect(JSON.parse(out.stdout)).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
+      } finally {
+        await fs.rm(scriptPath, { force: true })
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+})
