@@ -446,6 +446,18 @@ const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => u
 }
 
 /**
+ * How far aliases may expand (the YAML library's `maxAliasCount`: uses of an anchor times the aliases inside it): as
+ * many as the document has nodes, at least 100. yaml.v3 (the Go original's) refuses only a document made mostly of
+ * alias expansion; a fixed 100 refused an ordinary large config that shares one anchor (`headers: *auth`, `<<: *team`)
+ * among more than 100 sources, while an alias bomb still expands by far more than its own size.
+ */
+const aliasBudget = (doc: Document): number => {
+  let nodes = 0
+  visit(doc, () => void nodes++)
+  return Math.max(100, nodes)
+}
+
+/**
  * Decode the text of a config file. `file` only labels error messages.
  *
  * @since 0.1.0
@@ -474,7 +486,8 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   }
   let raw: unknown
   // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
-  const toJS = (document: Document) => document.toJS({ maxAliasCount: 100 })
+  const maxAliasCount = aliasBudget(doc)
+  const toJS = (document: Document) => document.toJS({ maxAliasCount })
   try {
     readNumbersAsGoYaml(doc)
     raw = withWrittenText(doc, toJS(doc), toJS)

@@ -222,6 +222,24 @@ describe("decodeConfig: scalar coercion", () => {
     expect(decoded.warnings).toEqual(["unknown key common is ignored", "unknown key token is ignored"])
   })
 
+  it("one anchor shared by hundreds of sources decodes, as yaml.v3 decodes it (a large config is no alias bomb)", () => {
+    const users = Array.from({ length: 300 }, (_, i) => [
+      `  - username: user${i}`,
+      "    sources:",
+      `      - url: https://keys.example.com/user${i}`,
+      i === 0 ? "        headers: &auth { Authorization: Bearer t0ken }" : "        headers: *auth",
+      "      - <<: *team",
+      `        url: https://keys.example.com/team${i}`
+    ])
+    const text = ["x-team: &team { method: POST, timeout_seconds: 5 }", "users:", ...users.flat(), ""].join("\n")
+    const config = ok(text).config
+    expect(config.users).toHaveLength(300)
+    expect(config.users[299]?.sources.map((s) => [s.method, s.timeout_seconds, s.headers])).toEqual([
+      ["GET", 10, { Authorization: "Bearer t0ken" }],
+      ["POST", 5, {}]
+    ])
+  })
+
   it("a number anchored once and used as a number and as a header value or body is each where it is used", () => {
     const text = [
       "policy:",
