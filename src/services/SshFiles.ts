@@ -63,7 +63,10 @@ export interface SshDir {
     tempName: string,
     verify?: (writtenBack: string) => string | undefined
   ) => Effect.Effect<void, WriteError | UnsafePath>
-  /** Remove temp files a crashed run left behind: our own name pattern, regular files, last modified before `before`. */
+  /**
+   * Remove temp files a crashed run left behind, in `.ssh` and in `authorized_keys_backups/` (a backup it was still
+   * writing): our own name patterns, regular files, last modified before `before`. Returns their paths under `.ssh`.
+   */
   readonly removeStaleTemps: (before: Date) => Effect.Effect<ReadonlyArray<string>>
   /** Write `content` as backup `name` in `authorized_keys_backups/` (created 0700), then keep the newest `retention`. */
   readonly writeBackup: (
@@ -298,7 +301,6 @@ const replaceFile = async (
 
 /** `.authorized_keys_<stamp>_<id>.tmp`: a backup being written. */
 const BACKUP_TEMP_PATTERN = /^\.authorized_keys_\d{8}_\d{6}_[a-z]{6}\.tmp$/
-const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000
 
 /**
  * A backup in authorized_keys_backups/ (made the user's, 0700), then retention. Problems after the backup is safely
@@ -353,8 +355,6 @@ const backupFile = async (
     const path = nodePath.join(display, name)
     // Like authorized_keys itself: a temp name, then a rename, so a run killed mid-write never leaves a truncated
     // file under a backup name (it would count towards retention and push out a good one).
-    // Backups a killed run was still writing (this process writes none before it has started).
-    removeStaleFiles(backups, BACKUP_TEMP_PATTERN, PROCESS_STARTED_MS)
     const temp = `${backups.base}/.${name}.tmp`
     backups.guard()
     await createFile(temp, content, fileOwner, 0o600).catch(failed("write", path))
@@ -622,6 +622,23 @@ const removeStaleFiles = (dir: OpenedDirectory, pattern: RegExp, beforeMs: numbe
   return removed
 }
 
+/**
+ * Backups a killed run was still writing, in `authorized_keys_backups/` when it is there and the user's or root's
+ * (one owned by another account is refused by the backup itself). By the run's start, not this process's: a run
+ * killed while the next one waited for the lock wrote them after that one started. Names relative to `.ssh`.
+ */
+const removeStaleBackupTemps = (user: string, uid: number, dir: OpenedDirectory, beforeMs: number): ReadonlyArray<string> => {
+  dir.guard()
+  const backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, BACKUP_DIR)
+  try {
+    const st = fs.fstatSync(backups.fd)
+    if (st.uid !== uid && st.uid !== 0) return []
+    return removeStaleFiles(backups, BACKUP_TEMP_PATTERN, beforeMs).map((name) => `${BACKUP_DIR}/${name}`)
+  } finally {
+    closeQuietly(backups.fd)
+  }
+}
+
 /** Which typed errors of a sequence pass through; anything else becomes `orElse(error)`. */
 const typedOr = <E extends Error & { readonly _tag: string }>(
   passThrough: ReadonlyArray<E["_tag"]>,
@@ -674,7 +691,10 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         Effect.uninterruptible
       ),
     removeStaleTemps: (before) =>
-      Effect.sync(() => attempt(() => removeStaleFiles(dir, TEMP_NAME_PATTERN, before.getTime())) ?? []),
+      Effect.sync(() => [
+        ...(attempt(() => removeStaleFiles(dir, TEMP_NAME_PATTERN, before.getTime())) ?? []),
+        ...(attempt(() => removeStaleBackupTemps(user, account.uid, dir, before.getTime())) ?? [])
+      ]),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),

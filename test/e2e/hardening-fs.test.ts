@@ -757,6 +757,52 @@ describeAsRoot("hardening: file system (e2e)", () => {
     }
   })
 
+  // A killed run may leave a backup it was still writing (`.authorized_keys_<stamp>_<id>.tmp`, a whole copy of the old
+  // file) in authorized_keys_backups/. The next run removes it, like the temp files in .ssh: also a run that was
+  // already waiting for the lock when the other one was killed, and a run that writes no backup itself.
+  it("17c. a backup temp file a killed run left is removed by the next run, even one that waited for its lock", async () => {
+    const bob = await users.create({ authorizedKeys: lines(key("bt-old")) })
+    await fs.mkdir(bob.backupDir, { mode: 0o700 })
+    await fs.chown(bob.backupDir, bob.uid, bob.gid)
+    const carol = await users.create({ authorizedKeys: lines(key("bt-carol")) })
+    await fs.mkdir(carol.backupDir, { mode: 0o700 })
+    await fs.chown(carol.backupDir, carol.uid, carol.gid)
+    server.keys("/bt-bob", [key("bt-old")])
+    server.keys("/bt-carol", [key("bt-carol")])
+    const cfg = config([userWith(bob.name, server.url("/bt-bob")), userWith(carol.name, server.url("/bt-carol"))], {
+      preserve_local_keys: false
+    })
+    expect((await runWithConfig(cfg)).code).toBe(0)
+    server.keys("/bt-bob", [key("bt-new")])
+    // The killed run: alive and holding the lock while the next one starts and waits for it.
+    const holder = spawn("sleep", ["30"], { stdio: "ignore" })
+    const stat = await fs.readFile(`/proc/${holder.pid}/stat`, "utf8")
+    const lockDir = await users.tempDir()
+    await fs.chmod(lockDir, 0o700)
+    const lockFile = path.join(lockDir, "authkeysync.lock")
+    await fs.writeFile(lockFile, `${holder.pid} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}\n`, { mode: 0o600 })
+    const leftovers = [
+      path.join(bob.backupDir, ".authorized_keys_20260101_000000_killed.tmp"),
+      path.join(carol.backupDir, ".authorized_keys_20260101_000000_killed.tmp")
+    ]
+    try {
+      const running = runWithConfig(cfg, ["--lock-file", lockFile, "--lock-timeout", "20"])
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      // What it was writing when it was killed: a whole copy of the old file, root's 0600 until complete.
+      for (const leftover of leftovers) await fs.writeFile(leftover, lines(key("bt-old")), { mode: 0o600 })
+      holder.kill("SIGKILL")
+      const run = await running
+      expect(run.code, run.stdout + run.stderr).toBe(0)
+      // bob's file changed (a new backup was written), carol's did not (no backup at all): both are tidied up.
+      expect(logsWith(run, "created backup", bob.name)).toHaveLength(1)
+      expect(logsWith(run, "authorized_keys unchanged", carol.name)).toHaveLength(1)
+      for (const leftover of leftovers) expect(await exists(leftover), leftover).toBe(false)
+      expect(logsWith(run, "removed a temp file left by an earlier run").map((l) => l["path"]).sort()).toEqual(leftovers.sort())
+    } finally {
+      holder.kill("SIGKILL")
+    }
+  })
+
   // ===========================================================================
   // A full disk
   // ===========================================================================
