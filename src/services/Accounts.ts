@@ -71,8 +71,17 @@ const run = (file: string, args: ReadonlyArray<string>) =>
       args,
       { timeout: LOOKUP_TIMEOUT_MS, signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", LC_ALL: "C" } },
       (error, stdout, stderr) => {
-        if (error && typeof error.code !== "number") resume(Effect.fail(error))
-        else resume(Effect.succeed({ code: error ? Number(error.code) : 0, stdout, stderr }))
+        if (!error || typeof error.code === "number") {
+          return resume(Effect.succeed({ code: error ? Number(error.code) : 0, stdout, stderr }))
+        }
+        // Ended by a signal: execFile says only "Command failed: <argv>" and a newline. A hung NSS source (LDAP down)
+        // is killed at the timeout; the log line must say so.
+        const detail = error.killed
+          ? `it did not answer within ${LOOKUP_TIMEOUT_MS / 1000}s and was killed`
+          : error.signal
+          ? `it was killed by ${error.signal}`
+          : error.message
+        resume(Effect.fail(new Error(detail, { cause: error })))
       }
     )
   })

@@ -1,5 +1,9 @@
+import { Effect } from "effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { type Account, parseDsclRecord, parsePasswdLine } from "../../src/services/Accounts.js"
+import { type Account, Accounts, layer, parseDsclRecord, parsePasswdLine } from "../../src/services/Accounts.js"
 
 describe("parsePasswdLine", () => {
   const cases: ReadonlyArray<readonly [string, string, Account | undefined]> = [
@@ -102,5 +106,24 @@ describe("parseDsclRecord", () => {
     expect(parseDsclRecord("alice", "NFSHomeDirectory: /Users/alice\nPrimaryGroupID: 20\nUniqueID: 501")?.name).toBe(
       "alice"
     )
+  })
+})
+
+describe.skipIf(process.platform !== "linux")("layer: a getent that does not exit on its own", () => {
+  // A hung NSS source (LDAP down) makes getent run into the lookup timeout and be killed; a signal ends it the same way.
+  it("fails the lookup with one line saying how it ended, not execFile's multi-line 'Command failed'", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+    writeFileSync(path.join(dir, "getent"), "#!/bin/sh\nkill -TERM $$\n", { mode: 0o755 })
+    const saved = process.env["PATH"]
+    process.env["PATH"] = `${dir}:${saved ?? ""}`
+    try {
+      const error = await Effect.runPromise(
+        Effect.flip(Effect.flatMap(Accounts, (accounts) => accounts.lookup("alice"))).pipe(Effect.provide(layer))
+      )
+      expect(error.message).toBe("cannot look up account alice: getent failed: it was killed by SIGTERM")
+    } finally {
+      process.env["PATH"] = saved
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
