@@ -64,6 +64,9 @@ interface CommandResult {
 
 const LOOKUP_TIMEOUT_MS = 15_000
 
+/** The command did not end on its own: killed at the lookup timeout (a hung NSS source) or by a signal. */
+class CommandKilled extends Error {}
+
 const run = (file: string, args: ReadonlyArray<string>) =>
   Effect.async<CommandResult, Error>((resume, signal) => {
     execFile(
@@ -76,12 +79,13 @@ const run = (file: string, args: ReadonlyArray<string>) =>
         }
         // Ended by a signal: execFile says only "Command failed: <argv>" and a newline. A hung NSS source (LDAP down)
         // is killed at the timeout; the log line must say so.
-        const detail = error.killed
-          ? `it did not answer within ${LOOKUP_TIMEOUT_MS / 1000}s and was killed`
-          : error.signal
-          ? `it was killed by ${error.signal}`
-          : error.message
-        resume(Effect.fail(new Error(detail, { cause: error })))
+        if (error.killed) {
+          resume(Effect.fail(new CommandKilled(`it did not answer within ${LOOKUP_TIMEOUT_MS / 1000}s and was killed`, { cause: error })))
+        } else if (error.signal) {
+          resume(Effect.fail(new CommandKilled(`it was killed by ${error.signal}`, { cause: error })))
+        } else {
+          resume(Effect.fail(new Error(error.message, { cause: error })))
+        }
       }
     )
   })
@@ -142,15 +146,27 @@ const lookupLinux = (name: string): Effect.Effect<Account, UserNotFound | Accoun
     }
   )
 
+interface BatchAnswer {
+  readonly found: ReadonlyMap<string, Account>
+  /** Printed, but with an entry that cannot be used. */
+  readonly unreadable: ReadonlySet<string>
+  /** Whether a name not in `found` does not exist. */
+  readonly complete: boolean
+  readonly killed?: CommandKilled
+}
+
+const NO_ANSWER: BatchAnswer = { found: new Map(), unreadable: new Set(), complete: false }
+
 /**
  * Many names, one `getent passwd -- a b c` (a process per user costs more CPU than the rest of a sync).
  * getent exits 0 when it found every name and 2 when some were not found, so after either a name it did not print
- * does not exist. Any other outcome (an NSS failure, a crash) answers nothing, and the names are asked one by one so
- * that one broken lookup never hides behind another.
+ * does not exist. Any other exit (an NSS failure) answers nothing, and the names are asked one by one so that one
+ * broken lookup never hides behind another. A getent that had to be killed (`killed`: a hung NSS source, LDAP down)
+ * fails them all at once: asked one by one, each would hang for the whole timeout again.
  */
-const lookupManyLinux = (names: ReadonlyArray<string>) =>
+const lookupManyLinux = (names: ReadonlyArray<string>): Effect.Effect<BatchAnswer> =>
   run("getent", ["passwd", "--", ...names]).pipe(
-    Effect.map(({ code, stdout }) => {
+    Effect.map(({ code, stdout }): BatchAnswer => {
       const found = new Map<string, Account>()
       // Names getent printed an entry for that cannot be used (an empty or relative home): they exist, so they are
       // asked again on their own, which fails them, as the Go original fails an account without a home.
@@ -165,7 +181,7 @@ const lookupManyLinux = (names: ReadonlyArray<string>) =>
       }
       return { found, unreadable, complete: true }
     }),
-    Effect.orElseSucceed(() => ({ found: new Map<string, Account>(), unreadable: new Set<string>(), complete: false }))
+    Effect.catchAll((error) => Effect.succeed(error instanceof CommandKilled ? { ...NO_ANSWER, killed: error } : NO_ANSWER))
   )
 
 const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
@@ -202,11 +218,14 @@ const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<stri
     const possible = unique.filter((name) => !impossibleName(name) && !numericName(name))
     const batch = process.platform === "linux" && possible.length > 1
       ? yield* lookupManyLinux(possible)
-      : { found: new Map<string, Account>(), unreadable: new Set<string>(), complete: false }
+      : NO_ANSWER
+    const killed = batch.killed
     const answers = yield* Effect.forEach(unique, (name) => {
       const hit = batch.found.get(name)
       const answer = hit !== undefined
         ? Effect.succeed(hit)
+        : killed !== undefined && possible.includes(name)
+        ? Effect.fail(new AccountLookupError({ user: name, detail: `getent failed: ${killed.message}`, cause: killed }))
         : batch.complete && !batch.unreadable.has(name) && !impossibleName(name) && !numericName(name)
         ? Effect.fail(new UserNotFound({ user: name }))
         : lookupOne(name)

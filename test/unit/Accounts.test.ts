@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -121,6 +121,29 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
         Effect.flip(Effect.flatMap(Accounts, (accounts) => accounts.lookup("alice"))).pipe(Effect.provide(layer))
       )
       expect(error.message).toBe("cannot look up account alice: getent failed: it was killed by SIGTERM")
+    } finally {
+      process.env["PATH"] = saved
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("a batch lookup whose getent had to be killed fails every name at once, not asking each again (each would hang)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+    const calls = path.join(dir, "calls")
+    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nkill -TERM $$\n`, { mode: 0o755 })
+    const saved = process.env["PATH"]
+    process.env["PATH"] = `${dir}:${saved ?? ""}`
+    try {
+      const answers = await Effect.runPromise(
+        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "bob", "carol"])).pipe(Effect.provide(layer))
+      )
+      for (const name of ["alice", "bob", "carol"]) {
+        const answer = answers.get(name)
+        expect(answer?._tag === "Left" ? answer.left.message : answer?._tag).toBe(
+          `cannot look up account ${name}: getent failed: it was killed by SIGTERM`
+        )
+      }
+      expect(readFileSync(calls, "utf8")).toBe("passwd -- alice bob carol\n")
     } finally {
       process.env["PATH"] = saved
       rmSync(dir, { recursive: true, force: true })
