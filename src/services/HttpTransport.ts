@@ -13,7 +13,8 @@
  *
  * @since 0.2.0
  */
-import { readFile } from "node:fs/promises"
+import { constants as C } from "node:fs"
+import { open } from "node:fs/promises"
 import * as http from "node:http"
 import * as https from "node:https"
 import { BlockList, isIP } from "node:net"
@@ -592,6 +593,25 @@ const execute = (transport: Transport, request: HttpClientRequest.HttpClientRequ
   })
 }
 
+/** Far more than any CA bundle (the system's is about 200 KB). */
+const MAX_CA_FILE_BYTES = 16 * 1024 * 1024
+
+/**
+ * The text of a CA file, which must be a regular file: a FIFO or a device would hold a thread of libuv's pool until
+ * something writes to it, and the process could then never exit (exit waits for the pool's threads).
+ */
+const readCaFile = async (caFile: string): Promise<string | { readonly problem: string }> => {
+  const handle = await open(caFile, C.O_RDONLY | C.O_NONBLOCK | C.O_NOCTTY)
+  try {
+    const st = await handle.stat()
+    if (!st.isFile()) return { problem: "it is not a regular file" }
+    if (st.size > MAX_CA_FILE_BYTES) return { problem: `it is larger than ${MAX_CA_FILE_BYTES} bytes` }
+    return await handle.readFile("utf8")
+  } finally {
+    await handle.close()
+  }
+}
+
 /** A Transport with proxies from the process environment (read now), closed with the scope. @since 0.3.0 */
 export const makeTransport = (ca: string | undefined) =>
   Effect.acquireRelease(
@@ -621,7 +641,9 @@ export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped
     const load = async (caFile: string) => {
       let pem: string
       try {
-        pem = await readFile(caFile, "utf8")
+        const read = await readCaFile(caFile)
+        if (typeof read !== "string") return { problem: `cannot read ca_file ${caFile}: ${read.problem}` }
+        pem = read
       } catch (error) {
         return { problem: `cannot read ca_file ${caFile}: ${describeCause(error)}` }
       }

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import { describe, expect, it } from "vitest"
 import { layerTrustedCaClients, TrustedCaClients } from "../../src/services/HttpTransport.js"
 
@@ -11,21 +11,39 @@ const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 describe("TrustedCaClients", () => {
   it("a first caller cut short while the CA file is read does not break the callers after it", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aks-ca-"))
-    const fifo = path.join(dir, "ca.pem")
-    // A FIFO: reading it waits until something writes, like a stalled network file system.
-    execFileSync("mkfifo", [fifo])
+    const ca = path.join(dir, "ca.pem")
+    fs.writeFileSync(ca, PEM)
     try {
       const program = Effect.gen(function*() {
         const clients = yield* TrustedCaClients
-        const first = yield* Effect.exit(Effect.timeout(clients.forCaFile(fifo), "100 millis"))
-        expect(Exit.isFailure(first)).toBe(true)
-        // The file becomes readable; the read started by the first caller finishes and serves the next one.
-        yield* Effect.promise(() => fs.promises.writeFile(fifo, PEM))
-        const second = yield* Effect.exit(clients.forCaFile(fifo))
+        // Started, and interrupted while its read is still on the thread pool.
+        const first = yield* Effect.fork(clients.forCaFile(ca))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(first)
+        // The read the first caller started finishes and serves the next one.
+        const second = yield* Effect.exit(clients.forCaFile(ca))
         expect(Exit.isSuccess(second)).toBe(true)
         const missing = yield* Effect.exit(clients.forCaFile(path.join(dir, "missing.pem")))
         expect(missing).toMatchObject({ _tag: "Failure" })
         expect(JSON.stringify(missing)).toContain(`cannot read ca_file ${path.join(dir, "missing.pem")}`)
+      })
+      await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(layerTrustedCaClients))))
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("a ca_file that is a FIFO or a device fails at once instead of waiting for a writer (exit would wait too)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aks-ca-"))
+    const fifo = path.join(dir, "ca.pem")
+    execFileSync("mkfifo", [fifo])
+    try {
+      const program = Effect.gen(function*() {
+        const clients = yield* TrustedCaClients
+        for (const file of [fifo, "/dev/zero"]) {
+          const result = yield* Effect.exit(Effect.timeout(clients.forCaFile(file), "5 seconds"))
+          expect(JSON.stringify(result)).toContain(`cannot read ca_file ${file}: it is not a regular file`)
+        }
       })
       await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(layerTrustedCaClients))))
     } finally {
