@@ -629,6 +629,8 @@ const removeStaleFiles = (dir: OpenedDirectory, pattern: RegExp, beforeMs: numbe
  */
 const removeStaleBackupTemps = (user: string, uid: number, dir: OpenedDirectory, beforeMs: number): ReadonlyArray<string> => {
   dir.guard()
+  // Most users have no backups directory (or never a leftover in it): a look first, without an exception to build.
+  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false })?.isDirectory() !== true) return []
   const backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, BACKUP_DIR)
   try {
     const st = fs.fstatSync(backups.fd)
