@@ -506,10 +506,14 @@ const syncDirectory = (
     const backup = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
       ? yield* backupExisting(sshDir, existing, owner, rootOwned ? ROOT : owner, now, policy.backup_retention_count)
       : undefined
-    yield* writeAtomically(sshDir, content, intendedKeys, owner, now)
-    yield* Effect.logInfo("updated authorized_keys").pipe(
-      Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
-    )
+    // The line that reports the replacement goes with it: a stop (SIGTERM) arriving between the two would leave a
+    // replaced file that no log line mentions.
+    yield* Effect.uninterruptible(Effect.zipRight(
+      writeAtomically(sshDir, content, intendedKeys, owner, now),
+      Effect.logInfo("updated authorized_keys").pipe(
+        Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
+      )
+    ))
     if (!sameRecord(union, recordNow)) {
       // The file is written; a stale (larger) record only means a later run re-checks more keys.
       yield* managedKeys.write(policy.state_dir, user.username, recordNow).pipe(

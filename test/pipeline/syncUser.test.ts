@@ -3,7 +3,7 @@
  * an in-memory file system, canned HTTP answers, the TestClock and predictable ids.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Layer, LogLevel, Ref, TestClock } from "effect"
+import { Chunk, Effect, Fiber, FiberId, Layer, LogLevel, Ref, TestClock } from "effect"
 import { type Config, decodeConfigValue } from "../../src/pipeline/Config.js"
 import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
 import { textToBytes } from "../../src/pipeline/Bytes.js"
@@ -290,6 +290,36 @@ describe("syncUser", () => {
       expect(summary.exitCode).toBe(1)
       expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
       expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
+    }))
+
+  it.effect("a stop that arrives while authorized_keys is being replaced still gets the replacement logged", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://fine.example/keys": `${K2}\n` })
+      // SIGTERM's interruption, as it lands: a signal to the user's fiber while the replacement is under way.
+      const stopDuringWrite = Layer.effect(
+        SshFiles.SshFiles,
+        Effect.map(SshFiles.SshFiles, (files) =>
+          SshFiles.SshFiles.of({
+            ...files,
+            open: (account) =>
+              Effect.map(files.open(account), (dir) => ({
+                ...dir,
+                replaceAuthorizedKeys: (...args: Parameters<typeof dir.replaceAuthorizedKeys>) =>
+                  Effect.zipLeft(
+                    dir.replaceAuthorizedKeys(...args),
+                    Effect.withFiberRuntime<void>((fiber) => {
+                      fiber.unsafeInterruptAsFork(FiberId.none)
+                      return Effect.void
+                    })
+                  )
+              }))
+          }))
+      ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
+      const cfg = config({ policy: { backup_enabled: false }, users: [{ username: "alice", sources: [{ url: "https://fine.example/keys" }] }] })
+      yield* run(w, cfg, {}, stopDuringWrite)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
+      const updated = w.logs.filter((l) => l.msg === "updated authorized_keys")
+      expect(updated.map((l) => Object.fromEntries(l.fields))).toMatchObject([{ user: "alice", keys: 1, added: 1, removed: 0 }])
     }))
 
   it.effect.each([1, 4])("a user whose sync interrupts itself fails alone (concurrency %i); the others are synced", (concurrency) =>
