@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Either, ParseResult, Schema } from "effect"
-import { type Document, isScalar, parseAllDocuments, visit } from "yaml"
+import { type Document, isAlias, isCollection, isPair, isScalar, parseAllDocuments, visit } from "yaml"
 import { ConfigError } from "./Errors.js"
 import { classifyLine, trimLine } from "./Parse.js"
 
@@ -446,15 +446,59 @@ const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => u
 }
 
 /**
- * How far aliases may expand (the YAML library's `maxAliasCount`: uses of an anchor times the aliases inside it): as
- * many as the document has nodes, at least 100. yaml.v3 (the Go original's) refuses only a document made mostly of
- * alias expansion; a fixed 100 refused an ordinary large config that shares one anchor (`headers: *auth`, `<<: *team`)
- * among more than 100 sources, while an alias bomb still expands by far more than its own size.
+ * The document's nodes. The YAML library's alias budget (`maxAliasCount`: uses of an anchor times the aliases inside
+ * it) is as many, at least 100: a fixed 100 refused an ordinary large config that shares one anchor (`headers: *auth`,
+ * `<<: *team`) among more than 100 sources. What all the aliases expand to together is bounded by excessiveAliasing.
  */
-const aliasBudget = (doc: Document): number => {
+const nodeCount = (doc: Document): number => {
   let nodes = 0
   visit(doc, () => void nodes++)
-  return Math.max(100, nodes)
+  return nodes
+}
+
+/**
+ * How many values the document stands for once every alias is expanded, counted without expanding anything (an
+ * anchored value's count is reused by each of its aliases). An alias inside its own anchor counts nothing here; it is
+ * refused later as a value that contains itself.
+ */
+const expandedSize = (doc: Document): number => {
+  // What each alias stands for: the last node before it with that anchor, as the YAML library resolves it (one walk;
+  // its own `resolve` walks the document for every alias).
+  const anchors = new Map<string, unknown>()
+  const targets = new Map<unknown, unknown>()
+  visit(doc, (_key, node) => {
+    if (isAlias(node)) targets.set(node, anchors.get(node.source))
+    else if ((isScalar(node) || isCollection(node)) && node.anchor !== undefined) anchors.set(node.anchor, node)
+  })
+  const sizes = new Map<unknown, number>()
+  const size = (node: unknown): number => {
+    if (isAlias(node)) return size(targets.get(node))
+    if (!isCollection(node) && !isPair(node)) return 1
+    const known = sizes.get(node)
+    if (known !== undefined) return known
+    sizes.set(node, 0)
+    const total = isPair(node)
+      ? size(node.key) + size(node.value)
+      : node.items.reduce<number>((sum, item) => sum + size(item), 1)
+    sizes.set(node, total)
+    return total
+  }
+  return size(doc.contents)
+}
+
+/** yaml.v3's allowedAliasRatio: the share of a document's values that may come from aliases, by its expanded size. */
+const allowedAliasRatio = (expanded: number): number =>
+  expanded <= 400_000 ? 0.99 : expanded >= 4_000_000 ? 0.1 : 0.99 - 0.89 * ((expanded - 400_000) / 3_600_000)
+
+/**
+ * yaml.v3's rule against alias expansion abuse ("document contains excessive aliasing"), on the whole document: the
+ * alias budget grows with the document, so a few thousand uses of an anchor of a few thousand values pass it, and
+ * their expansion (what the checks after the YAML library walk) grows with the square of the file.
+ */
+const excessiveAliasing = (doc: Document, nodes: number): boolean => {
+  const expanded = expandedSize(doc)
+  const fromAliases = expanded - nodes
+  return fromAliases > 100 && expanded > 1000 && fromAliases / expanded > allowedAliasRatio(expanded)
 }
 
 /**
@@ -486,7 +530,11 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   }
   let raw: unknown
   // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
-  const maxAliasCount = aliasBudget(doc)
+  const nodes = nodeCount(doc)
+  if (excessiveAliasing(doc, nodes)) {
+    return Either.left(new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the document contains excessive aliasing" }))
+  }
+  const maxAliasCount = Math.max(100, nodes)
   const toJS = (document: Document) => document.toJS({ maxAliasCount })
   try {
     readNumbersAsGoYaml(doc)

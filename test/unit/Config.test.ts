@@ -240,6 +240,19 @@ describe("decodeConfig: scalar coercion", () => {
     ])
   })
 
+  it("an anchor of thousands of values used thousands of times is refused, not expanded (20 KB would be 16 million)", () => {
+    // The alias budget grows with the document, and every alias of a large anchor is within it: expanded, 20 KB of
+    // YAML took seconds and hundreds of MB, and 100 KB minutes and the memory of the host.
+    const values = Array.from({ length: 4000 }, () => "1").join(",")
+    const uses = Array.from({ length: 4000 }, () => "*a").join(",")
+    const text = `${oneSource()}x-data: &a [${values}]\nx-uses: [${uses}]\n`
+    const started = Date.now()
+    const error = fail(text)
+    expect(error.reason).toBe("Yaml")
+    expect(error.message).toBe(`config ${FILE}: invalid YAML: the document contains excessive aliasing`)
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+
   it("a number anchored once and used as a number and as a header value or body is each where it is used", () => {
     const text = [
       "policy:",
