@@ -64,8 +64,15 @@ interface CommandResult {
 
 const LOOKUP_TIMEOUT_MS = 15_000
 
-/** The command did not end on its own: killed at the lookup timeout (a hung NSS source) or by a signal. */
-class CommandKilled extends Error {}
+/**
+ * The command did not end on its own: killed at the lookup timeout (`timedOut`: a hung NSS source) or by a signal
+ * (a crash, SIGSEGV or SIGABRT, is one it raised itself).
+ */
+class CommandKilled extends Error {
+  constructor(message: string, readonly timedOut: boolean, options: ErrorOptions) {
+    super(message, options)
+  }
+}
 
 const run = (file: string, args: ReadonlyArray<string>) =>
   Effect.async<CommandResult, Error>((resume, signal) => {
@@ -80,9 +87,9 @@ const run = (file: string, args: ReadonlyArray<string>) =>
         // Ended by a signal: execFile says only "Command failed: <argv>" and a newline. A hung NSS source (LDAP down)
         // is killed at the timeout; the log line must say so.
         if (error.killed) {
-          resume(Effect.fail(new CommandKilled(`it did not answer within ${LOOKUP_TIMEOUT_MS / 1000}s and was killed`, { cause: error })))
+          resume(Effect.fail(new CommandKilled(`it did not answer within ${LOOKUP_TIMEOUT_MS / 1000}s and was killed`, true, { cause: error })))
         } else if (error.signal) {
-          resume(Effect.fail(new CommandKilled(`it was killed by ${error.signal}`, { cause: error })))
+          resume(Effect.fail(new CommandKilled(`it was killed by ${error.signal}`, false, { cause: error })))
         } else {
           resume(Effect.fail(new Error(error.message, { cause: error })))
         }
@@ -161,8 +168,9 @@ const NO_ANSWER: BatchAnswer = { found: new Map(), unreadable: new Set(), comple
  * Many names, one `getent passwd -- a b c` (a process per user costs more CPU than the rest of a sync).
  * getent exits 0 when it found every name and 2 when some were not found, so after either a name it did not print
  * does not exist. Any other exit (an NSS failure) answers nothing, and the names are asked one by one so that one
- * broken lookup never hides behind another. A getent that had to be killed (`killed`: a hung NSS source, LDAP down)
- * fails them all at once: asked one by one, each would hang for the whole timeout again.
+ * broken lookup never hides behind another; so is a getent that died of a signal (an NSS module that crashes on one
+ * entry). A getent that had to be killed at the timeout (`killed`: a hung NSS source, LDAP down) fails them all at
+ * once: asked one by one, each would hang for the whole timeout again.
  */
 const lookupManyLinux = (names: ReadonlyArray<string>): Effect.Effect<BatchAnswer> =>
   run("getent", ["passwd", "--", ...names]).pipe(
@@ -181,7 +189,9 @@ const lookupManyLinux = (names: ReadonlyArray<string>): Effect.Effect<BatchAnswe
       }
       return { found, unreadable, complete: true }
     }),
-    Effect.catchAll((error) => Effect.succeed(error instanceof CommandKilled ? { ...NO_ANSWER, killed: error } : NO_ANSWER))
+    Effect.catchAll((error) =>
+      Effect.succeed(error instanceof CommandKilled && error.timedOut ? { ...NO_ANSWER, killed: error } : NO_ANSWER)
+    )
   )
 
 const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>

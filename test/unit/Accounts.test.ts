@@ -128,9 +128,10 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
   })
 
   it("a batch lookup whose getent had to be killed fails every name at once, not asking each again (each would hang)", async () => {
+    // A hung getent, killed at the real 15 s timeout (a getent that died of a signal of its own is asked again).
     const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
     const calls = path.join(dir, "calls")
-    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nkill -TERM $$\n`, { mode: 0o755 })
+    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nexec sleep 60\n`, { mode: 0o755 })
     const saved = process.env["PATH"]
     process.env["PATH"] = `${dir}:${saved ?? ""}`
     try {
@@ -140,10 +141,42 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
       for (const name of ["alice", "bob", "carol"]) {
         const answer = answers.get(name)
         expect(answer?._tag === "Left" ? answer.left.message : answer?._tag).toBe(
-          `cannot look up account ${name}: getent failed: it was killed by SIGTERM`
+          `cannot look up account ${name}: getent failed: it did not answer within 15s and was killed`
         )
       }
       expect(readFileSync(calls, "utf8")).toBe("passwd -- alice bob carol\n")
+    } finally {
+      process.env["PATH"] = saved
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
+
+  it("a batch getent that crashed (a signal it raised itself) is asked again name by name: one entry never fails all", async () => {
+    // An NSS module that crashes on one entry: getent dies of SIGSEGV as soon as it reaches that name. It was not killed
+    // at the timeout, so asking the names one by one costs no wait, and only the broken entry's account fails.
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+    writeFileSync(
+      path.join(dir, "getent"),
+      `#!/bin/sh\nshift 2\n[ $# -eq 1 ] && [ "$1" = alice ] && echo "alice:x:1000:1000::/home/alice:/bin/sh" && exit 0\nkill -SEGV $$\n`,
+      { mode: 0o755 }
+    )
+    const saved = process.env["PATH"]
+    process.env["PATH"] = `${dir}:${saved ?? ""}`
+    try {
+      const answers = await Effect.runPromise(
+        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "broken"])).pipe(Effect.provide(layer))
+      )
+      const alice = answers.get("alice")
+      expect(alice?._tag === "Right" ? alice.right : alice?.left.message).toEqual({
+        name: "alice",
+        uid: 1000,
+        gid: 1000,
+        home: "/home/alice"
+      })
+      const broken = answers.get("broken")
+      expect(broken?._tag === "Left" ? broken.left.message : broken?._tag).toBe(
+        "cannot look up account broken: getent failed: it was killed by SIGSEGV"
+      )
     } finally {
       process.env["PATH"] = saved
       rmSync(dir, { recursive: true, force: true })
