@@ -612,28 +612,23 @@ const readCaFile = async (caFile: string): Promise<string | { readonly problem: 
   }
 }
 
-/** A Transport with proxies from the process environment (read now), closed with the scope. @since 0.3.0 */
-export const makeTransport = (ca: string | undefined) =>
+/**
+ * A Transport with proxies from the process environment (read now), closed with the scope; `hosts` when it shares the
+ * run's host lookups with other transports. @since 0.3.0
+ */
+export const makeTransport = (ca: string | undefined, hosts?: HostLookup) =>
   Effect.acquireRelease(
-    Effect.sync(() => new Transport(proxySettings(process.env), ca)),
+    Effect.sync(() => new Transport(proxySettings(process.env), ca, hosts)),
     (transport) => Effect.sync(() => transport.close())
   )
 
-/** The default client: built-in CAs, proxies from the environment. @since 0.2.0 */
-export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(
-  HttpClient.HttpClient,
-  Effect.map(makeTransport(undefined), makeClient)
-)
+const makeHttpClient = (hosts?: HostLookup) => Effect.map(makeTransport(undefined, hosts), makeClient)
 
-/**
- * One client per CA file, made on first use; its connections are closed with the layer. The file is read once per run
- * as a promise that is kept whatever happens to its first caller: a source whose deadline cut the read short must not
- * leave an interruption behind for every later source with that file.
- *
- * @since 0.2.0
- */
-export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(
-  TrustedCaClients,
+/** The default client: built-in CAs, proxies from the environment. @since 0.2.0 */
+export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(HttpClient.HttpClient, makeHttpClient())
+
+/** One client per CA file (see layerTrustedCaClients); `hosts` when they share the run's host lookups. */
+const makeTrustedCaClients = (hosts?: HostLookup) =>
   Effect.gen(function*() {
     const transports: Array<Transport> = []
     yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach((transport) => transport.close())))
@@ -648,7 +643,7 @@ export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped
         return { problem: `cannot read ca_file ${caFile}: ${describeCause(error)}` }
       }
       if (!pem.includes("-----BEGIN CERTIFICATE-----")) return { problem: `ca_file ${caFile} holds no PEM certificate` }
-      const transport = new Transport(proxySettings(process.env), pem)
+      const transport = new Transport(proxySettings(process.env), pem, hosts)
       transports.push(transport)
       return makeClient(transport)
     }
@@ -667,10 +662,24 @@ export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped
         )
     })
   })
-)
 
-/** Both, as the CLI uses them. @since 0.2.0 */
-export const layer: Layer.Layer<HttpClient.HttpClient | TrustedCaClients> = Layer.merge(
-  layerHttpClient,
-  layerTrustedCaClients
-)
+/**
+ * One client per CA file, made on first use; its connections are closed with the layer. The file is read once per run
+ * as a promise that is kept whatever happens to its first caller: a source whose deadline cut the read short must not
+ * leave an interruption behind for every later source with that file.
+ *
+ * @since 0.2.0
+ */
+export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(TrustedCaClients, makeTrustedCaClients())
+
+/**
+ * Both, as the CLI uses them, finding hosts through one HostLookup: a name is looked up once per run and at most two
+ * lookups run at a time whichever client (the default one, or a CA file's) makes the connection. @since 0.2.0
+ */
+export const layer: Layer.Layer<HttpClient.HttpClient | TrustedCaClients> = Layer.unwrapEffect(Effect.sync(() => {
+  const hosts = new HostLookup()
+  return Layer.merge(
+    Layer.scoped(HttpClient.HttpClient, makeHttpClient(hosts)),
+    Layer.scoped(TrustedCaClients, makeTrustedCaClients(hosts))
+  )
+}))

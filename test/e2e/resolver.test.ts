@@ -9,6 +9,7 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 import * as dgram from "node:dgram"
+import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { expect, it } from "vitest"
@@ -46,6 +47,26 @@ const silentResolver = async () => {
   })
   return { bound, queries, close: () => new Promise<void>((resolve) => (bound ? socket.close(() => resolve()) : resolve())) }
 }
+
+/** Run the built CLI on `cfgPath` with `resolvConf` bound over /etc/resolv.conf in a private mount namespace. */
+const runWithResolvConf = (resolvConf: string, cfgPath: string) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const script = `mount --bind "$1" /etc/resolv.conf && shift && exec "$@"`
+    const child = spawn("unshare", ["-m", "sh", "-c", script, "sh", resolvConf, process.execPath, CLI_PATH, "--config", cfgPath, "--lock-file", E2E_LOCK_FILE], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1" }
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    const killer = setTimeout(() => child.kill("SIGKILL"), 60_000)
+    child.on("error", reject)
+    child.on("close", (code) => {
+      clearTimeout(killer)
+      resolve({ code, stdout, stderr })
+    })
+  })
 
 describeAsRoot("a resolver that never answers (e2e)", () => {
   const server = useServer()
@@ -105,6 +126,50 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
         const summary = parseLogs(run.stdout).find((line) => line.msg === "sync finished")
         expect(summary).toMatchObject({ updated: "1", failed: "1", exit_code: "1" })
         await expectSyncedFile(fine, [{ source: server.url("/fine"), keys: [key("fine-1")] }])
+      } finally {
+        await cfg.remove()
+      }
+    } finally {
+      await dns.close()
+    }
+  }, 90_000)
+
+  it("a dead host name is looked up once per run, also by sources with a ca_file (each CA has its own client)", async (context) => {
+    const caFile = "/etc/ssl/certs/ca-certificates.crt"
+    if (!canUnshareMounts || !existsSync(caFile)) {
+      console.warn(`skipped: needs \`unshare -m\` (root with CAP_SYS_ADMIN) and ${caFile}`)
+      return context.skip()
+    }
+    const dns = await silentResolver()
+    if (!dns.bound) {
+      await dns.close()
+      console.warn("skipped: 127.0.0.1:53 (UDP) is in use, so the test cannot play a silent resolver there")
+      return context.skip()
+    }
+    try {
+      assertBuilt()
+      const original = lines(key("stays"))
+      const stuck = await users.create({ authorizedKeys: original })
+      const dead = "keys.authkeysync-dead.test"
+      const dir = await users.tempDir()
+      const resolvConf = path.join(dir, "resolv.conf")
+      await fs.writeFile(resolvConf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+      // The same name over plain http (the default client) and over https trusting a CA file (that file's client).
+      const cfg = await writeConfig(config([
+        userWith(stuck.name, { url: `http://${dead}:8080/plain`, timeout_seconds: 2 }, {
+          url: `https://${dead}:8443/tls`,
+          timeout_seconds: 2,
+          ca_file: caFile
+        })
+      ]))
+      try {
+        const run = await runWithResolvConf(resolvConf, cfg.path)
+        expect(run.code, run.stderr).toBe(1)
+        // glibc asks for A and AAAA in one lookup; a lookup per client is twice that.
+        const asked = dns.queries.get(dead) ?? 0
+        expect(asked).toBeGreaterThan(0)
+        expect(asked).toBeLessThanOrEqual(2)
+        expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
       } finally {
         await cfg.remove()
       }
