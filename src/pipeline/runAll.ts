@@ -85,7 +85,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   // Homes that are different paths to one .ssh (a link) are found by what the directory is, before anyone is synced,
   // so that every account involved is refused whatever order the users run in.
   const files = yield* SshFiles
-  // One stat each, on the local disk: no use running them side by side.
+  // A checked walk to each .ssh (synchronous syscalls on the local disk): no use running them side by side.
   const identities = yield* Effect.forEach(found, (account) =>
     files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)))
   const accountsBySshDir = groupBySshDir(identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : [])))
