@@ -705,13 +705,16 @@ describeAsRoot("hardening: file system (e2e)", () => {
       previous = content
       expect(await statOf(bob.authorizedKeys)).toEqual({ mode: 0o600, uid: bob.uid, gid: bob.gid })
     }
-    // A killed run may leave its temp file; the next run that writes removes it.
-    const leftovers = await tempFilesIn(bob.sshDir)
+    // A killed run may leave its temp file, or a backup's; the next run removes them.
+    const backupTemps = async () =>
+      (await fs.readdir(bob.backupDir).catch(() => [] as Array<string>)).filter((name) => /^\.authorized_keys_.*\.tmp$/.test(name))
+    const leftovers = [...await tempFilesIn(bob.sshDir), ...await backupTemps()]
     state.current = rounds + 1
     const last = await runWithConfig(cfg)
     expect(last.code, last.stdout).toBe(0)
     expect(oldOrNew(await fs.readFile(bob.authorizedKeys, "utf8"), previous, bodyOf(rounds + 1))).toBe("new")
     expect(await tempFilesIn(bob.sshDir)).toEqual([])
+    expect(await backupTemps()).toEqual([])
     expect(logsWith(last, "removed a temp file left by an earlier run", bob.name)).toHaveLength(leftovers.length)
     const backups = await backupsOf(bob)
     const partial: Array<string> = []
