@@ -226,6 +226,24 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
     return `${out}[${JSON.stringify(name)}]`
   }, "")
 
+/**
+ * Header names the Go original's HTTP client (net/http) never sends from the config: it writes its own (the URL's
+ * host, the body's length and framing). They are ignored here too, with a warning.
+ */
+export const REQUEST_OWN_HEADERS: ReadonlySet<string> = new Set(["host", "content-length", "transfer-encoding", "trailer"])
+
+const ignoredHeaders = (config: Config): Array<string> =>
+  config.users.flatMap((user, u) =>
+    user.sources.flatMap((source, s) =>
+      Object.keys(source.headers)
+        .filter((name) => REQUEST_OWN_HEADERS.has(name.toLowerCase()))
+        .map((name) =>
+          `${formatPath(["users", u, "sources", s, "headers", name])} is ignored: the request sends its own, as the Go ` +
+          "original's does"
+        )
+    )
+  )
+
 const KNOWN_POLICY_KEYS = [
   "backup_enabled",
   "backup_retention_count",
@@ -363,7 +381,7 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
     }),
     Either.map((config) => ({
       config,
-      warnings: findUnknownKeys(raw).map((key) => `unknown key ${key} is ignored`)
+      warnings: [...findUnknownKeys(raw).map((key) => `unknown key ${key} is ignored`), ...ignoredHeaders(config)]
     }))
   )
 }

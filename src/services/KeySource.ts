@@ -9,7 +9,7 @@ import { Chunk, Context, Effect, Exit, Fiber, FiberRef, Layer, Option, Stream } 
 import { constTrue } from "effect/Function"
 import { constants as bufferConstants } from "node:buffer"
 import * as zlib from "node:zlib"
-import type { Source } from "../pipeline/Config.js"
+import { REQUEST_OWN_HEADERS, type Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
 import { redactUrl } from "../pipeline/Redact.js"
 import { discardBody, TrustedCaClients } from "./HttpTransport.js"
@@ -43,11 +43,14 @@ const parseUrl = (location: string, base: string): URL | undefined => {
   }
 }
 
-/** Configured headers, plus `User-Agent: AuthKeySync` unless one is configured (names compare case-insensitively). */
-export const requestHeaders = (source: Source): Record<string, string> =>
-  headerValue(source.headers, "user-agent") === undefined
-    ? { "User-Agent": DEFAULT_USER_AGENT, ...source.headers }
-    : { ...source.headers }
+/**
+ * Configured headers, plus `User-Agent: AuthKeySync` unless one is configured (names compare case-insensitively);
+ * without Host, Content-Length, Transfer-Encoding and Trailer, which the request sets itself, as in the Go original.
+ */
+export const requestHeaders = (source: Source): Record<string, string> => {
+  const configured = Object.fromEntries(Object.entries(source.headers).filter(([name]) => !REQUEST_OWN_HEADERS.has(name.toLowerCase())))
+  return headerValue(configured, "user-agent") === undefined ? { "User-Agent": DEFAULT_USER_AGENT, ...configured } : configured
+}
 
 /** A header's value by case-insensitive name. */
 const headerValue = (headers: Readonly<Record<string, string>>, lowerCaseName: string) =>

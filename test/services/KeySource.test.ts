@@ -64,6 +64,19 @@ describe("KeySource (live, scripted HttpClient)", () => {
       if (request.body._tag === "Raw") expect(new TextDecoder().decode(request.body.body as Uint8Array)).toBe("{\"role\":\"deploy\"}")
     }))
 
+  it.effect("a configured Host, Content-Length or Transfer-Encoding is not sent: the request's own are, as by net/http", () =>
+    Effect.gen(function*() {
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      yield* fetchWith(() => new Response("k k\n"), {
+        url: "https://k.example/a",
+        method: "POST",
+        body: "x=1",
+        headers: { Host: "other.example", "Content-Length": "999", "transfer-encoding": "chunked", "X-Team": "ops" }
+      }, requests)
+      // The body's own length (x=1), not the configured one.
+      expect(requests[0]!.headers).toEqual({ "user-agent": "AuthKeySync", "x-team": "ops", "content-length": "3" })
+    }))
+
   it.effect("follows a same-origin redirect with headers, drops them across origins", () =>
     Effect.gen(function*() {
       const requests: Array<HttpClientRequest.HttpClientRequest> = []

@@ -701,6 +701,17 @@ describe("decodeConfig: invalid YAML", () => {
   })
 })
 
+describe("headers the request sets itself", () => {
+  it("Host, Content-Length, Transfer-Encoding and Trailer in a source's headers are each a warning (not sent)", () => {
+    const decoded = ok(oneSource("        headers:\n          Host: keys.internal\n          content-length: 5\n          X-Team: ops\n"))
+    expect(decoded.warnings).toEqual([
+      "users[0].sources[0].headers.Host is ignored: the request sends its own, as the Go original's does",
+      "users[0].sources[0].headers.content-length is ignored: the request sends its own, as the Go original's does"
+    ])
+    expect(decoded.config.users[0]?.sources[0]?.headers).toEqual({ Host: "keys.internal", "content-length": "5", "X-Team": "ops" })
+  })
+})
+
 describe("YAML aliases", () => {
   it("a value that contains itself (an alias inside its own anchor) is one clear error", () => {
     const error = fail(`users: &u\n  - username: bob\n    sources: *u\n`)

@@ -52,6 +52,18 @@ describe("requestHeaders", () => {
     expect(out).not.toBe(headers)
   })
 
+  it("Host, Content-Length, Transfer-Encoding and Trailer are not sent from the config (net/http writes its own)", () => {
+    const out = requestHeaders(source({
+      Host: "keys.internal",
+      "content-length": "5",
+      "Transfer-Encoding": "chunked",
+      TRAILER: "X-Sum",
+      "X-Host": "kept",
+      Authorization: "token t"
+    }))
+    expect(out).toEqual({ "User-Agent": "AuthKeySync", "X-Host": "kept", Authorization: "token t" })
+  })
+
   it("the default is exactly AuthKeySync", () => {
     expect(DEFAULT_USER_AGENT).toBe("AuthKeySync")
   })
