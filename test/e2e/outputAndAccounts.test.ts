@@ -33,6 +33,32 @@ describeAsRoot("dry-run output (e2e)", () => {
 // A private mount namespace (unshare -m) lets a test give /etc/passwd an extra account without touching the host's.
 const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
 
+/**
+ * Run `program` (lines of an ES module using the built library's Accounts, with `Effect` imported) with `entry` added
+ * to /etc/passwd in a private mount namespace: nothing on the host changes. Returns what it printed as JSON.
+ */
+const lookupWithPasswdEntry = async (entry: string, program: ReadonlyArray<string>): Promise<unknown> => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-ns-"))
+  const scriptPath = path.join(REPO_ROOT, `.accounts-ns-${process.pid}-${path.basename(dir)}.mjs`)
+  try {
+    const passwd = path.join(dir, "passwd")
+    await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + entry)
+    await fs.writeFile(scriptPath, [
+      `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
+      `import { Effect } from "effect"`,
+      ...program
+    ].join("\n"))
+    const out = spawnSync("unshare", ["-m", "sh", "-c", `mount --bind "$1" /etc/passwd && exec node "$2"`, "sh", passwd, scriptPath], {
+      encoding: "utf8"
+    })
+    expect(out.status, out.stderr).toBe(0)
+    return JSON.parse(out.stdout)
+  } finally {
+    await fs.rm(scriptPath, { force: true })
+    await fs.rm(dir, { recursive: true, force: true })
+  }
+}
+
 describeAsRoot("all-digit account names (Linux getent)", () => {
   it("an account named 20231234 is found, as Go's user.Lookup (getpwnam) finds it", async (context) => {
     if (!canUnshareMounts) {
@@ -40,32 +66,11 @@ describeAsRoot("all-digit account names (Linux getent)", () => {
       return context.skip()
     }
     assertBuilt()
-    // A private mount namespace with an /etc/passwd that has the numeric account: nothing on the host changes.
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-ns-"))
-    try {
-      const passwd = path.join(dir, "passwd")
-      await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + "20231234:x:4242:4242::/nonexistent-aks:/bin/sh\n")
-      const script = [
-        `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
-        `import { Effect } from "effect"`,
-        `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("20231234")), a.lookupAll(["20231234", "root"])]))`,
-        `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
-        `console.log(JSON.stringify({ one: one._tag, all: all.get("20231234")._tag, uid: one._tag === "Right" ? one.right.uid : null }))`
-      ].join("\n")
-      const scriptPath = path.join(REPO_ROOT, `.accounts-digits-ns-${process.pid}.mjs`)
-      await fs.writeFile(scriptPath, script)
-      try {
-        const out = spawnSync("unshare", ["-m", "sh", "-c", `mount --bind "$1" /etc/passwd && exec node "$2"`, "sh", passwd, scriptPath], {
-          encoding: "utf8"
-        })
-        expect(out.status, out.stderr).toBe(0)
-        expect(JSON.parse(out.stdout)).toEqual({ one: "Right", all: "Right", uid: 4242 })
-      } finally {
-        await fs.rm(scriptPath, { force: true })
-      }
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true })
-    }
+    expect(await lookupWithPasswdEntry("20231234:x:4242:4242::/nonexistent-aks:/bin/sh\n", [
+      `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("20231234")), a.lookupAll(["20231234", "root"])]))`,
+      `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+      `console.log(JSON.stringify({ one: one._tag, all: all.get("20231234")._tag, uid: one._tag === "Right" ? one.right.uid : null }))`
+    ])).toEqual({ one: "Right", all: "Right", uid: 4242 })
   })
 
   it("an all-digit name that is in no account list fails the user (not a silent skip)", async () => {
@@ -97,30 +102,10 @@ describeAsRoot("accounts without a usable home (Linux getent)", () => {
       return context.skip()
     }
     assertBuilt()
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-ns-"))
-    try {
-      const passwd = path.join(dir, "passwd")
-      await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + "akshomeless:x:4244:4244:::/bin/sh\n")
-      const script = [
-        `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
-        `import { Effect } from "effect"`,
-        `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("akshomeless")), a.lookupAll(["akshomeless", "root"])]))`,
-        `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
-        `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("akshomeless").left?._tag, root: all.get("root")._tag }))`
-      ].join("\n")
-      const scriptPath = path.join(REPO_ROOT, `.accounts-homeless-ns-${process.pid}.mjs`)
-      await fs.writeFile(scriptPath, script)
-      try {
-        const out = spawnSync("unshare", ["-m", "sh", "-c", `mount --bind "$1" /etc/passwd && exec node "$2"`, "sh", passwd, scriptPath], {
-          encoding: "utf8"
-        })
-        expect(out.status, out.stderr).toBe(0)
-        expect(JSON.parse(out.stdout)).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
-      } finally {
-        await fs.rm(scriptPath, { force: true })
-      }
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true })
-    }
+    expect(await lookupWithPasswdEntry("akshomeless:x:4244:4244:::/bin/sh\n", [
+      `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("akshomeless")), a.lookupAll(["akshomeless", "root"])]))`,
+      `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+      `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("akshomeless").left?._tag, root: all.get("root")._tag }))`
+    ])).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
   })
 })

@@ -100,23 +100,7 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
         userWith(fine.name, server.url("/fine"))
       ]))
       try {
-        const script = `mount --bind "$1" /etc/resolv.conf && shift && exec "$@"`
-        const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-          const child = spawn("unshare", ["-m", "sh", "-c", script, "sh", resolvConf, process.execPath, CLI_PATH, "--config", cfg.path, "--lock-file", E2E_LOCK_FILE], {
-            stdio: ["ignore", "pipe", "pipe"],
-            env: { ...process.env, NO_COLOR: "1" }
-          })
-          let stdout = ""
-          let stderr = ""
-          child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-          child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-          const killer = setTimeout(() => child.kill("SIGKILL"), 60_000)
-          child.on("error", reject)
-          child.on("close", (code) => {
-            clearTimeout(killer)
-            resolve({ code, stdout, stderr })
-          })
-        })
+        const run = await runWithResolvConf(resolvConf, cfg.path)
         expect(run.code, run.stderr).toBe(1)
         // glibc asks for A and AAAA in one lookup; a lookup per source would be 2 x 24 queries.
         const asked = dns.queries.get(dead) ?? 0
