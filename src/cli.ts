@@ -134,7 +134,10 @@ const command = Command.make(
       Effect.provide(Logging.layer({ format: flags.logFormat, verbosity }))
     )
   }
-).pipe(Command.withDescription("Sync SSH authorized_keys files from remote sources (AuthKeySync compatible)"))
+).pipe(Command.withDescription(
+  "Sync SSH authorized_keys files from remote sources (AuthKeySync compatible). --version prints the version, commit " +
+    "and build date; --help prints this text."
+))
 
 const cli = Command.run(command, { name: "authkeysync", version: buildInfo.version })
 

@@ -445,7 +445,8 @@ describeAsRoot("cli (e2e)", () => {
     const run = await runCli(["--help"], { env: { NO_COLOR: "" } })
     expect(run.code).toBe(0)
     expect(run.stdout).not.toContain("\x1b")
-    for (const flag of ["--config", "--dry-run", "--debug", "--quiet", "--silent", "--log-format", "--concurrency"]) {
+    const flags = ["--config", "--dry-run", "--debug", "--quiet", "--silent", "--log-format", "--concurrency", "--lock-timeout", "--lock-file", "--version", "--help"]
+    for (const flag of flags) {
       expect(run.stdout).toContain(flag)
     }
   })
