@@ -112,6 +112,8 @@ interface OpenedDirectory {
   // bigint: overlayfs (xino) and NFS inode numbers do not fit a double; two directories must never look alike.
   readonly dev: bigint
   readonly ino: bigint
+  /** Owner and mode as they were when it was opened. */
+  readonly ownerAndMode: { readonly uid: number; readonly mode: number }
   /** `/proc/self/fd/N` on Linux: exactly the opened directory, whatever happens to its path later. */
   readonly base: string
   /** Where pinning is impossible (macOS): re-check that the path is still the opened directory. No-op when pinned. */
@@ -140,7 +142,7 @@ const openDirectory = (user: string, path: string, display: string): OpenedDirec
     const opened = fs.fstatSync(fd, { bigint: true })
     const viaProc = attempt(() => fs.statSync(`${PROC_FD}/${fd}`, { bigint: true }))
     if (viaProc?.isDirectory() && viaProc.ino === opened.ino && viaProc.dev === opened.dev) {
-      return { fd, dev: opened.dev, ino: opened.ino, base: `${PROC_FD}/${fd}`, guard: () => {} }
+      return { fd, dev: opened.dev, ino: opened.ino, ownerAndMode: numeric(opened), base: `${PROC_FD}/${fd}`, guard: () => {} }
     }
     if (process.platform === "linux") {
       throw new UnsafePath({
@@ -155,7 +157,7 @@ const openDirectory = (user: string, path: string, display: string): OpenedDirec
         throw new UnsafePath({ user, path: display, reason: "it was replaced during the run" })
       }
     }
-    return { fd, dev: opened.dev, ino: opened.ino, base: path, guard }
+    return { fd, dev: opened.dev, ino: opened.ino, ownerAndMode: numeric(opened), base: path, guard }
   } catch (error) {
     closeQuietly(fd)
     throw error
@@ -444,13 +446,13 @@ const statOrClose = (fd: number): BigIntStats => {
  * the way (an administrator's `/home -> /data/home`) is read and its target walked the same way, so no directory the
  * kernel would pass through goes unchecked, and what is checked is what is opened. Returns the home's descriptor.
  */
-const walkToHome = (home: string): number => {
+const walkToHome = (home: string): { readonly fd: number; readonly stat: BigIntStats } => {
   // Each directory's owner and mode, read once when it was opened: a directory used as a parent must be root's, and
   // only root can then change them. Plain numbers are exact for these (no bigints for every step of every walk).
-  const stack: Array<{ readonly fd: number; readonly path: string; readonly stat: { readonly uid: number; readonly mode: number } }> = []
+  const stack: Array<{ readonly fd: number; readonly path: string; readonly stat: BigIntStats }> = []
   try {
     const rootFd = fs.openSync("/", C.O_RDONLY | C.O_DIRECTORY)
-    stack.push({ fd: rootFd, path: "/", stat: numeric(statOrClose(rootFd)) })
+    stack.push({ fd: rootFd, path: "/", stat: statOrClose(rootFd) })
     const pending = home.split("/")
     let hops = 0
     while (pending.length > 0) {
@@ -463,7 +465,7 @@ const walkToHome = (home: string): number => {
       const parent = stack[stack.length - 1]!
       const entryPath = `${PROC_FD}/${parent.fd}/${part}`
       const shown = nodePath.join(parent.path, part)
-      const parentStat = parent.stat
+      const parentStat = numeric(parent.stat)
       // The directory first: nothing is looked up inside one that is not root's.
       const parentProblem = entryProblem(parentStat, { uid: 0 }, parent.path, shown)
       if (parentProblem !== undefined) throw new HomePathProblem(parentProblem)
@@ -479,7 +481,7 @@ const walkToHome = (home: string): number => {
       }
       const fd = fs.openSync(entryPath, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
       const opened = statOrClose(fd)
-      stack.push({ fd, path: shown, stat: numeric(opened) })
+      stack.push({ fd, path: shown, stat: opened })
       if (opened.ino !== entry.ino || opened.dev !== entry.dev) {
         // An automount (autofs, x-systemd.automount) is mounted by the open, not by lstat: a look at the entry again
         // must now show exactly the opened directory, on another device than the placeholder, and pass the rule.
@@ -493,7 +495,8 @@ const walkToHome = (home: string): number => {
       if (openedProblem !== undefined) throw new HomePathProblem(openedProblem)
     }
     if (stack.length === 1) throw new HomePathProblem("it is the root directory")
-    return stack.pop()!.fd
+    const reached = stack.pop()!
+    return { fd: reached.fd, stat: reached.stat }
   } finally {
     for (const dir of stack) closeQuietly(dir.fd)
   }
@@ -530,13 +533,17 @@ const openSsh = (account: Account): OpenedDirectory => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
   let home: number
+  let homeStat: BigIntStats
   try {
     if (procAvailable()) {
-      home = walkToHome(account.home)
+      const reached = walkToHome(account.home)
+      home = reached.fd
+      homeStat = reached.stat
     } else {
       const problem = homePathProblem(account.home)
       if (problem !== undefined) throw new HomePathProblem(problem)
       home = fs.openSync(account.home, C.O_RDONLY | C.O_DIRECTORY)
+      homeStat = statOrClose(home)
     }
   } catch (error) {
     if (error instanceof HomePathProblem) throw new UnsafePath({ user, path: account.home, reason: error.message })
@@ -548,7 +555,6 @@ const openSsh = (account: Account): OpenedDirectory => {
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
-    const homeStat = fs.fstatSync(home, { bigint: true })
     const homeProblem = strictModesProblem(numeric(homeStat), account.uid, user)
     if (homeProblem !== undefined) throw new UnsafePath({ user, path: account.home, reason: homeProblem })
     const viaProc = `${PROC_FD}/${home}`
@@ -580,11 +586,10 @@ const openSsh = (account: Account): OpenedDirectory => {
       throw error
     }
     try {
-      const opened = fs.fstatSync(dir.fd, { bigint: true })
       if (dir.ino !== st.ino || dir.dev !== st.dev) {
         throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
       }
-      const sshProblem = strictModesProblem(numeric(opened), account.uid, user)
+      const sshProblem = strictModesProblem(dir.ownerAndMode, account.uid, user)
       if (sshProblem !== undefined) throw new UnsafePath({ user, path: sshPath, reason: sshProblem })
       return dir
     } catch (error) {
@@ -633,8 +638,7 @@ const removeStaleBackupTemps = (user: string, uid: number, dir: OpenedDirectory,
   if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false })?.isDirectory() !== true) return []
   const backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, BACKUP_DIR)
   try {
-    const st = fs.fstatSync(backups.fd)
-    if (st.uid !== uid && st.uid !== 0) return []
+    if (backups.ownerAndMode.uid !== uid && backups.ownerAndMode.uid !== 0) return []
     return removeStaleFiles(backups, BACKUP_TEMP_PATTERN, beforeMs).map((name) => `${BACKUP_DIR}/${name}`)
   } finally {
     closeQuietly(backups.fd)
