@@ -464,7 +464,9 @@ const syncDirectory = (
     const linesNow = new Set(merged.sections.flatMap((section) => (section._tag === "Local" ? [] : section.keys)))
     const recordNow: ManagedRecord = { identities: managedNow, lines: linesNow }
     yield* logDuplicates(merged.duplicates)
-    if (policy.preserve_local_keys) yield* logRevoked(selection.revoked)
+    // Logged once the guards let the rewrite go ahead (a real run: once the file is replaced). A refused or failed
+    // rewrite leaves every key in the file, and a line saying one was revoked would be false.
+    const revokedLines = policy.preserve_local_keys ? logRevoked(selection.revoked) : Effect.void
 
     const sections = redactSections(merged)
     const body = renderBody(sections)
@@ -485,6 +487,7 @@ const syncDirectory = (
     const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, managedForGuard), policy)
     if (refused !== undefined) return yield* refused
     if (options.dryRun) {
+      yield* revokedLines
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
         Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
       )
@@ -510,8 +513,11 @@ const syncDirectory = (
     // replaced file that no log line mentions.
     yield* Effect.uninterruptible(Effect.zipRight(
       writeAtomically(sshDir, content, intendedKeys, owner, now),
-      Effect.logInfo("updated authorized_keys").pipe(
-        Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
+      Effect.zipRight(
+        revokedLines,
+        Effect.logInfo("updated authorized_keys").pipe(
+          Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
+        )
       )
     ))
     if (!sameRecord(union, recordNow)) {

@@ -208,6 +208,8 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       "3 of 5 keys (60%) would be removed, more than policy.max_removed_percent (50%)"
     )
     expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(synced)
+    // Nothing was revoked: the three keys are still in the file.
+    expect(logsWith(refused, REVOKED_MSG, bob.name)).toHaveLength(0)
 
     server.keys("/shrink-p", ks.slice(2))
     const allowed = await runWithConfig(config([userWith(bob.name, url)], policy))

@@ -602,6 +602,36 @@ describe("hardening in the pipeline", () => {
       expect(keysOf(w)).toEqual([K3, LOCAL])
     }))
 
+  it.effect("a rewrite the shrink guard refuses, or that fails, logs no key as revoked: both are still in the file", () =>
+    Effect.gen(function*() {
+      const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n${K2}\n` }
+      const w = world(responses)
+      yield* run(w, one())
+      const synced = w.fs.read("/home/alice/.ssh/authorized_keys")
+      const revokedSince = (from: number) =>
+        w.logs.slice(from).filter((l) => l.msg === "revoked key: no source provides it any more")
+
+      responses[url] = `${K3}\n`
+      let from = w.logs.length
+      const refused = yield* run(w, one({}, { max_removed_keys: 1 }))
+      expect(refused.outcomes[0]?._tag === "Failed" && refused.outcomes[0].error._tag).toBe("GuardRefused")
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(synced)
+      expect(revokedSince(from)).toEqual([])
+
+      w.fs.failWritesWith = "ENOSPC"
+      from = w.logs.length
+      const failed = yield* run(w, one())
+      expect(failed.outcomes[0]?._tag).toBe("Failed")
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(synced)
+      expect(revokedSince(from)).toEqual([])
+
+      w.fs.failWritesWith = undefined
+      from = w.logs.length
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K3])
+      expect(revokedSince(from).map((l) => Object.fromEntries(l.fields)["key"])).toEqual([K1, K2])
+    }))
+
   it.effect("the user's own line of a key a source serves (other comment, options) stays run after run", () =>
     Effect.gen(function*() {
       const blob = K1.split(" ").slice(0, 2).join(" ")
