@@ -11,7 +11,7 @@ import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
-import { attempt, closeQuietly, fsyncFd, openFile, unlinkQuietly } from "./internal/syscalls.js"
+import { attempt, closeQuietly, fsyncFd, makeDirectories, openFile, unlinkQuietly } from "./internal/syscalls.js"
 
 /** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
 export interface ManagedRecord {
@@ -48,7 +48,7 @@ const checkDirectory = (path: string): void => {
 }
 
 const ensureDirectory = (path: string): void => {
-  fs.mkdirSync(path, { recursive: true, mode: 0o700 })
+  makeDirectories(path, 0o700)
   checkDirectory(path)
 }
 

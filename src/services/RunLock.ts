@@ -17,7 +17,7 @@ import * as nodePath from "node:path"
 import { Context, Duration, Effect, Layer, type Scope } from "effect"
 import { describeCause, RunLockError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
-import { unlinkQuietly } from "./internal/syscalls.js"
+import { makeDirectories, unlinkQuietly } from "./internal/syscalls.js"
 
 /** @since 0.2.0 */
 export class RunLock extends Context.Tag("authkeysync/RunLock")<RunLock, {
@@ -78,7 +78,7 @@ const fail = (path: string, detail: string) => new RunLockError({ path, detail }
 const checkDirectory = (lockPath: string): void => {
   const dir = nodePath.dirname(lockPath)
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    makeDirectories(dir, 0o700)
   } catch (error) {
     throw fail(lockPath, `cannot create ${dir}: ${describeCause(error)}`)
   }

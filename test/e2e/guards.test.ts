@@ -3,7 +3,7 @@
  * (break-glass) keys, revocation of keys removed at the source (with preserve_local_keys: true), the run lock and the
  * root-only state directory.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -13,10 +13,13 @@ import {
   config,
   E2E_LOCK_FILE,
   E2E_STATE_DIR,
+  CLI_PATH,
   logsWith,
+  parseLogs,
   type RunResult,
   runWithConfig,
-  userWith
+  userWith,
+  writeConfig
 } from "../support/cli.js"
 import { backupsOf, expectedBody, expectHeader, expectSyncedFile, exists, RULE, snapshotTree, splitGenerated } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
@@ -48,6 +51,31 @@ const goHeader = [
   RULE,
   ""
 ].join("\n")
+
+const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
+
+/**
+ * Run the built CLI with `dir` read-only in a private mount namespace, as systemd's ProtectSystem=strict leaves a
+ * directory outside ReadWritePaths=. Nothing on the host changes.
+ */
+const runWithReadOnly = (dir: string, args: ReadonlyArray<string>) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const script = `mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"`
+    const child = spawn("unshare", ["-m", "sh", "-c", script, "sh", dir, process.execPath, CLI_PATH, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1" }
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000)
+    child.on("error", reject)
+    child.on("close", (code) => {
+      clearTimeout(killer)
+      resolve({ code, stdout, stderr })
+    })
+  })
 
 /** The run failed for `user` because of `guard`, and told so once at ERROR level. */
 const expectGuardRefusal = (run: RunResult, user: TestUser, guard: "lockout" | "shrink") => {
@@ -738,4 +766,33 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       expect(await snapshotTree(dir)).toEqual(stateBefore)
     })
   }
+
+  // The shipped unit has ProtectSystem=strict: a state_dir or --lock-file outside its writable paths is on a read-only
+  // file system there. Node's recursive mkdir called that ENOENT ("no such file or directory"), pointing nowhere.
+  it("a state_dir or lock directory on a read-only file system fails with EROFS, not ENOENT", async (context) => {
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
+      return context.skip()
+    }
+    const bob = await users.create({ authorizedKeys: lines(key("ro-old")) })
+    const dir = await users.tempDir()
+    await fs.chmod(dir, 0o700)
+    server.keys("/ro", [key("ro-new")])
+    const cfg = await writeConfig(config([userWith(bob.name, server.url("/ro"))], { state_dir: path.join(dir, "state") }))
+    const before = await snapshotTree(bob.sshDir)
+    try {
+      const state = await runWithReadOnly(dir, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE])
+      expect(state.code, state.stdout + state.stderr).toBe(1)
+      const err = parseLogs(state.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === bob.name)
+      expect(err, state.stdout).toHaveLength(1)
+      expect(err[0]?.msg).toContain("EROFS: read-only file system")
+
+      const lock = await runWithReadOnly(dir, ["--config", cfg.path, "--lock-file", path.join(dir, "run", "authkeysync.lock")])
+      expect(lock.code, lock.stdout + lock.stderr).toBe(1)
+      expect(lock.stderr).toContain(`cannot create ${path.join(dir, "run")}: EROFS: read-only file system`)
+      expect(await snapshotTree(bob.sshDir)).toEqual(before)
+    } finally {
+      await cfg.remove()
+    }
+  })
 })
