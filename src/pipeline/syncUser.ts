@@ -20,7 +20,7 @@ import { RandomId } from "../services/RandomId.js"
 import { type ExistingFile, type SshDir, SshFiles } from "../services/SshFiles.js"
 import type { Policy, Source, User } from "./Config.js"
 import { allKeys, type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
-import { bytesToText } from "./Bytes.js"
+import { bytesToText, textToBytes } from "./Bytes.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
 import {
   describeCause,
@@ -448,7 +448,9 @@ const syncDirectory = (
     const local = rootOwned
       ? { ...parsedLocal, keys: parsedLocal.keys.filter((key) => keyMaterial(key) !== undefined) }
       : parsedLocal
-    const pinned = [...policy.pinned_keys, ...user.pinned_keys]
+    // The config's pins are text; every other key here is a byte string (see Bytes.ts), and so must they be, or a
+    // non-ASCII comment is written a byte per character (U+0141 as 0x41) and fails the read-back on every run.
+    const pinned = [...policy.pinned_keys, ...user.pinned_keys].map(textToBytes)
 
     // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
     const record = yield* managedKeys.read(policy.state_dir, user.username)

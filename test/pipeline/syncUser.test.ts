@@ -717,6 +717,21 @@ describe("hardening in the pipeline", () => {
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Pinned (break-glass)\n${K2}\n${K3}\n`)
     }))
 
+  it.effect("a pinned key with a non-ASCII comment is written as its UTF-8 bytes, and a second run changes nothing", () =>
+    Effect.gen(function*() {
+      // Keys are byte strings everywhere else (sources, the file): a pin from the config is text and must be converted,
+      // or "Ł" (U+0141) is written as the one byte 0x41 and the read-back check fails the user on every run.
+      const pin = `${K2.split(" ").slice(0, 2).join(" ")} Łukasz break-glass`
+      const w = world({ [url]: `${K1}\n` })
+      const first = yield* run(w, one({}, { pinned_keys: [pin] }))
+      expect(first.outcomes[0]?._tag).toBe("Updated")
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(
+        `${header}\n# Pinned (break-glass)\n${textToBytes(pin)}\n\n# Source: ${url}\n${K1}\n`
+      )
+      const second = yield* run(w, one({}, { pinned_keys: [pin] }))
+      expect(second.outcomes[0]?._tag).toBe("Unchanged")
+    }))
+
   it.effect("the lockout guard refuses to empty a file, in a dry run too; allow_empty lets it", () =>
     Effect.gen(function*() {
       const before = `${K1}\n`
