@@ -11,7 +11,7 @@ import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
-import { attempt, closeQuietly, fsyncFd, makeDirectories, openFile, unlinkQuietly } from "./internal/syscalls.js"
+import { closeQuietly, fsyncFd, makeDirectories, openFile, removeStaleFiles, unlinkQuietly } from "./internal/syscalls.js"
 
 /** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
 export interface ManagedRecord {
@@ -109,14 +109,7 @@ const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000
  * regular files from before this process started, never a record another live run is writing. The directory is
  * root's alone (checked), so names are safe to use.
  */
-const removeStaleTemps = (dir: string): void => {
-  for (const name of attempt(() => fs.readdirSync(dir)) ?? []) {
-    if (!TEMP_RECORD_PATTERN.test(name)) continue
-    const path = nodePath.join(dir, name)
-    const st = attempt(() => fs.lstatSync(path))
-    if (st?.isFile() && st.mtimeMs < PROCESS_STARTED_MS) unlinkQuietly(path)
-  }
-}
+const removeStaleTemps = (dir: string): void => void removeStaleFiles(dir, TEMP_RECORD_PATTERN, PROCESS_STARTED_MS)
 
 const writeRecord = async (
   stateDir: string,

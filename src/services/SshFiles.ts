@@ -18,7 +18,7 @@ import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
-import { attempt, closeQuietly, fsyncFd, openFile, unlinkQuietly } from "./internal/syscalls.js"
+import { attempt, closeQuietly, fsyncFd, openFile, removeStaleFiles, unlinkQuietly } from "./internal/syscalls.js"
 
 // =============================================================================
 // Interface
@@ -604,27 +604,10 @@ const openSsh = (account: Account): OpenedDirectory => {
 /** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */
 const TEMP_NAME_PATTERN = /^\.authkeysync_\d{8}_\d{6}_[a-z]{6}$/
 
-/**
- * Files a killed run left behind in `dir`: names of `pattern` that are regular files last modified before `beforeMs`.
- * lstat: a link with such a name is left alone, like anything that is not a regular file of a finished run.
- */
-const removeStaleFiles = (dir: OpenedDirectory, pattern: RegExp, beforeMs: number): ReadonlyArray<string> => {
+/** Files a killed run left behind in the opened `dir` (see syscalls' removeStaleFiles). */
+const removeStaleFilesIn = (dir: OpenedDirectory, pattern: RegExp, beforeMs: number): ReadonlyArray<string> => {
   dir.guard()
-  const names = attempt(() => fs.readdirSync(dir.base)) ?? []
-  const removed: Array<string> = []
-  for (const name of names) {
-    if (!pattern.test(name)) continue
-    const path = `${dir.base}/${name}`
-    const st = attempt(() => fs.lstatSync(path))
-    if (!st?.isFile() || st.mtimeMs >= beforeMs) continue
-    try {
-      fs.unlinkSync(path)
-      removed.push(name)
-    } catch {
-      // Gone already, or not ours to remove: left as it is.
-    }
-  }
-  return removed
+  return removeStaleFiles(dir.base, pattern, beforeMs)
 }
 
 /**
@@ -639,7 +622,7 @@ const removeStaleBackupTemps = (user: string, uid: number, dir: OpenedDirectory,
   const backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, BACKUP_DIR)
   try {
     if (backups.ownerAndMode.uid !== uid && backups.ownerAndMode.uid !== 0) return []
-    return removeStaleFiles(backups, BACKUP_TEMP_PATTERN, beforeMs).map((name) => `${BACKUP_DIR}/${name}`)
+    return removeStaleFilesIn(backups, BACKUP_TEMP_PATTERN, beforeMs).map((name) => `${BACKUP_DIR}/${name}`)
   } finally {
     closeQuietly(backups.fd)
   }
@@ -698,7 +681,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
       ),
     removeStaleTemps: (before) =>
       Effect.sync(() => [
-        ...(attempt(() => removeStaleFiles(dir, TEMP_NAME_PATTERN, before.getTime())) ?? []),
+        ...(attempt(() => removeStaleFilesIn(dir, TEMP_NAME_PATTERN, before.getTime())) ?? []),
         ...(attempt(() => removeStaleBackupTemps(user, account.uid, dir, before.getTime())) ?? [])
       ]),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>

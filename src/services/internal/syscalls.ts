@@ -30,6 +30,28 @@ export const makeDirectories = (path: string, mode: number): void => {
   }
 }
 
+/**
+ * Files a killed run left behind in the directory `base` (a path the caller has made safe to use: pinned, or root's
+ * alone): names of `pattern` that are regular files last modified before `beforeMs`, removed; returns their names.
+ * lstat: a link with such a name is left alone, like anything that is not a regular file of a finished run.
+ */
+export const removeStaleFiles = (base: string, pattern: RegExp, beforeMs: number): ReadonlyArray<string> => {
+  const removed: Array<string> = []
+  for (const name of attempt(() => fs.readdirSync(base)) ?? []) {
+    if (!pattern.test(name)) continue
+    const path = `${base}/${name}`
+    const st = attempt(() => fs.lstatSync(path))
+    if (!st?.isFile() || st.mtimeMs >= beforeMs) continue
+    try {
+      fs.unlinkSync(path)
+      removed.push(name)
+    } catch {
+      // Gone already, or not ours to remove: left as it is.
+    }
+  }
+  return removed
+}
+
 /** Close, ignoring failure: the number is released either way. */
 export const closeQuietly = (fd: number | undefined): void => {
   if (fd === undefined) return
