@@ -444,11 +444,12 @@ const statOrClose = (fd: number): BigIntStats => {
  * Open the home by walking to it one entry at a time from /, each directory opened with O_NOFOLLOW inside the one
  * before (through /proc/self/fd), every entry checked against its directory before it is used. A symbolic link on
  * the way (an administrator's `/home -> /data/home`) is read and its target walked the same way, so no directory the
- * kernel would pass through goes unchecked, and what is checked is what is opened. Returns the home's descriptor.
+ * kernel would pass through goes unchecked, and what is checked is what is opened. Returns the home's descriptor and
+ * its stat.
  */
 const walkToHome = (home: string): { readonly fd: number; readonly stat: BigIntStats } => {
-  // Each directory's owner and mode, read once when it was opened: a directory used as a parent must be root's, and
-  // only root can then change them. Plain numbers are exact for these (no bigints for every step of every walk).
+  // Each directory's stat, read once when it was opened: a directory used as a parent must be root's, so only root can
+  // change its owner and mode afterwards. The home's is returned with it (openSsh checks it, without a second fstat).
   const stack: Array<{ readonly fd: number; readonly path: string; readonly stat: BigIntStats }> = []
   try {
     const rootFd = fs.openSync("/", C.O_RDONLY | C.O_DIRECTORY)
@@ -495,8 +496,7 @@ const walkToHome = (home: string): { readonly fd: number; readonly stat: BigIntS
       if (openedProblem !== undefined) throw new HomePathProblem(openedProblem)
     }
     if (stack.length === 1) throw new HomePathProblem("it is the root directory")
-    const reached = stack.pop()!
-    return { fd: reached.fd, stat: reached.stat }
+    return stack.pop()!
   } finally {
     for (const dir of stack) closeQuietly(dir.fd)
   }
