@@ -225,7 +225,8 @@ const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<stri
   Effect.gen(function*() {
     const unique = [...new Set(names)]
     // All-digit names are asked one by one (lookupNumericLinux): in the batch getent would take them as uids.
-    const possible = unique.filter((name) => !impossibleName(name) && !numericName(name))
+    const batchable = (name: string) => !impossibleName(name) && !numericName(name)
+    const possible = unique.filter(batchable)
     const batch = process.platform === "linux" && possible.length > 1
       ? yield* lookupManyLinux(possible)
       : NO_ANSWER
@@ -234,9 +235,9 @@ const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<stri
       const hit = batch.found.get(name)
       const answer = hit !== undefined
         ? Effect.succeed(hit)
-        : killed !== undefined && possible.includes(name)
+        : killed !== undefined && batchable(name)
         ? Effect.fail(new AccountLookupError({ user: name, detail: `getent failed: ${killed.message}`, cause: killed }))
-        : batch.complete && !batch.unreadable.has(name) && !impossibleName(name) && !numericName(name)
+        : batch.complete && !batch.unreadable.has(name) && batchable(name)
         ? Effect.fail(new UserNotFound({ user: name }))
         : lookupOne(name)
       return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))
