@@ -464,27 +464,21 @@ const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => u
 }
 
 /**
- * The document's nodes. The YAML library's alias budget (`maxAliasCount`: uses of an anchor times the aliases inside
- * it) is as many, at least 100: a fixed 100 refused an ordinary large config that shares one anchor (`headers: *auth`,
- * `<<: *team`) among more than 100 sources. What all the aliases expand to together is bounded by excessiveAliasing.
+ * The document's nodes, and how many values it stands for once every alias is expanded, counted in one walk without
+ * expanding anything (an anchored value's count is reused by each of its aliases). An alias inside its own anchor
+ * counts nothing here; it is refused later as a value that contains itself. The YAML library's alias budget
+ * (`maxAliasCount`: uses of an anchor times the aliases inside it) is the node count, at least 100: a fixed 100
+ * refused an ordinary large config that shares one anchor (`headers: *auth`, `<<: *team`) among more than 100 sources.
+ * What all the aliases expand to together is bounded by excessiveAliasing.
  */
-const nodeCount = (doc: Document): number => {
-  let nodes = 0
-  visit(doc, () => void nodes++)
-  return nodes
-}
-
-/**
- * How many values the document stands for once every alias is expanded, counted without expanding anything (an
- * anchored value's count is reused by each of its aliases). An alias inside its own anchor counts nothing here; it is
- * refused later as a value that contains itself.
- */
-const expandedSize = (doc: Document): number => {
+const documentSize = (doc: Document): { readonly nodes: number; readonly expanded: number } => {
   // What each alias stands for: the last node before it with that anchor, as the YAML library resolves it (one walk;
   // its own `resolve` walks the document for every alias).
+  let nodes = 0
   const anchors = new Map<string, unknown>()
   const targets = new Map<unknown, unknown>()
   visit(doc, (_key, node) => {
+    nodes++
     if (isAlias(node)) targets.set(node, anchors.get(node.source))
     else if ((isScalar(node) || isCollection(node)) && node.anchor !== undefined) anchors.set(node.anchor, node)
   })
@@ -501,7 +495,7 @@ const expandedSize = (doc: Document): number => {
     sizes.set(node, total)
     return total
   }
-  return size(doc.contents)
+  return { nodes, expanded: size(doc.contents) }
 }
 
 /** yaml.v3's allowedAliasRatio: the share of a document's values that may come from aliases, by its expanded size. */
@@ -513,8 +507,7 @@ const allowedAliasRatio = (expanded: number): number =>
  * alias budget grows with the document, so a few thousand uses of an anchor of a few thousand values pass it, and
  * their expansion (what the checks after the YAML library walk) grows with the square of the file.
  */
-const excessiveAliasing = (doc: Document, nodes: number): boolean => {
-  const expanded = expandedSize(doc)
+const excessiveAliasing = ({ expanded, nodes }: { readonly nodes: number; readonly expanded: number }): boolean => {
   const fromAliases = expanded - nodes
   return fromAliases > 100 && expanded > 1000 && fromAliases / expanded > allowedAliasRatio(expanded)
 }
@@ -548,11 +541,11 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   }
   let raw: unknown
   // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
-  const nodes = nodeCount(doc)
-  if (excessiveAliasing(doc, nodes)) {
+  const size = documentSize(doc)
+  if (excessiveAliasing(size)) {
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the document contains excessive aliasing" }))
   }
-  const maxAliasCount = Math.max(100, nodes)
+  const maxAliasCount = Math.max(100, size.nodes)
   const toJS = (document: Document) => document.toJS({ maxAliasCount })
   try {
     readNumbersAsGoYaml(doc)
