@@ -3,7 +3,7 @@
  * (break-glass) keys, revocation of keys removed at the source (with preserve_local_keys: true), the run lock and the
  * root-only state directory.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -24,6 +24,7 @@ import {
 import { backupsOf, expectedBody, expectHeader, expectSyncedFile, exists, RULE, snapshotTree, splitGenerated } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
+import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
 import { describeAsRoot, type TestUser, useUsers, writeAuthorizedKeys } from "../support/users.js"
 
 const REVOKED_MSG = "revoked key: no source provides it any more"
@@ -52,30 +53,12 @@ const goHeader = [
   ""
 ].join("\n")
 
-const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
-
 /**
  * Run the built CLI with `dir` read-only in a private mount namespace, as systemd's ProtectSystem=strict leaves a
  * directory outside ReadWritePaths=. Nothing on the host changes.
  */
 const runWithReadOnly = (dir: string, args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const script = `mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"`
-    const child = spawn("unshare", ["-m", "sh", "-c", script, "sh", dir, process.execPath, CLI_PATH, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1" }
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000)
-    child.on("error", reject)
-    child.on("close", (code) => {
-      clearTimeout(killer)
-      resolve({ code, stdout, stderr })
-    })
-  })
+  runInMountNamespace(`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"`, [dir], [process.execPath, CLI_PATH, ...args], 30_000)
 
 /** The run failed for `user` because of `guard`, and told so once at ERROR level. */
 const expectGuardRefusal = (run: RunResult, user: TestUser, guard: "lockout" | "shrink") => {

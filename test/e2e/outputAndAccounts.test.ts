@@ -10,6 +10,7 @@ import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, REPO_ROOT, runWithConfig, userWith } from "../support/cli.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
+import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
 import { describeAsRoot, useUsers } from "../support/users.js"
 
 describeAsRoot("dry-run output (e2e)", () => {
@@ -30,8 +31,6 @@ describeAsRoot("dry-run output (e2e)", () => {
   })
 })
 
-// A private mount namespace (unshare -m) lets a test give /etc/passwd an extra account without touching the host's.
-const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
 
 /**
  * Run `program` (lines of an ES module using the built library's Accounts, with `Effect` imported) with `entry` added
@@ -48,10 +47,8 @@ const lookupWithPasswdEntry = async (entry: string, program: ReadonlyArray<strin
       `import { Effect } from "effect"`,
       ...program
     ].join("\n"))
-    const out = spawnSync("unshare", ["-m", "sh", "-c", `mount --bind "$1" /etc/passwd && exec node "$2"`, "sh", passwd, scriptPath], {
-      encoding: "utf8"
-    })
-    expect(out.status, out.stderr).toBe(0)
+    const out = await runInMountNamespace(`mount --bind "$1" /etc/passwd`, [passwd], [process.execPath, scriptPath])
+    expect(out.code, out.stderr).toBe(0)
     return JSON.parse(out.stdout)
   } finally {
     await fs.rm(scriptPath, { force: true })

@@ -7,7 +7,6 @@
  * The run is given its own /etc/resolv.conf (127.0.0.1, where this test listens and never replies) in a private mount
  * namespace (`unshare -m`): nothing on the host changes, and no query leaves the machine.
  */
-import { spawn, spawnSync } from "node:child_process"
 import * as dgram from "node:dgram"
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
@@ -17,9 +16,8 @@ import { assertBuilt, CLI_PATH, config, E2E_LOCK_FILE, parseLogs, userWith, writ
 import { expectSyncedFile } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
+import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
 import { describeAsRoot, useUsers } from "../support/users.js"
-
-const canUnshareMounts = process.platform === "linux" && spawnSync("unshare", ["-m", "true"]).status === 0
 
 /** The name of a query packet (RFC 1035 §4.1.2), or undefined for anything else. */
 const queryName = (packet: Buffer): string | undefined => {
@@ -33,7 +31,10 @@ const queryName = (packet: Buffer): string | undefined => {
   return undefined
 }
 
-/** A UDP socket on 127.0.0.1:53 that counts the queries for each name and answers none. */
+/**
+ * A UDP socket on 127.0.0.1:53 that counts the queries for each name and answers none; undefined, with a warning, when
+ * that port is taken (the test then skips).
+ */
 const silentResolver = async () => {
   const socket = dgram.createSocket("udp4")
   const queries = new Map<string, number>()
@@ -45,28 +46,23 @@ const silentResolver = async () => {
     socket.once("error", () => resolve(false))
     socket.bind(53, "127.0.0.1", () => resolve(true))
   })
-  return { bound, queries, close: () => new Promise<void>((resolve) => (bound ? socket.close(() => resolve()) : resolve())) }
+  if (!bound) {
+    console.warn("skipped: 127.0.0.1:53 (UDP) is in use, so the test cannot play a silent resolver there")
+    return undefined
+  }
+  return { queries, close: () => new Promise<void>((resolve) => socket.close(() => resolve())) }
 }
 
 /** Run the built CLI on `cfgPath` with `resolvConf` bound over /etc/resolv.conf in a private mount namespace. */
 const runWithResolvConf = (resolvConf: string, cfgPath: string) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const script = `mount --bind "$1" /etc/resolv.conf && shift && exec "$@"`
-    const child = spawn("unshare", ["-m", "sh", "-c", script, "sh", resolvConf, process.execPath, CLI_PATH, "--config", cfgPath, "--lock-file", E2E_LOCK_FILE], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1" }
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const killer = setTimeout(() => child.kill("SIGKILL"), 60_000)
-    child.on("error", reject)
-    child.on("close", (code) => {
-      clearTimeout(killer)
-      resolve({ code, stdout, stderr })
-    })
-  })
+  runInMountNamespace(`mount --bind "$1" /etc/resolv.conf`, [resolvConf], [
+    process.execPath,
+    CLI_PATH,
+    "--config",
+    cfgPath,
+    "--lock-file",
+    E2E_LOCK_FILE
+  ])
 
 describeAsRoot("a resolver that never answers (e2e)", () => {
   const server = useServer()
@@ -78,11 +74,7 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       return context.skip()
     }
     const dns = await silentResolver()
-    if (!dns.bound) {
-      await dns.close()
-      console.warn("skipped: 127.0.0.1:53 (UDP) is in use, so the test cannot play a silent resolver there")
-      return context.skip()
-    }
+    if (dns === undefined) return context.skip()
     try {
       assertBuilt()
       const original = lines(key("stays"))
@@ -125,11 +117,7 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       return context.skip()
     }
     const dns = await silentResolver()
-    if (!dns.bound) {
-      await dns.close()
-      console.warn("skipped: 127.0.0.1:53 (UDP) is in use, so the test cannot play a silent resolver there")
-      return context.skip()
-    }
+    if (dns === undefined) return context.skip()
     try {
       assertBuilt()
       const original = lines(key("stays"))
