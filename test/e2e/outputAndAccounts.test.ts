@@ -31,7 +31,6 @@ describeAsRoot("dry-run output (e2e)", () => {
   })
 })
 
-
 /**
  * Run `program` (lines of an ES module using the built library's Accounts, with `Effect` imported) with `entry` added
  * to /etc/passwd in a private mount namespace: nothing on the host changes. Returns what it printed as JSON.
