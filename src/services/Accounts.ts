@@ -5,6 +5,8 @@
  * @since 0.1.0
  */
 import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
 import { Context, Effect, Either, Layer } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
 
@@ -74,12 +76,64 @@ class CommandKilled extends Error {
   }
 }
 
-const run = (file: string, args: ReadonlyArray<string>) =>
+/**
+ * Where `getent` and `dscl` are taken from (the first directory that has them), never `$PATH`: the tool runs as root,
+ * and a PATH with a directory someone else can write to (a user's `~/bin`, a tool's shims) would run their program
+ * as root. NixOS and Guix keep system commands under /run/current-system.
+ *
+ * @since 0.3.0
+ */
+export const SYSTEM_COMMAND_DIRS: ReadonlyArray<string> = [
+  "/usr/bin",
+  "/bin",
+  "/usr/sbin",
+  "/sbin",
+  "/run/current-system/sw/bin",
+  "/run/current-system/profile/bin"
+]
+
+/** A command, what it printed, and how it exited. */
+type RunCommand = (file: string, args: ReadonlyArray<string>) => Effect.Effect<CommandResult, Error>
+
+/**
+ * The absolute path of `name` in the first of `dirs` that has it. A program there that anyone but root (or the user
+ * running the tool) owns, or that its group or others may write to, is refused rather than run: whoever can change
+ * it would run as root.
+ */
+export const findCommand = (name: string, dirs: ReadonlyArray<string>): Either.Either<string, string> => {
+  for (const dir of dirs) {
+    if (!nodePath.isAbsolute(dir)) continue
+    const candidate = nodePath.join(dir, name)
+    let st: fs.Stats
+    try {
+      // Followed: /bin is a link to /usr/bin on most systems, and NixOS links every command into its store.
+      st = fs.statSync(candidate)
+    } catch {
+      continue
+    }
+    if (!st.isFile() || (st.mode & 0o111) === 0) continue
+    const euid = process.geteuid?.() ?? 0
+    if (st.uid !== 0 && st.uid !== euid) return Either.left(`${candidate} is owned by uid ${st.uid}, not by root`)
+    if ((st.mode & 0o022) !== 0) {
+      return Either.left(`${candidate} is writable by its group or by others (mode ${(st.mode & 0o7777).toString(8)})`)
+    }
+    return Either.right(candidate)
+  }
+  return Either.left(`not found in ${dirs.join(", ")} (the tool does not search $PATH)`)
+}
+
+const runIn = (dirs: ReadonlyArray<string>): RunCommand => (file, args) =>
+  Effect.suspend(() => {
+    const found = findCommand(file, dirs)
+    return Either.isLeft(found) ? Effect.fail(new Error(found.left)) : run(found.right, args, dirs)
+  })
+
+const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<string>) =>
   Effect.async<CommandResult, Error>((resume, signal) => {
     execFile(
       file,
       args,
-      { timeout: LOOKUP_TIMEOUT_MS, signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", LC_ALL: "C" } },
+      { timeout: LOOKUP_TIMEOUT_MS, signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: { PATH: dirs.join(":"), LC_ALL: "C" } },
       (error, stdout, stderr) => {
         if (!error || typeof error.code === "number") {
           return resume(Effect.succeed({ code: error ? Number(error.code) : 0, stdout, stderr }))
@@ -110,7 +164,7 @@ const numericName = (name: string) => /^[0-9]+$/.test(name)
  * `getent` run for `name`'s lookup: whether it found the key(s) (exit 0) or not (exit 2), and what it printed. A
  * failure to run it, or any other exit code (an NSS failure), fails the lookup.
  */
-const getent = (name: string, args: ReadonlyArray<string>) =>
+const getent = (run: RunCommand, name: string, args: ReadonlyArray<string>) =>
   run("getent", args).pipe(
     Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
     Effect.flatMap(({ code, stderr, stdout }) =>
@@ -127,8 +181,8 @@ const getent = (name: string, args: ReadonlyArray<string>) =>
  * directory that does not list its accounts (SSSD without enumeration) may still have it, and a skipped user's
  * revocations would silently not happen.
  */
-const lookupNumericLinux = (name: string): Effect.Effect<Account, AccountLookupError> =>
-  Effect.flatMap(getent(name, ["passwd"]), ({ stdout }) => {
+const lookupNumericLinux = (run: RunCommand, name: string): Effect.Effect<Account, AccountLookupError> =>
+  Effect.flatMap(getent(run, name, ["passwd"]), ({ stdout }) => {
     const account = stdout.split("\n").map(parsePasswdLine).find((a) => exactMatch(name, a))
     return account !== undefined ? Effect.succeed(account) : Effect.fail(
       new AccountLookupError({
@@ -139,9 +193,9 @@ const lookupNumericLinux = (name: string): Effect.Effect<Account, AccountLookupE
     )
   })
 
-const lookupLinux = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
-  numericName(name) ? lookupNumericLinux(name) : Effect.flatMap(
-    getent(name, ["passwd", "--", name]),
+const lookupLinux = (run: RunCommand, name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
+  numericName(name) ? lookupNumericLinux(run, name) : Effect.flatMap(
+    getent(run, name, ["passwd", "--", name]),
     ({ found, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
       // getent(1): exit 2 means "key not found in database".
       if (!found) return Effect.fail(new UserNotFound({ user: name }))
@@ -172,7 +226,7 @@ const NO_ANSWER: BatchAnswer = { found: new Map(), unreadable: new Set(), comple
  * entry). A getent that had to be killed at the timeout (`killed`: a hung NSS source, LDAP down) fails them all at
  * once: asked one by one, each would hang for the whole timeout again.
  */
-const lookupManyLinux = (names: ReadonlyArray<string>): Effect.Effect<BatchAnswer> =>
+const lookupManyLinux = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect<BatchAnswer> =>
   run("getent", ["passwd", "--", ...names]).pipe(
     Effect.map(({ code, stdout }): BatchAnswer => {
       const found = new Map<string, Account>()
@@ -194,7 +248,7 @@ const lookupManyLinux = (names: ReadonlyArray<string>): Effect.Effect<BatchAnswe
     )
   )
 
-const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
+const lookupDarwin = (run: RunCommand, name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
   run("dscl", [".", "-read", `/Users/${name}`, "UniqueID", "PrimaryGroupID", "NFSHomeDirectory"]).pipe(
     Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `dscl failed: ${cause.message}`, cause })),
     Effect.flatMap(({ code, stderr, stdout }): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
@@ -213,22 +267,22 @@ const lookupDarwin = (name: string): Effect.Effect<Account, UserNotFound | Accou
 /** A name that can never be an account and must not reach a path or an argv. */
 const impossibleName = (name: string) => name === "" || /[/:\0-\x1f\x7f]/.test(name) || name.startsWith("-")
 
-const lookupOne = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
+const lookupOne = (run: RunCommand, name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> =>
   impossibleName(name)
     ? Effect.fail(new UserNotFound({ user: name }))
     : process.platform === "darwin"
-    ? lookupDarwin(name)
-    : lookupLinux(name)
+    ? lookupDarwin(run, name)
+    : lookupLinux(run, name)
 
 // Plain effects, not Effect.request: request batching delayed interruption (SIGTERM) of the users waiting on it.
-const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
+const lookupAll = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
   Effect.gen(function*() {
     const unique = [...new Set(names)]
     // All-digit names are asked one by one (lookupNumericLinux): in the batch getent would take them as uids.
     const batchable = (name: string) => !impossibleName(name) && !numericName(name)
     const possible = unique.filter(batchable)
     const batch = process.platform === "linux" && possible.length > 1
-      ? yield* lookupManyLinux(possible)
+      ? yield* lookupManyLinux(run, possible)
       : NO_ANSWER
     const killed = batch.killed
     const answers = yield* Effect.forEach(unique, (name) => {
@@ -239,18 +293,32 @@ const lookupAll = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<stri
         ? Effect.fail(new AccountLookupError({ user: name, detail: `getent failed: ${killed.message}`, cause: killed }))
         : batch.complete && !batch.unreadable.has(name) && batchable(name)
         ? Effect.fail(new UserNotFound({ user: name }))
-        : lookupOne(name)
+        : lookupOne(run, name)
       return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))
     }, { concurrency: 8 })
     return new Map(answers)
   })
 
 /**
- * The host's account database. `lookupAll` (what `runAll` uses) asks one `getent` call for every name.
+ * The host's account database, asking the `getent` (macOS: `dscl`) found first in `commandDirs` (absolute
+ * directories). `lookupAll` (what `runAll` uses) asks one `getent` call for every name.
+ *
+ * @since 0.3.0
+ */
+export const layerWith = (options: { readonly commandDirs: ReadonlyArray<string> }): Layer.Layer<Accounts> => {
+  const run = runIn([...options.commandDirs])
+  return Layer.succeed(
+    Accounts,
+    Accounts.of({ lookup: (name) => lookupOne(run, name), lookupAll: (names) => lookupAll(run, names) })
+  )
+}
+
+/**
+ * The host's account database, with `getent` (macOS: `dscl`) from the system's directories (SYSTEM_COMMAND_DIRS).
  *
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Accounts> = Layer.succeed(Accounts, Accounts.of({ lookup: lookupOne, lookupAll }))
+export const layer: Layer.Layer<Accounts> = layerWith({ commandDirs: SYSTEM_COMMAND_DIRS })
 
 /** A fixed set of accounts. @since 0.1.0 */
 export const layerTest = (accounts: ReadonlyArray<Account>): Layer.Layer<Accounts> => {

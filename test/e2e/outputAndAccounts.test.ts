@@ -8,6 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, REPO_ROOT, runWithConfig, userWith } from "../support/cli.js"
+import { expectSyncedFile, exists } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
@@ -103,5 +104,35 @@ describeAsRoot("accounts without a usable home (Linux getent)", () => {
       `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
       `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("akshomeless").left?._tag, root: all.get("root")._tag }))`
     ])).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
+  })
+})
+
+describeAsRoot("getent is the system's, not the first on $PATH (e2e)", () => {
+  const server = useServer()
+  const users = useUsers()
+  beforeAll(() => assertBuilt())
+
+  it("a getent planted first on root's PATH is never run: the account is the system's, and its file is synced", async () => {
+    const planted = await fs.mkdtemp(path.join(os.tmpdir(), "aks-path-"))
+    try {
+      const bob = await users.create({ ssh: true })
+      const marker = path.join(planted, "ran")
+      // What a planted getent would do: answer with a home of its choosing (here a directory root would then write in).
+      await fs.writeFile(
+        path.join(planted, "getent"),
+        `#!/bin/sh\ntouch "${marker}"\necho "${bob.name}:x:0:0::${planted}:/bin/sh"\n`,
+        { mode: 0o755 }
+      )
+      const k = key("path-planted")
+      server.keys("/path", [k])
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/path"))]), [], {
+        env: { PATH: `${planted}:${process.env["PATH"] ?? "/usr/bin:/bin"}` }
+      })
+      expect(run.code, run.stdout + run.stderr).toBe(0)
+      expect(await exists(marker)).toBe(false)
+      await expectSyncedFile(bob, [{ source: server.url("/path"), keys: [k] }], run)
+    } finally {
+      await fs.rm(planted, { recursive: true, force: true })
+    }
   })
 })

@@ -1,9 +1,18 @@
-import { Effect } from "effect"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { Effect, Either } from "effect"
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { type Account, Accounts, layer, parseDsclRecord, parsePasswdLine } from "../../src/services/Accounts.js"
+import {
+  type Account,
+  Accounts,
+  findCommand,
+  layer,
+  layerWith,
+  parseDsclRecord,
+  parsePasswdLine,
+  SYSTEM_COMMAND_DIRS
+} from "../../src/services/Accounts.js"
 
 describe("parsePasswdLine", () => {
   const cases: ReadonlyArray<readonly [string, string, Account | undefined]> = [
@@ -114,15 +123,13 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
   it("fails the lookup with one line saying how it ended, not execFile's multi-line 'Command failed'", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
     writeFileSync(path.join(dir, "getent"), "#!/bin/sh\nkill -TERM $$\n", { mode: 0o755 })
-    const saved = process.env["PATH"]
-    process.env["PATH"] = `${dir}:${saved ?? ""}`
+    const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS] })
     try {
       const error = await Effect.runPromise(
-        Effect.flip(Effect.flatMap(Accounts, (accounts) => accounts.lookup("alice"))).pipe(Effect.provide(layer))
+        Effect.flip(Effect.flatMap(Accounts, (accounts) => accounts.lookup("alice"))).pipe(Effect.provide(fake))
       )
       expect(error.message).toBe("cannot look up account alice: getent failed: it was killed by SIGTERM")
     } finally {
-      process.env["PATH"] = saved
       rmSync(dir, { recursive: true, force: true })
     }
   })
@@ -132,11 +139,10 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
     const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
     const calls = path.join(dir, "calls")
     writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nexec sleep 60\n`, { mode: 0o755 })
-    const saved = process.env["PATH"]
-    process.env["PATH"] = `${dir}:${saved ?? ""}`
+    const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS] })
     try {
       const answers = await Effect.runPromise(
-        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "bob", "carol"])).pipe(Effect.provide(layer))
+        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "bob", "carol"])).pipe(Effect.provide(fake))
       )
       for (const name of ["alice", "bob", "carol"]) {
         const answer = answers.get(name)
@@ -146,7 +152,6 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
       }
       expect(readFileSync(calls, "utf8")).toBe("passwd -- alice bob carol\n")
     } finally {
-      process.env["PATH"] = saved
       rmSync(dir, { recursive: true, force: true })
     }
   }, 30_000)
@@ -160,11 +165,10 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
       `#!/bin/sh\nshift 2\n[ $# -eq 1 ] && [ "$1" = alice ] && echo "alice:x:1000:1000::/home/alice:/bin/sh" && exit 0\nkill -SEGV $$\n`,
       { mode: 0o755 }
     )
-    const saved = process.env["PATH"]
-    process.env["PATH"] = `${dir}:${saved ?? ""}`
+    const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS] })
     try {
       const answers = await Effect.runPromise(
-        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "broken"])).pipe(Effect.provide(layer))
+        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "broken"])).pipe(Effect.provide(fake))
       )
       const alice = answers.get("alice")
       expect(alice?._tag === "Right" ? alice.right : alice?.left.message).toEqual({
@@ -178,8 +182,100 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
         "cannot look up account broken: getent failed: it was killed by SIGSEGV"
       )
     } finally {
-      process.env["PATH"] = saved
       rmSync(dir, { recursive: true, force: true })
     }
   })
 })
+
+describe("findCommand: where getent and dscl are taken from", () => {
+  const dirs: Array<string> = []
+  const tempDir = () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-cmd-"))
+    // mkdtemp makes 0700; a directory on a search path is usually 0755.
+    chmodSync(dir, 0o755)
+    dirs.push(dir)
+    return dir
+  }
+  const program = (dir: string, mode = 0o755) => {
+    const file = path.join(dir, "getent")
+    writeFileSync(file, "#!/bin/sh\nexit 0\n")
+    chmodSync(file, mode)
+    return file
+  }
+  const cleanUp = () => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  }
+
+  it("takes the first directory that has the program, skipping files that are not executable", () => {
+    try {
+      const [a, b, c] = [tempDir(), tempDir(), tempDir()]
+      program(a, 0o644)
+      const expected = program(b)
+      program(c)
+      expect(findCommand("getent", [a, b, c])).toEqual(Either.right(expected))
+    } finally {
+      cleanUp()
+    }
+  })
+
+  it("refuses a program its group or others may write to, naming it and its mode", () => {
+    try {
+      const dir = tempDir()
+      const file = program(dir, 0o775)
+      expect(findCommand("getent", [dir])).toEqual(Either.left(`${file} is writable by its group or by others (mode 775)`))
+    } finally {
+      cleanUp()
+    }
+  })
+
+  it.skipIf(process.getuid?.() !== 0)("refuses a program owned by another user (needs root to chown)", () => {
+    try {
+      const dir = tempDir()
+      const file = program(dir)
+      chownSync(file, 65534, 65534)
+      expect(findCommand("getent", [dir])).toEqual(Either.left(`${file} is owned by uid 65534, not by root`))
+    } finally {
+      cleanUp()
+    }
+  })
+
+  it("says where it looked when no directory has it; relative directories are never searched", () => {
+    const here = process.cwd()
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-cmd-"))
+    try {
+      writeFileSync(path.join(dir, "getent"), "#!/bin/sh\nexit 0\n", { mode: 0o755 })
+      process.chdir(dir)
+      expect(findCommand("getent", [".", "/nonexistent-aks"])).toEqual(
+        Either.left("not found in ., /nonexistent-aks (the tool does not search $PATH)")
+      )
+    } finally {
+      process.chdir(here)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe.skipIf(process.platform !== "linux" || !SYSTEM_COMMAND_DIRS.some((dir) => existsSync(path.join(dir, "getent"))))(
+  "layer: getent from the system's directories, never from $PATH",
+  () => {
+    it("a getent planted first on $PATH is not run; the system's answers", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+      const marker = path.join(dir, "ran")
+      writeFileSync(path.join(dir, "getent"), `#!/bin/sh\ntouch "${marker}"\necho "root:x:4242:4242::/tmp/planted:/bin/sh"\n`, {
+        mode: 0o755
+      })
+      const saved = process.env["PATH"]
+      process.env["PATH"] = `${dir}:${saved ?? ""}`
+      try {
+        const account = await Effect.runPromise(
+          Effect.flatMap(Accounts, (accounts) => accounts.lookup("root")).pipe(Effect.provide(layer))
+        )
+        expect(account).toMatchObject({ name: "root", uid: 0, gid: 0 })
+        expect(existsSync(marker)).toBe(false)
+      } finally {
+        process.env["PATH"] = saved
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
+)
