@@ -9,6 +9,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { type Document, isAlias, isCollection, isPair, isScalar, parseAllDocuments, visit } from "yaml"
 import { ConfigError } from "./Errors.js"
+import { bytesToText, textToBytes } from "./Bytes.js"
 import { classifyLine, trimLine } from "./Parse.js"
 
 /** @since 0.1.0 */
@@ -130,10 +131,11 @@ const Username = Schema.String.pipe(
 /** A break-glass key: one authorized_keys line, kept in every file it applies to whatever the sources say. */
 const PinnedKey = Schema.String.pipe(
   Schema.filter((s) =>
-    classifyLine(s) === "key" && !/[\r\n]/.test(trimLine(s)) ||
+    classifyLine(textToBytes(s)) === "key" && !/[\r\n]/.test(trimLine(s)) ||
     "must be one authorized_keys line (key type, key and optional comment)"
   ),
-  Schema.transform(Schema.String, { strict: true, decode: trimLine, encode: (s) => s })
+  // Trimmed as the line it becomes (its UTF-8 bytes) is: see Parse.ts.
+  Schema.transform(Schema.String, { strict: true, decode: (s) => bytesToText(trimLine(textToBytes(s))), encode: (s) => s })
 )
 
 const PinnedKeys = Schema.Array(PinnedKey)

@@ -8,23 +8,54 @@
 /** What a single line of authorized_keys-format text is. @since 0.1.0 */
 export type LineClass = "empty" | "comment" | "error-page" | "key" | "malformed"
 
-const FIELD_SEPARATOR = /[ \t\n\v\f\r]+/
+/**
+ * The Go original trims a line with strings.TrimSpace and counts its fields with strings.Fields, both with Go's
+ * unicode.IsSpace: the ASCII blanks (space, \t \n \v \f \r) and, decoded from UTF-8, U+0085, U+00A0 (no-break
+ * space), U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F and U+3000. Lines here are byte strings (see
+ * Bytes.ts), so those characters are matched as their whole UTF-8 byte sequences: a lone 0xA0 byte (a Latin-1
+ * no-break space) is not white space, in Go either. Fixed alternatives only, so a match never backtracks.
+ */
+const SEPARATOR = /[ \t\n\v\f\r]|\xC2[\x85\xA0]|\xE1\x9A\x80|\xE2\x80[\x80-\x8A\xA8\xA9\xAF]|\xE2\x81\x9F|\xE3\x80\x80/
 
-/** ASCII white space only (space, \t \n \v \f \r): trimming Unicode spaces would cut bytes out of a multi-byte character. */
-const isBlank = (code: number) => code === 32 || (code >= 9 && code <= 13)
+/** The length of the white space (one ASCII blank or one UTF-8 sequence, see SEPARATOR) at `i`, or 0. */
+const spaceAt = (line: string, i: number): number => {
+  const c = line.charCodeAt(i)
+  if (c === 32 || (c >= 9 && c <= 13)) return 1
+  if (c < 0xC2) return 0
+  const c1 = line.charCodeAt(i + 1)
+  if (c === 0xC2) return c1 === 0x85 || c1 === 0xA0 ? 2 : 0
+  const c2 = line.charCodeAt(i + 2)
+  if (c === 0xE1) return c1 === 0x9A && c2 === 0x80 ? 3 : 0
+  if (c === 0xE2) {
+    if (c1 === 0x80) return (c2 >= 0x80 && c2 <= 0x8A) || c2 === 0xA8 || c2 === 0xA9 || c2 === 0xAF ? 3 : 0
+    return c1 === 0x81 && c2 === 0x9F ? 3 : 0
+  }
+  return c === 0xE3 && c1 === 0x80 && c2 === 0x80 ? 3 : 0
+}
 
 /**
- * Remove leading and trailing ASCII white space. A loop, not a regex: `/[ \t…]+$/` backtracks over every blank of a
- * run that does not end the line, quadratic in its length, and a user's own file (or a source) could then hold the
- * whole run for hours with one long line.
+ * The length of the white space that ends at `end` and starts at `start` or later, or 0. UTF-8 lead bytes cannot be
+ * continuation bytes, so a sequence found here is the last character as Go decodes it (utf8.DecodeLastRuneInString).
+ */
+const spaceBefore = (line: string, start: number, end: number): number => {
+  for (let n = 1; n <= 3 && end - n >= start; n++) {
+    if (spaceAt(line, end - n) === n) return n
+  }
+  return 0
+}
+
+/**
+ * Remove leading and trailing white space as the Go original's strings.TrimSpace does (see SEPARATOR). A loop, not a
+ * regex: `/[ \t…]+$/` backtracks over every blank of a run that does not end the line, quadratic in its length, and
+ * a user's own file (or a source) could then hold the whole run for hours with one long line.
  *
  * @since 0.1.0
  */
 export const trimLine = (line: string): string => {
   let start = 0
   let end = line.length
-  while (start < end && isBlank(line.charCodeAt(start))) start++
-  while (end > start && isBlank(line.charCodeAt(end - 1))) end--
+  for (let n = spaceAt(line, start); n > 0 && start + n <= end; n = spaceAt(line, start)) start += n
+  for (let n = spaceBefore(line, start, end); n > 0; n = spaceBefore(line, start, end)) end -= n
   return start === 0 && end === line.length ? line : line.slice(start, end)
 }
 
@@ -40,7 +71,8 @@ export const classifyLine = (line: string): LineClass => {
   const first = trimmed[0]
   if (first === "#") return "comment"
   if (first === "<" || first === "{" || first === "[") return "error-page"
-  return trimmed.split(FIELD_SEPARATOR).length >= 2 ? "key" : "malformed"
+  // Trimmed, so any white space left separates two fields.
+  return SEPARATOR.test(trimmed) ? "key" : "malformed"
 }
 
 /** @since 0.1.0 */

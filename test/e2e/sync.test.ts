@@ -241,6 +241,20 @@ describeAsRoot("sync (e2e)", () => {
     expect(content).not.toContain("team ops")
   })
 
+  it("white space the Go original trims (UTF-8 no-break and ideographic spaces) goes: the key is one line, not two", async () => {
+    const k1 = key("nbsp-1", "bob@laptop")
+    const bob = await users.create({ authorizedKeys: lines(k1) })
+    // As a web page's copy and paste brings it: U+3000 before, U+00A0 after (UTF-8 on the wire).
+    server.route("/nbsp", { body: `\u3000${k1}\u00a0\n` })
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/nbsp"))]))
+
+    expect(run.code, run.stdout).toBe(0)
+    // The local copy of the same line is the source's (no "Local (preserved)" section), and no space is kept.
+    const content = await expectSyncedFile(bob, [{ source: server.url("/nbsp"), keys: [k1] }], run)
+    expect(content).not.toMatch(/[\u00a0\u3000]/)
+  })
+
   it("unchanged content: a second run leaves the file byte for byte (Last sync too), makes no backup, logs unchanged", async () => {
     const k = key("stable")
     const bob = await users.create({ authorizedKeys: lines(key("old-local")) })

@@ -36,7 +36,14 @@ describe("classifyLine", () => {
     ["leading and trailing white space", "  \tssh-ed25519 AAAA user@host \t ", "key"],
     ["trailing carriage return", "ssh-ed25519 AAAA user@host\r", "key"],
     ["hash inside the line is not a comment", "ssh-ed25519 AAAA #not-a-comment", "key"],
-    ["angle bracket inside the line", "ssh-ed25519 AAAA <user>", "key"]
+    ["angle bracket inside the line", "ssh-ed25519 AAAA <user>", "key"],
+    // Go's strings.Fields splits on the UTF-8 white space of unicode.IsSpace too (see trimLine); sshd would not read
+    // such a line, which is harmless, and the Go original keeps it.
+    ["UTF-8 no-break space between the fields", "ssh-ed25519\xc2\xa0AAAA", "key"],
+    ["ideographic space between the fields", "ssh-ed25519\xe3\x80\x80AAAA", "key"],
+    ["a lone 0xa0 byte is no separator", "ssh-ed25519\xa0AAAA", "malformed"],
+    ["UTF-8 white space only", "\xc2\xa0\xe2\x80\xa8", "empty"],
+    ["UTF-8 no-break space before a comment marker", "\xc2\xa0# not a key", "comment"]
   ]
   it.each(cases)("%s", (_name, line, expected) => {
     expect(classifyLine(line)).toBe(expected)
@@ -165,6 +172,13 @@ describe("rejectedLineCount", () => {
   })
 })
 
+describe("parseKeys: white space as the Go original reads it", () => {
+  it("a line that differs only by trailing UTF-8 white space is the same key line (one entry, no space kept)", () => {
+    const text = "ssh-ed25519 AAAA bob\xc2\xa0\r\nssh-ed25519 AAAA bob\n\xe3\x80\x80ssh-ed25519 AAAA bob\n"
+    expect(parseKeys(text).keys).toEqual(["ssh-ed25519 AAAA bob", "ssh-ed25519 AAAA bob", "ssh-ed25519 AAAA bob"])
+  })
+})
+
 describe("trimLine", () => {
   it.each([
     ["", ""],
@@ -172,8 +186,20 @@ describe("trimLine", () => {
     ["\t ssh-ed25519 AAAA a \r", "ssh-ed25519 AAAA a"],
     ["\v\fkey x\n", "key x"],
     ["a  b", "a  b"],
-    // Only ASCII blanks: a no-break space (0xa0 as a byte) belongs to the line.
-    ["\u00a0a\u00a0", "\u00a0a\u00a0"]
+    // Lines are byte strings. A lone 0xa0 byte (Latin-1's no-break space) is not UTF-8 for anything: it stays, as in
+    // Go, whose strings.TrimSpace decodes UTF-8 and reads that byte as an error, not as a space.
+    ["\u00a0a\u00a0", "\u00a0a\u00a0"],
+    // The UTF-8 no-break space (C2 A0) and the other white space of Go's unicode.IsSpace go, as in the Go original.
+    ["\xc2\xa0ssh-ed25519 AAAA a\xc2\xa0", "ssh-ed25519 AAAA a"],
+    ["\xe2\x80\xa8\xe3\x80\x80key x\xe2\x80\x89\xc2\x85 \xe1\x9a\x80", "key x"],
+    ["\xe2\x80\xafkey x\xe2\x81\x9f", "key x"],
+    // Not white space: U+2020 (E2 80 A0), U+200B zero width space (E2 80 8B), a truncated sequence.
+    ["\xe2\x80\xa0key x\xe2\x80\x8b", "\xe2\x80\xa0key x\xe2\x80\x8b"],
+    ["key x\xe2\x80", "key x\xe2\x80"],
+    // A space's bytes after a lead byte whose character they cannot complete: Go decodes the space all the same.
+    ["key x\xe2\xc2\xa0", "key x\xe2"],
+    // A comment ending in a multi-byte character keeps all of it.
+    ["ssh-ed25519 AAAA jos\xc3\xa9", "ssh-ed25519 AAAA jos\xc3\xa9"]
   ])("%j -> %j", (line, expected) => {
     expect(trimLine(line)).toBe(expected)
   })
