@@ -364,13 +364,19 @@ export class Transport {
       return () => {}
     }
     let settled = false
+    let answer: http.IncomingMessage | undefined
     request.once("response", (response) => {
       if (settled) return void response.destroy()
       settled = true
+      answer = response
       onResponse(response)
     })
     // Kept for the request's life: a socket error after the response (or after an abort) also lands here.
     request.on("error", (cause) => {
+      // The connection failed (a reset) before the body's end: its reader must fail. A body that runs to the close of
+      // the connection (no Content-Length, not chunked) would otherwise end as if complete, and a cut-off key list be
+      // written, as the Go original never does (its read fails with "connection reset").
+      if (answer !== undefined && !answer.complete) return void answer.destroy(cause)
       if (settled) return
       settled = true
       onError(cause)

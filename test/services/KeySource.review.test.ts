@@ -1,10 +1,12 @@
 /**
- * Found in reviews of the HTTP fetch path: compressed bodies (Content-Encoding) and password-like query parameters.
+ * Found in reviews of the HTTP fetch path: compressed bodies (Content-Encoding), password-like query parameters, and a
+ * body cut off by a connection reset.
  * Each test failed before its fix. (The http -> https upgrade redirect is in KeySource.test.ts.)
  *
  * Only loopback traffic: every server here listens on 127.0.0.1.
  */
 import * as http from "node:http"
+import * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import * as zlib from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -181,5 +183,62 @@ describe("F2: password-like query parameters are masked", () => {
     expect(written).toContain(K2)
     expect(written).not.toContain("hunter2")
     expect(JSON.stringify(logs)).not.toContain("hunter2")
+  })
+})
+
+// =============================================================================
+// F3: a connection reset in the middle of a body that runs to the close of the connection
+// =============================================================================
+
+describe("F3: a body cut off by a connection reset is a failed source, never a shorter key list", () => {
+  // A raw server: the status line and headers, then a body with no Content-Length and no chunking (it ends when the
+  // connection closes), then the second key's first 40 bytes, then a reset (RST) or an orderly close (FIN).
+  let raw: net.Server
+  let rawBase = ""
+  beforeAll(async () => {
+    raw = net.createServer((socket) => {
+      socket.once("data", (request) => {
+        const reset = request.toString("latin1").startsWith("GET /reset ")
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${K1}\n${K2.slice(0, 40)}`)
+        setTimeout(() => (reset ? socket.resetAndDestroy() : socket.end()), 50)
+      })
+      socket.on("error", () => {})
+    })
+    await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve))
+    rawBase = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`
+  })
+  afterAll(() => new Promise<void>((resolve) => raw.close(() => resolve())))
+
+  it("a reset fails the source (the Go original's read fails with 'connection reset'); nothing of the body is used", async () => {
+    const exit = await fetchLive({ url: `${rawBase}/reset` })
+    expect(Exit.isFailure(exit)).toBe(true)
+    if (Exit.isFailure(exit)) expect(Cause.pretty(exit.cause)).toContain("ECONNRESET")
+  })
+
+  it("an orderly close ends such a body: it is the whole answer, as in HTTP/1.0 and in Go", async () => {
+    const exit = await fetchLive({ url: `${rawBase}/close` })
+    expect(exit).toStrictEqual(Exit.succeed(`${K1}\n${K2.slice(0, 40)}`))
+  })
+
+  it("end to end: the reset leaves authorized_keys as it was, both keys kept, and fails the user", async () => {
+    const fs = new SshFiles.MemoryFs()
+    fs.mkdir("/home/alice/.ssh", alice)
+    fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${K2}\n`, alice)
+    const logs: Array<Logging.LogRecord> = []
+    const layer = Layer.mergeAll(
+      ManagedKeys.layerMemory({}, new Map()),
+      Accounts.layerTest([alice]),
+      SshFiles.layerMemory(fs),
+      liveKeySource,
+      RandomId.layerTest(["aaaaaa", "bbbbbb"]),
+      Logging.layerCapture(logs, LogLevel.Debug)
+    )
+    const cfg = config({
+      policy: { preserve_local_keys: false },
+      users: [{ username: "alice", sources: [{ url: `${rawBase}/reset` }] }]
+    })
+    const summary = await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer)))
+    expect(summary.exitCode).toBe(1)
+    expect(fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${K1}\n${K2}\n`)
   })
 })
