@@ -84,18 +84,23 @@ export interface ParsedKeys {
 }
 
 /**
- * Split text into lines (LF or CRLF) and keep the key lines, trimmed. Works on byte strings (see Bytes.ts).
+ * Split text into lines (LF or CRLF) and keep the key lines, trimmed. Works on byte strings (see Bytes.ts). With
+ * `limit`, stops at the key line after the `limit`th (`keys` then holds `limit + 1`, and `discarded` counts only the
+ * lines before it): a source or a file of millions of two-field lines is known to be too many without holding them
+ * all, which took seconds and hundreds of megabytes on the run's one thread, long enough for other users' fetches to
+ * time out.
  *
  * @since 0.1.0
  */
-export const parseKeys = (text: string): ParsedKeys => {
+export const parseKeys = (text: string, limit = Number.POSITIVE_INFINITY): ParsedKeys => {
   const keys: Array<string> = []
   const discarded = { empty: 0, comment: 0, "error-page": 0, malformed: 0 }
-  if (text.length === 0) return { keys, discarded }
-  const lines = text.split("\n")
-  // "a\nb\n" is two lines, not three: the final newline ends the last line.
-  if (lines[lines.length - 1] === "") lines.pop()
-  for (const line of lines) {
+  for (let start = 0; start < text.length && keys.length <= limit;) {
+    const newline = text.indexOf("\n", start)
+    // "a\nb\n" is two lines, not three: the final newline ends the last line.
+    const end = newline < 0 ? text.length : newline
+    const line = text.slice(start, end)
+    start = end + 1
     const kind = classifyLine(line)
     if (kind === "key") keys.push(trimLine(line))
     else discarded[kind]++

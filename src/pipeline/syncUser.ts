@@ -163,7 +163,7 @@ export const sourceLimitProblem = (
     start = end + 1
   }
   if (keyCount > maxKeys) {
-    return { reason: "TooManyKeys", detail: `it sent ${keyCount} keys, more than policy.max_keys_per_source (${maxKeys})` }
+    return { reason: "TooManyKeys", detail: `it sent more than policy.max_keys_per_source (${maxKeys}) keys` }
   }
   return undefined
 }
@@ -196,7 +196,7 @@ const fetchSource = (source: Source, policy: Policy) =>
       maxResponseBytes: policy.max_response_bytes,
       caFile: source.ca_file ?? policy.ca_file
     })
-    const parsed = parseKeys(body)
+    const parsed = parseKeys(body, policy.max_keys_per_source)
     const problem = sourceLimitProblem(body, parsed.keys.length, policy.max_keys_per_source)
     if (problem !== undefined) {
       return yield* new SourceFetchError({ url: redactUrl(source.url), reason: problem.reason, detail: problem.detail })
@@ -435,13 +435,13 @@ const syncDirectory = (
     // A file root owns (an administrator's, or one the user moved here from somewhere root wrote) is not the user's to
     // read: only lines that hold an SSH key are kept from it, and its backup stays root's.
     const rootOwned = existing !== undefined && existing.uid !== owner.uid
-    const parsedLocal = parseKeys(existing?.content ?? "")
     const maxLocal = maxLocalKeys(policy, user)
+    const parsedLocal = parseKeys(existing?.content ?? "", maxLocal)
     if (parsedLocal.keys.length > maxLocal) {
       return yield* new UnsafePath({
         user: user.username,
         path: sshDir.authorizedKeysPath,
-        reason: `it holds ${parsedLocal.keys.length} key lines, more than ${maxLocal} ` +
+        reason: `it holds more than ${maxLocal} key lines ` +
           `(policy.max_keys_per_source for each source and for the user's own keys, plus the pinned keys)`
       })
     }

@@ -301,7 +301,7 @@ describeAsRoot("network hardening (e2e)", () => {
     ], { max_keys_per_source: 3 }))
 
     expectRunFailed(run, 1)
-    await expectSourceFailed(run, v, server.url("/count/4"), "it sent 4 keys, more than policy.max_keys_per_source (3)")
+    await expectSourceFailed(run, v, server.url("/count/4"), "it sent more than policy.max_keys_per_source (3) keys")
     await expectSyncedFile(fine, [{ source: server.url("/count/3"), keys: three }], run)
   })
 

@@ -172,6 +172,24 @@ describe("rejectedLineCount", () => {
   })
 })
 
+describe("parseKeys with a limit", () => {
+  it("stops at the key line after the limit: limit + 1 keys, the lines before it counted", () => {
+    const parsed = parseKeys("# c\na b\n\nc d\ne f\n# never read\ng h\n", 2)
+    expect(parsed.keys).toEqual(["a b", "c d", "e f"])
+    expect(parsed.discarded).toEqual({ ...noDiscards, comment: 1, empty: 1 })
+  })
+
+  it("a text within the limit is parsed whole, as without one", () => {
+    const text = "a b\r\n# c\nc d\n"
+    expect(parseKeys(text, 2)).toEqual(parseKeys(text))
+  })
+
+  it("10 MiB of two-field lines with a limit of 1000: 1001 keys, not 2.6 million", () => {
+    const text = "a b\n".repeat(10 * 1024 * 1024 / 4)
+    expect(parseKeys(text, 1000).keys.length).toBe(1001)
+  })
+})
+
 describe("parseKeys: white space as the Go original reads it", () => {
   it("a line that differs only by trailing UTF-8 white space is the same key line (one entry, no space kept)", () => {
     const text = "ssh-ed25519 AAAA bob\xc2\xa0\r\nssh-ed25519 AAAA bob\n\xe3\x80\x80ssh-ed25519 AAAA bob\n"
