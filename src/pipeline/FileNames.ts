@@ -27,12 +27,19 @@ export const backupFileName = (now: Date, id: string): string => `${BACKUP_PREFI
 /** Backup names this tool (or the Go original) wrote; nothing else in the directory is ever deleted. */
 export const BACKUP_NAME_PATTERN = /^authorized_keys_\d{8}_\d{6}_[a-z0-9]+$/
 
+/** The `authorized_keys_<YYYYMMDD_HHMMSS>_` part of a backup name: what orders backups in time. */
+const stampOf = (name: string): string => name.slice(0, BACKUP_PREFIX.length + 16)
+
 /**
- * The backups to delete so that `retention` remain: the oldest first, judged by name (the names sort by time).
+ * The backups to delete so that `retention` remain: the oldest first, judged by name (the names sort by time). With
+ * `latest` (the backup just written), names stamped later are neither counted nor deleted: no run wrote them, and a
+ * name from the future would otherwise outrank every real backup and have it deleted as soon as it is written.
  *
  * @since 0.1.0
  */
-export const backupsToDelete = (names: ReadonlyArray<string>, retention: number): ReadonlyArray<string> => {
-  const backups = names.filter((name) => BACKUP_NAME_PATTERN.test(name)).sort()
+export const backupsToDelete = (names: ReadonlyArray<string>, retention: number, latest?: string): ReadonlyArray<string> => {
+  const backups = names
+    .filter((name) => BACKUP_NAME_PATTERN.test(name) && (latest === undefined || stampOf(name) <= stampOf(latest)))
+    .sort()
   return backups.slice(0, Math.max(0, backups.length - retention))
 }

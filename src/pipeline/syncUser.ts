@@ -319,13 +319,23 @@ const logRevoked = (revoked: ReadonlyArray<string>) =>
       Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
     ), { discard: true })
 
+/** Leftovers named one line each, up to this many; the rest in one line with their count. */
+const STALE_TEMPS_NAMED = 10
+
 const removeStaleTemps = (sshDir: SshDir, before: Date) =>
   sshDir.removeStaleTemps(before).pipe(
     Effect.flatMap((names) =>
-      Effect.forEach(names, (name) =>
-        Effect.logInfo("removed a temp file left by an earlier run").pipe(
-          Effect.annotateLogs({ path: nodePath.join(sshDir.path, name) })
-        ), { discard: true })
+      Effect.zipRight(
+        Effect.forEach(names.slice(0, STALE_TEMPS_NAMED), (name) =>
+          Effect.logInfo("removed a temp file left by an earlier run").pipe(
+            Effect.annotateLogs({ path: nodePath.join(sshDir.path, name) })
+          ), { discard: true }),
+        names.length > STALE_TEMPS_NAMED
+          ? Effect.logInfo("removed more temp files left by earlier runs").pipe(
+            Effect.annotateLogs({ count: names.length - STALE_TEMPS_NAMED, dir: sshDir.path })
+          )
+          : Effect.void
+      )
     )
   )
 

@@ -109,7 +109,9 @@ const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000
  * regular files from before this process started, never a record another live run is writing. The directory is
  * root's alone (checked), so names are safe to use.
  */
-const removeStaleTemps = (dir: string): void => void removeStaleFiles(dir, TEMP_RECORD_PATTERN, PROCESS_STARTED_MS)
+const removeStaleTemps = (dir: string): void =>
+  // Root's own directory, one record per account: looked at whole, however many accounts there are.
+  void removeStaleFiles(dir, TEMP_RECORD_PATTERN, PROCESS_STARTED_MS, Number.POSITIVE_INFINITY)
 
 const writeRecord = async (
   stateDir: string,

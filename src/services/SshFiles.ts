@@ -16,9 +16,18 @@ import { type BigIntStats, constants as C } from "node:fs"
 import * as nodePath from "node:path"
 import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
-import { AUTHORIZED_KEYS, BACKUP_DIR, backupsToDelete } from "../pipeline/FileNames.js"
+import { AUTHORIZED_KEYS, BACKUP_DIR, BACKUP_NAME_PATTERN, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
-import { attempt, closeQuietly, fsyncFd, openFile, removeStaleFiles, unlinkQuietly } from "./internal/syscalls.js"
+import {
+  attempt,
+  closeQuietly,
+  fsyncFd,
+  listDirectory,
+  MAX_DIRECTORY_ENTRIES,
+  openFile,
+  removeStaleFiles,
+  unlinkQuietly
+} from "./internal/syscalls.js"
 
 // =============================================================================
 // Interface
@@ -370,16 +379,25 @@ const backupFile = async (
 
     const pruned: Array<string> = []
     const warnings: Array<string> = []
-    let names: Array<string> = []
+    let listing: ReturnType<typeof listDirectory> = { names: [], complete: true }
     try {
-      names = fs.readdirSync(backups.base)
+      listing = listDirectory(backups.base)
     } catch (error) {
       warnings.push(`cannot list ${display} for retention: ${describeCause(error)}`)
     }
-    for (const old of backupsToDelete(names, retention)) {
+    // Judged on part of the directory, retention could delete a newer backup than it keeps.
+    if (!listing.complete) {
+      warnings.push(`${display} holds more than ${MAX_DIRECTORY_ENTRIES} entries: old backups were not removed`)
+    }
+    // Only regular files of our own naming pattern count, and are ever deleted: never a link or a directory, which
+    // would otherwise take the places of real backups and have them deleted as soon as they are written.
+    const files = listing.complete
+      ? listing.names.filter((old) =>
+        BACKUP_NAME_PATTERN.test(old) && attempt(() => fs.lstatSync(`${backups.base}/${old}`))?.isFile() === true
+      )
+      : []
+    for (const old of backupsToDelete(files, retention, name)) {
       const oldPath = `${backups.base}/${old}`
-      // Only regular files of our own naming pattern; never a link, never a directory.
-      if (!attempt(() => fs.lstatSync(oldPath))?.isFile()) continue
       try {
         fs.unlinkSync(oldPath)
         pruned.push(old)
@@ -604,10 +622,19 @@ const openSsh = (account: Account): OpenedDirectory => {
 /** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */
 const TEMP_NAME_PATTERN = /^\.authkeysync_\d{8}_\d{6}_[a-z]{6}$/
 
-/** Files a killed run left behind in the opened `dir` (see syscalls' removeStaleFiles). */
-const removeStaleFilesIn = (dir: OpenedDirectory, pattern: RegExp, beforeMs: number): ReadonlyArray<string> => {
+/** What a look for a killed run's leftovers found: their names, and the directories too large to be looked at whole. */
+interface StaleFiles {
+  readonly removed: ReadonlyArray<string>
+  readonly tooLarge: ReadonlyArray<string>
+}
+
+const NO_STALE_FILES: StaleFiles = { removed: [], tooLarge: [] }
+
+/** Files a killed run left behind in the opened `dir` (see syscalls' removeStaleFiles); `display` names it. */
+const removeStaleFilesIn = (dir: OpenedDirectory, pattern: RegExp, beforeMs: number, display: string): StaleFiles => {
   dir.guard()
-  return removeStaleFiles(dir.base, pattern, beforeMs)
+  const { complete, removed } = removeStaleFiles(dir.base, pattern, beforeMs)
+  return { removed, tooLarge: complete ? [] : [display] }
 }
 
 /**
@@ -615,14 +642,21 @@ const removeStaleFilesIn = (dir: OpenedDirectory, pattern: RegExp, beforeMs: num
  * (one owned by another account is refused by the backup itself). By the run's start, not this process's: a run
  * killed while the next one waited for the lock wrote them after that one started. Names relative to `.ssh`.
  */
-const removeStaleBackupTemps = (user: string, uid: number, dir: OpenedDirectory, beforeMs: number): ReadonlyArray<string> => {
+const removeStaleBackupTemps = (
+  user: string,
+  uid: number,
+  dir: OpenedDirectory,
+  beforeMs: number,
+  sshPath: string
+): StaleFiles => {
   dir.guard()
   // Most users have no backups directory (or never a leftover in it): a look first, without an exception to build.
-  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false })?.isDirectory() !== true) return []
+  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false })?.isDirectory() !== true) return NO_STALE_FILES
   const backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, BACKUP_DIR)
   try {
-    if (backups.ownerAndMode.uid !== uid && backups.ownerAndMode.uid !== 0) return []
-    return removeStaleFilesIn(backups, BACKUP_TEMP_PATTERN, beforeMs).map((name) => `${BACKUP_DIR}/${name}`)
+    if (backups.ownerAndMode.uid !== uid && backups.ownerAndMode.uid !== 0) return NO_STALE_FILES
+    const found = removeStaleFilesIn(backups, BACKUP_TEMP_PATTERN, beforeMs, nodePath.join(sshPath, BACKUP_DIR))
+    return { ...found, removed: found.removed.map((name) => `${BACKUP_DIR}/${name}`) }
   } finally {
     closeQuietly(backups.fd)
   }
@@ -680,10 +714,21 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         Effect.uninterruptible
       ),
     removeStaleTemps: (before) =>
-      Effect.sync(() => [
-        ...(attempt(() => removeStaleFilesIn(dir, TEMP_NAME_PATTERN, before.getTime())) ?? []),
-        ...(attempt(() => removeStaleBackupTemps(user, account.uid, dir, before.getTime())) ?? [])
-      ]),
+      Effect.suspend(() => {
+        const inSsh = attempt(() => removeStaleFilesIn(dir, TEMP_NAME_PATTERN, before.getTime(), sshPath)) ?? NO_STALE_FILES
+        const inBackups = attempt(() => removeStaleBackupTemps(user, account.uid, dir, before.getTime(), sshPath)) ??
+          NO_STALE_FILES
+        return Effect.as(
+          Effect.forEach(
+            [...inSsh.tooLarge, ...inBackups.tooLarge],
+            (path) =>
+              Effect.logWarning(`${path} holds more than ${MAX_DIRECTORY_ENTRIES} entries: only that many were looked at ` +
+                "for temp files left by an earlier run"),
+            { discard: true }
+          ),
+          [...inSsh.removed, ...inBackups.removed]
+        )
+      }),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),
@@ -842,7 +887,8 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
                 if (!memory.dirs.has(dir)) memory.mkdir(dir, owner, 0o700)
                 const path = nodePath.join(dir, name)
                 yield* create(path, content, fileOwner)
-                const pruned = backupsToDelete(memory.list(dir), retention)
+                const files = memory.list(dir).filter((old) => memory.files.has(nodePath.join(dir, old)))
+                const pruned = backupsToDelete(files, retention, name)
                 for (const old of pruned) memory.files.delete(nodePath.join(dir, old))
                 return { path, pruned }
               })

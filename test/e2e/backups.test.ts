@@ -170,6 +170,32 @@ describeAsRoot("backups (e2e)", () => {
     expect(logsWith(run, "removed old backups", bob.name)[0]).toMatchObject({ count: "3", retention: "3" })
   })
 
+  it("directories and names from the future with backup names take no real backup's place in the retention count", async () => {
+    // Found in review: three directories named like backups from the year 9999 were "the newest three", so with
+    // retention 3 every new backup was deleted as soon as it was written, with the real ones before it.
+    const bob = await users.create({ authorizedKeys: lines(key("fut-prev")) })
+    const real = ["authorized_keys_20200101_000000_aaaaaa", "authorized_keys_20210101_000000_bbbbbb"]
+    const future = "authorized_keys_99991231_235959_ffffff"
+    await seedBackups(bob, Object.fromEntries([...real, future].map((n) => [n, `content of ${n}\n`])))
+    const dirs = ["authorized_keys_99991231_235959_dddddd", "authorized_keys_99991231_235959_eeeeee"]
+    for (const d of dirs) {
+      await fs.mkdir(path.join(bob.backupDir, d))
+      await fs.chown(path.join(bob.backupDir, d), bob.uid, bob.gid)
+    }
+    server.keys("/bk/future", [key("fut-new")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/bk/future"))], { backup_retention_count: 2 }))
+
+    expect(run.code, run.stdout).toBe(0)
+    const after = (await fs.readdir(bob.backupDir)).sort()
+    const created = after.filter((n) => BACKUP_NAME.test(n) && ![...real, future, ...dirs].includes(n))
+    expect(created).toHaveLength(1)
+    // The new backup and the newest real one are kept (retention 2); the planted names are neither counted nor touched.
+    expect(after).toEqual([real[1], created[0], future, ...dirs].sort())
+    expect(await fs.readFile(path.join(bob.backupDir, created[0] ?? ""), "utf8")).toBe(lines(key("fut-prev")))
+    expect(logsWith(run, "removed old backups", bob.name)[0]).toMatchObject({ count: "1", retention: "2" })
+  })
+
   it("backup names use UTC whatever the host's time zone", async () => {
     const bob = await users.create({ authorizedKeys: lines(key("tz-old")) })
     server.keys("/bk/tz", [key("tz-new")])

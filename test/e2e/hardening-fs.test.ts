@@ -436,6 +436,40 @@ describeAsRoot("hardening: file system (e2e)", () => {
   // Leftovers of an earlier run
   // ===========================================================================
 
+  it("14b. a .ssh filled with thousands of leftover-named links is looked at in part, in one warning and two log lines", async () => {
+    // Found in review: a user's ~/.ssh of two million hard links (no inodes needed) held the run's one thread for
+    // seconds on every run, long enough for other users' fetches to time out, and logged a line per removed name.
+    const { user: bob } = await userWithFile("many")
+    const target = path.join(bob.sshDir, ".authkeysync_20200101_000000_aaaaaa")
+    await fs.writeFile(target, "leftover\n", { mode: 0o600 })
+    await fs.chown(target, bob.uid, bob.gid)
+    const old = new Date("2020-01-01T00:00:00Z")
+    await fs.utimes(target, old, old)
+    const letters = (i: number) => Array.from({ length: 6 }, (_, d) => String.fromCharCode(97 + (Math.floor(i / 26 ** d) % 26))).join("")
+    const planted = 5000
+    for (let i = 1; i < planted; i++) await fs.link(target, path.join(bob.sshDir, `.authkeysync_20200101_000000_${letters(i)}`))
+    const k = key("many-new")
+    server.keys("/many", [k])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/many"))], { preserve_local_keys: false }))
+
+    expectSummary(run, { updated: 1, failed: 0 })
+    expect(logsWith(run, `${bob.sshDir} holds more than 4096 entries: only that many were looked at for temp files left by an earlier run`, bob.name)).toHaveLength(1)
+    const named = logsWith(run, "removed a temp file left by an earlier run", bob.name)
+    expect(named).toHaveLength(10)
+    const more = logsWith(run, "removed more temp files left by earlier runs", bob.name)
+    expect(more).toHaveLength(1)
+    const removed = 10 + Number(more[0]?.["count"])
+    // At most as many as were looked at; those left are still there for a later run.
+    expect(removed).toBeGreaterThan(4000)
+    expect(removed).toBeLessThanOrEqual(4096)
+    const left = (await fs.readdir(bob.sshDir)).filter((n) => n.startsWith(".authkeysync_"))
+    expect(left).toHaveLength(planted - removed)
+    expect(splitGenerated(await fs.readFile(bob.authorizedKeys, "utf8")).body).toBe(
+      expectedBody([{ source: server.url("/many"), keys: [k] }])
+    )
+  })
+
   it("14. stale temp files: our own old regular file is removed; a symlink with our name and other names are not", async () => {
     const c = await canary()
     const { user: bob, content } = await userWithFile("stale")

@@ -97,4 +97,14 @@ describe("backupsToDelete", () => {
     backupsToDelete(names, 0)
     expect(names).toEqual([b3, b1, b2])
   })
+
+  it("with the backup just written: names stamped after it are neither counted nor deleted", () => {
+    const future = "authorized_keys_99991231_235959_zzzzzz"
+    // Same second as b3, another id: a backup of that moment, counted.
+    const sameSecond = "authorized_keys_20250101_000000_aaaaaa"
+    expect(backupsToDelete([future, b1, b2, b3, sameSecond], 2, b3)).toEqual([b1, b2])
+    expect(backupsToDelete([future, b1, b2, b3], 1, b3)).toEqual([b1, b2])
+    // Without it, the future name outranks every real backup.
+    expect(backupsToDelete([future, b1, b2, b3], 1)).toEqual([b1, b2, b3])
+  })
 })

@@ -31,13 +31,46 @@ export const makeDirectories = (path: string, mode: number): void => {
 }
 
 /**
- * Files a killed run left behind in the directory `base` (a path the caller has made safe to use: pinned, or root's
- * alone): names of `pattern` that are regular files last modified before `beforeMs`, removed; returns their names.
- * lstat: a link with such a name is left alone, like anything that is not a regular file of a finished run.
+ * How many entries of a directory a user controls are ever looked at in one run. A `.ssh` or backups directory holds
+ * a handful; a user who fills theirs with millions of names (hard links cost no inodes) must not hold the run's one
+ * thread for seconds, long enough for other users' fetches to time out.
  */
-export const removeStaleFiles = (base: string, pattern: RegExp, beforeMs: number): ReadonlyArray<string> => {
+export const MAX_DIRECTORY_ENTRIES = 4096
+
+/**
+ * The names in the directory `base`, read a batch at a time and never more than `max` of them; `complete` says whether
+ * that was all of them.
+ */
+export const listDirectory = (base: string, max: number = MAX_DIRECTORY_ENTRIES): {
+  readonly names: ReadonlyArray<string>
+  readonly complete: boolean
+} => {
+  const names: Array<string> = []
+  const dir = fs.opendirSync(base, { bufferSize: 128 })
+  try {
+    for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
+      if (names.length === max) return { names, complete: false }
+      names.push(entry.name)
+    }
+    return { names, complete: true }
+  } finally {
+    dir.closeSync()
+  }
+}
+
+/**
+ * Files a killed run left behind in the directory `base` (a path the caller has made safe to use: pinned, or root's
+ * alone): names of `pattern` that are regular files last modified before `beforeMs`, removed. Returns their names, and
+ * whether the directory was looked at whole (at most `max` entries, see MAX_DIRECTORY_ENTRIES). lstat: a link with such a name is left alone,
+ * like anything that is not a regular file of a finished run.
+ */
+export const removeStaleFiles = (base: string, pattern: RegExp, beforeMs: number, max = MAX_DIRECTORY_ENTRIES): {
+  readonly removed: ReadonlyArray<string>
+  readonly complete: boolean
+} => {
   const removed: Array<string> = []
-  for (const name of attempt(() => fs.readdirSync(base)) ?? []) {
+  const listing = attempt(() => listDirectory(base, max)) ?? { names: [], complete: true }
+  for (const name of listing.names) {
     if (!pattern.test(name)) continue
     const path = `${base}/${name}`
     const st = attempt(() => fs.lstatSync(path))
@@ -49,7 +82,7 @@ export const removeStaleFiles = (base: string, pattern: RegExp, beforeMs: number
       // Gone already, or not ours to remove: left as it is.
     }
   }
-  return removed
+  return { removed, complete: listing.complete }
 }
 
 /** Close, ignoring failure: the number is released either way. */
