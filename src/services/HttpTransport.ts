@@ -233,7 +233,7 @@ class TunnelAgent extends https.Agent {
     const request = (url.protocol === "https:" ? https : http).request({
       host: bareHost(url.hostname),
       port: defaultPort(url),
-      ...(url.protocol === "https:" ? { servername: tlsName(url) } : {}),
+      ...(url.protocol === "https:" ? { servername: tlsName(url), rejectUnauthorized: true } : {}),
       method: "CONNECT",
       path: target,
       headers: {
@@ -254,7 +254,15 @@ class TunnelAgent extends https.Agent {
       if (head.length > 0) socket.unshift(head)
       // SNI carries names only; an address is checked against the certificate without it.
       const name = options.servername || host
-      done(null, tls.connect({ ...(options as tls.ConnectionOptions), socket, servername: isIP(name) === 0 ? name : undefined }))
+      done(
+        null,
+        tls.connect({
+          ...(options as tls.ConnectionOptions),
+          socket,
+          servername: isIP(name) === 0 ? name : undefined,
+          rejectUnauthorized: true
+        })
+      )
     })
     request.once("error", (error) => {
       this.connecting.delete(request)
@@ -301,12 +309,14 @@ export class Transport {
     private readonly hosts: HostLookup = new HostLookup()
   ) {
     const lookup = hosts.lookup
-    const tlsOptions = { keepAlive: true, lookup, ...(ca === undefined ? {} : { ca }) }
+    // Certificates are always checked, explicitly: Node's default yields to NODE_TLS_REJECT_UNAUTHORIZED=0 in root's
+    // environment (a debugging leftover in a cron file or unit), which would turn the checks off for every source.
+    const tlsOptions = { keepAlive: true, lookup, rejectUnauthorized: true, ...(ca === undefined ? {} : { ca }) }
     this.direct = new http.Agent({ keepAlive: true, lookup })
     this.directTls = new https.Agent(tlsOptions)
     // Connections to the proxy itself; an https proxy is checked against the built-in CAs.
     this.forward = new http.Agent({ keepAlive: true, lookup })
-    this.forwardTls = new https.Agent({ keepAlive: true, lookup })
+    this.forwardTls = new https.Agent({ keepAlive: true, lookup, rejectUnauthorized: true })
     this.tunnel = settings.https?._tag === "Proxy" ? new TunnelAgent(settings.https, tlsOptions) : undefined
   }
 

@@ -450,6 +450,23 @@ describeAsRoot("network hardening (e2e)", () => {
       await expectBystanderSynced(run, b)
     })
 
+    it("NODE_TLS_REJECT_UNAUTHORIZED=0 in root's environment does not turn certificate checks off", async () => {
+      // Found in review: Node's default yields to that variable (a debugging leftover in a cron file or unit).
+      const v = await victim()
+      const b = await bystander("tls-env")
+      tls.route("/tls/env", { body: lines(key("tls-env")) })
+
+      const run = await runWithConfig(
+        config([userWith(v.user.name, tls.url("/tls/env")), userWith(b.user.name, b.source)]),
+        [],
+        { env: { NODE_TLS_REJECT_UNAUTHORIZED: "0" } }
+      )
+
+      expectRunFailed(run, 1)
+      await expectSourceFailed(run, v, tls.url("/tls/env"), /certificate/i)
+      await expectBystanderSynced(run, b)
+    })
+
     it("a per-source ca_file trusts the certificate (and wins over policy.ca_file either way)", async () => {
       const v = await victim()
       const [perSource, overridesPolicy] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
