@@ -12,6 +12,7 @@ import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 import { closeQuietly, fsyncFd, makeDirectories, openFile, removeStaleFiles, unlinkQuietly } from "./internal/syscalls.js"
+import { untrustedStep } from "./internal/trustedPath.js"
 
 /** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
 export interface ManagedRecord {
@@ -42,14 +43,27 @@ const euid = () => process.geteuid?.() ?? 0
 
 // Like SshFiles: local syscalls run synchronously, fsync aside (see internal/syscalls.ts).
 
-const checkDirectory = (path: string): void => {
+/**
+ * The directories above the state directory: nobody but root may be able to swap one (see internal/trustedPath.ts).
+ * Checked once per run and directory: only root can change what passed.
+ */
+const checkAncestors = (checked: Set<string>, path: string): void => {
+  if (checked.has(path)) return
+  const problem = untrustedStep(path)
+  if (problem !== undefined) throw new StateError({ path, detail: `refusing the state directory: ${problem}` })
+  checked.add(path)
+}
+
+const checkDirectory = (checked: Set<string>, path: string): void => {
+  checkAncestors(checked, path)
   const problem = privateDirectoryProblem(directoryStat(fs.lstatSync(path)), euid())
   if (problem !== undefined) throw new StateError({ path, detail: `refusing the state directory: ${problem}` })
 }
 
-const ensureDirectory = (path: string): void => {
+const ensureDirectory = (checked: Set<string>, path: string): void => {
+  checkAncestors(checked, path)
   makeDirectories(path, 0o700)
-  checkDirectory(path)
+  checkDirectory(checked, path)
 }
 
 const stateFailed = (path: string) => (error: unknown) =>
@@ -75,11 +89,11 @@ const decodeRecord = (path: string, text: string): ManagedRecord => {
   return { identities: new Set(keys), lines: lines === undefined ? undefined : new Set(lines) }
 }
 
-const readRecord = (stateDir: string, user: string): ManagedRecord | undefined => {
+const readRecord = (checked: Set<string>, stateDir: string, user: string): ManagedRecord | undefined => {
   const dir = nodePath.join(stateDir, SUBDIR)
   try {
-    checkDirectory(stateDir)
-    checkDirectory(dir)
+    checkDirectory(checked, stateDir)
+    checkDirectory(checked, dir)
   } catch (error) {
     // No state directory yet: nothing was ever recorded (reading never creates it, so a dry run changes nothing).
     if ((error as Errno).code === "ENOENT") return undefined
@@ -114,14 +128,15 @@ const removeStaleTemps = (dir: string): void =>
   void removeStaleFiles(dir, TEMP_RECORD_PATTERN, PROCESS_STARTED_MS, Number.POSITIVE_INFINITY)
 
 const writeRecord = async (
+  checked: Set<string>,
   stateDir: string,
   user: string,
   record: ManagedRecord,
   firstWriteIn: (dir: string) => boolean
 ): Promise<void> => {
-  ensureDirectory(stateDir)
+  ensureDirectory(checked, stateDir)
   const dir = nodePath.join(stateDir, SUBDIR)
-  ensureDirectory(dir)
+  ensureDirectory(checked, dir)
   if (firstWriteIn(dir)) removeStaleTemps(dir)
   const path = recordPath(stateDir, user)
   const temp = `${path}.${process.pid}.tmp`
@@ -166,6 +181,7 @@ const writeRecord = async (
  */
 export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
   const swept = new Set<string>()
+  const checked = new Set<string>()
   const firstWriteIn = (dir: string) => {
     if (swept.has(dir)) return false
     swept.add(dir)
@@ -174,12 +190,12 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
   return ManagedKeys.of({
     read: (stateDir, user) =>
       Effect.try({
-        try: () => readRecord(stateDir, user),
+        try: () => readRecord(checked, stateDir, user),
         catch: stateFailed(recordPath(stateDir, user))
       }).pipe(Effect.map(Option.fromNullable)),
     write: (stateDir, user, record) =>
       Effect.tryPromise({
-        try: () => writeRecord(stateDir, user, record, firstWriteIn),
+        try: () => writeRecord(checked, stateDir, user, record, firstWriteIn),
         catch: stateFailed(recordPath(stateDir, user))
       }).pipe(Effect.uninterruptible)
   })

@@ -18,6 +18,7 @@ import { Context, Duration, Effect, Layer, type Scope } from "effect"
 import { describeCause, RunLockError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 import { makeDirectories, unlinkQuietly } from "./internal/syscalls.js"
+import { untrustedStep } from "./internal/trustedPath.js"
 
 /** @since 0.2.0 */
 export class RunLock extends Context.Tag("authkeysync/RunLock")<RunLock, {
@@ -77,6 +78,9 @@ const fail = (path: string, detail: string) => new RunLockError({ path, detail }
 
 const checkDirectory = (lockPath: string): void => {
   const dir = nodePath.dirname(lockPath)
+  // Above the lock's own directory too, nobody but root may be able to swap a directory (see internal/trustedPath.ts).
+  const above = untrustedStep(dir)
+  if (above !== undefined) throw fail(lockPath, `refusing the lock directory ${dir}: ${above}`)
   try {
     makeDirectories(dir, 0o700)
   } catch (error) {

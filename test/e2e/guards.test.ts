@@ -675,6 +675,34 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     })
   }
 
+  it("a lock directory below a directory a user owns is refused: they could swap it while the run waits", async () => {
+    // Found in review: only the lock's own directory was checked, then the lock was used by path every 100 ms.
+    const bob = await users.create({ authorizedKeys: lines(key("lockabove-old")) })
+    const dir = await lockDir()
+    const mine = path.join(dir, "mine")
+    await fs.mkdir(mine, { mode: 0o755 })
+    await fs.chown(mine, bob.uid, bob.gid)
+    const lockDirPath = path.join(mine, "lock")
+    await fs.mkdir(lockDirPath, { mode: 0o700 })
+    const before = await snapshotTree(bob.sshDir)
+    server.keys("/lockabove", [key("lockabove-new")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/lockabove"))]), [
+      "--lock-file",
+      path.join(lockDirPath, "authkeysync.lock"),
+      "--lock-timeout",
+      "1"
+    ])
+
+    expect(run.code, run.stdout + run.stderr).toBe(1)
+    expect(run.stderr).toContain(
+      `refusing the lock directory ${lockDirPath}: ${mine}, a directory on the way to it, is owned by uid ${bob.uid}, not root`
+    )
+    expect(server.requestsTo("/lockabove")).toHaveLength(0)
+    expect(await snapshotTree(bob.sshDir)).toEqual(before)
+    expect(await fs.readdir(lockDirPath)).toEqual([])
+  })
+
   it("--dry-run does not take the lock: it runs while a live holder has it", async () => {
     const holder = await liveProcess()
     children.push(holder.child)
@@ -749,6 +777,31 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       expect(await snapshotTree(dir)).toEqual(stateBefore)
     })
   }
+
+  it("a state_dir below a directory a user owns fails the user with a state error; nothing is written there", async () => {
+    // Found in review: only state_dir and managed-keys were checked, then records were written by path, so the owner
+    // of a directory above could swap state_dir for one whose managed-keys leads anywhere.
+    const bob = await users.create({ authorizedKeys: lines(key("stateabove-old")) })
+    const dir = await users.tempDir()
+    await fs.chmod(dir, 0o755)
+    const mine = path.join(dir, "mine")
+    await fs.mkdir(mine, { mode: 0o755 })
+    await fs.chown(mine, bob.uid, bob.gid)
+    const stateDir = path.join(mine, "state")
+    const before = await snapshotTree(bob.sshDir)
+    server.keys("/stateabove", [key("stateabove-new")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/stateabove"))], { state_dir: stateDir }))
+
+    expect(run.code, run.stdout + run.stderr).toBe(1)
+    const err = logsWith(run, NOT_SYNCED, bob.name)
+    expect(err, run.stdout).toHaveLength(1)
+    expect(err[0]?.msg).toContain(
+      `refusing the state directory: ${mine}, a directory on the way to it, is owned by uid ${bob.uid}, not root`
+    )
+    expect(await snapshotTree(bob.sshDir)).toEqual(before)
+    expect(await fs.readdir(mine)).toEqual([])
+  })
 
   // The shipped unit has ProtectSystem=strict: a state_dir or --lock-file outside its writable paths is on a read-only
   // file system there. Node's recursive mkdir called that ENOENT ("no such file or directory"), pointing nowhere.
