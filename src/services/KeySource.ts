@@ -153,21 +153,43 @@ const buildRequest = (hop: Hop) => {
 }
 
 /**
- * The first hop. Credentials in the URL (`https://user:pass@host/…`) become Basic auth, as Go's client sends them,
- * unless an Authorization header is configured; the URL itself is sent without them.
+ * `%XX` escapes as the bytes they stand for, as Go's url package unescapes user info (`%E0` is the byte 0xE0, whatever
+ * UTF-8 says); undefined for a `%` not followed by two hex digits, which Go refuses as an invalid URL escape.
  */
-export const firstHop = (source: Source): Hop => {
+export const percentDecodeBytes = (text: string): Buffer | undefined => {
+  if (/%(?![0-9A-Fa-f]{2})/.test(text)) return undefined
+  const bytes: Array<number> = []
+  for (let i = 0; i < text.length;) {
+    if (text[i] === "%") {
+      bytes.push(parseInt(text.slice(i + 1, i + 3), 16))
+      i += 3
+    } else {
+      const char = String.fromCodePoint(text.codePointAt(i)!)
+      bytes.push(...Buffer.from(char, "utf8"))
+      i += char.length
+    }
+  }
+  return Buffer.from(bytes)
+}
+
+/**
+ * The first hop, or why the source's URL cannot be sent. Credentials in the URL (`https://user:pass@host/…`) become
+ * Basic auth, as Go's client sends them, unless an Authorization header is configured; the URL itself is sent without
+ * them.
+ */
+export const firstHop = (source: Source): Hop | string => {
   const headers = requestHeaders(source)
   if (!source.url.includes("@")) return { url: source.url, method: source.method, headers, body: source.body }
   const url = new URL(source.url)
   if (url.username === "" && url.password === "") return { url: source.url, method: source.method, headers, body: source.body }
-  const user = decodeURIComponent(url.username)
-  const pass = decodeURIComponent(url.password)
+  const user = percentDecodeBytes(url.username)
+  const pass = percentDecodeBytes(url.password)
+  // The credentials themselves are never part of the message.
+  if (user === undefined || pass === undefined) return "the URL's user name or password has an invalid % escape"
   url.username = ""
   url.password = ""
-  const withAuth = headerValue(headers, "authorization") === undefined
-    ? { ...headers, Authorization: `Basic ${Buffer.from(`${user}:${pass}`, "utf8").toString("base64")}` }
-    : headers
+  const basic = Buffer.concat([user, Buffer.from(":"), pass]).toString("base64")
+  const withAuth = headerValue(headers, "authorization") === undefined ? { ...headers, Authorization: `Basic ${basic}` } : headers
   return { url: url.toString(), method: source.method, headers: withAuth, body: source.body }
 }
 
@@ -253,7 +275,9 @@ export const make = Effect.gen(function*() {
       const client = yield* clientFor(source, options.caFile)
       const shown = redactUrl(source.url)
       const fail = (status: number, detail: string) => new SourceFetchError({ url: shown, reason: "Status", status, detail })
-      let hop = firstHop(source)
+      const first = firstHop(source)
+      if (typeof first === "string") return yield* new SourceFetchError({ url: shown, reason: "Transport", detail: first })
+      let hop = first
       for (let hops = 0;; hops++) {
         const response = yield* client.execute(buildRequest(hop)).pipe(
           Effect.mapError((error) =>

@@ -1,6 +1,6 @@
 /**
  * Found in reviews of the HTTP fetch path: compressed bodies (Content-Encoding), password-like query parameters, and a
- * body cut off by a connection reset.
+ * body cut off by a connection reset, percent escapes in URL credentials.
  * Each test failed before its fix. (The http -> https upgrade redirect is in KeySource.test.ts.)
  *
  * Only loopback traffic: every server here listens on 127.0.0.1.
@@ -240,5 +240,31 @@ describe("F3: a body cut off by a connection reset is a failed source, never a s
     const summary = await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer)))
     expect(summary.exitCode).toBe(1)
     expect(fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${K1}\n${K2}\n`)
+  })
+})
+
+// =============================================================================
+// F4: percent escapes in the URL's credentials
+// =============================================================================
+
+describe("F4: credentials in the URL are unescaped as Go does, and a bad escape fails only its source", () => {
+  it("%E0 (not UTF-8 on its own) is sent as that byte in Basic auth, as Go's url package unescapes it", async () => {
+    requests.length = 0
+    const exit = await fetchLive({ url: `${base.replace("http://", "http://u%201:p%E0ss@")}/plain` })
+    expect(exit).toStrictEqual(Exit.succeed(`${K2}\n`))
+    const expected = Buffer.concat([Buffer.from("u 1:p"), Buffer.from([0xe0]), Buffer.from("ss")]).toString("base64")
+    expect(requests.at(-1)?.authorization).toBe(`Basic ${expected}`)
+  })
+
+  it("a % not followed by two hex digits fails the source with a message that does not show the credentials", async () => {
+    const exit = await fetchLive({ url: `${base.replace("http://", "http://user:SECRET%zz@")}/plain` })
+    expect(Exit.isFailure(exit)).toBe(true)
+    if (Exit.isFailure(exit)) {
+      // A failure of the source (SourceFetchError), not a defect ("internal error").
+      expect(Cause.isDie(exit.cause)).toBe(false)
+      const pretty = Cause.pretty(exit.cause)
+      expect(pretty).toContain("the URL's user name or password has an invalid % escape")
+      expect(pretty).not.toContain("SECRET")
+    }
   })
 })
