@@ -365,46 +365,59 @@ export class Transport {
       onError(new Error(proxy.problem))
       return () => {}
     }
-    let request: http.ClientRequest
-    try {
-      request = this.request(url, proxy, outgoing)
-    } catch (cause) {
-      // Node refuses some requests on the spot (a header value with a character it does not send): that source fails.
-      onError(cause)
-      return () => {}
-    }
     let settled = false
-    let answer: http.IncomingMessage | undefined
-    request.once("response", (response) => {
-      if (settled) return void response.destroy()
-      settled = true
-      answer = response
-      onResponse(response)
-    })
-    // Kept for the request's life: a socket error after the response (or after an abort) also lands here.
-    request.on("error", (cause) => {
-      // The connection failed (a reset) before the body's end: its reader must fail. A body that runs to the close of
-      // the connection (no Content-Length, not chunked) would otherwise end as if complete, and a cut-off key list be
-      // written, as the Go original never does (its read fails with "connection reset").
-      if (answer !== undefined && !answer.complete) return void answer.destroy(cause)
-      if (settled) return
-      settled = true
-      onError(cause)
-    })
-    // Node validates the request when it is created, not here; the guard keeps a future Node's throw (or a body it
-    // refuses) a failed source rather than a defect.
-    try {
-      request.end(outgoing.body)
-    } catch (cause) {
-      settled = true
-      request.destroy()
-      onError(cause)
-      return () => {}
+    let current: http.ClientRequest | undefined
+    // A kept-alive connection the server closed just as it was reused fails before any answer: the request never
+    // reached the server, and Go's client sends a GET (or HEAD) again on a new connection, once. So does this one.
+    let mayRetry = outgoing.method === "GET" || outgoing.method === "HEAD"
+    const send = (): void => {
+      let request: http.ClientRequest
+      try {
+        request = this.request(url, proxy, outgoing)
+      } catch (cause) {
+        // Node refuses some requests on the spot (a header value with a character it does not send): that source fails.
+        settled = true
+        onError(cause)
+        return
+      }
+      current = request
+      let answer: http.IncomingMessage | undefined
+      request.once("response", (response) => {
+        if (settled) return void response.destroy()
+        settled = true
+        answer = response
+        onResponse(response)
+      })
+      // Kept for the request's life: a socket error after the response (or after an abort) also lands here.
+      request.on("error", (cause) => {
+        // The connection failed (a reset) before the body's end: its reader must fail. A body that runs to the close
+        // of the connection (no Content-Length, not chunked) would otherwise end as if complete, and a cut-off key list
+        // be written, as the Go original never does (its read fails with "connection reset").
+        if (answer !== undefined && !answer.complete) return void answer.destroy(cause)
+        if (settled || current !== request) return
+        const code = (cause as NodeJS.ErrnoException).code
+        if (mayRetry && request.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")) {
+          mayRetry = false
+          return send()
+        }
+        settled = true
+        onError(cause)
+      })
+      // Node validates the request when it is created, not here; the guard keeps a future Node's throw (or a body it
+      // refuses) a failed source rather than a defect.
+      try {
+        request.end(outgoing.body)
+      } catch (cause) {
+        settled = true
+        request.destroy()
+        onError(cause)
+      }
     }
+    send()
     // A request that has no socket yet (a proxy still answering its CONNECT) ends here too.
     return () => {
       settled = true
-      request.destroy()
+      current?.destroy()
     }
   }
 

@@ -1,7 +1,8 @@
 /**
- * Found in reviews of the HTTP fetch path: compressed bodies (Content-Encoding), password-like query parameters, and a
- * body cut off by a connection reset, percent escapes in URL credentials.
- * Each test failed before its fix. (The http -> https upgrade redirect is in KeySource.test.ts.)
+ * Found in reviews of the HTTP fetch path: compressed bodies (Content-Encoding), password-like query parameters, a
+ * body cut off by a connection reset, percent escapes in URL credentials, and kept-alive connections reset on reuse.
+ * Each test failed before its fix, but F5's POST case, which guards the limit of that fix. (The http -> https upgrade
+ * redirect is in KeySource.test.ts.)
  *
  * Only loopback traffic: every server here listens on 127.0.0.1.
  */
@@ -266,5 +267,63 @@ describe("F4: credentials in the URL are unescaped as Go does, and a bad escape 
       expect(pretty).toContain("the URL's user name or password has an invalid % escape")
       expect(pretty).not.toContain("SECRET")
     }
+  })
+})
+
+// =============================================================================
+// F5: a kept-alive connection that the server closes as it is reused
+// =============================================================================
+
+describe("F5: a GET on a reused connection that the server reset is sent again once, on a new connection", () => {
+  // Answers the first request of each connection (keep-alive, with a Content-Length) and resets the connection when
+  // a second request arrives on it: what a server whose idle timeout fires just as the client reuses the connection
+  // looks like to the client.
+  let raw: net.Server
+  let rawBase = ""
+  let connections = 0
+  beforeAll(async () => {
+    raw = net.createServer((socket) => {
+      connections++
+      let seen = 0
+      socket.on("data", () => {
+        if (++seen === 1) {
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${K1.length + 1}\r\n\r\n${K1}\n`)
+        } else {
+          socket.resetAndDestroy()
+        }
+      })
+      socket.on("error", () => {})
+    })
+    await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve))
+    rawBase = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`
+  })
+  afterAll(() => new Promise<void>((resolve) => raw.close(() => resolve())))
+
+  const twice = (method: string) =>
+    Effect.runPromise(
+      Effect.gen(function*() {
+        const ks = yield* KeySource.KeySource
+        const source = Schema.decodeUnknownSync(Source)({ url: `${rawBase}/keys`, method })
+        const first = yield* Effect.exit(ks.fetch(source))
+        const second = yield* Effect.exit(ks.fetch(source))
+        return [first, second] as const
+      }).pipe(Effect.provide(liveKeySource), Effect.scoped)
+    )
+
+  it("GET: both fetches give the keys; the second took a new connection", async () => {
+    connections = 0
+    const [first, second] = await twice("GET")
+    expect(first).toStrictEqual(Exit.succeed(`${K1}\n`))
+    expect(second).toStrictEqual(Exit.succeed(`${K1}\n`))
+    expect(connections).toBe(2)
+  })
+
+  it("POST is not sent twice (it may not be safe to repeat, and Go does not either): the source fails", async () => {
+    connections = 0
+    const [first, second] = await twice("POST")
+    expect(first).toStrictEqual(Exit.succeed(`${K1}\n`))
+    expect(Exit.isFailure(second)).toBe(true)
+    if (Exit.isFailure(second)) expect(Cause.pretty(second.cause)).toContain("ECONNRESET")
+    expect(connections).toBe(1)
   })
 })
