@@ -9,6 +9,7 @@ import { Chunk, Context, Effect, Exit, Fiber, FiberRef, Layer, Option, Stream } 
 import { constTrue } from "effect/Function"
 import { constants as bufferConstants } from "node:buffer"
 import * as zlib from "node:zlib"
+import { textToBytes } from "../pipeline/Bytes.js"
 import { REQUEST_OWN_HEADERS, type Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
 import { redactUrl } from "../pipeline/Redact.js"
@@ -48,7 +49,13 @@ const parseUrl = (location: string, base: string): URL | undefined => {
  * without Host, Content-Length, Transfer-Encoding and Trailer, which the request sets itself, as in the Go original.
  */
 export const requestHeaders = (source: Source): Record<string, string> => {
-  const configured = Object.fromEntries(Object.entries(source.headers).filter(([name]) => !REQUEST_OWN_HEADERS.has(name.toLowerCase())))
+  // Values go out as their UTF-8 bytes, as Go sends its strings (Node writes a header value one byte per character, and
+  // refuses one above U+00FF): `é` is C3 A9 on the wire, not E9, and `€` is sent rather than failing the source.
+  const configured = Object.fromEntries(
+    Object.entries(source.headers)
+      .filter(([name]) => !REQUEST_OWN_HEADERS.has(name.toLowerCase()))
+      .map(([name, value]) => [name, textToBytes(value)])
+  )
   return headerValue(configured, "user-agent") === undefined ? { "User-Agent": DEFAULT_USER_AGENT, ...configured } : configured
 }
 

@@ -1,6 +1,7 @@
 /**
  * Found in reviews of the HTTP fetch path: compressed bodies (Content-Encoding), password-like query parameters, a
- * body cut off by a connection reset, percent escapes in URL credentials, and kept-alive connections reset on reuse.
+ * body cut off by a connection reset, percent escapes in URL credentials, kept-alive connections reset on reuse, and
+ * non-ASCII header values.
  * Each test failed before its fix, but F5's POST case, which guards the limit of that fix. (The http -> https upgrade
  * redirect is in KeySource.test.ts.)
  *
@@ -325,5 +326,19 @@ describe("F5: a GET on a reused connection that the server reset is sent again o
     expect(Exit.isFailure(second)).toBe(true)
     if (Exit.isFailure(second)) expect(Cause.pretty(second.cause)).toContain("ECONNRESET")
     expect(connections).toBe(1)
+  })
+})
+
+// =============================================================================
+// F6: non-ASCII header values
+// =============================================================================
+
+describe("F6: a header value goes out as its UTF-8 bytes, as the Go original sends it", () => {
+  it("`Zürich €`: the server receives the UTF-8 bytes (not Latin-1 for ü, and € is sent rather than refused)", async () => {
+    requests.length = 0
+    const exit = await fetchLive({ url: `${base}/plain`, headers: { "X-Team": "Zürich €" } })
+    expect(exit).toStrictEqual(Exit.succeed(`${K2}\n`))
+    // Node's server gives header values one character per byte.
+    expect(Buffer.from(String(requests.at(-1)?.["x-team"]), "latin1")).toEqual(Buffer.from("Zürich €", "utf8"))
   })
 })
