@@ -56,7 +56,10 @@ export const requestHeaders = (source: Source): Record<string, string> => {
       .filter(([name]) => !REQUEST_OWN_HEADERS.has(name.toLowerCase()))
       .map(([name, value]) => [name, textToBytes(value)])
   )
-  return headerValue(configured, "user-agent") === undefined ? { "User-Agent": DEFAULT_USER_AGENT, ...configured } : configured
+  const userAgent = headerValue(configured, "user-agent")
+  if (userAgent === undefined) return { "User-Agent": DEFAULT_USER_AGENT, ...configured }
+  // An empty one means none at all, as in Go's client (which then writes no User-Agent line).
+  return userAgent === "" ? Object.fromEntries(Object.entries(configured).filter(([name]) => name.toLowerCase() !== "user-agent")) : configured
 }
 
 /** A header's value by case-insensitive name. */

@@ -27,7 +27,8 @@ describe("requestHeaders", () => {
       { "X-Team": "ops", "user-agent": "custom/4", Authorization: "token t" },
       { "X-Team": "ops", "user-agent": "custom/4", Authorization: "token t" }
     ],
-    ["empty User-Agent is still a configured one", { "User-Agent": "" }, { "User-Agent": "" }],
+    // Go's client writes no User-Agent line for an empty one; neither the default nor an empty header is sent.
+    ["empty User-Agent: none is sent", { "User-Agent": "", "X-Team": "ops" }, { "X-Team": "ops" }],
     [
       "a header that merely contains user-agent is not one",
       { "X-User-Agent": "x" },
