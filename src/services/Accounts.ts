@@ -122,18 +122,18 @@ export const findCommand = (name: string, dirs: ReadonlyArray<string>): Either.E
   return Either.left(`not found in ${dirs.join(", ")} (the tool does not search $PATH)`)
 }
 
-const runIn = (dirs: ReadonlyArray<string>): RunCommand => (file, args) =>
+const runIn = (dirs: ReadonlyArray<string>, timeoutMs: number): RunCommand => (file, args) =>
   Effect.suspend(() => {
     const found = findCommand(file, dirs)
-    return Either.isLeft(found) ? Effect.fail(new Error(found.left)) : run(found.right, args, dirs)
+    return Either.isLeft(found) ? Effect.fail(new Error(found.left)) : run(found.right, args, dirs, timeoutMs)
   })
 
-const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<string>) =>
+const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<string>, timeoutMs: number) =>
   Effect.async<CommandResult, Error>((resume, signal) => {
     execFile(
       file,
       args,
-      { timeout: LOOKUP_TIMEOUT_MS, signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: { PATH: dirs.join(":"), LC_ALL: "C" } },
+      { timeout: timeoutMs, signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: { PATH: dirs.join(":"), LC_ALL: "C" } },
       (error, stdout, stderr) => {
         if (!error || typeof error.code === "number") {
           return resume(Effect.succeed({ code: error ? Number(error.code) : 0, stdout, stderr }))
@@ -141,7 +141,7 @@ const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<stri
         // Ended by a signal: execFile says only "Command failed: <argv>" and a newline. A hung NSS source (LDAP down)
         // is killed at the timeout; the log line must say so.
         if (error.killed) {
-          resume(Effect.fail(new CommandKilled(`it did not answer within ${LOOKUP_TIMEOUT_MS / 1000}s and was killed`, true, { cause: error })))
+          resume(Effect.fail(new CommandKilled(`it did not answer within ${timeoutMs / 1000}s and was killed`, true, { cause: error })))
         } else if (error.signal) {
           resume(Effect.fail(new CommandKilled(`it was killed by ${error.signal}`, false, { cause: error })))
         } else {
@@ -305,8 +305,12 @@ const lookupAll = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect
  *
  * @since 0.3.0
  */
-export const layerWith = (options: { readonly commandDirs: ReadonlyArray<string> }): Layer.Layer<Accounts> => {
-  const run = runIn([...options.commandDirs])
+export const layerWith = (options: {
+  readonly commandDirs: ReadonlyArray<string>
+  /** How long one `getent` may take before it is killed (a hung NSS source); 15 s unless given. */
+  readonly lookupTimeoutMs?: number
+}): Layer.Layer<Accounts> => {
+  const run = runIn([...options.commandDirs], options.lookupTimeoutMs ?? LOOKUP_TIMEOUT_MS)
   return Layer.succeed(
     Accounts,
     Accounts.of({ lookup: (name) => lookupOne(run, name), lookupAll: (names) => lookupAll(run, names) })
