@@ -128,6 +128,8 @@ const preview = (key: string) => {
 interface FetchedSource {
   readonly url: string
   readonly keys: ReadonlyArray<string>
+  /** No key, only lines of an HTML/JSON error page: a server's error sent with status 200, not an empty key list. */
+  readonly errorPageOnly: boolean
 }
 
 /**
@@ -214,7 +216,8 @@ const fetchSource = (source: Source, policy: Policy) =>
         { lines: parsed.discarded["error-page"] }
       )
     }
-    return { url: source.url, keys: parsed.keys } satisfies FetchedSource
+    const errorPageOnly = parsed.keys.length === 0 && parsed.discarded["error-page"] > 0
+    return { url: source.url, keys: parsed.keys, errorPageOnly } satisfies FetchedSource
   })
 
 /** What a user's sources gave: every source's keys, or the failures. */
@@ -470,11 +473,26 @@ const syncDirectory = (
     })
     // What the tool provides now: dedup only drops repeated lines, so these are also the identities it will write.
     const managedNow = identitiesOf([pinned, ...fetched.map((f) => f.keys)])
-    const selection = selectLocalKeys(local.keys, previously.identities, managedNow, previously.lines)
+    const found = selectLocalKeys(local.keys, previously.identities, managedNow, previously.lines)
+    // A source that sent only an error page (status 200) has not said that its keys are gone: nothing is revoked on
+    // such a run. Those keys stay (as local lines, as the Go original keeps them) and stay recorded as the tool's, so
+    // that the first real answer without them revokes them.
+    const heldBack = fetched.filter((f) => f.errorPageOnly)
+    const selection = heldBack.length > 0 ? { kept: [...found.kept, ...found.revoked], revoked: [] } : found
+    if (heldBack.length > 0 && found.revoked.length > 0) {
+      yield* Effect.logWarning(
+        "keys no source provides were kept: a source answered with an HTML/JSON error page, not with its keys"
+      ).pipe(Effect.annotateLogs({ keys: found.revoked.length, source: heldBack.map((f) => redactUrl(f.url)).join(" ") }))
+    }
     const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
     // The lines written for them: what a later run may replace with a provider's newer line (see selectLocalKeys).
     const linesNow = new Set(merged.sections.flatMap((section) => (section._tag === "Local" ? [] : section.keys)))
-    const recordNow: ManagedRecord = { identities: managedNow, lines: linesNow }
+    const recordNow: ManagedRecord = heldBack.length > 0
+      ? {
+        identities: new Set([...previously.identities, ...managedNow]),
+        lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
+      }
+      : { identities: managedNow, lines: linesNow }
     yield* logDuplicates(merged.duplicates)
     // Logged once the guards let the rewrite go ahead (a real run: once the file is replaced). A refused or failed
     // rewrite leaves every key in the file, and a line saying one was revoked would be false.

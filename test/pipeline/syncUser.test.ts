@@ -602,6 +602,34 @@ describe("hardening in the pipeline", () => {
       expect(keysOf(w)).toEqual([K3, LOCAL])
     }))
 
+  it.effect("a source that sends only an error page with status 200 revokes nothing; its next real answer does", () =>
+    Effect.gen(function*() {
+      // Found in review: the page counted as an empty key list, so that source's keys were revoked, exit 0, and only
+      // the lockout guard (an empty file) could stop it.
+      const other = "https://b.example/keys"
+      const two = config({ policy: { backup_enabled: false }, users: [{ username: "alice", sources: [{ url }, { url: other }] }] })
+      const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n`, [other]: `${K2}\n` }
+      const w = world(responses)
+      yield* run(w, two)
+      expect(keysOf(w)).toEqual([K1, K2])
+      const revoked = () => w.logs.filter((l) => l.msg === "revoked key: no source provides it any more")
+
+      responses[url] = "<html>\n<body>503 Service Temporarily Unavailable</body>\n</html>\n"
+      const held = yield* run(w, two)
+      expect(held.exitCode).toBe(0)
+      // K1 stays, as a local line (as the Go original would keep it), and stays recorded as the tool's.
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toContain(`# Local (preserved)\n${K1}\n`)
+      expect(revoked()).toEqual([])
+      const warning = w.logs.filter((l) => l.msg.startsWith("keys no source provides were kept"))
+      expect(warning.map((l) => Object.fromEntries(l.fields))).toEqual([expect.objectContaining({ keys: 1, source: url })])
+      expect([...(w.records.get("alice")?.identities ?? [])].sort()).toEqual([K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort())
+
+      responses[url] = `${K3}\n`
+      yield* run(w, two)
+      expect(keysOf(w)).toEqual([K3, K2])
+      expect(revoked().map((l) => Object.fromEntries(l.fields)["key"])).toEqual([K1])
+    }))
+
   it.effect("a rewrite the shrink guard refuses, or that fails, logs no key as revoked: both are still in the file", () =>
     Effect.gen(function*() {
       const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n${K2}\n` }
