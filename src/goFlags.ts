@@ -55,7 +55,18 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
       set(name, i + 1 < args.length ? [`--${name}`, args[++i]!] : [`--${name}`])
     }
   }
-  return [...entries.flatMap((entry) => entry.tokens), ...rest]
+  // Boolean flags go last: @effect/cli reads a word after one (`true`, `false`, `yes`, `0`, …) as its value, so
+  // `-dry-run false`, a dry run and a stray argument for Go, would otherwise be a real run. Last, such a word is the
+  // stray argument it is, and refused.
+  // --help first: @effect/cli takes its built-in flags only there (Go's -help works anywhere).
+  const isHelp = (entry: (typeof entries)[number]) => entry.name === "help"
+  const isBoolean = (entry: (typeof entries)[number]) => entry.name !== undefined && BOOLEAN.has(entry.name) && !isHelp(entry)
+  return [
+    ...entries.filter(isHelp).flatMap((entry) => entry.tokens),
+    ...entries.filter((entry) => !isBoolean(entry) && !isHelp(entry)).flatMap((entry) => entry.tokens),
+    ...entries.filter(isBoolean).flatMap((entry) => entry.tokens),
+    ...rest
+  ]
 }
 
 /**

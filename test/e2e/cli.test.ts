@@ -467,6 +467,25 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
+  it("`-dry-run false` is a dry run with a stray argument for Go: refused here, never a real run that writes", async () => {
+    // Found in review: @effect/cli took `false` as the boolean flag's value, and the run wrote the file.
+    const bob = await users.create({ ssh: true })
+    server.keys("/stray", [key("stray")])
+    for (const args of [["-dry-run", "false"], ["--dry-run", "no"], ["--dry-run=true", "0"]]) {
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/stray"))]), args)
+      expect(run.code).toBe(1)
+      expect(run.stderr).toBe(`authkeysync: Received unknown argument: '${args[1]}'\n`)
+      expect(server.requestsTo("/stray")).toHaveLength(0)
+      expect(await exists(bob.authorizedKeys)).toBe(false)
+    }
+  })
+
+  it("--help after other flags prints the help, exit 0, as Go's -help anywhere does", async () => {
+    const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--dry-run", "--help"])
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain("--lock-timeout")
+  })
+
   it("--concurrency 0 is refused with exit 1", async () => {
     const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--concurrency", "0"])
     expect(run.code).toBe(1)

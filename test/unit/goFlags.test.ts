@@ -26,7 +26,13 @@ describe("normalizeGoFlags (the Go original's flag spellings keep working)", () 
     [["--quiet", "--config", "/a", "-quiet"], ["--config", "/a", "--quiet"]],
     [["-h", "--help"], ["--help"]],
     [["-bogus", "x"], ["-bogus", "x"]],
-    [["--", "-config"], ["--", "-config"]]
+    [["--", "-config"], ["--", "-config"]],
+    // Boolean flags last: a word after one (`false`) is a stray argument, as for Go, never the flag's value (found in
+    // review: `-dry-run false` was a real run).
+    [["-dry-run", "false", "-config", "/a"], ["false", "--config", "/a", "--dry-run"]],
+    [["--quiet", "1"], ["1", "--quiet"]],
+    // --help first, where @effect/cli takes it (Go's -help works anywhere).
+    [["--config", "/a", "--dry-run", "-help"], ["--help", "--config", "/a", "--dry-run"]]
   ]
   it.each(cases)("%j -> %j", (input, expected) => {
     expect(normalizeGoFlags(input)).toEqual(expected)
