@@ -165,6 +165,11 @@ const attempt = (path: string, token: string): { acquired: true } | { acquired: 
   const current = readLock(path)
   if (current === undefined) return { acquired: false, holder: "a run that just finished" }
   const holder = parseHolder(current.text)
+  // Only a lock of ours is ever removed: a --lock-file that names some other file (a typo, the config itself) stops
+  // the run instead. An empty one is a lock a run of an older build died writing.
+  if (holder === undefined && current.text !== "") {
+    throw fail(path, "it is not an authkeysync lock (it holds other text); refusing to remove it")
+  }
   const stale = holder === undefined ? current.ageMs > HALF_WRITTEN_STALE_MS : !isAlive(holder)
   if (stale) {
     takeOver(path, current.text, token)

@@ -575,6 +575,31 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     expect(await exists(bob.authorizedKeys)).toBe(false)
   })
 
+  it("--lock-file naming a file that is not a lock (a typo, the config itself) stops the run and keeps that file", async () => {
+    // Found in review: any old file whose text was not a lock was taken for a half-written one and deleted, as root.
+    const dir = await lockDir()
+    const precious = path.join(dir, "important")
+    await fs.writeFile(precious, "IMPORTANT DATA\n", { mode: 0o644 })
+    const old = new Date(Date.now() - 60_000)
+    await fs.utimes(precious, old, old)
+    const bob = await users.create({ ssh: true })
+    server.keys("/notlock", [key("notlock")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/notlock"))]), [
+      "--lock-file",
+      precious,
+      "--lock-timeout",
+      "1"
+    ])
+
+    expect(run.code, run.stdout + run.stderr).toBe(1)
+    expect(run.stderr).toContain("it is not an authkeysync lock (it holds other text); refusing to remove it")
+    expect(await fs.readFile(precious, "utf8")).toBe("IMPORTANT DATA\n")
+    expect(server.requestsTo("/notlock")).toHaveLength(0)
+    expect(await exists(bob.authorizedKeys)).toBe(false)
+    expect((await fs.readdir(dir)).sort()).toEqual(["important"])
+  })
+
   it("a stale lock (its pid is gone) is taken over; the lock file is removed after the run", async () => {
     const dead = spawn("sleep", ["0.2"], { stdio: "ignore" })
     const pid = dead.pid
