@@ -73,13 +73,17 @@ const YAML_1_1_BOOLEANS: Readonly<Record<string, boolean>> = Object.fromEntries(
   ...["n", "N", "no", "No", "NO", "off", "Off", "OFF"].map((word) => [word, false] as const)
 ])
 
+/** A wrong value as an error message may show it: a scalar as written, a map or list never (it may hold a token). */
+const shownValue = (value: unknown): string =>
+  Array.isArray(value) ? "a list" : typeof value === "object" && value !== null ? "a mapping" : JSON.stringify(value)
+
 const Bool = Schema.transformOrFail(Schema.Unknown, Schema.Boolean, {
   strict: true,
   decode: (v, _, ast) => {
     if (typeof v === "boolean") return ParseResult.succeed(v)
     const old = typeof v === "string" && Object.hasOwn(YAML_1_1_BOOLEANS, v) ? YAML_1_1_BOOLEANS[v] : undefined
     return old === undefined
-      ? ParseResult.fail(new ParseResult.Type(ast, v, `must be true or false, got ${JSON.stringify(v)}`))
+      ? ParseResult.fail(new ParseResult.Type(ast, v, `must be true or false, got ${shownValue(v)}`))
       : ParseResult.succeed(old)
   },
   encode: (b) => ParseResult.succeed(b)
@@ -344,8 +348,11 @@ const ECHOED_FIELDS: ReadonlySet<PropertyKey> = new Set([
  */
 const withoutActual = (message: string, field: PropertyKey | undefined): string => {
   const match = /,? actual ([\s\S]*)$/.exec(message)
-  if (match === null || (field !== undefined && ECHOED_FIELDS.has(field))) return message
-  if (/^(-?[\d.e+]+|true|false|null|undefined)$/.test(match[1]!)) return message
+  if (match === null) return message
+  const actual = match[1]!
+  if (/^(-?[\d.e+]+|true|false|null|undefined)$/.test(actual)) return message
+  // Even those fields echo only text: a map or list there (an indentation slip) may hold the headers under it.
+  if (field !== undefined && ECHOED_FIELDS.has(field) && actual.startsWith("\"")) return message
   return message.slice(0, match.index)
 }
 
@@ -360,7 +367,9 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
   }
   return decodeUnknown(value).pipe(
     Either.mapLeft((error) => {
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+      // An optional field's wrong value fails both of its cases: the field's own message says what is wrong, and
+      // "Expected undefined, actual …" (the field left out) adds only noise.
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(error).filter((issue) => !issue.message.startsWith("Expected undefined"))
       const seen = new Set<string>()
       const lines = issues
         .map((issue) => {

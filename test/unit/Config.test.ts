@@ -899,6 +899,30 @@ users:
   })
 })
 
+describe("decodeConfig: an indentation slip that puts secrets under a field that is echoed shows none of them", () => {
+  // Found in review: method, timeout_seconds, username and the policy keys echoed their wrong value whole, a map too.
+  it.each([
+    ["method", oneSource("        method:\n          headers:\n            Authorization: Bearer SECRET_TOKEN_XYZ\n"), "users[0].sources[0].method: Expected string"],
+    ["timeout_seconds", oneSource("        timeout_seconds:\n          body: '{\"password\": \"SECRET_TOKEN_XYZ\"}'\n"), "users[0].sources[0].timeout_seconds: Expected number"],
+    ["username", "users:\n  - username:\n      url: https://u:SECRET_TOKEN_XYZ@h.example/k\n    sources:\n      - url: https://k.example/b\n", "users[0].username: Expected string"],
+    ["a policy boolean", "policy:\n  backup_enabled:\n    token: SECRET_TOKEN_XYZ\n" + oneSource(), "policy.backup_enabled: must be true or false, got a mapping"]
+  ])("%s", (_field, text, expected) => {
+    const error = fail(text)
+    expect(error.message).toContain(expected)
+    expect(error.message).not.toContain("SECRET_TOKEN_XYZ")
+  })
+
+  it("an optional field's wrong value gives its own message only, no \"Expected undefined\"", () => {
+    const message = fail("policy:\n  max_removed_percent: 101\n" + oneSource()).message
+    expect(message).toContain("policy.max_removed_percent: must be a percentage from 0 to 100, got 101")
+    expect(message).not.toContain("Expected undefined")
+  })
+
+  it("a text value of those fields is still shown", () => {
+    expect(fail(oneSource("        timeout_seconds: abc\n")).message).toContain("timeout_seconds: Expected number, actual \"abc\"")
+  })
+})
+
 describe("decodeConfig: YAML errors never quote the offending text", () => {
   it("a header line typed without its colon (the token ends up in the name) is not echoed", () => {
     const error = fail(oneSource("        headers:\n          'Authorization Bearer SECRET_TOKEN_XYZ': x\n"))
