@@ -14,6 +14,7 @@ import { flagMissingValue, normalizeGoFlags } from "./goFlags.js"
 import { bytesToText } from "./pipeline/Bytes.js"
 import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
 import { renderDiff } from "./pipeline/Diff.js"
+import { visibleText } from "./pipeline/Display.js"
 import { loadConfig } from "./pipeline/loadConfig.js"
 import { DEFAULT_CONCURRENCY, runAll, type RunSummary } from "./pipeline/runAll.js"
 import * as HttpTransport from "./services/HttpTransport.js"
@@ -77,9 +78,12 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
         }),
         Logger.withMinimumLogLevel(LogLevel.All)
       )
-      // Straight to stdout, not through Console: withPlainOutput strips escape sequences from what @effect/cli prints,
-      // and the diff must show the bytes the real run would write (an ESC in a key's comment included).
-      : Effect.sync(() => void globalThis.console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd()))
+      // Straight to stdout, not through Console (withPlainOutput would strip escape sequences without a trace): a
+      // control character in a key line (an ESC in a comment, from a source or a user's own file) is shown as `\x1b`,
+      // so that the diff says what would be written without doing what it says to the terminal reading it.
+      : Effect.sync(() =>
+        void globalThis.console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd().split("\n").map(visibleText).join("\n"))
+      )
   }, { discard: true })
 
 const command = Command.make(

@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import { Cause, HashMap, Layer, List, Logger, LogLevel } from "effect"
+import { hasInvisible, jsonWithoutInvisible } from "../pipeline/Display.js"
 
 /** @since 0.1.0 */
 export type LogFormat = "text" | "json"
@@ -46,7 +47,8 @@ const toRecord = (options: Logger.Logger.Options<unknown>): LogRecord => {
 
 const logfmtValue = (value: unknown): string => {
   const text = typeof value === "string" ? value : value instanceof Date ? value.toISOString() : JSON.stringify(value) ?? "null"
-  return text === "" || /[\s"=\\\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text
+  // Quoted (and escaped) whenever a reader could take part of it for another field or another line.
+  return text === "" || /[\s"=\\\x00-\x1f\x7f]/.test(text) || hasInvisible(text) ? jsonWithoutInvisible(JSON.stringify(text)) : text
 }
 
 /** `time=… level=INFO msg="…" user=bob`. @since 0.1.0 */
@@ -63,7 +65,7 @@ export const formatJson = (record: LogRecord): string => {
   const out: Record<string, unknown> = { time: record.time.toISOString(), level: record.level, msg: record.msg }
   // An annotation never overwrites the three fixed fields.
   for (const [key, value] of record.fields) out[RESERVED.has(key) ? `field_${key}` : key] = value
-  return JSON.stringify(out)
+  return jsonWithoutInvisible(JSON.stringify(out))
 }
 
 const RESERVED = new Set(["time", "level", "msg"])

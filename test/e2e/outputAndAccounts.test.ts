@@ -1,6 +1,6 @@
 /**
- * Found in a review, end to end: the dry-run diff is byte for byte what will be written (the CLI's console wrapper
- * strips colour codes from @effect/cli's output only); all-digit account names are looked up by name.
+ * Found in reviews, end to end: the dry-run diff shows a key line's control characters as escapes; all-digit account
+ * names are looked up by name; getent is the system's, never the first on root's PATH.
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs/promises"
@@ -19,16 +19,20 @@ describeAsRoot("dry-run output (e2e)", () => {
   const users = useUsers()
   beforeAll(() => assertBuilt())
 
-  it("--dry-run piped to a file shows the line that will be written, byte for byte (ESC included)", async () => {
+  it("--dry-run shows a key line's control characters as escapes (\\x1b), never sends them to the terminal", async () => {
+    // Found in review: the diff printed them raw, so a source, or a user through their own file (shown when it is
+    // removed), could hide lines (ESC[8m conceals, ESC[2K erases) or write the reader's clipboard (OSC 52).
     const kept = key("esc-kept")
     const added = `${key("esc-added")} \x1b[8mconcealed\x1b[0m`
-    const bob = await users.create({ authorizedKeys: lines(kept) })
+    const removed = `${key("esc-removed")} me\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K`
+    const bob = await users.create({ authorizedKeys: lines(kept, removed) })
     server.keys("/esc", [kept, added])
-    const cfg = config([userWith(bob.name, server.url("/esc"))])
+    const cfg = config([userWith(bob.name, server.url("/esc"))], { preserve_local_keys: false })
     const run = await runWithConfig(cfg, ["--dry-run", "--quiet"])
     expect(run.code, run.stdout + run.stderr).toBe(0)
-    // What the real run writes (the key line as the source sent it) is what the dry run must show.
-    expect(run.stdout).toContain(`+${added}\n`)
+    expect(run.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/)
+    expect(run.stdout).toContain(`+${key("esc-added")} \\x1b[8mconcealed\\x1b[0m\n`)
+    expect(run.stdout).toContain(`-${key("esc-removed")} me\\x1b]52;c;ZWNobyBwd25lZA==\\x07\\x1b[2K\n`)
   })
 })
 

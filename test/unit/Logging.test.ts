@@ -144,3 +144,19 @@ describe("layer (stdout)", () => {
     expect(process.stdout.listenerCount("error") - before).toBeLessThanOrEqual(1)
   })
 })
+
+describe("log lines never carry a character that breaks a line for a reader or drives a terminal", () => {
+  // Found in review: JSON.stringify leaves U+2028, U+2029, NEL and the other C1 controls (CSI) and bidirectional
+  // overrides raw, in both formats; a source's key comment or a username could start a fake line for a log shipper.
+  const nasty = "c\u2028level=ERROR msg=fake\u0085x\u009b2J\u202etxt"
+  it("logfmt: quoted, with those characters as \\u escapes", () => {
+    expect(formatText(record("m", [["key", nasty]]))).toBe(
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m key=\"c\\u2028level=ERROR msg=fake\\u0085x\\u009b2J\\u202etxt\""
+    )
+  })
+  it("JSON: the same value, escaped", () => {
+    const line = formatJson(record("m", [["key", nasty]]))
+    expect(line).not.toMatch(/[\u0080-\u009f\u2028\u2029\u202a-\u202e]/)
+    expect(JSON.parse(line).key).toBe(nasty)
+  })
+})
