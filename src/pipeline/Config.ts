@@ -29,6 +29,10 @@ const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 const HttpUrl = Schema.String.pipe(
   Schema.filter((s) => {
+    // The URL parser drops tabs and line breaks and trims spaces, but the text as written is what is logged and
+    // written on the `# Source:` line (a line break there would start a line of its own); Go's url.Parse refuses it.
+    if (/[\x00-\x1f\x7f]/.test(s)) return "must not contain a line break, tab or other control character"
+    if (s !== s.trim()) return "must not start or end with white space"
     let url: URL
     try {
       url = new URL(s)
@@ -279,7 +283,12 @@ export const findUnknownKeys = (raw: unknown): ReadonlyArray<string> => {
   const unknown: Array<string> = []
   const check = (value: unknown, known: ReadonlyArray<string>, path: ReadonlyArray<PropertyKey>) => {
     if (!isRecord(value)) return
-    for (const key of Object.keys(value)) if (!known.includes(key)) unknown.push(formatPath([...path, key]))
+    Object.keys(value).forEach((key, i) => {
+      if (known.includes(key)) return
+      // A key that is not a plain name is likely a line typed without its colon (`Authorization Bearer <token>: x`):
+      // named by its position, never by its text.
+      unknown.push(/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? formatPath([...path, key]) : `number ${i + 1} of ${formatPath(path) || "the top level"}`)
+    })
   }
   check(raw, KNOWN_KEYS.root, [])
   if (!isRecord(raw)) return unknown
@@ -482,7 +491,13 @@ const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Document) => u
  * refused an ordinary large config that shares one anchor (`headers: *auth`, `<<: *team`) among more than 100 sources.
  * What all the aliases expand to together is bounded by excessiveAliasing.
  */
-const documentSize = (doc: Document): { readonly nodes: number; readonly expanded: number } => {
+const documentSize = (doc: Document): {
+  readonly nodes: number
+  readonly expanded: number
+  /** Where the first mapping key that is itself a mapping or list starts (an offset in the text), if any. */
+  readonly collectionKey: number | undefined
+} => {
+  let collectionKey: number | undefined
   // What each alias stands for: the last node before it with that anchor, as the YAML library resolves it (one walk;
   // its own `resolve` walks the document for every alias).
   let nodes = 0
@@ -490,6 +505,7 @@ const documentSize = (doc: Document): { readonly nodes: number; readonly expande
   const targets = new Map<unknown, unknown>()
   visit(doc, (_key, node) => {
     nodes++
+    if (isPair(node) && isCollection(node.key)) collectionKey ??= node.key.range?.[0] ?? 0
     if (isAlias(node)) targets.set(node, anchors.get(node.source))
     else if ((isScalar(node) || isCollection(node)) && node.anchor !== undefined) anchors.set(node.anchor, node)
   })
@@ -506,7 +522,7 @@ const documentSize = (doc: Document): { readonly nodes: number; readonly expande
     sizes.set(node, total)
     return total
   }
-  return { nodes, expanded: size(doc.contents) }
+  return { nodes, expanded: size(doc.contents), collectionKey }
 }
 
 /** yaml.v3's allowedAliasRatio: the share of a document's values that may come from aliases, by its expanded size. */
@@ -553,6 +569,11 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   let raw: unknown
   // Aliases are resolved here; a cap keeps an alias bomb from eating memory.
   const size = documentSize(doc)
+  if (size.collectionKey !== undefined) {
+    // yaml.v3 cannot decode such a key into the config's maps either; the YAML library would turn it into text.
+    const line = text.slice(0, size.collectionKey).split("\n").length
+    return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML at line ${line}: a key must be a plain value, not a mapping or a list` }))
+  }
   if (excessiveAliasing(size)) {
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the document contains excessive aliasing" }))
   }

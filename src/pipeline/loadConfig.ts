@@ -27,6 +27,17 @@ export const configFileProblem = (
   return {}
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** The file's text, or undefined when it is not valid UTF-8. */
+const utf8Text = (bytes: Uint8Array): string | undefined => {
+  try {
+    return strictUtf8.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
 /** @since 0.1.0 */
 export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
   const fs = yield* FileSystem.FileSystem
@@ -41,7 +52,7 @@ export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
     }
     if (problem.warn !== undefined) yield* Effect.logWarning(`config ${file}: ${problem.warn}`)
   }
-  const text = yield* fs.readFileString(file, "utf8").pipe(
+  const bytes = yield* fs.readFile(file).pipe(
     Effect.mapError((error) => {
       const cause = error._tag === "SystemError" ? error.cause ?? error : error
       const detail = error._tag === "SystemError" && error.reason === "NotFound"
@@ -50,6 +61,11 @@ export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
       return new ConfigError({ file, reason: "Read", detail: `cannot read: ${detail}` })
     })
   )
+  const text = utf8Text(bytes)
+  if (text === undefined) {
+    // yaml.v3 refuses such a file too; read leniently, a Latin-1 header value or body would be sent mangled.
+    return yield* new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the file is not valid UTF-8 text" })
+  }
   const decoded = decodeConfig(file, text)
   if (Either.isLeft(decoded)) return yield* decoded.left
   for (const warning of decoded.right.warnings) yield* Effect.logWarning(`config ${file}: ${warning}`)

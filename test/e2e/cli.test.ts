@@ -382,6 +382,24 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
+  it("a config that is not valid UTF-8 is refused (as yaml.v3 refuses it), not read with its bytes replaced", async () => {
+    // Found in review: a Latin-1 header value (caf\xe9) was sent as EF BF BD, silently.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-latin1-"))
+    try {
+      const file = path.join(dir, "config.yaml")
+      await fs.writeFile(file, Buffer.concat([
+        Buffer.from("users:\n  - username: nobody\n    sources:\n      - url: http://127.0.0.1:9/k\n        headers:\n          X-Name: caf"),
+        Buffer.from([0xe9]),
+        Buffer.from("\n")
+      ]), { mode: 0o600 })
+      const run = await runCli(["--config", file])
+      expect(run.code).toBe(1)
+      expect(run.stderr).toBe(`authkeysync: config ${file}: invalid YAML: the file is not valid UTF-8 text\n`)
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it("--config naming a directory is the tool's one-line config error; a config read from a pipe works", async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-dir-"))
     try {

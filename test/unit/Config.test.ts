@@ -355,6 +355,12 @@ users:
     expect(decoded.config.policy.preserve_local_keys).toBe(true)
   })
 
+  it("a key that is not a plain name (a line typed without its colon) is named by its position, never by its text", () => {
+    // Found in review: `headers:` left empty, then `Authorization Bearer <token>: x` one level up, logged the token.
+    const decoded = ok(oneSource("        headers:\n        'Authorization Bearer SECRET_TOKEN_XYZ': x\n"))
+    expect(decoded.warnings).toEqual(["unknown key number 3 of users[0].sources[0] is ignored"])
+  })
+
   it("no warnings for a file with only known keys", () => {
     expect(ok("policy:\n  backup_enabled: true\n" + oneSource("        method: GET\n")).warnings).toEqual([])
   })
@@ -920,6 +926,24 @@ describe("decodeConfig: an indentation slip that puts secrets under a field that
 
   it("a text value of those fields is still shown", () => {
     expect(fail(oneSource("        timeout_seconds: abc\n")).message).toContain("timeout_seconds: Expected number, actual \"abc\"")
+  })
+})
+
+describe("decodeConfig: found in review", () => {
+  it.each([
+    ["a line break", "https://k.example/a\n# injected\nssh-ed25519 AAAA evil", "must not contain a line break, tab or other control character"],
+    ["a tab", "https://k.example/a\tb", "must not contain a line break, tab or other control character"],
+    ["a leading space", " https://k.example/a", "must not start or end with white space"]
+  ])("a source URL with %s is refused (the URL parser drops it; the # Source: line would keep it)", (_name, url, message) => {
+    expect(fail(`users:\n  - username: bob\n    sources:\n      - url: ${JSON.stringify(url)}\n`).message).toContain(
+      `users[0].sources[0].url: ${message}`
+    )
+  })
+
+  it("a mapping used as a key is refused with its line (the YAML library would turn it into text, with a warning)", () => {
+    expect(fail("users:\n  - username: bob\n    ? {a: 1}\n    : x\n    sources:\n      - url: https://k.example/b\n").message).toBe(
+      `config ${FILE}: invalid YAML at line 3: a key must be a plain value, not a mapping or a list`
+    )
   })
 })
 
