@@ -10,7 +10,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Duration, Effect, Exit, Layer, Logger, LogLevel } from "effect"
 import { buildInfo } from "./Build.js"
-import { flagMissingValue, normalizeGoFlags } from "./goFlags.js"
+import { asksForVersion, flagMissingValue, normalizeGoFlags } from "./goFlags.js"
 import { bytesToText } from "./pipeline/Bytes.js"
 import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
 import { renderDiff } from "./pipeline/Diff.js"
@@ -187,7 +187,7 @@ const main = missingValue !== undefined
     Console.error(`authkeysync: flag needs an argument: ${missingValue}`),
     Effect.sync(() => void (process.exitCode = 1))
   )
-  : args.includes("--version")
+  : asksForVersion(args)
   ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)
   : withPlainOutput(cli([...process.argv.slice(0, 2), ...args]))
 

@@ -86,3 +86,19 @@ export const flagMissingValue = (args: ReadonlyArray<string>): string | undefine
   }
   return undefined
 }
+
+/**
+ * Whether normalized `args` (see normalizeGoFlags) ask for `--version`: as a flag, not as the value of another flag
+ * (`--config --version` reads a config file named `--version`, as Go's flag package does) nor after `--`.
+ *
+ * @since 0.3.0
+ */
+export const asksForVersion = (args: ReadonlyArray<string>): boolean => {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === "--") return false
+    if (arg === "--version") return true
+    if (arg.startsWith("--") && VALUED.has(arg.slice(2))) i++ // Its value, whatever it looks like.
+  }
+  return false
+}

@@ -498,6 +498,12 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
+  it("--config --version reads a config named --version, as Go does; it does not print the version", async () => {
+    const run = await runCli(["--config", "--version"])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe("authkeysync: config --version: cannot read: file not found\n")
+  })
+
   it("--help after other flags prints the help, exit 0, as Go's -help anywhere does", async () => {
     const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--dry-run", "--help"])
     expect(run.code).toBe(0)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { flagMissingValue, normalizeGoFlags } from "../../src/goFlags.js"
+import { asksForVersion, flagMissingValue, normalizeGoFlags } from "../../src/goFlags.js"
 
 describe("normalizeGoFlags (the Go original's flag spellings keep working)", () => {
   const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
@@ -54,5 +54,20 @@ describe("flagMissingValue (Go's \"flag needs an argument\")", () => {
   ]
   it.each(cases)("%j -> %j", (input, expected) => {
     expect(flagMissingValue(input)).toBe(expected)
+  })
+})
+
+describe("asksForVersion", () => {
+  it.each([
+    [["--version"], true],
+    [["--config", "/a", "--version"], true],
+    [["--dry-run", "--version"], true],
+    // A flag's value, whatever it looks like (Go's flag package reads a config file named -version here).
+    [["--config", "--version"], false],
+    [["--lock-file", "--version", "--dry-run"], false],
+    [["--", "--version"], false],
+    [["--config=/a"], false]
+  ] as const)("%j -> %s", (args, expected) => {
+    expect(asksForVersion(args)).toBe(expected)
   })
 })
