@@ -316,9 +316,10 @@ const writeAtomically = (
     yield* sshDir.replaceAuthorizedKeys(content, owner, tempFileName(now, yield* id.next), sameKeysAs(intendedKeys))
   })
 
-const logRevoked = (revoked: ReadonlyArray<string>) =>
+const logRevoked = (revoked: ReadonlyArray<string>, dryRun: boolean) =>
   Effect.forEach(revoked, (key) =>
-    Effect.logInfo("revoked key: no source provides it any more").pipe(
+    // A dry run says what would happen: a grep for revocations must not find ones that never happened.
+    Effect.logInfo(dryRun ? "dry run: would revoke key: no source provides it any more" : "revoked key: no source provides it any more").pipe(
       Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
     ), { discard: true })
 
@@ -496,7 +497,7 @@ const syncDirectory = (
     yield* logDuplicates(merged.duplicates)
     // Logged once the guards let the rewrite go ahead (a real run: once the file is replaced). A refused or failed
     // rewrite leaves every key in the file, and a line saying one was revoked would be false.
-    const revokedLines = policy.preserve_local_keys ? logRevoked(selection.revoked) : Effect.void
+    const revokedLines = policy.preserve_local_keys ? logRevoked(selection.revoked, options.dryRun) : Effect.void
 
     const sections = redactSections(merged)
     const body = renderBody(sections)

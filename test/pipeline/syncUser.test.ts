@@ -602,6 +602,21 @@ describe("hardening in the pipeline", () => {
       expect(keysOf(w)).toEqual([K3, LOCAL])
     }))
 
+  it.effect("a dry run says a key would be revoked, never that it was", () =>
+    Effect.gen(function*() {
+      // Found in review: the dry run logged "revoked key: …", which an audit grep takes for a revocation.
+      const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n${K2}\n` }
+      const w = world(responses)
+      yield* run(w, one())
+      responses[url] = `${K1}\n`
+      const from = w.logs.length
+      yield* run(w, one(), { dryRun: true })
+      const msgs = w.logs.slice(from).map((l) => l.msg)
+      expect(msgs.filter((m) => m.startsWith("revoked key"))).toEqual([])
+      expect(msgs.filter((m) => m === "dry run: would revoke key: no source provides it any more")).toHaveLength(1)
+      expect(keysOf(w)).toEqual([K1, K2])
+    }))
+
   it.effect("a source that sends only an error page with status 200 revokes nothing; its next real answer does", () =>
     Effect.gen(function*() {
       // Found in review: the page counted as an empty key list, so that source's keys were revoked, exit 0, and only
