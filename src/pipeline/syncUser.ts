@@ -39,7 +39,7 @@ import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
-import { identitiesOf, markedManagedLines, selectLocalKeys } from "./Revocation.js"
+import { identitiesOf, type LocalSelection, markedManagedLines, selectLocalKeys } from "./Revocation.js"
 
 // =============================================================================
 // Results
@@ -323,6 +323,14 @@ const logRevoked = (revoked: ReadonlyArray<string>, dryRun: boolean) =>
       Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
     ), { discard: true })
 
+/** Keys a first run (no record yet) found under a `# Source:` line that no source provides: kept, and said so. */
+const logAdopted = (keys: ReadonlyArray<string>) =>
+  Effect.forEach(keys, (key) =>
+    Effect.logWarning(
+      "kept a key under a # Source: line that no source provides: no record yet of the keys the tool wrote " +
+        "(first run, e.g. after the Go original), and it may have been added by hand; remove it if it should go"
+    ).pipe(Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })), { discard: true })
+
 /** Leftovers named one line each, up to this many; the rest in one line with their count. */
 const STALE_TEMPS_NAMED = 10
 
@@ -475,12 +483,22 @@ const syncDirectory = (
     // What the tool provides now: dedup only drops repeated lines, so these are also the identities it will write.
     const managedNow = identitiesOf([pinned, ...fetched.map((f) => f.keys)])
     const found = selectLocalKeys(local.keys, previously.identities, managedNow, previously.lines)
+    // Without a record (the first run, e.g. right after the Go original) the file's `# Source:` sections say which
+    // lines the tool wrote, but a key appended by hand after the last section sits under one too: nothing is revoked
+    // on that run (a key someone depends on could go), each such key stays as a local line with a warning, and it
+    // is not recorded as the tool's.
+    const firstRun = Option.isNone(record)
     // A source that sent only an error page (status 200) has not said that its keys are gone: nothing is revoked on
     // such a run. Those keys stay (as local lines, as the Go original keeps them) and stay recorded as the tool's, so
     // that the first real answer without them revokes them.
     const heldBack = fetched.filter((f) => f.errorPageOnly)
-    const selection = heldBack.length > 0 ? { kept: [...found.kept, ...found.revoked], revoked: [] } : found
-    if (heldBack.length > 0 && found.revoked.length > 0) {
+    const holdBack = (): LocalSelection => {
+      const stays = new Set([...found.kept, ...found.revoked])
+      return { kept: local.keys.filter((key) => stays.has(key)), revoked: [] }
+    }
+    const selection = heldBack.length > 0 || firstRun ? holdBack() : found
+    if (firstRun && policy.preserve_local_keys) yield* logAdopted(found.revoked)
+    if (!firstRun && heldBack.length > 0 && found.revoked.length > 0) {
       yield* Effect.logWarning(
         "keys no source provides were kept: a source answered with an HTML/JSON error page, not with its keys"
       ).pipe(Effect.annotateLogs({ keys: found.revoked.length, source: heldBack.map((f) => redactUrl(f.url)).join(" ") }))
@@ -488,7 +506,7 @@ const syncDirectory = (
     const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
     // The lines written for them: what a later run may replace with a provider's newer line (see selectLocalKeys).
     const linesNow = new Set(merged.sections.flatMap((section) => (section._tag === "Local" ? [] : section.keys)))
-    const recordNow: ManagedRecord = heldBack.length > 0
+    const recordNow: ManagedRecord = heldBack.length > 0 && !firstRun
       ? {
         identities: new Set([...previously.identities, ...managedNow]),
         lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
@@ -526,10 +544,11 @@ const syncDirectory = (
     }
 
     // Remember the union first: if the rename never happens, keys (and lines) still in the old file stay the tool's.
-    // Without a record yet, what the file's markers said is the old side (markers can only ever make a line go); an
-    // old record without lines stays without (every managed line is then the tool's, as before).
+    // Without a record yet, only what the tool provides now is its own (the markers' lines only let a provider's newer
+    // line replace the one written before); an old record without lines stays without (every managed line is then
+    // the tool's, as before).
     const union: ManagedRecord = {
-      identities: new Set([...previously.identities, ...managedNow]),
+      identities: new Set([...(firstRun ? [] : previously.identities), ...managedNow]),
       lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
     }
     if (!Option.isSome(record) || !sameRecord(record.value, union)) {

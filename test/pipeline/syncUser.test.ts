@@ -717,7 +717,7 @@ describe("hardening in the pipeline", () => {
       expect(w.records.get("alice")).toEqual({ identities: new Set([blob]), lines: new Set([K1]) })
     }))
 
-  it.effect("a first write that fails still leaves a record of what the file's markers said was the tool's", () =>
+  it.effect("a first write that fails leaves a record of what the tool provides; the markers' old line is still replaced", () =>
     Effect.gen(function*() {
       const blob = K1.split(" ").slice(0, 2).join(" ")
       const stale = `${blob} old-comment`
@@ -730,8 +730,9 @@ describe("hardening in the pipeline", () => {
 
       w.fs.failWritesWith = undefined
       yield* run(w, one())
-      // The old line of K1 was the tool's (a marker said so): replaced, not kept as local; K2 is revoked.
-      expect(keysOf(w)).toEqual([K1, LOCAL])
+      // The old line of K1 was the tool's (a marker said so): replaced by the source's, not kept as local. K2, under
+      // a marker but provided by no source, was never recorded as the tool's (see the first-run test below): it stays.
+      expect(keysOf(w)).toEqual([K1, K2, LOCAL])
     }))
 
   it.effect("a forged # Source: marker decides nothing once a record exists", () =>
@@ -744,12 +745,23 @@ describe("hardening in the pipeline", () => {
       expect(keysOf(w)).toEqual([K1, LOCAL])
     }))
 
-  it.effect("without a record, a Go-written file's # Source: keys that are gone are dropped, local ones kept", () =>
+  it.effect("without a record, a Go-written file's # Source: keys no source provides are kept, with a warning each", () =>
     Effect.gen(function*() {
+      // Found in review: a key appended by hand (`echo … >> authorized_keys`) after the Go original's last section
+      // sits under its `# Source:` line, and the first run used to revoke it.
       const goFile = `${header}\n# Source: ${url}\n${K1}\n${K2}\n\n# Local (preserved)\n${LOCAL}\n`
       const w = world({ [url]: `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", goFile, alice))
       yield* run(w, one())
-      expect(keysOf(w)).toEqual([K1, LOCAL])
+      expect(keysOf(w)).toEqual([K1, K2, LOCAL])
+      expect(w.logs.filter((l) => l.msg.startsWith("revoked key"))).toEqual([])
+      const kept = w.logs.filter((l) => l.msg.startsWith("kept a key under a # Source: line that no source provides"))
+      expect(kept.map((l) => [l.level, Object.fromEntries(l.fields)["key"]])).toEqual([["WARN", K2]])
+      // Not recorded as the tool's: it is a local key from now on, kept run after run without a word.
+      expect([...(w.records.get("alice")?.identities ?? [])]).toEqual([K1.split(" ").slice(0, 2).join(" ")])
+      const from = w.logs.length
+      yield* run(w, one())
+      expect(keysOf(w)).toEqual([K1, K2, LOCAL])
+      expect(w.logs.slice(from).filter((l) => l.level === "WARN")).toEqual([])
     }))
 
   it.effect("pinned keys come first and survive a source that returns nothing", () =>
