@@ -535,7 +535,10 @@ const syncDirectory = (
     const managedForGuard = rootOwned ? undefined : Option.getOrUndefined(record)?.identities
     const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, managedForGuard), policy)
     if (refused !== undefined) return yield* refused
+    const backsUp = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
     if (options.dryRun) {
+      // The backup is the first write a real run makes: a backups directory it would refuse fails the dry run too.
+      if (backsUp) yield* sshDir.checkBackups(owner)
       yield* revokedLines
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
         Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
@@ -556,7 +559,7 @@ const syncDirectory = (
     }
     const now = new Date(yield* Clock.currentTimeMillis)
     const content = renderHeader(options.build, now) + body
-    const backup = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
+    const backup = backsUp
       ? yield* backupExisting(sshDir, existing, owner, rootOwned ? ROOT : owner, now, policy.backup_retention_count)
       : undefined
     // The line that reports the replacement goes with it: a stop (SIGTERM) arriving between the two would leave a

@@ -77,6 +77,11 @@ export interface SshDir {
    * writing): our own name patterns, regular files, last modified before `before`. Returns their paths under `.ssh`.
    */
   readonly removeStaleTemps: (before: Date) => Effect.Effect<ReadonlyArray<string>>
+  /**
+   * What a dry run can know of the backup a real run would write: fails as `writeBackup` would when
+   * `authorized_keys_backups/` is there but unusable (a link, a file, another account's). Changes nothing.
+   */
+  readonly checkBackups: (owner: Owner) => Effect.Effect<void, WriteError | UnsafePath>
   /** Write `content` as backup `name` in `authorized_keys_backups/` (created 0700), then keep the newest `retention`. */
   readonly writeBackup: (
     content: string,
@@ -619,6 +624,28 @@ const openSsh = (account: Account): OpenedDirectory => {
   }
 }
 
+/** The checks backupFile makes before it writes, without making the directory or changing it. */
+const checkBackupDirectory = (user: string, dir: OpenedDirectory, sshPath: string, owner: Owner): void => {
+  const display = nodePath.join(sshPath, BACKUP_DIR)
+  dir.guard()
+  // Missing: a real run creates it.
+  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false }) === undefined) return
+  let backups: OpenedDirectory
+  try {
+    backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, display)
+  } catch (error) {
+    if (error instanceof UnsafePath) throw error
+    throw new WriteError({ path: display, operation: "open", detail: describeCause((error as { cause?: unknown }).cause ?? error), cause: error })
+  }
+  try {
+    if (backups.ownerAndMode.uid !== owner.uid && backups.ownerAndMode.uid !== 0) {
+      throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${backups.ownerAndMode.uid}, not by ${user} or root` })
+    }
+  } finally {
+    closeQuietly(backups.fd)
+  }
+}
+
 /** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */
 const TEMP_NAME_PATTERN = /^\.authkeysync_\d{8}_\d{6}_[a-z]{6}$/
 
@@ -729,6 +756,12 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
           [...inSsh.removed, ...inBackups.removed]
         )
       }),
+    checkBackups: (owner) =>
+      runSync<void, UnsafePath | WriteError>(
+        () => checkBackupDirectory(user, dir, sshPath, owner),
+        ["UnsafePath", "WriteError"],
+        backupFailed
+      ),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),
@@ -879,6 +912,13 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
                 const stale = memory.list(sshPath).filter((name) => TEMP_NAME_PATTERN.test(name))
                 for (const name of stale) memory.files.delete(nodePath.join(sshPath, name))
                 return stale
+              }),
+            checkBackups: () =>
+              Effect.suspend(() => {
+                const dir = nodePath.join(sshPath, BACKUP_DIR)
+                if (memory.symlinks.has(dir)) return Effect.fail(new UnsafePath({ user, path: dir, reason: "it is a symbolic link" }))
+                if (memory.files.has(dir)) return Effect.fail(new UnsafePath({ user, path: dir, reason: "it is not a directory" }))
+                return Effect.void
               }),
             writeBackup: (content, owner, name, retention, fileOwner = owner) =>
               Effect.gen(function*() {

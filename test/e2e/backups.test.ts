@@ -196,6 +196,27 @@ describeAsRoot("backups (e2e)", () => {
     expect(logsWith(run, "removed old backups", bob.name)[0]).toMatchObject({ count: "1", retention: "2" })
   })
 
+  it("a dry run fails as the real run does when authorized_keys_backups is a file (same exit code and error)", async () => {
+    // Found in review: the dry run did not look at the backups directory, said "would update" and exit 0, and the real
+    // run then failed.
+    const bob = await users.create({ authorizedKeys: lines(key("bkfile-old")) })
+    await fs.writeFile(bob.backupDir, "not a directory\n", { mode: 0o600 })
+    await fs.chown(bob.backupDir, bob.uid, bob.gid)
+    server.keys("/bk/file", [key("bkfile-new")])
+    const cfg = config([userWith(bob.name, server.url("/bk/file"))])
+
+    const dry = await runWithConfig(cfg, ["--dry-run"])
+    const real = await runWithConfig(cfg)
+
+    const failure = (run: typeof dry) => logsWith(run, /^user not synced, authorized_keys left untouched: /, bob.name)[0]?.msg
+    expect(real.code, real.stdout).toBe(1)
+    expect(dry.code, dry.stdout).toBe(1)
+    expect(failure(dry)).toBe(failure(real))
+    expect(failure(real)).toContain("it is not a directory")
+    expect(logsWith(dry, "dry run: would update authorized_keys", bob.name)).toHaveLength(0)
+    expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(key("bkfile-old")))
+  })
+
   it("backup names use UTC whatever the host's time zone", async () => {
     const bob = await users.create({ authorizedKeys: lines(key("tz-old")) })
     server.keys("/bk/tz", [key("tz-new")])
