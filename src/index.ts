@@ -2,13 +2,18 @@
  * authkeysync as a library: decode a config, provide the services, run the sync.
  *
  * ```ts
- * import { Config, runAll, SyncLive } from "authkeysync"
- * import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+ * import { buildInfo, Config, HttpTransport, Logging, runAll, SyncLive } from "authkeysync"
  *
  * const program = Effect.gen(function*() {
  *   const config = yield* Schema.decodeUnknown(Config)({ users: [{ username: "deploy", sources: [{ url }] }] })
- *   const summary = yield* runAll(config, { dryRun: false, concurrency: 8, build })
- * }).pipe(Effect.provide(SyncLive), Effect.provide(NodeHttpClient.layer))
+ *   const summary = yield* runAll(config, { dryRun: false, concurrency: 8, build: buildInfo })
+ * }).pipe(
+ *   Effect.provide(SyncLive),
+ *   // The CLI's transport: proxies from the environment, and the CA files `ca_file` names.
+ *   Effect.provide(HttpTransport.layer),
+ *   // Optional: the CLI's log lines (logfmt or JSON) instead of Effect's default logger.
+ *   Effect.provide(Logging.layer({ format: "text", verbosity: "info" }))
+ * )
  * ```
  *
  * @since 0.1.0

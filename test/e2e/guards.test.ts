@@ -577,6 +577,23 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     expect(await exists(bob.authorizedKeys)).toBe(false)
   })
 
+  it("a --lock-file under /proc fails at once with the reason (Node's recursive mkdir looped there forever)", async () => {
+    // Found in review: at full CPU, deaf to --lock-timeout and SIGTERM; only SIGKILL ended it.
+    const bob = await users.create({ ssh: true })
+    server.keys("/proclock", [key("proclock")])
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/proclock"))]), [
+      "--lock-file",
+      "/proc/sys/akse2e-none/authkeysync.lock"
+    ])
+    expect(run.signal).toBeNull()
+    expect(run.code, run.stdout + run.stderr).toBe(1)
+    expect(run.stderr).toBe(
+      "authkeysync: run lock /proc/sys/akse2e-none/authkeysync.lock: cannot create /proc/sys/akse2e-none: " +
+        "ENOENT: no such file or directory\n"
+    )
+    expect(server.requestsTo("/proclock")).toHaveLength(0)
+  })
+
   it("--lock-file naming a file that is not a lock (a typo, the config itself) stops the run and keeps that file", async () => {
     // Found in review: any old file whose text was not a lock was taken for a half-written one and deleted, as root.
     const dir = await lockDir()

@@ -15,18 +15,23 @@ export const fsyncFd: (fd: number) => Promise<void> = promisify(fs.fsync)
 export const openFile: (path: string, flags: number, mode: number) => Promise<number> = promisify(fs.open)
 
 /**
- * `mkdir -p`, each new directory with `mode`. Node's recursive mkdir reports a read-only file system (systemd's
- * ProtectSystem=strict outside ReadWritePaths=) as ENOENT, "no such file or directory"; the missing levels are then
- * made one by one, so that the error says why (EROFS).
+ * `mkdir -p`, each new directory with `mode`, one level at a time. Not Node's recursive mkdir: it reports a read-only
+ * file system (systemd's ProtectSystem=strict outside ReadWritePaths=) as ENOENT, "no such file or directory", and on
+ * a path under /proc it loops forever (ENOENT, then EEXIST) at full CPU, deaf to SIGTERM.
  */
 export const makeDirectories = (path: string, mode: number): void => {
-  try {
-    fs.mkdirSync(path, { recursive: true, mode })
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error
-    const missing: Array<string> = []
-    for (let dir = nodePath.resolve(path); !fs.existsSync(dir); dir = nodePath.dirname(dir)) missing.unshift(dir)
-    for (const dir of missing) fs.mkdirSync(dir, { mode })
+  const missing: Array<string> = []
+  for (let dir = nodePath.resolve(path); !fs.existsSync(dir); dir = nodePath.dirname(dir)) {
+    missing.unshift(dir)
+    if (dir === nodePath.dirname(dir)) break
+  }
+  for (const dir of missing) {
+    try {
+      fs.mkdirSync(dir, { mode })
+    } catch (error) {
+      // Made meanwhile by another run: the caller checks what it is.
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    }
   }
 }
 
