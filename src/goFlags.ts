@@ -94,11 +94,19 @@ export const flagMissingValue = (args: ReadonlyArray<string>): string | undefine
  * @since 0.3.0
  */
 export const asksForVersion = (args: ReadonlyArray<string>): boolean => {
+  let version = false
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!
+    // After `--`, or beside a word that is no flag of ours (`--version --bogus`): @effect/cli refuses the arguments,
+    // as Go's flag package fails on the unknown flag before -version is looked at.
     if (arg === "--") return false
-    if (arg === "--version") return true
-    if (arg.startsWith("--") && VALUED.has(arg.slice(2))) i++ // Its value, whatever it looks like.
+    if (arg === "--version") {
+      version = true
+      continue
+    }
+    const name = /^--([a-z][a-z-]*)(=.*)?$/s.exec(arg)
+    if (name === null || (!BOOLEAN.has(name[1]!) && !VALUED.has(name[1]!))) return false
+    if (VALUED.has(name[1]!) && name[2] === undefined) i++ // Its value, whatever it looks like.
   }
-  return false
+  return version
 }

@@ -498,6 +498,13 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
+  it("--version beside an unknown flag is refused (exit 1), as Go fails on the unknown flag first", async () => {
+    const run = await runCli(["--version", "--bogus"])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe("authkeysync: Received unknown argument: '--bogus'\n")
+    expect(run.stdout).not.toContain("AuthKeySync v")
+  })
+
   it("--config --version reads a config named --version, as Go does; it does not print the version", async () => {
     const run = await runCli(["--config", "--version"])
     expect(run.code).toBe(1)

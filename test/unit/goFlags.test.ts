@@ -66,7 +66,11 @@ describe("asksForVersion", () => {
     [["--config", "--version"], false],
     [["--lock-file", "--version", "--dry-run"], false],
     [["--", "--version"], false],
-    [["--config=/a"], false]
+    [["--config=/a"], false],
+    [["--config=/a", "--version"], true],
+    // Beside an unknown flag or a stray word: @effect/cli refuses them (Go fails on the unknown flag first).
+    [["--bogus", "--version"], false],
+    [["stray", "--version"], false]
   ] as const)("%j -> %s", (args, expected) => {
     expect(asksForVersion(args)).toBe(expected)
   })
