@@ -8,13 +8,17 @@
  */
 
 /** C1 controls (NEL, CSI, OSC, …), the line and paragraph separators, and the bidirectional embeddings and isolates. */
-const INVISIBLE = /[\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+const INVISIBLE_CHARS = String.raw`\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069`
+const INVISIBLE = new RegExp(`[${INVISIBLE_CHARS}]`, "g")
+const HAS_INVISIBLE = new RegExp(`[${INVISIBLE_CHARS}]`)
 /** The same, and the C0 controls but tab, and DEL. */
-const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+const CONTROL = new RegExp(String.raw`[\u0000-\u0008\u000a-\u001f\u007f${INVISIBLE_CHARS}]`, "g")
+
+const unicodeEscape = (char: string): string => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`
 
 const escape = (char: string): string => {
   const code = char.charCodeAt(0)
-  return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`
+  return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : unicodeEscape(char)
 }
 
 /**
@@ -31,11 +35,7 @@ export const visibleText = (text: string): string => text.replace(CONTROL, escap
  *
  * @since 0.3.0
  */
-export const jsonWithoutInvisible = (json: string): string =>
-  json.replace(INVISIBLE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
+export const jsonWithoutInvisible = (json: string): string => json.replace(INVISIBLE, unicodeEscape)
 
 /** Whether `text` holds a character jsonWithoutInvisible escapes. @since 0.3.0 */
-export const hasInvisible = (text: string): boolean => {
-  INVISIBLE.lastIndex = 0
-  return INVISIBLE.test(text)
-}
+export const hasInvisible = (text: string): boolean => HAS_INVISIBLE.test(text)

@@ -13,11 +13,9 @@ export type LineClass = "empty" | "comment" | "error-page" | "key" | "malformed"
  * unicode.IsSpace: the ASCII blanks (space, \t \n \v \f \r) and, decoded from UTF-8, U+0085, U+00A0 (no-break
  * space), U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F and U+3000. Lines here are byte strings (see
  * Bytes.ts), so those characters are matched as their whole UTF-8 byte sequences: a lone 0xA0 byte (a Latin-1
- * no-break space) is not white space, in Go either. Fixed alternatives only, so a match never backtracks.
+ * no-break space) is not white space, in Go either. This is the length of such white space (one ASCII blank or one
+ * UTF-8 sequence) at `i`, or 0.
  */
-const SEPARATOR = /[ \t\n\v\f\r]|\xC2[\x85\xA0]|\xE1\x9A\x80|\xE2\x80[\x80-\x8A\xA8\xA9\xAF]|\xE2\x81\x9F|\xE3\x80\x80/
-
-/** The length of the white space (one ASCII blank or one UTF-8 sequence, see SEPARATOR) at `i`, or 0. */
 const spaceAt = (line: string, i: number): number => {
   const c = line.charCodeAt(i)
   if (c === 32 || (c >= 9 && c <= 13)) return 1
@@ -45,7 +43,7 @@ const spaceBefore = (line: string, start: number, end: number): number => {
 }
 
 /**
- * Remove leading and trailing white space as the Go original's strings.TrimSpace does (see SEPARATOR). A loop, not a
+ * Remove leading and trailing white space as the Go original's strings.TrimSpace does (see spaceAt). A loop, not a
  * regex: `/[ \t…]+$/` backtracks over every blank of a run that does not end the line, quadratic in its length, and
  * a user's own file (or a source) could then hold the whole run for hours with one long line.
  *
@@ -72,7 +70,8 @@ export const classifyLine = (line: string): LineClass => {
   if (first === "#") return "comment"
   if (first === "<" || first === "{" || first === "[") return "error-page"
   // Trimmed, so any white space left separates two fields.
-  return SEPARATOR.test(trimmed) ? "key" : "malformed"
+  for (let i = 0; i < trimmed.length; i++) if (spaceAt(trimmed, i) > 0) return "key"
+  return "malformed"
 }
 
 /** @since 0.1.0 */

@@ -316,20 +316,29 @@ const writeAtomically = (
     yield* sshDir.replaceAuthorizedKeys(content, owner, tempFileName(now, yield* id.next), sameKeysAs(intendedKeys))
   })
 
-const logRevoked = (revoked: ReadonlyArray<string>, dryRun: boolean) =>
-  Effect.forEach(revoked, (key) =>
-    // A dry run says what would happen: a grep for revocations must not find ones that never happened.
-    Effect.logInfo(dryRun ? "dry run: would revoke key: no source provides it any more" : "revoked key: no source provides it any more").pipe(
+/** One line per key, naming it by its fingerprint and the start of its line. */
+const logEachKey = (keys: ReadonlyArray<string>, level: LogLevel.LogLevel, message: string) =>
+  Effect.forEach(keys, (key) =>
+    Effect.logWithLevel(level, message).pipe(
       Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
     ), { discard: true })
 
+const logRevoked = (revoked: ReadonlyArray<string>, dryRun: boolean) =>
+  // A dry run says what would happen: a grep for revocations must not find ones that never happened.
+  logEachKey(
+    revoked,
+    LogLevel.Info,
+    dryRun ? "dry run: would revoke key: no source provides it any more" : "revoked key: no source provides it any more"
+  )
+
 /** Keys a first run (no record yet) found under a `# Source:` line that no source provides: kept, and said so. */
 const logAdopted = (keys: ReadonlyArray<string>) =>
-  Effect.forEach(keys, (key) =>
-    Effect.logWarning(
-      "kept a key under a # Source: line that no source provides: no record yet of the keys the tool wrote " +
-        "(first run, e.g. after the Go original), and it may have been added by hand; remove it if it should go"
-    ).pipe(Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })), { discard: true })
+  logEachKey(
+    keys,
+    LogLevel.Warning,
+    "kept a key under a # Source: line that no source provides: no record yet of the keys the tool wrote " +
+      "(first run, e.g. after the Go original), and it may have been added by hand; remove it if it should go"
+  )
 
 /** Leftovers named one line each, up to this many; the rest in one line with their count. */
 const STALE_TEMPS_NAMED = 10
@@ -506,12 +515,14 @@ const syncDirectory = (
     const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
     // The lines written for them: what a later run may replace with a provider's newer line (see selectLocalKeys).
     const linesNow = new Set(merged.sections.flatMap((section) => (section._tag === "Local" ? [] : section.keys)))
-    const recordNow: ManagedRecord = heldBack.length > 0 && !firstRun
-      ? {
-        identities: new Set([...previously.identities, ...managedNow]),
-        lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
-      }
-      : { identities: managedNow, lines: linesNow }
+    // What was the tool's before and what is now. Without a record yet, only what the tool provides now is its own
+    // (the markers' lines only let a provider's newer line replace the one written before); an old record without
+    // lines stays without (every managed line is then the tool's, as before).
+    const union: ManagedRecord = {
+      identities: new Set([...(firstRun ? [] : previously.identities), ...managedNow]),
+      lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
+    }
+    const recordNow: ManagedRecord = heldBack.length > 0 && !firstRun ? union : { identities: managedNow, lines: linesNow }
     yield* logDuplicates(merged.duplicates)
     // Logged once the guards let the rewrite go ahead (a real run: once the file is replaced). A refused or failed
     // rewrite leaves every key in the file, and a line saying one was revoked would be false.
@@ -547,13 +558,6 @@ const syncDirectory = (
     }
 
     // Remember the union first: if the rename never happens, keys (and lines) still in the old file stay the tool's.
-    // Without a record yet, only what the tool provides now is its own (the markers' lines only let a provider's newer
-    // line replace the one written before); an old record without lines stays without (every managed line is then
-    // the tool's, as before).
-    const union: ManagedRecord = {
-      identities: new Set([...(firstRun ? [] : previously.identities), ...managedNow]),
-      lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
-    }
     if (!Option.isSome(record) || !sameRecord(record.value, union)) {
       yield* managedKeys.write(policy.state_dir, user.username, union)
     }

@@ -351,20 +351,11 @@ const backupFile = async (
   } catch (error) {
     if ((error as Errno).code !== "EEXIST") failed("create directory", display)(error)
   }
-  let backups: OpenedDirectory
-  try {
-    backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, display)
-  } catch (error) {
-    if (error instanceof UnsafePath) throw error
-    return failed("open", display)((error as { cause?: unknown }).cause ?? error)
-  }
+  const backups = openBackupDirectory(user, dir, display, owner)
   try {
     // Spec: the directory belongs to the user, mode 0700. One made by root (this tool as root, the Go original) is
-    // handed over on the pinned descriptor; one owned by another account is not ours to take.
+    // handed over on the pinned descriptor.
     const st = step("stat", display, () => fs.fstatSync(backups.fd))
-    if (st.uid !== owner.uid && st.uid !== 0) {
-      throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${st.uid}, not by ${user} or root` })
-    }
     if (st.uid !== owner.uid || st.gid !== owner.gid) step("chown", display, () => fs.fchownSync(backups.fd, owner.uid, owner.gid))
     if ((st.mode & 0o7777) !== 0o700) step("chmod", display, () => fs.fchmodSync(backups.fd, 0o700))
 
@@ -624,26 +615,33 @@ const openSsh = (account: Account): OpenedDirectory => {
   }
 }
 
-/** The checks backupFile makes before it writes, without making the directory or changing it. */
-const checkBackupDirectory = (user: string, dir: OpenedDirectory, sshPath: string, owner: Owner): void => {
-  const display = nodePath.join(sshPath, BACKUP_DIR)
-  dir.guard()
-  // Missing: a real run creates it.
-  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false }) === undefined) return
+/**
+ * `authorized_keys_backups/` opened (never through a link) and checked to be the user's or root's: one owned by another
+ * account is not ours to take. `display` names it in errors.
+ */
+const openBackupDirectory = (user: string, dir: OpenedDirectory, display: string, owner: Owner): OpenedDirectory => {
   let backups: OpenedDirectory
   try {
     backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, display)
   } catch (error) {
     if (error instanceof UnsafePath) throw error
-    throw new WriteError({ path: display, operation: "open", detail: describeCause((error as { cause?: unknown }).cause ?? error), cause: error })
+    const cause = (error as { cause?: unknown }).cause ?? error
+    throw new WriteError({ path: display, operation: "open", detail: describeCause(cause), cause })
   }
-  try {
-    if (backups.ownerAndMode.uid !== owner.uid && backups.ownerAndMode.uid !== 0) {
-      throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${backups.ownerAndMode.uid}, not by ${user} or root` })
-    }
-  } finally {
+  const { uid } = backups.ownerAndMode
+  if (uid !== owner.uid && uid !== 0) {
     closeQuietly(backups.fd)
+    throw new UnsafePath({ user, path: display, reason: `it is owned by uid ${uid}, not by ${user} or root` })
   }
+  return backups
+}
+
+/** The checks backupFile makes before it writes, without making the directory or changing it. */
+const checkBackupDirectory = (user: string, dir: OpenedDirectory, sshPath: string, owner: Owner): void => {
+  dir.guard()
+  // Missing: a real run creates it.
+  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false }) === undefined) return
+  closeQuietly(openBackupDirectory(user, dir, nodePath.join(sshPath, BACKUP_DIR), owner).fd)
 }
 
 /** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */

@@ -65,9 +65,9 @@ export const listDirectory = (base: string, max: number = MAX_DIRECTORY_ENTRIES)
 
 /**
  * Files a killed run left behind in the directory `base` (a path the caller has made safe to use: pinned, or root's
- * alone): names of `pattern` that are regular files last modified before `beforeMs`, removed. Returns their names, and
- * whether the directory was looked at whole (at most `max` entries, see MAX_DIRECTORY_ENTRIES). lstat: a link with such a name is left alone,
- * like anything that is not a regular file of a finished run.
+ * alone): names of `pattern` that are regular files last modified before `beforeMs`, removed. Returns their names,
+ * and whether the directory was looked at whole (at most `max` entries, see MAX_DIRECTORY_ENTRIES). lstat: a link
+ * with such a name is left alone, like anything that is not a regular file of a finished run.
  */
 export const removeStaleFiles = (base: string, pattern: RegExp, beforeMs: number, max = MAX_DIRECTORY_ENTRIES): {
   readonly removed: ReadonlyArray<string>
