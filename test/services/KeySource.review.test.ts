@@ -81,6 +81,23 @@ afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
 
 const liveKeySource = KeySource.layer.pipe(Layer.provide(HttpTransport.layer))
 
+/** alice's ~/.ssh in memory (with `file` as her authorized_keys, if given), and every other service but the keys. */
+const aliceWorld = (keySource: Layer.Layer<KeySource.KeySource>, file?: string) => {
+  const fs = new SshFiles.MemoryFs()
+  fs.mkdir("/home/alice/.ssh", alice)
+  if (file !== undefined) fs.writeFile("/home/alice/.ssh/authorized_keys", file, alice)
+  const logs: Array<Logging.LogRecord> = []
+  const layer = Layer.mergeAll(
+    ManagedKeys.layerMemory({}, new Map()),
+    Accounts.layerTest([alice]),
+    SshFiles.layerMemory(fs),
+    keySource,
+    RandomId.layerTest(["aaaaaa", "bbbbbb", "cccccc", "dddddd"]),
+    Logging.layerCapture(logs, LogLevel.Debug)
+  )
+  return { fs, logs, layer }
+}
+
 const fetchLive = (raw: Record<string, unknown>, options?: KeySource.FetchOptions) =>
   Effect.runPromise(
     Effect.flatMap(KeySource.KeySource, (ks) => ks.fetch(Schema.decodeUnknownSync(Source)(raw), options)).pipe(
@@ -128,19 +145,8 @@ describe("F1: a compressed 200 body is never used as key text", () => {
   })
 
   it("end to end: a source served gzip-encoded does not make the tool delete its keys from authorized_keys", async () => {
-    const fs = new SshFiles.MemoryFs()
-    fs.mkdir("/home/alice/.ssh", alice)
     // The file as a previous run wrote it: K1 from the gzip source, K2 from the plain one.
-    fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${K2}\n`, alice)
-    const logs: Array<Logging.LogRecord> = []
-    const layer = Layer.mergeAll(
-      ManagedKeys.layerMemory({}, new Map()),
-      Accounts.layerTest([alice]),
-      SshFiles.layerMemory(fs),
-      liveKeySource,
-      RandomId.layerTest(["aaaaaa", "bbbbbb", "cccccc", "dddddd"]),
-      Logging.layerCapture(logs, LogLevel.Debug)
-    )
+    const { fs, layer } = aliceWorld(liveKeySource, `${K1}\n${K2}\n`)
     const cfg = config({
       policy: { preserve_local_keys: false, backup_enabled: false },
       users: [{ username: "alice", sources: [{ url: `${base}/gz` }, { url: `${base}/plain` }] }]
@@ -168,17 +174,7 @@ describe("F2: password-like query parameters are masked", () => {
 
   it("end to end: the `# Source:` line of authorized_keys (readable by the user) and the logs do not show ?pass=", async () => {
     const url = "https://keys.example/raw?user=alice&pass=hunter2"
-    const fs = new SshFiles.MemoryFs()
-    fs.mkdir("/home/alice/.ssh", alice)
-    const logs: Array<Logging.LogRecord> = []
-    const layer = Layer.mergeAll(
-      ManagedKeys.layerMemory({}, new Map()),
-      Accounts.layerTest([alice]),
-      SshFiles.layerMemory(fs),
-      KeySource.layerTest({ [url]: `${K2}\n` }),
-      RandomId.layerTest(["aaaaaa", "bbbbbb"]),
-      Logging.layerCapture(logs, LogLevel.Debug)
-    )
+    const { fs, layer, logs } = aliceWorld(KeySource.layerTest({ [url]: `${K2}\n` }))
     const cfg = config({ users: [{ username: "alice", sources: [{ url }] }] })
     await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer)))
     const written = fs.read("/home/alice/.ssh/authorized_keys")
@@ -223,18 +219,7 @@ describe("F3: a body cut off by a connection reset is a failed source, never a s
   })
 
   it("end to end: the reset leaves authorized_keys as it was, both keys kept, and fails the user", async () => {
-    const fs = new SshFiles.MemoryFs()
-    fs.mkdir("/home/alice/.ssh", alice)
-    fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${K2}\n`, alice)
-    const logs: Array<Logging.LogRecord> = []
-    const layer = Layer.mergeAll(
-      ManagedKeys.layerMemory({}, new Map()),
-      Accounts.layerTest([alice]),
-      SshFiles.layerMemory(fs),
-      liveKeySource,
-      RandomId.layerTest(["aaaaaa", "bbbbbb"]),
-      Logging.layerCapture(logs, LogLevel.Debug)
-    )
+    const { fs, layer } = aliceWorld(liveKeySource, `${K1}\n${K2}\n`)
     const cfg = config({
       policy: { preserve_local_keys: false },
       users: [{ username: "alice", sources: [{ url: `${rawBase}/reset` }] }]
