@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { CliConfig, Command, Options } from "@effect/cli"
+import { CliConfig, Command, Options, ValidationError } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Duration, Effect, Exit, Layer, Logger, LogLevel } from "effect"
@@ -23,6 +23,8 @@ import { defaultLockPath, layer as RunLockLive, RunLock } from "./services/RunLo
 import { SyncLive } from "./SyncLive.js"
 
 const DEFAULT_LOCK_TIMEOUT = 60
+/** A wrong flag or argument: exit 2, as the Go original's flag package (and most Unix tools) exit on a usage error. */
+const USAGE_ERROR = 2
 
 // =============================================================================
 // Flags
@@ -95,11 +97,11 @@ const command = Command.make(
     return Effect.gen(function*() {
       if (flags.concurrency < 1) {
         yield* Console.error("authkeysync: --concurrency must be 1 or more")
-        return 1
+        return USAGE_ERROR
       }
       if (flags.lockTimeout < 0) {
         yield* Console.error("authkeysync: --lock-timeout must be 0 or more")
-        return 1
+        return USAGE_ERROR
       }
       yield* Effect.logInfo("AuthKeySync starting").pipe(
         Effect.annotateLogs({ version: buildInfo.version, config: flags.config, dry_run: flags.dryRun })
@@ -185,11 +187,14 @@ const missingValue = flagMissingValue(process.argv.slice(2))
 const main = missingValue !== undefined
   ? Effect.zipRight(
     Console.error(`authkeysync: flag needs an argument: ${missingValue}`),
-    Effect.sync(() => void (process.exitCode = 1))
+    Effect.sync(() => void (process.exitCode = USAGE_ERROR))
   )
   : asksForVersion(args)
   ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)
-  : withPlainOutput(cli([...process.argv.slice(0, 2), ...args]))
+  : withPlainOutput(cli([...process.argv.slice(0, 2), ...args])).pipe(
+    // @effect/cli has printed what is wrong with the flags by now.
+    Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => void (process.exitCode = USAGE_ERROR)))
+  )
 
 main.pipe(
   Effect.provide(MainLive),

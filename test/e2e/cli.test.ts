@@ -469,7 +469,7 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
-  it("a bad flag is one `authkeysync:` stderr line and exit 1, whatever @effect/cli found wrong", async () => {
+  it("a bad flag is one `authkeysync:` stderr line and exit 2 (Go's flag package), whatever @effect/cli found wrong", async () => {
     for (
       const [args, message] of [
         [["--bogus"], "Received unknown argument: '--bogus'"],
@@ -480,7 +480,7 @@ describeAsRoot("cli (e2e)", () => {
       ] as const
     ) {
       const run = await runCli(args)
-      expect(run.code).toBe(1)
+      expect(run.code).toBe(2)
       expect(run.stderr).toBe(`authkeysync: ${message}\n`)
     }
   })
@@ -491,16 +491,16 @@ describeAsRoot("cli (e2e)", () => {
     server.keys("/stray", [key("stray")])
     for (const args of [["-dry-run", "false"], ["--dry-run", "no"], ["--dry-run=true", "0"]]) {
       const run = await runWithConfig(config([userWith(bob.name, server.url("/stray"))]), args)
-      expect(run.code).toBe(1)
+      expect(run.code).toBe(2)
       expect(run.stderr).toBe(`authkeysync: Received unknown argument: '${args[1]}'\n`)
       expect(server.requestsTo("/stray")).toHaveLength(0)
       expect(await exists(bob.authorizedKeys)).toBe(false)
     }
   })
 
-  it("--version beside an unknown flag is refused (exit 1), as Go fails on the unknown flag first", async () => {
+  it("--version beside an unknown flag is refused (exit 2), as Go fails on the unknown flag first", async () => {
     const run = await runCli(["--version", "--bogus"])
-    expect(run.code).toBe(1)
+    expect(run.code).toBe(2)
     expect(run.stderr).toBe("authkeysync: Received unknown argument: '--bogus'\n")
     expect(run.stdout).not.toContain("AuthKeySync v")
   })
@@ -517,10 +517,13 @@ describeAsRoot("cli (e2e)", () => {
     expect(run.stdout).toContain("--lock-timeout")
   })
 
-  it("--concurrency 0 is refused with exit 1", async () => {
+  it("--concurrency 0 and --lock-timeout -1 are refused with exit 2, before the config is read", async () => {
     const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--concurrency", "0"])
-    expect(run.code).toBe(1)
-    expect(run.stderr).toContain("--concurrency must be 1 or more")
+    expect(run.code).toBe(2)
+    expect(run.stderr).toBe("authkeysync: --concurrency must be 1 or more\n")
+    const lock = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--lock-timeout=-1"])
+    expect(lock.code).toBe(2)
+    expect(lock.stderr).toBe("authkeysync: --lock-timeout must be 0 or more\n")
   })
 
   // ===========================================================================
