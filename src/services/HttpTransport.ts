@@ -1,7 +1,7 @@
 /**
  * The HTTP stack under KeySource: @effect/platform's HttpClient over Node's own `http` and `https` modules, with
- * proxies taken from the environment, and an extra client per `ca_file` that trusts that file's certificates
- * instead of the built-in ones.
+ * proxies taken from the environment, certificates checked against the host's CA store (found where the Go original
+ * finds it; see internal/systemCa.ts), and an extra client per `ca_file` that trusts that file's certificates instead.
  *
  * Proxies are read as the Go original (net/http) reads them: `HTTP_PROXY` for http URLs only, `HTTPS_PROXY` for https
  * URLs only, `NO_PROXY` for both (upper case first, then lower case), and localhost or a loopback address never
@@ -35,6 +35,7 @@ import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Either, Inspectable, Layer, Option, type Stream } from "effect"
 import { describeCause } from "../pipeline/Errors.js"
 import { HostLookup, type LookupFunction } from "./internal/hostLookup.js"
+import { loadSystemCaCertificates } from "./internal/systemCa.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
 export class TrustedCaClients extends Context.Tag("authkeysync/TrustedCaClients")<TrustedCaClients, {
@@ -215,7 +216,9 @@ class TunnelAgent extends https.Agent {
   private readonly lookupProxy: LookupFunction
   constructor(
     private readonly proxy: Extract<ProxyChoice, { _tag: "Proxy" }>,
-    options: https.AgentOptions & { readonly lookup: LookupFunction }
+    options: https.AgentOptions & { readonly lookup: LookupFunction },
+    /** What an https proxy's own certificate is checked against (the host's store). */
+    private readonly proxyTrust: () => tls.SecureContext
   ) {
     super(options)
     this.lookupProxy = options.lookup
@@ -233,7 +236,7 @@ class TunnelAgent extends https.Agent {
     const request = (url.protocol === "https:" ? https : http).request({
       host: bareHost(url.hostname),
       port: defaultPort(url),
-      ...(url.protocol === "https:" ? { servername: tlsName(url), rejectUnauthorized: true } : {}),
+      ...(url.protocol === "https:" ? { servername: tlsName(url), rejectUnauthorized: true, secureContext: this.proxyTrust() } : {}),
       method: "CONNECT",
       path: target,
       headers: {
@@ -289,35 +292,59 @@ export interface Outgoing {
   readonly body: Uint8Array | undefined
 }
 
+/** One TLS context for every connection that trusts `certificates` (Node's own list when undefined). */
+const contextTrusting = (certificates: TrustedCertificates): tls.SecureContext =>
+  tls.createSecureContext(certificates === undefined ? {} : { ca: typeof certificates === "string" ? certificates : [...certificates] })
+
+/** The CA certificates a connection trusts: a PEM text, a list of PEM blocks, or Node's own list (undefined). */
+export type TrustedCertificates = string | ReadonlyArray<string> | undefined
+
 /**
  * Connections for one run: keep-alive agents for direct requests, for an http proxy, and for CONNECT tunnels, all
- * trusting `ca` (a PEM) instead of the built-in CAs when it is given, and all finding hosts through one HostLookup
- * (each name looked up once per run, few at a time; see internal/hostLookup.ts).
+ * finding hosts through one HostLookup (each name looked up once per run, few at a time; see internal/hostLookup.ts).
+ * Key servers are checked against `ca` (a PEM, from `ca_file`) when it is given, otherwise against the host's store;
+ * an https proxy always against the host's store. The store is read, and each set of CAs parsed, once per transport
+ * and only when an https connection needs it: a TLS context made per connection would parse every CA again.
  *
  * @since 0.3.0
  */
 export class Transport {
   private readonly direct: http.Agent
-  private readonly directTls: https.Agent
   private readonly forward: http.Agent
-  private readonly forwardTls: https.Agent
-  private readonly tunnel: TunnelAgent | undefined
+  private readonly lookup: LookupFunction
+  private systemContext: tls.SecureContext | undefined
+  private tlsMade: { readonly directTls: https.Agent; readonly forwardTls: https.Agent; readonly tunnel: TunnelAgent | undefined } | undefined
 
   constructor(
     private readonly settings: ProxySettings,
-    ca: string | undefined,
-    private readonly hosts: HostLookup = new HostLookup()
+    private readonly ca: string | undefined,
+    private readonly hosts: HostLookup = new HostLookup(),
+    private readonly systemCertificates: () => TrustedCertificates = loadSystemCaCertificates
   ) {
-    const lookup = hosts.lookup
+    this.lookup = hosts.lookup
+    this.direct = new http.Agent({ keepAlive: true, lookup: this.lookup })
+    this.forward = new http.Agent({ keepAlive: true, lookup: this.lookup })
+  }
+
+  private system(): tls.SecureContext {
+    return (this.systemContext ??= contextTrusting(this.systemCertificates()))
+  }
+
+  /** The https agents, made on first use (a run with http sources only never reads the CA store). */
+  private tlsAgents() {
+    if (this.tlsMade !== undefined) return this.tlsMade
     // Certificates are always checked, explicitly: Node's default yields to NODE_TLS_REJECT_UNAUTHORIZED=0 in root's
     // environment (a debugging leftover in a cron file or unit), which would turn the checks off for every source.
-    const tlsOptions = { keepAlive: true, lookup, rejectUnauthorized: true, ...(ca === undefined ? {} : { ca }) }
-    this.direct = new http.Agent({ keepAlive: true, lookup })
-    this.directTls = new https.Agent(tlsOptions)
-    // Connections to the proxy itself; an https proxy is checked against the built-in CAs.
-    this.forward = new http.Agent({ keepAlive: true, lookup })
-    this.forwardTls = new https.Agent({ keepAlive: true, lookup, rejectUnauthorized: true })
-    this.tunnel = settings.https?._tag === "Proxy" ? new TunnelAgent(settings.https, tlsOptions) : undefined
+    const common = { keepAlive: true, lookup: this.lookup, rejectUnauthorized: true }
+    const origin = { ...common, secureContext: this.ca === undefined ? this.system() : contextTrusting(this.ca) }
+    const proxy = this.settings.https
+    this.tlsMade = {
+      directTls: new https.Agent(origin),
+      // Connections to an https proxy itself.
+      forwardTls: new https.Agent({ ...common, secureContext: this.system() }),
+      tunnel: proxy?._tag === "Proxy" ? new TunnelAgent(proxy, origin, () => this.system()) : undefined
+    }
+    return this.tlsMade
   }
 
   /** The ClientRequest for `url`: direct, through an http proxy (absolute form), or through a CONNECT tunnel. */
@@ -327,7 +354,7 @@ export class Transport {
       return https.request(url, {
         ...options,
         servername: tlsName(url),
-        agent: proxy === undefined ? this.directTls : this.tunnel
+        agent: proxy === undefined ? this.tlsAgents().directTls : this.tlsAgents().tunnel
       })
     } else if (proxy === undefined) {
       return http.request(url, { ...options, agent: this.direct })
@@ -345,7 +372,7 @@ export class Transport {
           host: url.host,
           ...(proxy.authorization === undefined ? {} : { "proxy-authorization": proxy.authorization })
         },
-        agent: viaTls ? this.forwardTls : this.forward
+        agent: viaTls ? this.tlsAgents().forwardTls : this.forward
       })
     }
   }
@@ -453,13 +480,15 @@ export class Transport {
     for (const agent of this.agents()) {
       for (const sockets of Object.values(agent.sockets)) for (const socket of sockets ?? []) socket.destroy()
     }
-    this.tunnel?.endConnecting()
+    this.tlsMade?.tunnel?.endConnecting()
     this.hosts.close()
     setImmediate(() => this.destroy()).unref()
   }
 
   private agents(): Array<http.Agent> {
-    return [this.direct, this.directTls, this.forward, this.forwardTls, ...(this.tunnel === undefined ? [] : [this.tunnel])]
+    const made = this.tlsMade
+    const tlsAgents = made === undefined ? [] : [made.directTls, made.forwardTls, ...(made.tunnel === undefined ? [] : [made.tunnel])]
+    return [this.direct, this.forward, ...tlsAgents]
   }
 }
 

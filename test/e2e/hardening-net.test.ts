@@ -467,6 +467,45 @@ describeAsRoot("network hardening (e2e)", () => {
       await expectBystanderSynced(run, b)
     })
 
+    it("without ca_file the host's CA store is trusted as Go finds it: SSL_CERT_FILE, SSL_CERT_DIR", async () => {
+      // Found in review: Node trusts only its compiled-in Mozilla list, so a key server certified by a site's own CA
+      // (installed with update-ca-certificates) failed every run that the Go original passed.
+      const [byFile, byDir] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
+      const ks = [key("tls-store-file"), key("tls-store-dir")]
+      tls.route("/tls/store-file", { body: lines(ks[0] ?? "") })
+      tls.route("/tls/store-dir", { body: lines(ks[1] ?? "") })
+      const cfg = (u: { name: string }, route: string) => config([userWith(u.name, { url: tls.url(route), timeout_seconds: 5 })])
+
+      const file = await runWithConfig(cfg(byFile, "/tls/store-file"), [], { env: { SSL_CERT_FILE: cert.certFile, SSL_CERT_DIR: "" } })
+      expect(file.code, dump(file)).toBe(0)
+      await expectSyncedFile(byFile, [{ source: tls.url("/tls/store-file"), keys: [ks[0] ?? ""] }], file)
+
+      const dir = await runWithConfig(cfg(byDir, "/tls/store-dir"), [], {
+        env: { SSL_CERT_FILE: "/nonexistent/akse2e/ca.pem", SSL_CERT_DIR: `/nonexistent/akse2e:${cert.dir}` }
+      })
+      expect(dir.code, dump(dir)).toBe(0)
+      await expectSyncedFile(byDir, [{ source: tls.url("/tls/store-dir"), keys: [ks[1] ?? ""] }], dir)
+    })
+
+    it("a ca_file replaces the host's store: a source whose ca_file is another CA fails though the store trusts it", async () => {
+      const v = await victim()
+      const b = await bystander("tls-replaced")
+      tls.route("/tls/replaced", { body: lines(key("tls-replaced")) })
+
+      const run = await runWithConfig(
+        config([
+          userWith(v.user.name, { url: tls.url("/tls/replaced"), ca_file: stranger.certFile, timeout_seconds: 5 }),
+          userWith(b.user.name, b.source)
+        ]),
+        [],
+        { env: { SSL_CERT_FILE: cert.certFile } }
+      )
+
+      expectRunFailed(run, 1)
+      await expectSourceFailed(run, v, tls.url("/tls/replaced"), /certificate|self[- ]signed/i)
+      await expectBystanderSynced(run, b)
+    })
+
     it("a per-source ca_file trusts the certificate (and wins over policy.ca_file either way)", async () => {
       const v = await victim()
       const [perSource, overridesPolicy] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
