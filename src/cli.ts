@@ -10,7 +10,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Duration, Effect, Exit, Layer, Logger, LogLevel } from "effect"
 import { buildInfo } from "./Build.js"
-import { asksForVersion, flagMissingValue, normalizeGoFlags } from "./goFlags.js"
+import { asksForVersion, goFlagError, normalizeGoFlags } from "./goFlags.js"
 import { bytesToText } from "./pipeline/Bytes.js"
 import { DEFAULT_CONFIG_PATH } from "./pipeline/Config.js"
 import { renderDiff } from "./pipeline/Diff.js"
@@ -183,10 +183,10 @@ const withPlainOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     }))
 
 // The Go original's --version text (version, commit, build date), wherever the flag stands.
-const missingValue = flagMissingValue(process.argv.slice(2))
-const main = missingValue !== undefined
+const flagError = goFlagError(process.argv.slice(2))
+const main = flagError !== undefined
   ? Effect.zipRight(
-    Console.error(`authkeysync: flag needs an argument: ${missingValue}`),
+    Console.error(`authkeysync: ${flagError}`),
     Effect.sync(() => void (process.exitCode = USAGE_ERROR))
   )
   : asksForVersion(args)

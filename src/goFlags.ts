@@ -70,19 +70,27 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
 }
 
 /**
- * The flag at the end of `args` that needs a value and has none (`authkeysync -config`), as written; Go's flag package
- * says "flag needs an argument: -config", where @effect/cli would say "Received unknown argument: '--config'".
+ * What Go's flag package would stop on in `args` (as written), in its words, or undefined: a boolean flag given a value
+ * strconv.ParseBool refuses (`-dry-run=no`: `invalid boolean value "no" for -dry-run: parse error`) or a flag at the
+ * end that needs a value (`flag needs an argument: -config`). Like Go, it reads flags from the left and stops at the
+ * first word that is not one (a stray argument) and at an unknown flag, which @effect/cli then refuses.
  *
  * @since 0.3.0
  */
-export const flagMissingValue = (args: ReadonlyArray<string>): string | undefined => {
+export const goFlagError = (args: ReadonlyArray<string>): string | undefined => {
   for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!
-    if (arg === "--") return undefined
-    const name = /^--?([a-z][a-z-]*)$/.exec(arg)?.[1]
-    if (name === undefined || !VALUED.has(name)) continue
-    if (i + 1 >= args.length) return arg
-    i++ // Its value, whatever it looks like.
+    const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!)
+    const name = match?.[1]
+    if (name === undefined || (!BOOLEAN.has(name) && !VALUED.has(name))) return undefined
+    const value = match?.[2]
+    if (BOOLEAN.has(name)) {
+      if (value !== undefined && !GO_TRUE.has(value) && !GO_FALSE.has(value)) {
+        return `invalid boolean value ${JSON.stringify(value)} for -${name}: parse error`
+      }
+    } else if (value === undefined) {
+      if (i + 1 >= args.length) return `flag needs an argument: -${name}`
+      i++ // Its value, whatever it looks like.
+    }
   }
   return undefined
 }

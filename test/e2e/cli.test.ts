@@ -476,7 +476,10 @@ describeAsRoot("cli (e2e)", () => {
         [["--concurrency", "abc"], "'abc' is not a integer"],
         [["--log-format", "xml"], "Expected one of the following cases: text, json"],
         // (The lock file first: the test helper otherwise appends one, which would become -config's value.)
-        [["--lock-file", "/nonexistent/akse2e/lock", "--dry-run", "-config"], "flag needs an argument: -config"]
+        [["--lock-file", "/nonexistent/akse2e/lock", "--dry-run", "-config"], "flag needs an argument: -config"],
+        // Go's strconv.ParseBool words only: `-dry-run=no` was a real run here, `-dry-run=yes` a dry run.
+        [["-dry-run=no"], "invalid boolean value \"no\" for -dry-run: parse error"],
+        [["--lock-file", "/nonexistent/akse2e/lock", "--dry-run=yes"], "invalid boolean value \"yes\" for -dry-run: parse error"]
       ] as const
     ) {
       const run = await runCli(args)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { asksForVersion, flagMissingValue, normalizeGoFlags } from "../../src/goFlags.js"
+import { asksForVersion, goFlagError, normalizeGoFlags } from "../../src/goFlags.js"
 
 describe("normalizeGoFlags (the Go original's flag spellings keep working)", () => {
   const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
@@ -39,21 +39,30 @@ describe("normalizeGoFlags (the Go original's flag spellings keep working)", () 
   })
 })
 
-describe("flagMissingValue (Go's \"flag needs an argument\")", () => {
+describe("goFlagError (what Go's flag package stops on, in its words)", () => {
   const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string | undefined]> = [
-    [["-config"], "-config"],
-    [["--dry-run", "--config"], "--config"],
-    [["--concurrency"], "--concurrency"],
+    [["-config"], "flag needs an argument: -config"],
+    [["--dry-run", "--config"], "flag needs an argument: -config"],
+    [["--concurrency"], "flag needs an argument: -concurrency"],
     [["--config", "/a"], undefined],
     [["--config=/a"], undefined],
     // A value that looks like a flag is still the value.
     [["-config", "-lock-file"], undefined],
     [["--dry-run"], undefined],
     [["--", "--config"], undefined],
-    [[], undefined]
+    [[], undefined],
+    // Only strconv.ParseBool's words (found in review: `-dry-run=no` was a real run, `-dry-run=yes` a dry run).
+    [["-dry-run=no"], "invalid boolean value \"no\" for -dry-run: parse error"],
+    [["--config", "/a", "--debug=yes"], "invalid boolean value \"yes\" for -debug: parse error"],
+    [["-quiet="], "invalid boolean value \"\" for -quiet: parse error"],
+    [["-dry-run=true", "-debug=0", "-silent=F"], undefined],
+    // Go stops at the first word that is not a flag, and at an unknown flag (which @effect/cli refuses).
+    [["-bogus", "-dry-run=no"], undefined],
+    [["stray", "-config"], undefined],
+    [["--config", "-dry-run=no"], undefined]
   ]
   it.each(cases)("%j -> %j", (input, expected) => {
-    expect(flagMissingValue(input)).toBe(expected)
+    expect(goFlagError(input)).toBe(expected)
   })
 })
 
