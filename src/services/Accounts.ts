@@ -223,8 +223,9 @@ const NO_ANSWER: BatchAnswer = { found: new Map(), unreadable: new Set(), comple
  * getent exits 0 when it found every name and 2 when some were not found, so after either a name it did not print
  * does not exist. Any other exit (an NSS failure) answers nothing, and the names are asked one by one so that one
  * broken lookup never hides behind another; so is a getent that died of a signal (an NSS module that crashes on one
- * entry). A getent that had to be killed at the timeout (`killed`: a hung NSS source, LDAP down) fails them all at
- * once: asked one by one, each would hang for the whole timeout again.
+ * entry). A getent that had to be killed at the timeout (`killed`: a hung NSS source, LDAP down for one name) is
+ * asked again too, each name in its own getent and all at once (see lookupAll): a name that hangs then fails alone,
+ * one timeout later, and the others (local accounts among them) are answered.
  */
 const lookupManyLinux = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect<BatchAnswer> =>
   run("getent", ["passwd", "--", ...names]).pipe(
@@ -274,6 +275,9 @@ const lookupOne = (run: RunCommand, name: string): Effect.Effect<Account, UserNo
     ? lookupDarwin(run, name)
     : lookupLinux(run, name)
 
+/** getent processes at a time when a killed batch is asked again name by name. */
+const RETRY_AFTER_KILL_CONCURRENCY = 128
+
 // Plain effects, not Effect.request: request batching delayed interruption (SIGTERM) of the users waiting on it.
 const lookupAll = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
   Effect.gen(function*() {
@@ -284,18 +288,19 @@ const lookupAll = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect
     const batch = process.platform === "linux" && possible.length > 1
       ? yield* lookupManyLinux(run, possible)
       : NO_ANSWER
-    const killed = batch.killed
     const answers = yield* Effect.forEach(unique, (name) => {
       const hit = batch.found.get(name)
       const answer = hit !== undefined
         ? Effect.succeed(hit)
-        : killed !== undefined && batchable(name)
-        ? Effect.fail(new AccountLookupError({ user: name, detail: `getent failed: ${killed.message}`, cause: killed }))
         : batch.complete && !batch.unreadable.has(name) && batchable(name)
         ? Effect.fail(new UserNotFound({ user: name }))
         : lookupOne(run, name)
       return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))
-    }, { concurrency: 8 })
+    }, {
+      // After a killed batch, names that hang hold their getent for a whole timeout: enough at a time that the others
+      // are not queued behind them (one more timeout for the run, not one per name).
+      concurrency: batch.killed === undefined ? 8 : Math.min(unique.length, RETRY_AFTER_KILL_CONCURRENCY)
+    })
     return new Map(answers)
   })
 
