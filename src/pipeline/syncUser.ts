@@ -266,11 +266,26 @@ const readLocalFile = (sshDir: SshDir) =>
   sshDir.readAuthorizedKeys.pipe(Effect.map(Option.getOrUndefined))
 
 /** Between sources a duplicate is news; a local line that a source also serves is the normal case on every run. */
+/**
+ * Duplicates named one line each, up to this many per user and level; the rest in one line with their count. A broken
+ * source that repeats one key 200,000 times must not write 200,000 log lines (and the run's time into writing them).
+ */
+export const DUPLICATES_NAMED = 20
+
 const logDuplicates = (duplicates: ReadonlyArray<Duplicate>) =>
-  Effect.forEach(duplicates, (dup) =>
-    Effect.logWithLevel(dup.droppedFrom === LOCAL_LABEL ? LogLevel.Debug : LogLevel.Info, "duplicate key dropped").pipe(
-      Effect.annotateLogs({ key: preview(dup.key), kept_in: redactUrl(dup.keptIn), dropped_from: redactUrl(dup.droppedFrom) })
-    ), { discard: true })
+  Effect.forEach([LogLevel.Info, LogLevel.Debug], (level) => {
+    const these = duplicates.filter((dup) => (dup.droppedFrom === LOCAL_LABEL ? LogLevel.Debug : LogLevel.Info) === level)
+    const unnamed = these.length - DUPLICATES_NAMED
+    return Effect.zipRight(
+      Effect.forEach(these.slice(0, DUPLICATES_NAMED), (dup) =>
+        Effect.logWithLevel(level, "duplicate key dropped").pipe(
+          Effect.annotateLogs({ key: preview(dup.key), kept_in: redactUrl(dup.keptIn), dropped_from: redactUrl(dup.droppedFrom) })
+        ), { discard: true }),
+      unnamed > 0
+        ? Effect.logWithLevel(level, "more duplicate keys dropped, not listed one by one").pipe(Effect.annotateLogs({ count: unnamed }))
+        : Effect.void
+    )
+  }, { discard: true })
 
 const redactSections = (merged: MergedKeys) =>
   merged.sections.map((section) => (section._tag === "Source" ? { ...section, url: redactUrl(section.url) } : section))

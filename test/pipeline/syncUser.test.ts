@@ -9,6 +9,7 @@ import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
 import { textToBytes } from "../../src/pipeline/Bytes.js"
 import { renderHeader } from "../../src/pipeline/Render.js"
 import { runAll } from "../../src/pipeline/runAll.js"
+import { DUPLICATES_NAMED } from "../../src/pipeline/syncUser.js"
 import * as Accounts from "../../src/services/Accounts.js"
 import * as KeySource from "../../src/services/KeySource.js"
 import * as Logging from "../../src/services/Logging.js"
@@ -109,6 +110,25 @@ describe("syncUser", () => {
       const dup = w.logs.filter((l) => l.msg === "duplicate key dropped" && l.level === "INFO")
       expect(dup.map((l) => Object.fromEntries(l.fields))).toEqual([
         { user: "alice", key: K2, kept_in: "https://a.example/keys", dropped_from: "https://b.example/keys" }
+      ])
+    }))
+
+  it.effect("a source repeating keys thousands of times: 20 duplicate lines per user and level, then one count", () =>
+    Effect.gen(function*() {
+      const many = Array.from({ length: 30 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5dup${i} dup${i}`)
+      const w = world({ "https://a.example/keys": `${K1}\n`.repeat(5000) + many.join("\n") + "\n" + many.join("\n") + "\n" })
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(0)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(
+        `${header}\n# Source: https://a.example/keys\n${K1}\n${many.join("\n")}\n`
+      )
+      const named = w.logs.filter((l) => l.msg === "duplicate key dropped")
+      expect(named).toHaveLength(DUPLICATES_NAMED)
+      expect(named.every((l) => l.level === "INFO")).toBe(true)
+      const rest = w.logs.filter((l) => l.msg === "more duplicate keys dropped, not listed one by one")
+      expect(rest.map((l) => [l.level, Object.fromEntries(l.fields)])).toEqual([
+        ["INFO", { user: "alice", count: 4999 + 30 - DUPLICATES_NAMED }]
       ])
     }))
 
