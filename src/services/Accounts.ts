@@ -5,10 +5,9 @@
  * @since 0.1.0
  */
 import { execFile } from "node:child_process"
-import * as fs from "node:fs"
-import * as nodePath from "node:path"
 import { Context, Effect, Either, Layer } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
+import { findCommand, SYSTEM_COMMAND_DIRS } from "./internal/systemCommands.js"
 
 /** @since 0.1.0 */
 export interface Account {
@@ -76,51 +75,11 @@ class CommandKilled extends Error {
   }
 }
 
-/**
- * Where `getent` and `dscl` are taken from (the first directory that has them), never `$PATH`: the tool runs as root,
- * and a PATH with a directory someone else can write to (a user's `~/bin`, a tool's shims) would run their program
- * as root. NixOS and Guix keep system commands under /run/current-system.
- *
- * @since 0.3.0
- */
-export const SYSTEM_COMMAND_DIRS: ReadonlyArray<string> = [
-  "/usr/bin",
-  "/bin",
-  "/usr/sbin",
-  "/sbin",
-  "/run/current-system/sw/bin",
-  "/run/current-system/profile/bin"
-]
-
 /** A command, what it printed, and how it exited. */
 type RunCommand = (file: string, args: ReadonlyArray<string>) => Effect.Effect<CommandResult, Error>
 
-/**
- * The absolute path of `name` in the first of `dirs` that has it. A program there that anyone but root (or the user
- * running the tool) owns, or that its group or others may write to, is refused rather than run: whoever can change
- * it would run as root.
- */
-export const findCommand = (name: string, dirs: ReadonlyArray<string>): Either.Either<string, string> => {
-  for (const dir of dirs) {
-    if (!nodePath.isAbsolute(dir)) continue
-    const candidate = nodePath.join(dir, name)
-    let st: fs.Stats
-    try {
-      // Followed: /bin is a link to /usr/bin on most systems, and NixOS links every command into its store.
-      st = fs.statSync(candidate)
-    } catch {
-      continue
-    }
-    if (!st.isFile() || (st.mode & 0o111) === 0) continue
-    const euid = process.geteuid?.() ?? 0
-    if (st.uid !== 0 && st.uid !== euid) return Either.left(`${candidate} is owned by uid ${st.uid}, not by root`)
-    if ((st.mode & 0o022) !== 0) {
-      return Either.left(`${candidate} is writable by its group or by others (mode ${(st.mode & 0o7777).toString(8)})`)
-    }
-    return Either.right(candidate)
-  }
-  return Either.left(`not found in ${dirs.join(", ")} (the tool does not search $PATH)`)
-}
+// Part of this module's API since 0.3.0; they live with the other system-command code.
+export { findCommand, SYSTEM_COMMAND_DIRS }
 
 const runIn = (dirs: ReadonlyArray<string>, timeoutMs: number): RunCommand => (file, args) =>
   Effect.suspend(() => {

@@ -149,4 +149,55 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       await dns.close()
     }
   }, 90_000)
+
+  it("two host names that never resolve hold up no other user's sources, and the run does not wait for them", async (context) => {
+    // Found in review: two dead names held both of the two thread-pool lookups, so every other name (localhost from
+    // /etc/hosts too) queued behind them: the other users' sources failed at their deadlines, and the process lived
+    // on until the resolver gave up.
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to give the run its own /etc/resolv.conf")
+      return context.skip()
+    }
+    const dns = await silentResolver()
+    if (dns === undefined) return context.skip()
+    try {
+      assertBuilt()
+      const original = lines(key("stays"))
+      const stuck = await users.create({ authorizedKeys: original })
+      const [fine1, fine2] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
+      server.keys("/fine1", [key("fine-1")])
+      server.keys("/fine2", [key("fine-2")])
+      const local = (route: string) => server.url(route).replace("://127.0.0.1:", "://localhost:")
+      const dir = await users.tempDir()
+      const resolvConf = path.join(dir, "resolv.conf")
+      // Each lookup of a dead name hangs for 30 s, longer than any source's deadline here.
+      await fs.writeFile(resolvConf, "nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+      const cfg = await writeConfig(config([
+        userWith(
+          stuck.name,
+          { url: "http://keys1.authkeysync-dead.test:8080/a", timeout_seconds: 2 },
+          { url: "http://keys2.authkeysync-dead.test:8080/b", timeout_seconds: 2 }
+        ),
+        userWith(fine1.name, { url: local("/fine1"), timeout_seconds: 5 }),
+        userWith(fine2.name, { url: local("/fine2"), timeout_seconds: 5 })
+      ]))
+      try {
+        const started = Date.now()
+        const run = await runWithResolvConf(resolvConf, cfg.path)
+        const seconds = (Date.now() - started) / 1000
+        expect(run.code, run.stderr).toBe(1)
+        expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
+        await expectSyncedFile(fine1, [{ source: local("/fine1"), keys: [key("fine-1")] }])
+        await expectSyncedFile(fine2, [{ source: local("/fine2"), keys: [key("fine-2")] }])
+        const summary = parseLogs(run.stdout).find((line) => line.msg === "sync finished")
+        expect(summary).toMatchObject({ updated: "2", failed: "1", exit_code: "1" })
+        // The process ends with the run, not when the resolver gives up on the dead names (30 s).
+        expect(seconds).toBeLessThan(25)
+      } finally {
+        await cfg.remove()
+      }
+    } finally {
+      await dns.close()
+    }
+  }, 90_000)
 })

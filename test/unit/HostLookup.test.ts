@@ -1,9 +1,13 @@
 import type { LookupAddress, LookupOptions } from "node:dns"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { describe, expect, it } from "vitest"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
 import { Transport } from "../../src/services/HttpTransport.js"
-import { HostLookup, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+import { getentResolve, HostLookup, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
 
 /** A resolver the test answers by hand, recording every name it was asked for. */
 const scriptedResolver = () => {
@@ -128,6 +132,123 @@ describe("Transport: connections find hosts through the run's HostLookup", () =>
     } finally {
       transport.close()
       await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
+
+describe("parseAhosts (what `getent ahosts` prints)", () => {
+  it("each address once, in getaddrinfo's order, whatever the socket types and the canonical name", () => {
+    const stdout = [
+      "2001:db8::10    STREAM keys.example",
+      "2001:db8::10    DGRAM  ",
+      "2001:db8::10    RAW    ",
+      "192.0.2.10      STREAM ",
+      "192.0.2.10      DGRAM  ",
+      "192.0.2.10      RAW    ",
+      ""
+    ].join("\n")
+    expect(parseAhosts(stdout)).toEqual([V6, V4])
+    expect(parseAhosts("")).toEqual([])
+  })
+})
+
+/**
+ * `getent ahosts` in a process of its own (found in review: two names whose resolver never answers held both of the
+ * thread-pool lookups, and every other user's sources waited past their deadlines behind them).
+ */
+describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over a getent of the test's own", () => {
+  let dir = ""
+  afterEach(() => {
+    if (dir !== "") rmSync(dir, { recursive: true, force: true })
+    dir = ""
+  })
+  /** A getent that logs its arguments, answers `alive.example` and `v4.example`, says 2 for `gone.example`, and never answers for dead*. */
+  const fakeGetent = () => {
+    dir = mkdtempSync(join(tmpdir(), "aks-getent-hosts-"))
+    const log = join(dir, "calls")
+    const pids = join(dir, "pids")
+    writeFileSync(join(dir, "getent"), [
+      "#!/bin/sh",
+      `echo "$*" >> "${log}"`,
+      `echo $$ >> "${pids}"`,
+      'case "$3" in',
+      '  alive.example) printf "2001:db8::10    STREAM alive.example\\n2001:db8::10    DGRAM\\n192.0.2.10      STREAM\\n"; exit 0 ;;',
+      '  v4.example) [ "$1" = ahostsv4 ] && printf "192.0.2.10      STREAM v4.example\\n" && exit 0; exit 2 ;;',
+      '  gone.example) exit 2 ;;',
+      '  musl.example) exit 1 ;;',
+      '  dead*) exec sleep 60 ;;',
+      "esac",
+      "exit 3",
+      ""
+    ].join("\n"), { mode: 0o755 })
+    return {
+      getent: join(dir, "getent"),
+      calls: () => readFileSync(log, "utf8").split("\n").filter((l) => l !== ""),
+      alive: () =>
+        readFileSync(pids, "utf8").split("\n").filter((l) => l !== "").filter((pid) => {
+          try {
+            process.kill(Number(pid), 0)
+            return true
+          } catch {
+            return false
+          }
+        })
+    }
+  }
+
+  it("answers from getent's output, by the family asked for; 2 is ENOTFOUND; a getent without ahosts hands over", async () => {
+    const fake = fakeGetent()
+    const fallback: ResolveHost = async (hostname) => (hostname === "musl.example" ? [V4] : [])
+    const resolve = getentResolve(fake.getent, fallback)
+    const signal = new AbortController().signal
+    expect(await resolve("alive.example", { family: 0, hints: 0, signal })).toEqual([V6, V4])
+    expect(await resolve("v4.example", { family: 4, hints: 0, signal })).toEqual([V4])
+    await expect(resolve("gone.example", { family: 0, hints: 0, signal })).rejects.toMatchObject({
+      code: "ENOTFOUND",
+      message: "getaddrinfo ENOTFOUND gone.example"
+    })
+    expect(await resolve("musl.example", { family: 0, hints: 0, signal })).toEqual([V4])
+    expect(fake.calls()).toEqual([
+      "ahosts -- alive.example",
+      "ahostsv4 -- v4.example",
+      "ahosts -- gone.example",
+      "ahosts -- musl.example"
+    ])
+  })
+
+  it("two names that never resolve do not hold up a third; closing the run kills their getent", async () => {
+    const fake = fakeGetent()
+    const hosts = new HostLookup(getentResolve(fake.getent), 16)
+    const dead = [lookupOnce(hosts, "dead1.example"), lookupOnce(hosts, "dead2.example")]
+    expect(await lookupOnce(hosts, "alive.example")).toEqual({ error: null, address: "2001:db8::10", family: 6 })
+    expect(fake.alive()).toHaveLength(2)
+    hosts.close()
+    for (const outcome of await Promise.all(dead)) {
+      expect(outcome.error?.code).toBe("ECANCELLED")
+      expect(outcome.error?.message).toMatch(/^getaddrinfo ECANCELLED dead[12]\.example \(the run has ended\)$/)
+    }
+    // Killed (SIGTERM) at once; the processes are gone once reaped.
+    for (let i = 0; i < 100 && fake.alive().length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(fake.alive()).toEqual([])
+  })
+})
+
+describe.skipIf(process.platform !== "linux" || (() => {
+  try {
+    execFileSync("getent", ["ahosts", "localhost"], { stdio: "ignore" })
+    return false
+  } catch {
+    return true
+  }
+})())("HostLookup, the host's way (this machine's getent)", () => {
+  it("localhost comes from /etc/hosts through getent, with no DNS query", async () => {
+    const hosts = new HostLookup()
+    try {
+      const outcome = await lookupOnce(hosts, "localhost", { all: true })
+      expect(outcome.error).toBeNull()
+      expect((outcome.address as Array<LookupAddress>).map((a) => a.address)).toContain("127.0.0.1")
+    } finally {
+      hosts.close()
     }
   })
 })

@@ -4,21 +4,109 @@
  * Node resolves a name with getaddrinfo on libuv's thread pool (4 threads by default), and a lookup there cannot be
  * cancelled: against a resolver that never answers, each one holds a thread until the resolver gives up (resolv.conf's
  * timeout x attempts x nameservers, up to 30 s), long after its source's deadline. The same pool runs this tool's
- * fsyncs and file creations, so a few hundred sources on one unreachable name used to queue every user's write behind
- * minutes of lookups. Here each name is looked up once per run (concurrent and later connections share the answer, or
- * the failure), at most `maxConcurrent` lookups run at a time so the pool always has threads for the files, and the
- * lookups still waiting for their turn when the run ends are dropped.
+ * fsyncs and file creations. So on Linux a name is looked up by `getent ahosts` (the same getaddrinfo, the same
+ * nsswitch order, /etc/hosts first as usual) in a process of its own, which holds no thread of the pool and is killed
+ * when the run ends: two names that never resolve no longer hold the lookups of every other user's sources behind
+ * them. Without a usable getent (macOS, a system without one) Node's own lookup is used, at most two at a time so that
+ * the pool always has threads for the files.
+ *
+ * Either way each name is looked up once per run (concurrent and later connections share the answer, or the failure),
+ * and the lookups still waiting for their turn when the run ends are dropped.
  */
+import { execFile } from "node:child_process"
 import * as dns from "node:dns"
+import { isIP } from "node:net"
+import { Either } from "effect"
+import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
 
-/** How a name becomes addresses; getaddrinfo (dns.lookup) unless a test supplies another. */
+/** How a name becomes addresses; `signal` is aborted when the run ends (a lookup that can be stopped stops then). */
 export type ResolveHost = (
   hostname: string,
-  options: { readonly family: number; readonly hints: number }
+  options: { readonly family: number; readonly hints: number; readonly signal: AbortSignal }
 ) => Promise<ReadonlyArray<dns.LookupAddress>>
 
-const systemResolve: ResolveHost = (hostname, { family, hints }) =>
+/** Node's getaddrinfo on the thread pool; it cannot be stopped. */
+export const nodeResolve: ResolveHost = (hostname, { family, hints }) =>
   dns.promises.lookup(hostname, { all: true, family, hints })
+
+/** How long one `getent ahosts` may run: past every resolver's own give-up time (resolv.conf allows up to 30 s x 3). */
+const GETENT_TIMEOUT_MS = 60_000
+
+const lookupError = (code: string, hostname: string, detail?: string): NodeJS.ErrnoException =>
+  Object.assign(new Error(`getaddrinfo ${code} ${hostname}${detail === undefined ? "" : ` (${detail})`}`), {
+    code,
+    hostname
+  })
+
+/**
+ * The addresses `getent ahosts` printed (`ADDRESS STREAM name`, `ADDRESS DGRAM`, `ADDRESS RAW` per address), each
+ * once, in getaddrinfo's order.
+ */
+export const parseAhosts = (stdout: string): ReadonlyArray<dns.LookupAddress> => {
+  const seen = new Set<string>()
+  const addresses: Array<dns.LookupAddress> = []
+  for (const line of stdout.split("\n")) {
+    const address = line.split(/\s+/)[0] ?? ""
+    const family = isIP(address)
+    if (family === 0 || seen.has(address)) continue
+    seen.add(address)
+    addresses.push({ address, family })
+  }
+  return addresses
+}
+
+/** The variables glibc's resolver reads (search domain, options, aliases), passed on as the in-process lookup sees them. */
+const resolverEnv = (): Record<string, string> => {
+  const env: Record<string, string> = { LC_ALL: "C" }
+  for (const name of ["LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"]) {
+    const value = process.env[name]
+    if (value !== undefined) env[name] = value
+  }
+  return env
+}
+
+/**
+ * Lookups by `getent` (`ahosts`, `ahostsv4`, `ahostsv6` by the family asked for), killed when the run ends. A getent
+ * that does not know those databases (exit 1: not glibc's) hands the name to `fallback`.
+ */
+export const getentResolve = (getent: string, fallback: ResolveHost = nodeResolve): ResolveHost =>
+(hostname, options) =>
+  new Promise((resolve, reject) => {
+    const database = options.family === 4 ? "ahostsv4" : options.family === 6 ? "ahostsv6" : "ahosts"
+    execFile(
+      getent,
+      [database, "--", hostname],
+      { timeout: GETENT_TIMEOUT_MS, signal: options.signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: resolverEnv() },
+      (error, stdout) => {
+        const code = error === null ? 0 : error.code
+        if (code === 0) {
+          const addresses = parseAhosts(stdout)
+          return addresses.length > 0 ? resolve(addresses) : reject(lookupError("ENOTFOUND", hostname))
+        }
+        // getent(1): 2 is "not found"; 1 is a database it does not know.
+        if (code === 2) return reject(lookupError("ENOTFOUND", hostname))
+        if (code === 1) return void fallback(hostname, options).then(resolve, reject)
+        if (options.signal.aborted) return reject(lookupError("ECANCELLED", hostname, "the run has ended"))
+        reject(
+          error?.killed === true
+            ? lookupError("EAI_AGAIN", hostname, `no answer within ${GETENT_TIMEOUT_MS / 1000}s`)
+            : lookupError("EAI_FAIL", hostname, `getent ${database} failed: ${String(error?.message).split("\n")[0]}`)
+        )
+      }
+    )
+  })
+
+/**
+ * The host's way: getent from the system's directories on Linux, many at a time (each is a process of its own);
+ * Node's lookup otherwise, two at a time.
+ */
+const systemResolver = (): { readonly resolve: ResolveHost; readonly maxConcurrent: number } => {
+  if (process.platform === "linux") {
+    const getent = findCommand("getent", SYSTEM_COMMAND_DIRS)
+    if (Either.isRight(getent)) return { resolve: getentResolve(getent.right), maxConcurrent: MAX_CONCURRENT_GETENT }
+  }
+  return { resolve: nodeResolve, maxConcurrent: MAX_CONCURRENT_LOOKUPS }
+}
 
 /** The `lookup` option of net, tls, http and https connections. */
 export type LookupFunction = (
@@ -29,6 +117,8 @@ export type LookupFunction = (
 
 /** Two of libuv's four threads: the others stay free for fsync and file creation. */
 const MAX_CONCURRENT_LOOKUPS = 2
+/** getent processes at a time: enough that a few names that never resolve do not hold up the others. */
+const MAX_CONCURRENT_GETENT = 16
 
 /** A copy per caller: Node's connection code may add to the error it is given (host, port). */
 const copyError = (error: unknown): NodeJS.ErrnoException =>
@@ -42,11 +132,16 @@ export class HostLookup {
   private readonly queue: Array<{ readonly start: () => void; readonly drop: (error: Error) => void }> = []
   private running = 0
   private closed = false
+  private readonly ended = new AbortController()
+  private readonly resolve: ResolveHost
+  private readonly maxConcurrent: number
 
-  constructor(
-    private readonly resolve: ResolveHost = systemResolve,
-    private readonly maxConcurrent: number = MAX_CONCURRENT_LOOKUPS
-  ) {}
+  /** With no arguments, the host's way (see systemResolver); a test supplies its own. */
+  constructor(resolve?: ResolveHost, maxConcurrent?: number) {
+    const system = resolve === undefined ? systemResolver() : undefined
+    this.resolve = resolve ?? system!.resolve
+    this.maxConcurrent = maxConcurrent ?? system?.maxConcurrent ?? MAX_CONCURRENT_LOOKUPS
+  }
 
   /** For the `lookup` option of a connection. */
   readonly lookup: LookupFunction = (hostname, options, callback) => {
@@ -55,7 +150,9 @@ export class HostLookup {
     const key = `${family}/${hints}/${hostname}`
     let answer = this.answers.get(key)
     if (answer === undefined) {
-      answer = this.turn().then(() => this.resolve(hostname, { family, hints }).finally(() => this.release()))
+      answer = this.turn().then(() =>
+        this.resolve(hostname, { family, hints, signal: this.ended.signal }).finally(() => this.release())
+      )
       this.answers.set(key, answer)
     }
     answer.then(
@@ -69,9 +166,13 @@ export class HostLookup {
     )
   }
 
-  /** The run is over: lookups still waiting for their turn fail now, without ever reaching the resolver. */
+  /**
+   * The run is over: lookups still waiting for their turn fail now, without ever reaching the resolver, and those
+   * under way stop where they can (a getent is killed).
+   */
   close(): void {
     this.closed = true
+    this.ended.abort()
     for (const waiting of this.queue.splice(0)) waiting.drop(this.cancelled())
   }
 
