@@ -18,6 +18,7 @@ import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, BACKUP_NAME_PATTERN, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
+import { stepProblem } from "./internal/trustedPath.js"
 import {
   attempt,
   closeQuietly,
@@ -420,22 +421,17 @@ const strictModesProblem = (st: { uid: number; mode: number }, uid: number, user
  * Nobody but root may be able to replace a directory entry on the way to the home, the home's own entry included:
  * whoever can (another account owning a directory on the way, the user themself for a home inside a directory they
  * own or in a shared /tmp, a group with write access) could swap the home for a link to, say, /root, whose root-owned
- * `.ssh` passes every later check. So each directory on the way must be root's, and one that others may write is
- * accepted only with the sticky bit and only when the entry in it is root's too (sshd stops its checks at the home;
- * this goes further).
+ * `.ssh` passes every later check. So each step must pass stepProblem trusting root alone (sshd stops its checks at
+ * the home; this goes further).
  */
+const rootOnly = (uid: number) => uid === 0
+
 const entryProblem = (
   parent: { readonly uid: number; readonly mode: number },
   entry: { readonly uid: number },
   parentPath: string,
   entryPath: string
-): string | undefined => {
-  if (parent.uid !== 0) return `${parentPath}, a directory on the way to it, is owned by uid ${parent.uid}, not root`
-  if ((parent.mode & 0o022) !== 0 && ((parent.mode & 0o1000) === 0 || entry.uid !== 0)) {
-    return `${parentPath}, a directory on the way to it, is writable by group or others, who could replace ${entryPath}`
-  }
-  return undefined
-}
+): string | undefined => stepProblem(parent, parentPath, entry, entryPath, rootOnly)
 
 class HomePathProblem extends Error {}
 

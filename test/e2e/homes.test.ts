@@ -151,7 +151,7 @@ describeAsRoot("homes (e2e)", () => {
       expect(run.code, run.stdout).toBe(1)
       expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
         `user not synced, authorized_keys left untouched: refusing to use ${home}: ` +
-          `${shared}, a directory on the way to it, is writable by group or others, who could replace ${home}`
+          `${shared}, a directory on the way to it, is writable by group or others (mode ${(mode & 0o7777).toString(8).padStart(4, "0")}), who could replace ${home}`
       )
       expect(await fs.readdir(path.join(home, ".ssh"))).toEqual([])
     })

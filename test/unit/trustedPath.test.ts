@@ -37,7 +37,7 @@ describe("untrustedStep: can anyone but root swap a directory on the way?", () =
   it("a directory on the way that its group or others may write (not sticky)", () => {
     const open = mkdir(path.join(base(), "open"), 0o777)
     expect(untrustedStep(path.join(open, "state"))).toBe(
-      `${open}, a directory on the way to it, is writable by group or others (mode 0777)`
+      `${open}, a directory on the way to it, is writable by group or others (mode 0777), who could replace ${open}/state`
     )
   })
 
@@ -59,7 +59,7 @@ describe("untrustedStep: can anyone but root swap a directory on the way?", () =
     const theirs = mkdir(path.join(sticky, "theirs"))
     chownSync(theirs, NOBODY, NOBODY)
     expect(untrustedStep(path.join(theirs, "state"))).toBe(
-      `${sticky}, a directory on the way to it, is writable by group or others (mode 1777)`
+      `${sticky}, a directory on the way to it, is writable by group or others (mode 1777), who could replace ${theirs}`
     )
   })
 
