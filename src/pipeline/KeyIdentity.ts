@@ -55,10 +55,11 @@ export const keyMaterial = (line: string): { readonly type: string; readonly blo
  *
  * @since 0.2.0
  */
-export const keyIdentity = (line: string): string => {
-  const material = keyMaterial(line)
-  return material === undefined ? line : `${material.type} ${material.blob}`
-}
+export const keyIdentity = (line: string): string => identityFrom(line, keyMaterial(line))
+
+/** The identity of `line` given its key material (see keyMaterial), for a caller that needs both. @since 0.3.0 */
+export const identityFrom = (line: string, material: ReturnType<typeof keyMaterial>): string =>
+  material === undefined ? line : `${material.type} ${material.blob}`
 
 /** `SHA256:…` as `ssh-keygen -l` prints it, or `undefined` when the line holds no recognisable key. @since 0.2.0 */
 export const keyFingerprint = (line: string): string | undefined => {

@@ -35,7 +35,7 @@ import {
 import { boundedParallel } from "./boundedParallel.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
 import { checkGuards, type GuardCounts } from "./Guards.js"
-import { keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
+import { identityFrom, keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
 import { parseKeys, rejectedLineCount } from "./Parse.js"
 import { redactUrl } from "./Redact.js"
 import { type BuildInfo, managedBody, renderBody, renderHeader } from "./Render.js"
@@ -393,16 +393,24 @@ export const guardCounts = (
   after: ReadonlyArray<string>,
   managed?: ReadonlySet<string>
 ): GuardCounts => {
-  const beforeIds = new Set([...new Set(before.map(keyIdentity))].filter((id) => managed === undefined || managed.has(id)))
-  const afterIds = new Set(after.map(keyIdentity))
-  const usable = (keys: ReadonlyArray<string>) => new Set(keys.filter((k) => keyMaterial(k) !== undefined).map(keyIdentity)).size
-  return {
-    before: beforeIds.size,
-    after: afterIds.size,
-    removed: [...beforeIds].filter((id) => !afterIds.has(id)).length,
-    usableBefore: usable(before),
-    usableAfter: usable(after)
+  // One look at each line: a user's own file may hold hundreds of thousands.
+  const identify = (keys: ReadonlyArray<string>) => {
+    const all = new Set<string>()
+    const usable = new Set<string>()
+    for (const key of keys) {
+      const material = keyMaterial(key)
+      const id = identityFrom(key, material)
+      all.add(id)
+      if (material !== undefined) usable.add(id)
+    }
+    return { all, usable }
   }
+  const was = identify(before)
+  const is = identify(after)
+  const beforeIds = managed === undefined ? was.all : new Set([...was.all].filter((id) => managed.has(id)))
+  let removed = 0
+  for (const id of beforeIds) if (!is.all.has(id)) removed++
+  return { before: beforeIds.size, after: is.all.size, removed, usableBefore: was.usable.size, usableAfter: is.usable.size }
 }
 
 /** Pure: why an account cannot be handled safely, before anything is looked up or opened. @since 0.2.0 */
@@ -466,6 +474,21 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   return yield* syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
 }, Effect.scoped)
 
+/** Past this many key lines (the user's file and sources together), the steps below take long enough to share. */
+export const BREATHE_ABOVE_KEYS = 20_000
+
+/**
+ * Lets the event loop run once (a macrotask, after I/O) when `keys` is above BREATHE_ABOVE_KEYS: the steps of a user
+ * with hundreds of thousands of keys take seconds of CPU, and without a turn in between, what the other users'
+ * sources sent meanwhile stays unread until their deadlines have passed (found in review: a user's 400,000-line
+ * authorized_keys made another user's source, answering at 1 s with a 2 s deadline, fail every time).
+ */
+const breathe = (keys: number): Effect.Effect<void> =>
+  keys <= BREATHE_ABOVE_KEYS ? Effect.void : Effect.async<void>((resume) => {
+    const turn = setImmediate(() => resume(Effect.void))
+    return Effect.sync(() => clearImmediate(turn))
+  })
+
 /** Everything after the system check and the fetch: merge, guard, decide, back up, write, remember. */
 const syncDirectory = (
   user: User,
@@ -494,6 +517,8 @@ const syncDirectory = (
     const local = rootOwned
       ? { ...parsedLocal, keys: parsedLocal.keys.filter((key) => keyMaterial(key) !== undefined) }
       : parsedLocal
+    const size = local.keys.length + fetched.reduce((n, f) => n + f.keys.length, 0)
+    yield* breathe(size)
     // The config's pins are text; every other key here is a byte string (see Bytes.ts), and so must they be, or a
     // non-ASCII comment is written a byte per character (U+0141 as 0x41) and fails the read-back on every run.
     const pinned = [...policy.pinned_keys, ...user.pinned_keys].map(textToBytes)
@@ -521,6 +546,7 @@ const syncDirectory = (
       return { kept: local.keys.filter((key) => stays.has(key)), revoked: [] }
     }
     const selection = heldBack.length > 0 || firstRun ? holdBack() : found
+    yield* breathe(size)
     if (firstRun && policy.preserve_local_keys) yield* logAdopted(found.revoked)
     if (!firstRun && heldBack.length > 0 && found.revoked.length > 0) {
       yield* Effect.logWarning(
@@ -538,6 +564,7 @@ const syncDirectory = (
       lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
     }
     const recordNow: ManagedRecord = heldBack.length > 0 && !firstRun ? union : { identities: managedNow, lines: linesNow }
+    yield* breathe(size)
     yield* logDuplicates(merged.duplicates)
     // Logged once the guards let the rewrite go ahead (a real run: once the file is replaced). A refused or failed
     // rewrite leaves every key in the file, and a line saying one was revoked would be false.
@@ -546,10 +573,12 @@ const syncDirectory = (
     const sections = redactSections(merged)
     const body = renderBody(sections)
     const diff = diffKeys(local.keys, sections)
+    yield* breathe(size)
     const intendedKeys = allKeys(sections)
     const keys = intendedKeys.length
     const path = sshDir.authorizedKeysPath
     const decision = decideWrite(existing, body, owner)
+    yield* breathe(size)
     const recordIsCurrent = Option.match(record, { onNone: () => false, onSome: (r) => sameRecord(r, recordNow) })
 
     if (decision === "unchanged") {
@@ -561,6 +590,7 @@ const syncDirectory = (
     const managedForGuard = rootOwned ? undefined : Option.getOrUndefined(record)?.identities
     const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, managedForGuard), policy)
     if (refused !== undefined) return yield* refused
+    yield* breathe(size)
     const backsUp = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
     if (options.dryRun) {
       // The backup is the first write a real run makes: a backups directory it would refuse fails the dry run too.
