@@ -42,7 +42,8 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
       entries.push({ name: undefined, tokens: [arg] })
       continue
     }
-    if (name === "h") {
+    if (name === "h" || name === "help") {
+      // Go's flag package answers -help and -h, whatever value follows (`-help=false` too), with the usage text.
       set("help", ["--help"])
     } else if (BOOLEAN.has(name)) {
       if (value === undefined || GO_TRUE.has(value)) set(name, [`--${name}`])
@@ -82,6 +83,8 @@ export const goFlagError = (args: ReadonlyArray<string>): string | undefined => 
     const match = /^--?([a-z][a-z-]*)(?:=(.*))?$/s.exec(args[i]!)
     const name = match?.[1]
     if (name === undefined || (!BOOLEAN.has(name) && !VALUED.has(name))) return undefined
+    // Go stops at -help or -h (with any value) and prints the usage: nothing after it is an error.
+    if (name === "help" || name === "h") return undefined
     const value = match?.[2]
     if (BOOLEAN.has(name)) {
       if (value !== undefined && !GO_TRUE.has(value) && !GO_FALSE.has(value)) {

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { execFile } from "node:child_process"
-import { Context, Effect, Either, Layer } from "effect"
+import { Clock, Context, Effect, Either, Layer } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./internal/systemCommands.js"
 
@@ -238,7 +238,11 @@ const lookupOne = (run: RunCommand, name: string): Effect.Effect<Account, UserNo
 const RETRY_AFTER_KILL_CONCURRENCY = 128
 
 // Plain effects, not Effect.request: request batching delayed interruption (SIGTERM) of the users waiting on it.
-const lookupAll = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
+const lookupAll = (
+  run: RunCommand,
+  names: ReadonlyArray<string>,
+  timeoutMs: number
+): Effect.Effect<ReadonlyMap<string, AccountLookup>> =>
   Effect.gen(function*() {
     const unique = [...new Set(names)]
     // All-digit names are asked one by one (lookupNumericLinux): in the batch getent would take them as uids.
@@ -247,18 +251,31 @@ const lookupAll = (run: RunCommand, names: ReadonlyArray<string>): Effect.Effect
     const batch = process.platform === "linux" && possible.length > 1
       ? yield* lookupManyLinux(run, possible)
       : NO_ANSWER
+    const killed = batch.killed
+    // After a killed batch the names are asked again within one more timeout in all, however many hang: a name whose
+    // turn has not come, or whose own getent still runs, when it is up fails as the batch did (LDAP down for every
+    // name must not cost one timeout per 128 names).
+    const deadline = (yield* Clock.currentTimeMillis) + timeoutMs
+    const again = (name: string): Effect.Effect<Account, UserNotFound | AccountLookupError> => {
+      if (killed === undefined) return lookupOne(run, name)
+      const failed = new AccountLookupError({ user: name, detail: `getent failed: ${killed.message}`, cause: killed })
+      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        now >= deadline
+          ? Effect.fail(failed)
+          : lookupOne(run, name).pipe(Effect.timeoutFail({ duration: deadline - now, onTimeout: () => failed })))
+    }
     const answers = yield* Effect.forEach(unique, (name) => {
       const hit = batch.found.get(name)
       const answer = hit !== undefined
         ? Effect.succeed(hit)
         : batch.complete && !batch.unreadable.has(name) && batchable(name)
         ? Effect.fail(new UserNotFound({ user: name }))
-        : lookupOne(run, name)
+        : again(name)
       return Effect.either(answer).pipe(Effect.map((either) => [name, either] as const))
     }, {
-      // After a killed batch, names that hang hold their getent for a whole timeout: enough at a time that the others
-      // are not queued behind them (one more timeout for the run, not one per name).
-      concurrency: batch.killed === undefined ? 8 : Math.min(unique.length, RETRY_AFTER_KILL_CONCURRENCY)
+      // After a killed batch, names that hang hold their getent until the deadline: enough at a time that the others
+      // are not queued behind them.
+      concurrency: killed === undefined ? 8 : Math.min(unique.length, RETRY_AFTER_KILL_CONCURRENCY)
     })
     return new Map(answers)
   })
@@ -274,10 +291,11 @@ export const layerWith = (options: {
   /** How long one `getent` may take before it is killed (a hung NSS source); 15 s unless given. */
   readonly lookupTimeoutMs?: number
 }): Layer.Layer<Accounts> => {
-  const run = runIn([...options.commandDirs], options.lookupTimeoutMs ?? LOOKUP_TIMEOUT_MS)
+  const timeoutMs = options.lookupTimeoutMs ?? LOOKUP_TIMEOUT_MS
+  const run = runIn([...options.commandDirs], timeoutMs)
   return Layer.succeed(
     Accounts,
-    Accounts.of({ lookup: (name) => lookupOne(run, name), lookupAll: (names) => lookupAll(run, names) })
+    Accounts.of({ lookup: (name) => lookupOne(run, name), lookupAll: (names) => lookupAll(run, names, timeoutMs) })
   )
 }
 

@@ -518,6 +518,13 @@ describeAsRoot("cli (e2e)", () => {
     const run = await runCli(["--config", "/nonexistent/akse2e/config.yaml", "--dry-run", "--help"])
     expect(run.code).toBe(0)
     expect(run.stdout).toContain("--lock-timeout")
+    // With any value too, as Go's flag package reads -help and -h (found in review: `-help=false` ran a sync).
+    for (const args of [["-help=false", "--config=/nonexistent/akse2e/config.yaml"], ["-h=maybe", "-dry-run=no"]]) {
+      const help = await runCli(args)
+      expect(help.code, help.stderr).toBe(0)
+      expect(help.stdout).toContain("--lock-timeout")
+      expect(help.stdout).not.toContain("AuthKeySync starting")
+    }
   })
 
   it("--concurrency 0 and --lock-timeout -1 are refused with exit 2, before the config is read", async () => {

@@ -476,7 +476,10 @@ describeAsRoot("network hardening (e2e)", () => {
       tls.route("/tls/store-dir", { body: lines(ks[1] ?? "") })
       const cfg = (u: { name: string }, route: string) => config([userWith(u.name, { url: tls.url(route), timeout_seconds: 5 })])
 
-      const file = await runWithConfig(cfg(byFile, "/tls/store-file"), [], { env: { SSL_CERT_FILE: cert.certFile, SSL_CERT_DIR: "" } })
+      // With blanks at the line ends, which Go's PEM reader ignores and Node's refuses.
+      const spaced = path.join(cert.dir, "spaced.crt")
+      await fs.writeFile(spaced, cert.cert.replace(/\n/g, " \t\n"))
+      const file = await runWithConfig(cfg(byFile, "/tls/store-file"), [], { env: { SSL_CERT_FILE: spaced, SSL_CERT_DIR: "" } })
       expect(file.code, dump(file)).toBe(0)
       await expectSyncedFile(byFile, [{ source: tls.url("/tls/store-file"), keys: [ks[0] ?? ""] }], file)
 

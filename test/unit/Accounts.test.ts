@@ -169,6 +169,32 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
     }
   }, 30_000)
 
+  it("LDAP down for every name: the names asked again share one more timeout, not one per 128 names (found in review)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+    const calls = path.join(dir, "calls")
+    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nexec sleep 60\n`, { mode: 0o755 })
+    const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], lookupTimeoutMs: 1000 })
+    const names = Array.from({ length: 300 }, (_, i) => `ldap${i}`)
+    try {
+      const answers = await Effect.runPromise(
+        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(names)).pipe(Effect.provide(fake))
+      )
+      for (const name of names) {
+        const answer = answers.get(name)
+        expect(answer?._tag === "Left" ? answer.left.message : answer?._tag).toBe(
+          `cannot look up account ${name}: getent failed: it did not answer within 1s and was killed`
+        )
+      }
+      // The batch, then one getent for each name that got a turn before the deadline (128 at a time); the rest failed
+      // at the deadline without one. One per name would mean three more rounds, each as long as the timeout.
+      const asked = readFileSync(calls, "utf8").split("\n").filter((l) => l !== "")
+      expect(asked.length).toBeGreaterThan(1)
+      expect(asked.length).toBeLessThanOrEqual(1 + 128)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
+
   it("a batch getent that crashed (a signal it raised itself) is asked again name by name: one entry never fails all", async () => {
     // An NSS module that crashes on one entry: getent dies of SIGSEGV as soon as it reaches that name. It was not killed
     // at the timeout, so asking the names one by one costs no wait, and only the broken entry's account fails.

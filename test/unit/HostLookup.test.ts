@@ -7,7 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { Transport } from "../../src/services/HttpTransport.js"
-import { getentResolve, HostLookup, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+import { getentResolve, HostLookup, limitedResolve, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
 
 /** A resolver the test answers by hand, recording every name it was asked for. */
 const scriptedResolver = () => {
@@ -175,7 +175,7 @@ describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over
       '  alive.example) printf "2001:db8::10    STREAM alive.example\\n2001:db8::10    DGRAM\\n192.0.2.10      STREAM\\n"; exit 0 ;;',
       '  v4.example) [ "$1" = ahostsv4 ] && printf "192.0.2.10      STREAM v4.example\\n" && exit 0; exit 2 ;;',
       '  gone.example) exit 2 ;;',
-      '  musl.example) exit 1 ;;',
+      '  musl*) exit 1 ;;',
       '  dead*) exec sleep 60 ;;',
       "esac",
       "exit 3",
@@ -203,17 +203,55 @@ describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over
     const signal = new AbortController().signal
     expect(await resolve("alive.example", { family: 0, hints: 0, signal })).toEqual([V6, V4])
     expect(await resolve("v4.example", { family: 4, hints: 0, signal })).toEqual([V4])
+    // glibc's getent says 2 for a name that does not exist and for a resolver that did not answer alike.
     await expect(resolve("gone.example", { family: 0, hints: 0, signal })).rejects.toMatchObject({
       code: "ENOTFOUND",
-      message: "getaddrinfo ENOTFOUND gone.example"
+      message: "getaddrinfo ENOTFOUND gone.example (no such name, or no answer from the resolver)"
     })
     expect(await resolve("musl.example", { family: 0, hints: 0, signal })).toEqual([V4])
+    // Once getent has said it does not know ahosts, it is not asked again.
+    expect(await resolve("alive.example", { family: 0, hints: 0, signal })).toEqual([])
     expect(fake.calls()).toEqual([
       "ahosts -- alive.example",
       "ahostsv4 -- v4.example",
       "ahosts -- gone.example",
       "ahosts -- musl.example"
     ])
+  })
+
+  it("a getent without ahosts (musl's): Node's lookups take over, still at most two at a time (found in review)", async () => {
+    const fake = fakeGetent()
+    let running = 0
+    let peak = 0
+    const slow: ResolveHost = async () => {
+      peak = Math.max(peak, ++running)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      running--
+      return [V4]
+    }
+    const hosts = new HostLookup(getentResolve(fake.getent, limitedResolve(slow, 2)), 16)
+    const names = Array.from({ length: 8 }, (_, i) => lookupOnce(hosts, `musl${i}.example`))
+    for (const outcome of await Promise.all(names.map((p) => p))) expect(outcome.address).toBe("192.0.2.10")
+    expect(peak).toBe(2)
+    hosts.close()
+  })
+
+  it("many lookups under way at once listen for the end of the run without a listener-leak warning", async () => {
+    const fake = fakeGetent()
+    const warnings: Array<string> = []
+    const onWarning = (warning: Error) => warnings.push(warning.name)
+    process.on("warning", onWarning)
+    try {
+      const hosts = new HostLookup(getentResolve(fake.getent), 16)
+      const dead = Array.from({ length: 14 }, (_, i) => lookupOnce(hosts, `dead${i}.example`))
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      hosts.close()
+      await Promise.all(dead)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).toEqual([])
+    } finally {
+      process.off("warning", onWarning)
+    }
   })
 
   it("two names that never resolve do not hold up a third; closing the run kills their getent", async () => {

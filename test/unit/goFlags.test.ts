@@ -25,6 +25,9 @@ describe("normalizeGoFlags (the Go original's flag spellings keep working)", () 
     [["-dry-run=false", "--dry-run"], ["--dry-run"]],
     [["--quiet", "--config", "/a", "-quiet"], ["--config", "/a", "--quiet"]],
     [["-h", "--help"], ["--help"]],
+    // -help and -h with any value are help, as for Go (found in review: `-help=false` ran a sync).
+    [["-help=false", "--config=/a"], ["--help", "--config=/a"]],
+    [["-h=maybe"], ["--help"]],
     [["-bogus", "x"], ["-bogus", "x"]],
     [["--", "-config"], ["--", "-config"]],
     // Boolean flags last: a word after one (`false`) is a stray argument, as for Go, never the flag's value (found in
@@ -59,7 +62,12 @@ describe("goFlagError (what Go's flag package stops on, in its words)", () => {
     // Go stops at the first word that is not a flag, and at an unknown flag (which @effect/cli refuses).
     [["-bogus", "-dry-run=no"], undefined],
     [["stray", "-config"], undefined],
-    [["--config", "-dry-run=no"], undefined]
+    [["--config", "-dry-run=no"], undefined],
+    // Go stops at -help/-h whatever their value, and prints the usage (exit 0); a bad flag before it still fails.
+    [["-help", "-dry-run=no"], undefined],
+    [["-h=maybe"], undefined],
+    [["-help=no"], undefined],
+    [["-dry-run=no", "-help"], "invalid boolean value \"no\" for -dry-run: parse error"]
   ]
   it.each(cases)("%j -> %j", (input, expected) => {
     expect(goFlagError(input)).toBe(expected)

@@ -42,7 +42,12 @@ describe("pemCertificates", () => {
       "-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\nQ0ND\n-----END CERTIFICATE-----",
       "-----BEGIN TRUSTED CERTIFICATE-----\nREREA\n-----END TRUSTED CERTIFICATE-----"
     ].join("\n")
-    expect(pemCertificates(text)).toEqual([A, "-----BEGIN CERTIFICATE-----\r\nQkJC\r\n-----END CERTIFICATE-----"])
+    expect(pemCertificates(text)).toEqual([A, B])
+  })
+
+  it("blanks at line ends and indentation are dropped, as Go's pem.Decode drops them (found in review)", () => {
+    const text = "-----BEGIN CERTIFICATE----- \n  QUFB \t\n\tQkJC  \n-----END CERTIFICATE-----  \n"
+    expect(pemCertificates(text)).toEqual(["-----BEGIN CERTIFICATE-----\nQUFB\nQkJC\n-----END CERTIFICATE-----"])
   })
 })
 

@@ -15,6 +15,7 @@
  */
 import { execFile } from "node:child_process"
 import * as dns from "node:dns"
+import { setMaxListeners } from "node:events"
 import { isIP } from "node:net"
 import { Either } from "effect"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
@@ -65,13 +66,32 @@ const resolverEnv = (): Record<string, string> => {
   return env
 }
 
+/** `resolve`, with at most `max` of its lookups under way at a time (the others wait their turn, in order). */
+export const limitedResolve = (resolve: ResolveHost, max: number): ResolveHost => {
+  let running = 0
+  const waiting: Array<() => void> = []
+  const next = () => {
+    running--
+    waiting.shift()?.()
+  }
+  return (hostname, options) =>
+    new Promise<void>((start) => {
+      if (running < max) start()
+      else waiting.push(start)
+    }).then(() => {
+      running++
+      return resolve(hostname, options).finally(next)
+    })
+}
+
 /**
  * Lookups by `getent` (`ahosts`, `ahostsv4`, `ahostsv6` by the family asked for), killed when the run ends. A getent
- * that does not know those databases (exit 1: not glibc's) hands the name to `fallback`.
+ * that does not know those databases (exit 1: not glibc's, say musl's) hands the name to `fallback`, and so every
+ * later name, without asking that getent again.
  */
-export const getentResolve = (getent: string, fallback: ResolveHost = nodeResolve): ResolveHost =>
-(hostname, options) =>
-  new Promise((resolve, reject) => {
+export const getentResolve = (getent: string, fallback: ResolveHost = limitedResolve(nodeResolve, MAX_CONCURRENT_LOOKUPS)): ResolveHost => {
+  let unsupported = false
+  return (hostname, options) => unsupported ? fallback(hostname, options) : new Promise((resolve, reject) => {
     const database = options.family === 4 ? "ahostsv4" : options.family === 6 ? "ahostsv6" : "ahosts"
     execFile(
       getent,
@@ -83,9 +103,13 @@ export const getentResolve = (getent: string, fallback: ResolveHost = nodeResolv
           const addresses = parseAhosts(stdout)
           return addresses.length > 0 ? resolve(addresses) : reject(lookupError("ENOTFOUND", hostname))
         }
-        // getent(1): 2 is "not found"; 1 is a database it does not know.
-        if (code === 2) return reject(lookupError("ENOTFOUND", hostname))
-        if (code === 1) return void fallback(hostname, options).then(resolve, reject)
+        // getent(1): 2 is "not found", which glibc's getent also says when the resolver did not answer; 1 is a
+        // database it does not know.
+        if (code === 2) return reject(lookupError("ENOTFOUND", hostname, "no such name, or no answer from the resolver"))
+        if (code === 1) {
+          unsupported = true
+          return void fallback(hostname, options).then(resolve, reject)
+        }
         if (options.signal.aborted) return reject(lookupError("ECANCELLED", hostname, "the run has ended"))
         reject(
           error?.killed === true
@@ -95,6 +119,7 @@ export const getentResolve = (getent: string, fallback: ResolveHost = nodeResolv
       }
     )
   })
+}
 
 /**
  * The host's way: getent from the system's directories on Linux, many at a time (each is a process of its own);
@@ -141,6 +166,8 @@ export class HostLookup {
     const system = resolve === undefined ? systemResolver() : undefined
     this.resolve = resolve ?? system!.resolve
     this.maxConcurrent = maxConcurrent ?? system?.maxConcurrent ?? MAX_CONCURRENT_LOOKUPS
+    // Every lookup under way listens for the end of the run (up to MAX_CONCURRENT_GETENT at once): no leak warning.
+    setMaxListeners(0, this.ended.signal)
   }
 
   /** For the `lookup` option of a connection. */

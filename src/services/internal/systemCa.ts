@@ -32,10 +32,19 @@ export interface CaStoreReader {
   readonly listDirectory: (path: string) => ReadonlyArray<string> | undefined
 }
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----/g
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[ \t]*\r?\n([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g
 
-/** The CERTIFICATE blocks of a PEM text (other blocks, and certificates with PEM headers, are skipped, as Go skips them). */
-export const pemCertificates = (text: string): ReadonlyArray<string> => text.match(PEM_CERTIFICATE) ?? []
+/**
+ * The CERTIFICATE blocks of a PEM text, each rewritten without blanks (Go's pem.Decode ignores spaces, tabs and CRs
+ * around and inside the base64; Node's parser is stricter); other blocks, and certificates with PEM headers, are
+ * skipped, as Go skips them.
+ */
+export const pemCertificates = (text: string): ReadonlyArray<string> =>
+  [...text.matchAll(PEM_CERTIFICATE)].map((match) =>
+    `-----BEGIN CERTIFICATE-----\n${
+      match[1]!.split("\n").map((line) => line.replace(/\s+/g, "")).filter((line) => line !== "").join("\n")
+    }\n-----END CERTIFICATE-----`
+  )
 
 /**
  * The store's certificates, each PEM block once, or undefined when the host has none where Go looks (then Node's
