@@ -25,7 +25,9 @@ export {
   decodeConfig,
   decodeConfigValue,
   DEFAULT_CONFIG_PATH,
+  DEFAULT_STATE_DIR,
   type DecodedConfig,
+  defaultStateDir,
   Policy,
   Source,
   User

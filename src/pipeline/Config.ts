@@ -6,6 +6,8 @@
  *
  * @since 0.1.0
  */
+import { tmpdir } from "node:os"
+import { posix } from "node:path"
 import { Either, ParseResult, Schema } from "effect"
 import { type Document, isAlias, isCollection, isPair, isScalar, parseAllDocuments, visit } from "yaml"
 import { ConfigError } from "./Errors.js"
@@ -20,6 +22,26 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 export const DEFAULT_MAX_KEYS_PER_SOURCE = 200_000
 /** @since 0.2.0 */
 export const DEFAULT_STATE_DIR = "/var/lib/authkeysync"
+
+/**
+ * `policy.state_dir` when the config does not set it: DEFAULT_STATE_DIR for root; for another account (which, as with
+ * the Go original, can sync only its own file) its own state directory, `$XDG_STATE_HOME/authkeysync` or
+ * `~/.local/state/authkeysync`, as the run lock has its own (a run by that account could never write the system's).
+ *
+ * @since 0.3.0
+ */
+export const defaultStateDir = (
+  euid: number = process.geteuid?.() ?? 0,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): string => {
+  if (euid === 0) return DEFAULT_STATE_DIR
+  const xdg = env["XDG_STATE_HOME"]
+  if (xdg !== undefined && xdg.startsWith("/")) return posix.join(xdg, "authkeysync")
+  const home = env["HOME"]
+  return home !== undefined && home.startsWith("/") && home !== "/"
+    ? posix.join(home, ".local", "state", "authkeysync")
+    : posix.join(tmpdir(), `authkeysync-${euid}`)
+}
 
 // =============================================================================
 // Schema
@@ -192,8 +214,8 @@ export const Policy = Schema.Struct({
   ),
   /** PEM file of CA certificates trusted for every https source (instead of the system's). */
   ca_file: Schema.optional(AbsolutePath),
-  /** Root-only directory where the tool remembers which keys it wrote from sources (for revocation). */
-  state_dir: Schema.optionalWith(AbsolutePath, { default: () => DEFAULT_STATE_DIR, exact: true })
+  /** Root-only directory where the tool remembers which keys it wrote from sources (for revocation); see defaultStateDir. */
+  state_dir: Schema.optionalWith(AbsolutePath, { default: () => defaultStateDir(), exact: true })
 }).annotations({ identifier: "Policy" })
 export type Policy = typeof Policy.Type
 

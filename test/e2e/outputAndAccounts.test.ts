@@ -2,7 +2,7 @@
  * Found in reviews, end to end: the dry-run diff shows a key line's control characters as escapes; all-digit account
  * names are looked up by name; getent is the system's, never the first on root's PATH.
  */
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -137,6 +137,56 @@ describeAsRoot("getent is the system's, not the first on $PATH (e2e)", () => {
       await expectSyncedFile(bob, [{ source: server.url("/path"), keys: [k] }], run)
     } finally {
       await fs.rm(planted, { recursive: true, force: true })
+    }
+  })
+})
+
+describeAsRoot("run by the account itself, not root (e2e)", () => {
+  const server = useServer()
+  const users = useUsers()
+  beforeAll(() => assertBuilt())
+
+  it("an account syncs its own file with the default config paths: the record goes to its own state directory", async () => {
+    // Found in review: the Go original, run by an account for its own keys, works; here every user failed on the
+    // system's state directory (/var/lib/authkeysync, root's), which such a run can never write.
+    const bob = await users.create({ ssh: true })
+    const k = key("self-run")
+    server.keys("/self", [k])
+    // The CLI and the config where the account can read them (the repository may not be readable by others).
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-self-"))
+    try {
+      await fs.chmod(dir, 0o755)
+      const cli = path.join(dir, "authkeysync.mjs")
+      await fs.copyFile(path.join(REPO_ROOT, "dist", "authkeysync.mjs"), cli)
+      await fs.chmod(cli, 0o755)
+      const cfgPath = path.join(dir, "config.yaml")
+      // No policy.state_dir: the default for the account is its own.
+      await fs.writeFile(cfgPath, `users:\n  - username: ${bob.name}\n    sources:\n      - url: "${server.url("/self")}"\n`)
+      await fs.chmod(cfgPath, 0o644)
+      const runtime = path.join(dir, "runtime")
+      await fs.mkdir(runtime, { mode: 0o700 })
+      await fs.chown(runtime, bob.uid, bob.gid)
+      const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(
+          "setpriv",
+          [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, "--clear-groups", "--", process.execPath, cli, "--config", cfgPath],
+          { env: { PATH: "/usr/bin:/bin", HOME: bob.home, XDG_RUNTIME_DIR: runtime }, stdio: ["ignore", "pipe", "pipe"] }
+        )
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+        child.on("close", (code) => resolve({ code, stdout, stderr }))
+      })
+      expect(run.code, run.stdout + run.stderr).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/self"), keys: [k] }])
+      const record = path.join(bob.home, ".local", "state", "authkeysync", "managed-keys", `${bob.name}.json`)
+      const st = await fs.stat(record)
+      expect([st.uid, st.mode & 0o777]).toEqual([bob.uid, 0o600])
+      // The lock went to the account's runtime directory.
+      expect(await fs.readdir(path.join(runtime, "authkeysync"))).toEqual([])
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
     }
   })
 })

@@ -1,6 +1,16 @@
+import * as os from "node:os"
+import * as path from "node:path"
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
-import { type Config, decodeConfig, decodeConfigValue, formatPath, goYamlNumber } from "../../src/pipeline/Config.js"
+import {
+  type Config,
+  decodeConfig,
+  decodeConfigValue,
+  DEFAULT_STATE_DIR,
+  defaultStateDir,
+  formatPath,
+  goYamlNumber
+} from "../../src/pipeline/Config.js"
 import type { ConfigError } from "../../src/pipeline/Errors.js"
 
 const FILE = "/etc/authkeysync/test.yaml"
@@ -958,5 +968,16 @@ describe("decodeConfig: YAML errors never quote the offending text", () => {
     const text = oneSource("        headers:\n          Authorization: *SECRET_TOKEN_XYZ\n")
     const error = fail(text)
     expect(error.message).toBe(`config ${FILE}: invalid YAML: Unresolved alias (the anchor must be set before the alias)`)
+  })
+})
+
+describe("defaultStateDir (policy.state_dir when the config does not set it)", () => {
+  it("root: the system's; another account: its own XDG state directory, then ~/.local/state, then a temp directory", () => {
+    expect(defaultStateDir(0, { XDG_STATE_HOME: "/x", HOME: "/home/a" })).toBe(DEFAULT_STATE_DIR)
+    expect(defaultStateDir(1000, { XDG_STATE_HOME: "/home/a/.state", HOME: "/home/a" })).toBe("/home/a/.state/authkeysync")
+    // A relative XDG_STATE_HOME is ignored, as the XDG spec says.
+    expect(defaultStateDir(1000, { XDG_STATE_HOME: "state", HOME: "/home/a" })).toBe("/home/a/.local/state/authkeysync")
+    expect(defaultStateDir(1000, {})).toBe(path.join(os.tmpdir(), "authkeysync-1000"))
+    expect(defaultStateDir(1000, { HOME: "/" })).toBe(path.join(os.tmpdir(), "authkeysync-1000"))
   })
 })
