@@ -118,6 +118,8 @@ describe("the published package", () => {
     ])
     expect(resolved.stdout).toBe(path.join(consumer, "node_modules", "effect", "dist", "cjs", "index.js"))
     await expect(fs.stat(path.join(consumer, "node_modules", "@effect", "cli"))).rejects.toThrow(/ENOENT/)
+    // What the README links to ships with it.
+    for (const doc of ["README.md", "CHANGELOG.md", "SECURITY.md"]) expect((await fs.stat(path.join(installed, doc))).isFile()).toBe(true)
   })
 
   it("syncs a user from a real HTTP source through the installed library", async () => {
