@@ -39,19 +39,30 @@ describeAsRoot("dry-run output (e2e)", () => {
 /**
  * Run `program` (lines of an ES module using the built library's Accounts, with `Effect` imported) with `entry` added
  * to /etc/passwd in a private mount namespace: nothing on the host changes. Returns what it printed as JSON.
+ *
+ * The copy is laid over /etc with overlayfs rather than bound over the file: a `useradd` on the host meanwhile (another
+ * job on the machine) replaces /etc/passwd by a rename, and a path lookup then finds the new file, not the bound one.
  */
 const lookupWithPasswdEntry = async (entry: string, program: ReadonlyArray<string>): Promise<unknown> => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "aks-ns-"))
   const scriptPath = path.join(REPO_ROOT, `.accounts-ns-${process.pid}-${path.basename(dir)}.mjs`)
   try {
-    const passwd = path.join(dir, "passwd")
+    const upper = path.join(dir, "upper")
+    const work = path.join(dir, "work")
+    await fs.mkdir(upper)
+    await fs.mkdir(work)
+    const passwd = path.join(upper, "passwd")
     await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + entry)
     await fs.writeFile(scriptPath, [
       `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
       `import { Effect } from "effect"`,
       ...program
     ].join("\n"))
-    const out = await runInMountNamespace(`mount --bind "$1" /etc/passwd`, [passwd], [process.execPath, scriptPath])
+    const out = await runInMountNamespace(
+      `{ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc 2>/dev/null || mount --bind "$3" /etc/passwd; }`,
+      [upper, work, passwd],
+      [process.execPath, scriptPath]
+    )
     expect(out.code, out.stderr).toBe(0)
     return JSON.parse(out.stdout)
   } finally {
