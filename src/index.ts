@@ -52,6 +52,7 @@ export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHe
 export { DEFAULT_CONCURRENCY, groupByHome, groupBySshDir, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
 export {
   decideWrite,
+  KEY_BUDGET,
   MAX_LINE_BYTES,
   sourceLimitProblem,
   type SyncOptions,

@@ -10,7 +10,7 @@ import { SshFiles } from "../services/SshFiles.js"
 import { boundedParallel } from "./boundedParallel.js"
 import type { Config } from "./Config.js"
 import { WriteError } from "./Errors.js"
-import { type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
+import { KEY_BUDGET, type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
 
 /** @since 0.1.0 */
 export interface RunOptions extends SyncOptions {
@@ -96,6 +96,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     if (first === undefined) claimed.set(identity, user)
     return first === undefined || first === user ? undefined : first
   }
+  const keyBudget = options.keyBudget ?? { semaphore: yield* Effect.makeSemaphore(KEY_BUDGET), permits: KEY_BUDGET }
   const exits = yield* boundedParallel(config.users, options.concurrency, (user) =>
     syncUserOutcome(user, config.policy, {
       ...options,
@@ -104,7 +105,8 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
       accountsByHome,
       accountsBySshDir,
       sshDirsSeen,
-      resolved
+      resolved,
+      keyBudget
     }))
   const outcomes: Array<UserOutcome> = []
   for (const [index, exit] of exits.entries()) {

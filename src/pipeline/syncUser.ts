@@ -72,7 +72,22 @@ export interface SyncOptions {
    * requests do not wait for those. Anyone else is checked first, and nothing is fetched for a user skipped there.
    */
   readonly sshDirsSeen?: ReadonlySet<string>
+  /**
+   * Shared by the users of a run: a user whose sources sent more than BREATHE_ABOVE_KEYS keys takes that many permits
+   * (at most all of them) for its merge and write, so that several users with huge answers are not all held in memory
+   * at once. `runAll` provides it (KEY_BUDGET permits).
+   */
+  readonly keyBudget?: { readonly semaphore: Effect.Semaphore; readonly permits: number }
 }
+
+/**
+ * Keys that users with huge answers may have in their merge and write at the same time (about 1 KB of memory each
+ * while a user is merged): a source sending 200,000 keys to many users, or one user with several such sources, would
+ * otherwise bring the whole run down with an out-of-memory abort.
+ *
+ * @since 0.3.0
+ */
+export const KEY_BUDGET = 500_000
 
 /** What happened to one configured user. @since 0.1.0 */
 export type UserOutcome =
@@ -471,8 +486,29 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
   if (!options.dryRun) yield* removeStaleTemps(sshDir, startedAt)
   const fetched = yield* reportFetch(fetchedEarly ?? (yield* fetchAllSources(user.sources, policy)))
-  return yield* syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
+  return yield* withinKeyBudget(
+    fetched.reduce((n, f) => n + f.keys.length, 0),
+    options.keyBudget,
+    syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
+  )
 }, Effect.scoped)
+
+/** `self` holding `keys` permits of `budget` when the user's answers are huge; otherwise (or without a budget) as is. */
+const withinKeyBudget = <A, E, R>(keys: number, budget: SyncOptions["keyBudget"], self: Effect.Effect<A, E, R>) => {
+  if (budget === undefined || keys <= BREATHE_ABOVE_KEYS) return self
+  const permits = Math.min(keys, budget.permits)
+  return Effect.flatMap(
+    budget.semaphore.withPermitsIfAvailable(permits)(self),
+    Option.match({
+      onSome: Effect.succeed,
+      onNone: () =>
+        Effect.logInfo("waiting for other users with many keys to finish (memory budget)").pipe(
+          Effect.annotateLogs({ keys }),
+          Effect.zipRight(budget.semaphore.withPermits(permits)(self))
+        )
+    })
+  )
+}
 
 /** Past this many key lines (the user's file and sources together), the steps below take long enough to share. */
 export const BREATHE_ABOVE_KEYS = 20_000

@@ -132,6 +132,38 @@ describe("syncUser", () => {
       ])
     }))
 
+  it.effect("users with huge answers share a key budget: the second waits for the first instead of both in memory", () =>
+    Effect.gen(function*() {
+      const many = (tag: string) =>
+        Array.from({ length: 25_000 }, (_, i) => `ssh-ed25519 AAAAC3Nz${tag}${i.toString(36)} k`).join("\n") + "\n"
+      const w = world({ "https://a.example/keys": many("a"), "https://b.example/keys": many("b") })
+      const cfg = config({
+        policy: { backup_enabled: false },
+        users: [
+          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://b.example/keys" }] }
+        ]
+      })
+      yield* TestClock.setTime(NOW)
+      // Room for one of them at a time (each brings 25,000 keys).
+      const keyBudget = { semaphore: yield* Effect.makeSemaphore(30_000), permits: 30_000 }
+      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(Effect.provide(w.layer))
+      expect(summary.counts.Updated).toBe(2)
+      const waited = w.logs.filter((l) => l.msg === "waiting for other users with many keys to finish (memory budget)")
+      expect(waited.map((l) => Object.fromEntries(l.fields))).toHaveLength(1)
+      expect(Object.fromEntries(waited[0]!.fields)).toMatchObject({ keys: 25_000 })
+      // The one that waited started its merge after the other had written.
+      const waiter = String(Object.fromEntries(waited[0]!.fields)["user"])
+      const order = w.logs.filter((l) => l.msg === "updated authorized_keys").map((l) => String(Object.fromEntries(l.fields)["user"]))
+      expect(order).toEqual(waiter === "bob" ? ["alice", "bob"] : ["bob", "alice"])
+      // Without huge answers nobody takes from the budget, nobody waits.
+      const small = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` })
+      yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget: { semaphore: yield* Effect.makeSemaphore(1), permits: 1 } }).pipe(
+        Effect.provide(small.layer)
+      )
+      expect(small.logs.filter((l) => l.msg.startsWith("waiting for other users"))).toEqual([])
+    }))
+
   it.effect("preserve_local_keys: false drops keys no source serves", () =>
     Effect.gen(function*() {
       const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
