@@ -88,6 +88,14 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
       )
   }, { discard: true })
 
+/** An error that stops the whole run before any user is synced: one log line, one stderr line, exit 1. */
+const fatal = (logMessage: string) => (error: { readonly message: string }) =>
+  Effect.logError(logMessage).pipe(
+    Effect.annotateLogs({ error: error.message }),
+    Effect.zipRight(Console.error(`authkeysync: ${error.message}`)),
+    Effect.as(1)
+  )
+
 const command = Command.make(
   "authkeysync",
   { config, dryRun, debug, quiet, silent, logFormat, concurrency, lockTimeout, lockFile },
@@ -118,18 +126,10 @@ const command = Command.make(
       return summary.exitCode
     }).pipe(
       Effect.scoped,
-      Effect.catchTag("ConfigError", (error) =>
-        Effect.logError("cannot load configuration").pipe(
-          Effect.annotateLogs({ error: error.message }),
-          Effect.zipRight(Console.error(`authkeysync: ${error.message}`)),
-          Effect.as(1)
-        )),
-      Effect.catchTag("RunLockError", (error) =>
-        Effect.logError("cannot take the run lock; nothing was synced").pipe(
-          Effect.annotateLogs({ error: error.message }),
-          Effect.zipRight(Console.error(`authkeysync: ${error.message}`)),
-          Effect.as(1)
-        )),
+      Effect.catchTags({
+        ConfigError: fatal("cannot load configuration"),
+        RunLockError: fatal("cannot take the run lock; nothing was synced")
+      }),
       Effect.tap((code) => Effect.sync(() => void (process.exitCode = code))),
       // SIGTERM/SIGINT (systemd stop, cron's timeout): say so, or the run just ends after "sync started" with exit 1.
       Effect.onInterrupt(() =>

@@ -34,16 +34,35 @@ export {
 } from "./pipeline/Config.js"
 export { allKeys, type Duplicate, type MergedKeys, mergeKeys, type Section } from "./pipeline/Dedup.js"
 export { diffKeys, type KeyChange, type KeyDiff, renderDiff } from "./pipeline/Diff.js"
-export * from "./pipeline/Errors.js"
+export {
+  AccountLookupError,
+  CaFileError,
+  ConfigError,
+  GuardRefused,
+  ReadError,
+  RunLockError,
+  SourceFetchError,
+  SourceTimeout,
+  SshDirMissing,
+  StateError,
+  UnsafeAccount,
+  UnsafePath,
+  UserNotFound,
+  type UserSkipReason,
+  UserSyncAborted,
+  type UserSyncError,
+  WriteError
+} from "./pipeline/Errors.js"
 export { backupFileName, backupsToDelete, formatStamp, tempFileName } from "./pipeline/FileNames.js"
-export { loadConfig } from "./pipeline/loadConfig.js"
-export { checkGuards } from "./pipeline/Guards.js"
+export { configFileProblem, loadConfig } from "./pipeline/loadConfig.js"
+export { checkGuards, type GuardCounts } from "./pipeline/Guards.js"
 export { keyFingerprint, keyIdentity, keyMaterial } from "./pipeline/KeyIdentity.js"
 export { classifyLine, type LineClass, type ParsedKeys, parseKeys } from "./pipeline/Parse.js"
 export {
   identitiesOf,
   type LocalSelection,
   markedManagedIdentities,
+  markedManagedLines,
   providedIdentities,
   selectLocalKeys
 } from "./pipeline/Revocation.js"
@@ -52,14 +71,17 @@ export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHe
 export { DEFAULT_CONCURRENCY, groupByHome, groupBySshDir, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
 export {
   decideWrite,
+  guardCounts,
   KEY_BUDGET,
   MAX_LINE_BYTES,
+  maxLocalKeys,
   sourceLimitProblem,
   type SyncOptions,
   syncUser,
   syncUserOutcome,
   unsafeUsernameReason,
-  type UserOutcome
+  type UserOutcome,
+  type WriteDecision
 } from "./pipeline/syncUser.js"
 export * as Accounts from "./services/Accounts.js"
 export * as KeySource from "./services/KeySource.js"

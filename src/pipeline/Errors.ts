@@ -159,6 +159,20 @@ export class WriteError extends Data.TaggedError("WriteError")<{
   }
 }
 
+/**
+ * A user's sync ended by neither a result nor one of the errors above: a bug (a defect), or the user's fiber was
+ * interrupted on its own. The file was left as it was.
+ */
+export class UserSyncAborted extends Data.TaggedError("UserSyncAborted")<{
+  readonly user: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `cannot sync user ${this.user}: ${this.detail}`
+  }
+}
+
 /** The run lock could not be taken: another run holds it past `--lock-timeout`, or its directory is unsafe. */
 export class RunLockError extends Data.TaggedError("RunLockError")<{
   readonly path: string
@@ -166,6 +180,17 @@ export class RunLockError extends Data.TaggedError("RunLockError")<{
 }> {
   override get message() {
     return `run lock ${this.path}: ${this.detail}`
+  }
+}
+
+/** A `ca_file` that cannot be used: unreadable, not a regular file, too large, or without a PEM certificate. */
+export class CaFileError extends Data.TaggedError("CaFileError")<{
+  readonly caFile: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return this.detail
   }
 }
 
@@ -180,6 +205,7 @@ export type UserSyncError =
   | SourceTimeout
   | ReadError
   | WriteError
+  | UserSyncAborted
 
 /** What makes the tool leave a user alone on purpose (the spec logs a warning and exits 0 for these). */
 export type UserSkipReason = UserNotFound | SshDirMissing

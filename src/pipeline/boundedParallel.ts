@@ -5,6 +5,16 @@
  */
 import { Effect, type Exit, Fiber } from "effect"
 
+/** Waits for a turn of the event loop, in which network and disk events are handled. */
+const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
+
+/** A usable number of workers: at least 1, a whole number; Infinity is as many as there are items. */
+const workerLimit = (limit: number): number =>
+  Number.isFinite(limit) ? Math.max(1, Math.ceil(limit)) : limit > 0 ? Number.MAX_SAFE_INTEGER : 1
+
+/** Workers started between two turns of the event loop. */
+const WORKERS_PER_TURN = 8
+
 /**
  * `f` over every item, at most `limit` at a time, each of `limit` worker fibers taking the next item as it finishes
  * one (a slow item holds one worker, not a batch). The workers are awaited rather than joined: nothing of their state
@@ -17,16 +27,6 @@ import { Effect, type Exit, Fiber } from "effect"
  *
  * @since 0.3.0
  */
-/** Waits for a turn of the event loop, in which network and disk events are handled. */
-const nextTurn = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
-
-/** A usable number of workers: at least 1, a whole number; Infinity is as many as there are items. */
-const workerLimit = (limit: number): number =>
-  Number.isFinite(limit) ? Math.max(1, Math.ceil(limit)) : limit > 0 ? Number.MAX_SAFE_INTEGER : 1
-
-/** Workers started between two turns of the event loop. */
-const WORKERS_PER_TURN = 8
-
 export const boundedParallel = <A, B, E, R>(
   items: ReadonlyArray<A>,
   limit: number,

@@ -9,7 +9,7 @@ import { Accounts } from "../services/Accounts.js"
 import { SshFiles } from "../services/SshFiles.js"
 import { boundedParallel } from "./boundedParallel.js"
 import type { Config } from "./Config.js"
-import { WriteError } from "./Errors.js"
+import { UserSyncAborted } from "./Errors.js"
 import { KEY_BUDGET, type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
 
 /** @since 0.1.0 */
@@ -116,7 +116,7 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     }
     // syncUserOutcome turns every failure into a row; only an interruption of that user alone gets here.
     const user = config.users[index]!.username
-    const error = new WriteError({ path: user, operation: "sync user", detail: "the sync was interrupted" })
+    const error = new UserSyncAborted({ user, detail: "the sync was interrupted" })
     yield* Effect.logError(`user not synced, authorized_keys left untouched: ${error.message}`).pipe(
       Effect.annotateLogs({ user })
     )

@@ -29,8 +29,8 @@ import {
   UnsafeAccount,
   UnsafePath,
   type UserSkipReason,
-  type UserSyncError,
-  WriteError
+  UserSyncAborted,
+  type UserSyncError
 } from "./Errors.js"
 import { boundedParallel } from "./boundedParallel.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
@@ -280,13 +280,13 @@ const reportFetch = (results: FetchResults) =>
 const readLocalFile = (sshDir: SshDir) =>
   sshDir.readAuthorizedKeys.pipe(Effect.map(Option.getOrUndefined))
 
-/** Between sources a duplicate is news; a local line that a source also serves is the normal case on every run. */
 /**
  * Duplicates named one line each, up to this many per user and level; the rest in one line with their count. A broken
  * source that repeats one key 200,000 times must not write 200,000 log lines (and the run's time into writing them).
  */
 export const DUPLICATES_NAMED = 20
 
+/** Between sources a duplicate is news (info); a local line that a source also serves is the normal case (debug). */
 const logDuplicates = (duplicates: ReadonlyArray<Duplicate>) =>
   Effect.forEach([LogLevel.Info, LogLevel.Debug], (level) => {
     const these = duplicates.filter((dup) => (dup.droppedFrom === LOCAL_LABEL ? LogLevel.Debug : LogLevel.Info) === level)
@@ -667,8 +667,11 @@ const syncDirectory = (
     return { _tag: "Updated", user: user.username, path, keys, diff, backup } satisfies UserOutcome
   })
 
-const isSkip = (error: UserSkipReason | UserSyncError): error is UserSkipReason =>
-  error._tag === "UserNotFound" || error._tag === "SshDirMissing"
+/** A user left alone on purpose (the spec's skips): a warning, and a `Skipped` row. */
+const skipped = (user: User) => (reason: UserSkipReason) =>
+  Effect.logWarning(`skipping user: ${reason.message}`).pipe(
+    Effect.as<UserOutcome>({ _tag: "Skipped", user: user.username, reason })
+  )
 
 /**
  * `syncUser` with every failure turned into an outcome row and logged once: skips as warnings, failures as errors.
@@ -682,17 +685,14 @@ export const syncUserOutcome = (user: User, policy: Policy, options: SyncOptions
   Accounts | SshFiles | KeySource | RandomId | ManagedKeys
 > =>
   syncUser(user, policy, options).pipe(
+    Effect.catchTags({ UserNotFound: skipped(user), SshDirMissing: skipped(user) }),
     Effect.catchAll((error) =>
-      isSkip(error)
-        ? Effect.logWarning(`skipping user: ${error.message}`).pipe(
-          Effect.as<UserOutcome>({ _tag: "Skipped", user: user.username, reason: error })
-        )
-        : Effect.logError(`user not synced, authorized_keys left untouched: ${error.message}`).pipe(
-          Effect.as<UserOutcome>({ _tag: "Failed", user: user.username, error })
-        )
+      Effect.logError(`user not synced, authorized_keys left untouched: ${error.message}`).pipe(
+        Effect.as<UserOutcome>({ _tag: "Failed", user: user.username, error })
+      )
     ),
     Effect.catchAllDefect((defect) => {
-      const error = new WriteError({ path: user.username, operation: "sync user", detail: `internal error: ${describeCause(defect)}` })
+      const error = new UserSyncAborted({ user: user.username, detail: `internal error: ${describeCause(defect)}`, cause: defect })
       return Effect.logError(`user not synced, authorized_keys left untouched: ${error.message}`).pipe(
         Effect.as<UserOutcome>({ _tag: "Failed", user: user.username, error })
       )

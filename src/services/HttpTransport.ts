@@ -33,14 +33,14 @@ import {
 } from "@effect/platform"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Either, Inspectable, Layer, Option, type Stream } from "effect"
-import { describeCause } from "../pipeline/Errors.js"
+import { CaFileError, describeCause } from "../pipeline/Errors.js"
 import { HostLookup, type LookupFunction } from "./internal/hostLookup.js"
 import { loadSystemCaCertificates } from "./internal/systemCa.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
 export class TrustedCaClients extends Context.Tag("authkeysync/TrustedCaClients")<TrustedCaClients, {
-  /** The client for `caFile`, made once per file and run; fails with a one-line reason. */
-  readonly forCaFile: (caFile: string) => Effect.Effect<HttpClient.HttpClient, string>
+  /** The client for `caFile`, made once per file and run; its `message` is a one-line reason. */
+  readonly forCaFile: (caFile: string) => Effect.Effect<HttpClient.HttpClient, CaFileError>
 }>() {}
 
 // =============================================================================
@@ -690,17 +690,17 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
   Effect.gen(function*() {
     const transports: Array<Transport> = []
     yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach((transport) => transport.close())))
-    const clients = new Map<string, Promise<HttpClient.HttpClient | { readonly problem: string }>>()
-    const load = async (caFile: string) => {
+    const clients = new Map<string, Promise<HttpClient.HttpClient | CaFileError>>()
+    const load = async (caFile: string): Promise<HttpClient.HttpClient | CaFileError> => {
       let pem: string
       try {
         const read = await readCaFile(caFile)
-        if (typeof read !== "string") return { problem: `cannot read ca_file ${caFile}: ${read.problem}` }
+        if (typeof read !== "string") return new CaFileError({ caFile, detail: `cannot read ca_file ${caFile}: ${read.problem}` })
         pem = read
-      } catch (error) {
-        return { problem: `cannot read ca_file ${caFile}: ${describeCause(error)}` }
+      } catch (cause) {
+        return new CaFileError({ caFile, detail: `cannot read ca_file ${caFile}: ${describeCause(cause)}`, cause })
       }
-      if (!pem.includes("-----BEGIN CERTIFICATE-----")) return { problem: `ca_file ${caFile} holds no PEM certificate` }
+      if (!pem.includes("-----BEGIN CERTIFICATE-----")) return new CaFileError({ caFile, detail: `ca_file ${caFile} holds no PEM certificate` })
       const transport = new Transport(proxySettings(process.env), pem, hosts)
       transports.push(transport)
       return makeClient(transport)
@@ -716,7 +716,7 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
             }
             return client
           }),
-          (client) => ("problem" in client ? Effect.fail(client.problem) : Effect.succeed(client))
+          (client) => (client instanceof CaFileError ? Effect.fail(client) : Effect.succeed(client))
         )
     })
   })

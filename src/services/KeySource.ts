@@ -166,7 +166,7 @@ const buildRequest = (hop: Hop) => {
  * `%XX` escapes as the bytes they stand for, as Go's url package unescapes user info (`%E0` is the byte 0xE0, whatever
  * UTF-8 says); undefined for a `%` not followed by two hex digits, which Go refuses as an invalid URL escape.
  */
-export const percentDecodeBytes = (text: string): Buffer | undefined => {
+const percentDecodeBytes = (text: string): Buffer | undefined => {
   if (/%(?![0-9A-Fa-f]{2})/.test(text)) return undefined
   const bytes: Array<number> = []
   for (let i = 0; i < text.length;) {
@@ -187,7 +187,7 @@ export const percentDecodeBytes = (text: string): Buffer | undefined => {
  * Basic auth, as Go's client sends them, unless an Authorization header is configured; the URL itself is sent without
  * them.
  */
-export const firstHop = (source: Source): Hop | string => {
+const firstHop = (source: Source): Hop | string => {
   const headers = requestHeaders(source)
   if (!source.url.includes("@")) return { url: source.url, method: source.method, headers, body: source.body }
   const url = new URL(source.url)
@@ -208,7 +208,7 @@ export const firstHop = (source: Source): Hop | string => {
  * do); 307/308 keep method and body but never carry the body to another origin. Configured headers (tokens)
  * stay with the configured origin; only the User-Agent follows.
  */
-export const nextHop = (hop: Hop, status: number, location: string | undefined): Hop | string => {
+const nextHop = (hop: Hop, status: number, location: string | undefined): Hop | string => {
   const next = location === undefined ? undefined : parseUrl(location, hop.url)
   if (next === undefined) return `HTTP ${status} without a usable Location header`
   if (next.protocol !== "http:" && next.protocol !== "https:") return `refusing a redirect to a ${next.protocol} URL`
@@ -231,10 +231,8 @@ export const nextHop = (hop: Hop, status: number, location: string | undefined):
  * `self`, or `onTimeout()` once `millis` have passed, with `self` interrupted (its finalizers run) before the failure
  * is returned. Effect.timeoutFail races two forked fibers; one child and a timer do the same job, and on a run of
  * hundreds of sources that difference was a large share of the CPU time.
- *
- * @since 0.3.0
  */
-export const withDeadline = <A, E, R, E2>(self: Effect.Effect<A, E, R>, millis: number, onTimeout: () => E2) =>
+const withDeadline = <A, E, R, E2>(self: Effect.Effect<A, E, R>, millis: number, onTimeout: () => E2) =>
   Effect.uninterruptibleMask((restore) =>
     // The child ends with its result as a value: a failed source is an answer here, not a fiber that died (which
     // Effect would log at debug level as "Fiber terminated with an unhandled error").
@@ -271,7 +269,7 @@ export const make = Effect.gen(function*() {
     const fail = (detail: string) => new SourceFetchError({ url: redactUrl(source.url), reason: "Transport", detail })
     return Option.match(caClients, {
       onNone: () => Effect.fail(fail(`ca_file ${caFile} is set, but this HTTP layer cannot load CA files`)),
-      onSome: (clients) => clients.forCaFile(caFile).pipe(Effect.mapError(fail))
+      onSome: (clients) => clients.forCaFile(caFile).pipe(Effect.mapError((error) => fail(error.detail)))
     })
   }
 

@@ -20,7 +20,7 @@ export const layer: Layer.Layer<RandomId> = Layer.sync(RandomId, () => {
   return RandomId.of({ next: Effect.sync(() => generate()) })
 })
 
-/** Hands out the given ids in order, then `zzzzz0`, `zzzzz1`, …; for tests that assert file names. @since 0.1.0 */
+/** Hands out the given ids in order, then `zzzzza`, `zzzzzb`, …; for tests that assert file names. @since 0.1.0 */
 export const layerTest = (ids: ReadonlyArray<string> = []): Layer.Layer<RandomId> =>
   Layer.effect(
     RandomId,

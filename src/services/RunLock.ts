@@ -14,7 +14,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Layer, type Scope } from "effect"
 import { describeCause, RunLockError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 import { makeDirectories, unlinkQuietly } from "./internal/syscalls.js"
@@ -203,7 +203,7 @@ export const layer: Layer.Layer<RunLock> = Layer.succeed(
             catch: (error) => error instanceof RunLockError ? error : fail(path, describeCause(error))
           })
         yield* guarded(() => checkDirectory(path))
-        const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
+        const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(Duration.decode(timeout))
         for (;;) {
           // acquireRelease: once the file is created, its removal is registered before anything can interrupt.
           const result = yield* Effect.acquireRelease(
@@ -211,7 +211,7 @@ export const layer: Layer.Layer<RunLock> = Layer.succeed(
             (r) => (r.acquired ? Effect.sync(() => release(path, token)) : Effect.void)
           )
           if (result.acquired) return
-          if (Date.now() >= deadline) {
+          if ((yield* Clock.currentTimeMillis) >= deadline) {
             const waited = Duration.format(Duration.decode(timeout))
             return yield* fail(path, `held by ${result.holder}, another authkeysync run; gave up after ${waited} (--lock-timeout)`)
           }

@@ -683,25 +683,25 @@ const removeStaleBackupTemps = (
   }
 }
 
-/** Which typed errors of a sequence pass through; anything else becomes `orElse(error)`. */
-const typedOr = <E extends Error & { readonly _tag: string }>(
-  passThrough: ReadonlyArray<E["_tag"]>,
-  orElse: (error: unknown) => E
-) =>
-(error: unknown): E =>
-  error instanceof Error && passThrough.includes((error as { _tag?: string })._tag ?? "") ? (error as E) : orElse(error)
+/** The typed errors a sequence may throw as they are (by class); anything else becomes `orElse(error)`. */
+type PassThrough<E> = ReadonlyArray<new(...args: never) => E>
+
+const typedOr = <E extends Error>(passThrough: PassThrough<E>, orElse: (error: unknown) => E) => (error: unknown): E => {
+  for (const typed of passThrough) if (error instanceof typed) return error
+  return orElse(error)
+}
 
 /** Run one of the sequences above that waits for the disk (fsync). */
-const run = <A, E extends Error & { readonly _tag: string }>(
+const run = <A, E extends Error>(
   sequence: () => Promise<A>,
-  passThrough: ReadonlyArray<E["_tag"]>,
+  passThrough: PassThrough<E>,
   orElse: (error: unknown) => E
 ): Effect.Effect<A, E> => Effect.tryPromise({ try: sequence, catch: typedOr(passThrough, orElse) })
 
 /** Run one of the sequences above that never waits (no fsync). */
-const runSync = <A, E extends Error & { readonly _tag: string }>(
+const runSync = <A, E extends Error>(
   sequence: () => A,
-  passThrough: ReadonlyArray<E["_tag"]>,
+  passThrough: PassThrough<E>,
   orElse: (error: unknown) => E
 ): Effect.Effect<A, E> => Effect.try({ try: sequence, catch: typedOr(passThrough, orElse) })
 
@@ -722,13 +722,13 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
     // another directory), nor leave a temp file behind.
     readAuthorizedKeys: runSync<ExistingFile | undefined, UnsafePath | ReadError>(
       () => readExisting(user, account.uid, dir, authorizedKeysPath),
-      ["UnsafePath", "ReadError"],
+      [UnsafePath, ReadError],
       readFailed
     ).pipe(Effect.map(Option.fromNullable)),
     replaceAuthorizedKeys: (content, owner, tempName, verify) =>
       run<string | undefined, UnsafePath | WriteError>(
         () => replaceFile(dir, sshPath, content, owner, tempName, verify),
-        ["UnsafePath", "WriteError"],
+        [UnsafePath, WriteError],
         writeFailed
       ).pipe(
         Effect.flatMap((warning) => (warning === undefined ? Effect.void : Effect.logWarning(warning))),
@@ -753,13 +753,13 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
     checkBackups: (owner) =>
       runSync<void, UnsafePath | WriteError>(
         () => checkBackupDirectory(user, dir, sshPath, owner),
-        ["UnsafePath", "WriteError"],
+        [UnsafePath, WriteError],
         backupFailed
       ),
     writeBackup: (content, owner, name, retention, fileOwner = owner) =>
       run<BackupResult & { readonly warnings: ReadonlyArray<string> }, UnsafePath | WriteError>(
         () => backupFile(user, dir, sshPath, content, owner, name, retention, fileOwner),
-        ["UnsafePath", "WriteError"],
+        [UnsafePath, WriteError],
         backupFailed
       ).pipe(
         Effect.tap(({ warnings }) => Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true })),
@@ -777,7 +777,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
       Effect.acquireRelease(
         runSync<OpenedDirectory, SshDirMissing | UnsafePath | ReadError>(
           () => openSsh(account),
-          ["SshDirMissing", "UnsafePath", "ReadError"],
+          [SshDirMissing, UnsafePath, ReadError],
           (error) => new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
         ),
         (dir) => Effect.sync(() => closeQuietly(dir.fd))
