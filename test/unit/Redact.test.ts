@@ -33,7 +33,17 @@ describe("redactUrl", () => {
       "https://u:p@k.example/raw?token=abc&team=ops",
       "https://***@k.example/raw?token=***&team=ops"
     ],
-    ["fragment kept", "https://k.example/raw?token=abc#frag", "https://k.example/raw?token=***#frag"]
+    ["fragment kept", "https://k.example/raw?token=abc#frag", "https://k.example/raw?token=***#frag"],
+    // Found in review: the rest of a URL with a secret in it was re-serialised (`ops%20x` became `ops+x`, the host
+    // lower-cased) in the `# Source:` line; only the masked parts change now.
+    [
+      "everything not masked kept as written",
+      "HTTPS://u:p@Keys.Example.com:443/a%2Fb/../c?team=ops%20x&token=abc&b=a+b&flag",
+      "HTTPS://***@Keys.Example.com:443/a%2Fb/../c?team=ops%20x&token=***&b=a+b&flag"
+    ],
+    ["an encoded secret name", "https://k.example/raw?access%5Ftoken=abc&x=1", "https://k.example/raw?access%5Ftoken=***&x=1"],
+    ["an @ in the path is no credential", "https://k.example/users/@me/keys?token=abc", "https://k.example/users/@me/keys?token=***"],
+    ["an @ in the password", "https://u:p@ss@k.example/raw", "https://***@k.example/raw"]
   ]
   it.each(cases)("%s", (_name, input, expected) => {
     expect(redactUrl(input)).toBe(expected)
