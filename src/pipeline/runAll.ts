@@ -85,8 +85,11 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   // Homes that are different paths to one .ssh (a link) are found by what the directory is, before anyone is synced,
   // so that every account involved is refused whatever order the users run in.
   const files = yield* SshFiles
+  // Homes on a filesystem that may hang (NFS, CIFS, FUSE) are looked at from other processes first; those that did
+  // not answer are not touched from here at all (their users fail).
+  const unresponsiveHomes = yield* files.unresponsiveHomes(found)
   // A checked walk to each .ssh (synchronous syscalls on the local disk): no use running them side by side.
-  const identities = yield* Effect.forEach(found, (account) =>
+  const identities = yield* Effect.forEach(found.filter((account) => !unresponsiveHomes.has(account.name)), (account) =>
     files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)))
   const accountsBySshDir = groupBySshDir(identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : [])))
   const sshDirsSeen = new Set(identities.flatMap(([name, id]) => (Option.isSome(id) ? [name] : [])))
@@ -106,7 +109,8 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
       accountsBySshDir,
       sshDirsSeen,
       resolved,
-      keyBudget
+      keyBudget,
+      unresponsiveHomes
     }))
   const outcomes: Array<UserOutcome> = []
   for (const [index, exit] of exits.entries()) {

@@ -24,6 +24,7 @@ import { bytesToText, textToBytes } from "./Bytes.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
 import {
   describeCause,
+  ReadError,
   SourceFetchError,
   type SourceTimeout,
   UnsafeAccount,
@@ -78,6 +79,11 @@ export interface SyncOptions {
    * at once. `runAll` provides it (KEY_BUDGET permits).
    */
   readonly keyBudget?: { readonly semaphore: Effect.Semaphore; readonly permits: number }
+  /**
+   * Accounts whose home's filesystem did not answer (SshFiles.unresponsiveHomes), with why: such a user fails
+   * without its home being touched. `runAll` provides it.
+   */
+  readonly unresponsiveHomes?: ReadonlyMap<string, string>
 }
 
 /**
@@ -458,6 +464,8 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   const account = known === undefined ? yield* accounts.lookup(user.username) : yield* known
   const home = nodePath.resolve(account.home)
   if (home === "/") return yield* new UnsafeAccount({ user: user.username, reason: "its home directory is /" })
+  const hung = options.unresponsiveHomes?.get(user.username)
+  if (hung !== undefined) return yield* new ReadError({ path: home, detail: hung })
   const sharing = (options.accountsByHome?.get(home) ?? []).filter((name) => name !== user.username)
   if (sharing.length > 0) {
     return yield* new UnsafeAccount({

@@ -18,6 +18,7 @@ import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, BACKUP_NAME_PATTERN, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
+import { unresponsiveHomes } from "./internal/homeProbe.js"
 import { stepProblem } from "./internal/trustedPath.js"
 import {
   attempt,
@@ -104,6 +105,11 @@ export class SshFiles extends Context.Tag("authkeysync/SshFiles")<SshFiles, {
    * before any of them is synced.
    */
   readonly identify: (account: Account) => Effect.Effect<Option.Option<string>>
+  /**
+   * The accounts (by name) whose home is on a filesystem that did not answer a look from another process in time
+   * (a network or FUSE filesystem whose server is away), with why: touching those from here could block the run.
+   */
+  readonly unresponsiveHomes: (accounts: ReadonlyArray<Account>) => Effect.Effect<ReadonlyMap<string, string>>
 }>() {}
 
 /** A larger "authorized_keys" is not a key file; refusing it keeps memory bounded. */
@@ -782,6 +788,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
         ),
         (dir) => Effect.sync(() => closeQuietly(dir.fd))
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
+    unresponsiveHomes: (accounts) => Effect.promise(() => unresponsiveHomes(accounts)),
     identify: (account) =>
       Effect.sync(() => {
         // Reached as `open` reaches it, never by path: a path follows whatever links the user put in `.ssh`'s place,
@@ -819,6 +826,8 @@ export class MemoryFs {
   failWritesWith: string | undefined = undefined
   /** Runs after each read of authorized_keys, e.g. a sleep that opens a window between read and write. */
   afterRead: Effect.Effect<void> = Effect.void
+  /** Homes whose filesystem does not answer (see `unresponsiveHomes`). */
+  readonly unresponsive = new Set<string>()
 
   mkdir(path: string, owner: Owner = { uid: 0, gid: 0 }, mode = 0o700): this {
     this.dirs.set(path, { mode, ...owner })
@@ -848,6 +857,10 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
   Layer.succeed(
     SshFiles,
     SshFiles.of({
+      unresponsiveHomes: (accounts) =>
+        Effect.sync(() =>
+          new Map(accounts.flatMap((a) => memory.unresponsive.has(a.home) ? [[a.name, `its home ${a.home} did not answer`] as const] : []))
+        ),
       identify: (account) =>
         Effect.sync(() => {
           const sshPath = nodePath.join(account.home, ".ssh")

@@ -164,6 +164,27 @@ describe("syncUser", () => {
       expect(small.logs.filter((l) => l.msg.startsWith("waiting for other users"))).toEqual([])
     }))
 
+  it.effect("a home whose filesystem did not answer: that user fails without its home being touched; others sync", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      w.fs.unresponsive.add("/home/alice")
+      const cfg = config({
+        users: [
+          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://b.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(1)
+      expect(summary.outcomes.map((o) => [o.user, o._tag])).toEqual([["alice", "Failed"], ["bob", "Updated"]])
+      expect(w.logs.filter((l) => l.level === "ERROR" && l.msg.startsWith("user not synced")).map((l) => l.msg)).toEqual([
+        "user not synced, authorized_keys left untouched: cannot read /home/alice: its home /home/alice did not answer"
+      ])
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+      expect(w.fs.writes.filter((path) => path.startsWith("/home/alice"))).toEqual([])
+    }))
+
   it.effect("preserve_local_keys: false drops keys no source serves", () =>
     Effect.gen(function*() {
       const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
