@@ -64,29 +64,45 @@ const runWithResolvConf = (resolvConf: string, cfgPath: string) =>
     E2E_LOCK_FILE
   ])
 
+/**
+ * Run `body` with the silent resolver listening and a resolv.conf (`options` as given) pointing at it, or skip the
+ * test, saying why, where the run cannot get its own /etc/resolv.conf or 127.0.0.1:53 is taken.
+ */
+const withSilentResolver = async (
+  context: { skip: () => void },
+  dir: () => Promise<string>,
+  options: string,
+  body: (dns: { readonly queries: ReadonlyMap<string, number> }, resolvConf: string) => Promise<void>
+): Promise<void> => {
+  if (!canUnshareMounts) {
+    console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to give the run its own /etc/resolv.conf")
+    return context.skip()
+  }
+  const dns = await silentResolver()
+  if (dns === undefined) return context.skip()
+  try {
+    assertBuilt()
+    const resolvConf = path.join(await dir(), "resolv.conf")
+    await fs.writeFile(resolvConf, `nameserver 127.0.0.1\noptions ${options}\n`)
+    await body(dns, resolvConf)
+  } finally {
+    await dns.close()
+  }
+}
+
 describeAsRoot("a resolver that never answers (e2e)", () => {
   const server = useServer()
   const users = useUsers()
 
-  it("a dead host name is looked up once, not once per source, and the other users are written", async (context) => {
-    if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to give the run its own /etc/resolv.conf")
-      return context.skip()
-    }
-    const dns = await silentResolver()
-    if (dns === undefined) return context.skip()
-    try {
-      assertBuilt()
+  it("a dead host name is looked up once, not once per source, and the other users are written", (context) =>
+    // One try of one second per lookup: the old behaviour (a lookup per source, four at a time) takes six seconds.
+    withSilentResolver(context, () => users.tempDir(), "timeout:1 attempts:1", async (dns, resolvConf) => {
       const original = lines(key("stays"))
       const stuck = await users.create({ authorizedKeys: original })
       const fine = await users.create({ ssh: true })
       server.keys("/fine", [key("fine-1")])
       const dead = "keys.authkeysync-dead.test"
       const SOURCES = 24
-      const dir = await users.tempDir()
-      const resolvConf = path.join(dir, "resolv.conf")
-      // One try of one second per lookup: the old behaviour (a lookup per source, four at a time) takes six seconds.
-      await fs.writeFile(resolvConf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
       const cfg = await writeConfig(config([
         userWith(stuck.name, ...Array.from({ length: SOURCES }, (_, i) => ({ url: `http://${dead}:8080/${i}`, timeout_seconds: 2 }))),
         userWith(fine.name, server.url("/fine"))
@@ -105,27 +121,18 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       } finally {
         await cfg.remove()
       }
-    } finally {
-      await dns.close()
-    }
-  }, 90_000)
+    }), 90_000)
 
-  it("a dead host name is looked up once per run, also by sources with a ca_file (each CA has its own client)", async (context) => {
+  it("a dead host name is looked up once per run, also by sources with a ca_file (each CA has its own client)", (context) => {
     const caFile = "/etc/ssl/certs/ca-certificates.crt"
-    if (!canUnshareMounts || !existsSync(caFile)) {
-      console.warn(`skipped: needs \`unshare -m\` (root with CAP_SYS_ADMIN) and ${caFile}`)
+    if (!existsSync(caFile)) {
+      console.warn(`skipped: needs ${caFile}`)
       return context.skip()
     }
-    const dns = await silentResolver()
-    if (dns === undefined) return context.skip()
-    try {
-      assertBuilt()
+    return withSilentResolver(context, () => users.tempDir(), "timeout:1 attempts:1", async (dns, resolvConf) => {
       const original = lines(key("stays"))
       const stuck = await users.create({ authorizedKeys: original })
       const dead = "keys.authkeysync-dead.test"
-      const dir = await users.tempDir()
-      const resolvConf = path.join(dir, "resolv.conf")
-      await fs.writeFile(resolvConf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
       // The same name over plain http (the default client) and over https trusting a CA file (that file's client).
       const cfg = await writeConfig(config([
         userWith(stuck.name, { url: `http://${dead}:8080/plain`, timeout_seconds: 2 }, {
@@ -145,33 +152,20 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       } finally {
         await cfg.remove()
       }
-    } finally {
-      await dns.close()
-    }
+    })
   }, 90_000)
 
-  it("two host names that never resolve hold up no other user's sources, and the run does not wait for them", async (context) => {
+  it("two host names that never resolve hold up no other user's sources, and the run does not wait for them", (context) =>
     // Found in review: two dead names held both of the two thread-pool lookups, so every other name (localhost from
     // /etc/hosts too) queued behind them: the other users' sources failed at their deadlines, and the process lived
-    // on until the resolver gave up.
-    if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to give the run its own /etc/resolv.conf")
-      return context.skip()
-    }
-    const dns = await silentResolver()
-    if (dns === undefined) return context.skip()
-    try {
-      assertBuilt()
+    // on until the resolver gave up. Each lookup of a dead name hangs for 30 s here, longer than any deadline.
+    withSilentResolver(context, () => users.tempDir(), "timeout:30 attempts:1", async (_dns, resolvConf) => {
       const original = lines(key("stays"))
       const stuck = await users.create({ authorizedKeys: original })
       const [fine1, fine2] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
       server.keys("/fine1", [key("fine-1")])
       server.keys("/fine2", [key("fine-2")])
       const local = (route: string) => server.url(route).replace("://127.0.0.1:", "://localhost:")
-      const dir = await users.tempDir()
-      const resolvConf = path.join(dir, "resolv.conf")
-      // Each lookup of a dead name hangs for 30 s, longer than any source's deadline here.
-      await fs.writeFile(resolvConf, "nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
       const cfg = await writeConfig(config([
         userWith(
           stuck.name,
@@ -196,8 +190,5 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       } finally {
         await cfg.remove()
       }
-    } finally {
-      await dns.close()
-    }
-  }, 90_000)
+    }), 90_000)
 })
