@@ -32,9 +32,11 @@ export const diffKeys = (before: ReadonlyArray<string>, after: ReadonlyArray<Sec
   const afterSet = new Set<string>()
   const added: Array<KeyChange> = []
   for (const section of after) {
+    // One title per section, not one string per added key (a source can bring hundreds of thousands).
+    const title = sectionTitle(section)
     for (const key of section.keys) {
       afterSet.add(key)
-      if (!beforeSet.has(key)) added.push({ key, section: sectionTitle(section) })
+      if (!beforeSet.has(key)) added.push({ key, section: title })
     }
   }
   const removed: Array<KeyChange> = []
