@@ -17,7 +17,7 @@ import { type AccountLookup, Accounts } from "../services/Accounts.js"
 import { KeySource } from "../services/KeySource.js"
 import { ManagedKeys, type ManagedRecord } from "../services/ManagedKeys.js"
 import { RandomId } from "../services/RandomId.js"
-import { type ExistingFile, type SshDir, SshFiles } from "../services/SshFiles.js"
+import { type ExistingFile, MAX_LOCAL_FILE_BYTES, type SshDir, SshFiles } from "../services/SshFiles.js"
 import type { Policy, Source, User } from "./Config.js"
 import { allKeys, type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
 import { bytesToText, textToBytes } from "./Bytes.js"
@@ -31,7 +31,8 @@ import {
   UnsafePath,
   type UserSkipReason,
   UserSyncAborted,
-  type UserSyncError
+  type UserSyncError,
+  WriteError
 } from "./Errors.js"
 import { boundedParallel } from "./boundedParallel.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
@@ -616,6 +617,16 @@ const syncDirectory = (
 
     const sections = redactSections(merged)
     const body = renderBody(sections)
+    // A file the next run would refuse to read (and so fail this user on every run) is not written in the first place.
+    const fileBytes = renderHeader(options.build, options.startedAt).length + body.length
+    if (fileBytes > MAX_LOCAL_FILE_BYTES) {
+      return yield* new WriteError({
+        path: sshDir.authorizedKeysPath,
+        operation: "write",
+        detail: `the new file would be ${fileBytes} bytes, more than the ${MAX_LOCAL_FILE_BYTES} this tool reads back ` +
+          "(the next run would refuse it); nothing was written"
+      })
+    }
     const diff = diffKeys(local.keys, sections)
     yield* breathe(size)
     const intendedKeys = allKeys(sections)

@@ -788,7 +788,10 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
         ),
         (dir) => Effect.sync(() => closeQuietly(dir.fd))
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
-    unresponsiveHomes: (accounts) => Effect.promise(() => unresponsiveHomes(accounts)),
+    unresponsiveHomes: (accounts) =>
+      Effect.async<ReadonlyMap<string, string>>((resume, signal) => {
+        void unresponsiveHomes(accounts, { signal }).then((found) => resume(Effect.succeed(found)))
+      }),
     identify: (account) =>
       Effect.sync(() => {
         // Reached as `open` reaches it, never by path: a path follows whatever links the user put in `.ssh`'s place,

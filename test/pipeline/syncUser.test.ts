@@ -185,6 +185,23 @@ describe("syncUser", () => {
       expect(w.fs.writes.filter((path) => path.startsWith("/home/alice"))).toEqual([])
     }))
 
+  it.effect("a file larger than the tool reads back is not written: the user fails, the old file stays (found in review)", () =>
+    Effect.gen(function*() {
+      // 45,000 keys of 400 bytes: 18 MB, more than the 16 MiB a run reads back; written once, it would fail every run.
+      const long = (i: number) => `ssh-rsa AAAAB3NzaC1yc2E${i.toString(36).padStart(8, "0")}${"A".repeat(370)} k${i}`
+      const w = world({ "https://a.example/keys": Array.from({ length: 45_000 }, (_, i) => long(i)).join("\n") + "\n" }, (fs) =>
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(1)
+      const error = w.logs.find((l) => l.msg.startsWith("user not synced"))?.msg
+      expect(error).toMatch(
+        /^user not synced, authorized_keys left untouched: cannot write \/home\/alice\/\.ssh\/authorized_keys: the new file would be \d+ bytes, more than the 16777216 this tool reads back \(the next run would refuse it\); nothing was written$/
+      )
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+      expect(w.fs.writes).toEqual([])
+    }))
+
   it.effect("preserve_local_keys: false drops keys no source serves", () =>
     Effect.gen(function*() {
       const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>

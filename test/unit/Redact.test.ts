@@ -43,7 +43,15 @@ describe("redactUrl", () => {
     ],
     ["an encoded secret name", "https://k.example/raw?access%5Ftoken=abc&x=1", "https://k.example/raw?access%5Ftoken=***&x=1"],
     ["an @ in the path is no credential", "https://k.example/users/@me/keys?token=abc", "https://k.example/users/@me/keys?token=***"],
-    ["an @ in the password", "https://u:p@ss@k.example/raw", "https://***@k.example/raw"]
+    ["an @ in the password", "https://u:p@ss@k.example/raw", "https://***@k.example/raw"],
+    // Found in review: spellings the URL parser reads as credentials though the text has no `//` after the scheme.
+    ["no slashes", "http:rvfd:hunter2@127.0.0.1:18931/x?access_token=tok123", "http://***@127.0.0.1:18931/x?access_token=***"],
+    ["one slash", "https:/u:pw@k.example/raw", "https://***@k.example/raw"],
+    ["a backslash", "https:\\u:pw@k.example/raw", "https://***@k.example/raw"],
+    ["extra slashes", "https:////u:pw@k.example/raw?token=x", "https://***@k.example/raw?token=***"],
+    // A backslash ends the host for http(s): the host shown is the one connected to.
+    ["a backslash in the authority", "https://user:pw@keys.example\\x@evil.example/k", "https://***@keys.example\\x@evil.example/k"],
+    ["a token after a semicolon", "https://k.example/raw?team=ops;access_token=abc&x=1", "https://k.example/raw?team=ops;access_token=***&x=1"]
   ]
   it.each(cases)("%s", (_name, input, expected) => {
     expect(redactUrl(input)).toBe(expected)

@@ -8,6 +8,8 @@ import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import {
   answersWithin,
+  firstRiskyStep,
+  type LocalLinks,
   mayHang,
   type Mount,
   mountOf,
@@ -69,7 +71,7 @@ describe("unresponsiveHomes", () => {
         mounts: () => parseMountInfo(MOUNTINFO),
         probe: async (path) => {
           probed.push(path)
-          return path !== "/home/alice"
+          return path === "/home/alice" ? "hung" : "answered"
         }
       }
     )
@@ -84,9 +86,48 @@ describe("unresponsiveHomes", () => {
     let probes = 0
     const hung = await unresponsiveHomes([{ name: "root", home: "/root" }], {
       mounts: () => parseMountInfo(MOUNTINFO),
-      probe: async () => ++probes > 0
+      probe: async () => (++probes > 0 ? "answered" : "hung")
     })
     expect([hung.size, probes]).toEqual([0, 0])
+  })
+})
+
+describe("firstRiskyStep (where the way to a home first reaches a filesystem that may hang)", () => {
+  const mounts = parseMountInfo(MOUNTINFO)
+  /** Links on the local disk: `/srv/bob` -> `/mnt/sshfs/bob`, `/srv/up` -> `../home/alice` (relative). */
+  const links: LocalLinks = {
+    isSymbolicLink: (path) => (path === "/srv/bob" || path === "/srv/up" ? true : path.startsWith("/nonexistent") ? undefined : false),
+    readlink: (path) => (path === "/srv/bob" ? "/mnt/sshfs/bob" : "../home/alice")
+  }
+
+  it("a home reached through a link on a local disk is found on the filesystem the link leads to (found in review)", () => {
+    expect(firstRiskyStep("/srv/bob/work", mounts, links)).toMatchObject({ path: "/mnt/sshfs/bob/work", mount: { fsType: "fuse.sshfs" } })
+    expect(firstRiskyStep("/srv/up", mounts, links)).toMatchObject({ path: "/home/alice", mount: { fsType: "nfs4" } })
+  })
+
+  it("paths not written plainly are walked as the kernel walks them", () => {
+    for (const home of ["//home/alice", "/home/./alice", "/var/../home/alice/"]) {
+      expect(firstRiskyStep(home, mounts, links), home).toMatchObject({ path: "/home/alice", mount: { fsType: "nfs4" } })
+    }
+  })
+
+  it("a way on local disks only, or one that ends at a missing name, has nothing to probe", () => {
+    expect(firstRiskyStep("/var/lib/alice", mounts, links)).toBeUndefined()
+    expect(firstRiskyStep("/nonexistent/alice", mounts, links)).toBeUndefined()
+  })
+})
+
+describe("unresponsiveHomes: a probe that could not start", () => {
+  it("fails the user too (the home was not looked at), saying why", async () => {
+    const hung = await unresponsiveHomes([{ name: "alice", home: "/home/alice" }], {
+      mounts: () => parseMountInfo(MOUNTINFO),
+      probe: async () => ({ failed: "spawn EAGAIN" })
+    })
+    expect([...hung]).toEqual([[
+      "alice",
+      "its home /home/alice is on nfs4 (files.example:/export/alice) and could not be looked at from another process " +
+      "first (spawn EAGAIN); nothing there was touched"
+    ]])
   })
 })
 
@@ -99,8 +140,10 @@ describe.skipIf(process.platform !== "linux")("answersWithin (a stat in a proces
 
   it("a stat that ends answers, whatever it found", async () => {
     const stat = execFileSync("sh", ["-c", "command -v stat"], { encoding: "utf8" }).trim()
-    expect(await answersWithin(stat, "/", 5_000)).toBe(true)
-    expect(await answersWithin(stat, "/nonexistent/akse2e", 5_000)).toBe(true)
+    expect(await answersWithin(stat, "/", 5_000)).toBe("answered")
+    expect(await answersWithin(stat, "/nonexistent/akse2e", 5_000)).toBe("answered")
+    // No such program: not an answer.
+    expect(await answersWithin("/nonexistent/akse2e/stat", "/", 5_000)).toMatchObject({ failed: expect.stringMatching(/ENOENT/) })
   })
 
   it("one that does not end in time is killed and let go: the caller goes on at the deadline", async () => {
@@ -109,7 +152,7 @@ describe.skipIf(process.platform !== "linux")("answersWithin (a stat in a proces
     const hanging = join(dir, "stat")
     writeFileSync(hanging, `#!/bin/sh\necho $$ > "${pidFile}"\nexec sleep 60\n`)
     chmodSync(hanging, 0o755)
-    expect(await answersWithin(hanging, "/home/hung", 300)).toBe(false)
+    expect(await answersWithin(hanging, "/home/hung", 300)).toBe("hung")
     const pid = Number(readFileSync(pidFile, "utf8"))
     let alive = true
     for (let i = 0; i < 100 && alive; i++) {
@@ -121,5 +164,16 @@ describe.skipIf(process.platform !== "linux")("answersWithin (a stat in a proces
       }
     }
     expect(alive).toBe(false)
+  })
+
+  it("a stopped run lets its probes go at once (the child is killed)", async () => {
+    dir = mkdtempSync(join(tmpdir(), "aks-probe-"))
+    const hanging = join(dir, "stat")
+    writeFileSync(hanging, "#!/bin/sh\nexec sleep 60\n")
+    chmodSync(hanging, 0o755)
+    const stop = new AbortController()
+    const answer = answersWithin(hanging, "/home/hung", 60_000, stop.signal)
+    setTimeout(() => stop.abort(), 100)
+    expect(await answer).toBe("hung")
   })
 })

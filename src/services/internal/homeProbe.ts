@@ -9,7 +9,8 @@
  * fails), and the child is abandoned rather than waited for.
  */
 import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { lstatSync, readFileSync, readlinkSync } from "node:fs"
+import { posix } from "node:path"
 import { Either } from "effect"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
 
@@ -59,56 +60,147 @@ export const mayHang = (fsType: string): boolean => NETWORK_FS_TYPES.has(fsType)
 /** How long a home's filesystem has to answer a `stat`. */
 export const HOME_PROBE_TIMEOUT_MS = 10_000
 
-/**
- * Whether `stat -- path`, run by `stat`, ends within `timeoutMs` (how it ends does not matter: an error is the main
- * thread's to report). A child that does not end is killed and let go: one stuck in a hung mount may not die, and
- * the run must not wait for it.
- */
-export const answersWithin = (stat: string, path: string, timeoutMs: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const child = spawn(stat, ["--", path], { stdio: "ignore", env: { LC_ALL: "C" } })
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      child.unref()
-      resolve(false)
-    }, timeoutMs)
-    child.once("error", () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
+/** Probes at a time: each is a process (a long list of network homes must not run into the host's process limit). */
+const MAX_CONCURRENT_PROBES = 32
+
+/** How a probe ended: it answered (however), it did not in time, or it could not be started. */
+export type ProbeAnswer = "answered" | "hung" | { readonly failed: string }
 
 /**
- * For each home on a filesystem that may hang, whether it answered: the homes (by account name) that did not, with
- * why. `mounts` and `probe` default to this host's; without a usable `stat` nothing is probed.
+ * Whether `stat -L -- path`, run by `stat`, ends within `timeoutMs` (how it ends does not matter: an error is the main
+ * thread's to report). A child that does not end, or that is still running when `signal` aborts, is killed and let
+ * go: one stuck in a hung mount may not die, and the run must not wait for it.
+ */
+export const answersWithin = (stat: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<ProbeAnswer> =>
+  new Promise((resolve) => {
+    const child = spawn(stat, ["-L", "--", path], { stdio: "ignore", env: { LC_ALL: "C" } })
+    const giveUp = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener("abort", giveUp)
+      child.kill("SIGKILL")
+      child.unref()
+      resolve("hung")
+    }
+    const timer = setTimeout(giveUp, timeoutMs)
+    signal?.addEventListener("abort", giveUp, { once: true })
+    const settle = (answer: ProbeAnswer) => {
+      clearTimeout(timer)
+      signal?.removeEventListener("abort", giveUp)
+      resolve(answer)
+    }
+    // Not started (EAGAIN at the process limit, say): the home was not looked at, so it is not touched either.
+    child.once("error", (error) => settle({ failed: error.message }))
+    child.once("exit", () => settle("answered"))
+  })
+
+/** How the walk below reads the local part of the way. */
+export interface LocalLinks {
+  readonly isSymbolicLink: (path: string) => boolean | undefined
+  readonly readlink: (path: string) => string
+}
+
+const hostLinks: LocalLinks = {
+  isSymbolicLink: (path) => lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink(),
+  readlink: (path) => readlinkSync(path)
+}
+
+/** More links than this on the way is a loop: the main walk refuses it; nothing to probe. */
+const MAX_LINKS = 40
+
+/**
+ * Where the way to `home` first reaches a filesystem that may hang, and what is left of the way from there (to probe
+ * it from another process, links included), or undefined when the whole way is on filesystems that cannot hang.
+ * Walks one name at a time from `/`, as the kernel does, following links (read with lstat and readlink, which is
+ * safe: only on the filesystems that cannot hang); a name that does not exist ends the walk (the main walk reports it).
+ */
+export const firstRiskyStep = (
+  home: string,
+  mounts: ReadonlyArray<Mount>,
+  links: LocalLinks = hostLinks
+): { readonly path: string; readonly mount: Mount } | undefined => {
+  let current = "/"
+  const pending = home.split("/").filter((part) => part !== "")
+  let hops = 0
+  const risky = (path: string) => {
+    const mount = mountOf(path, mounts)
+    return mount !== undefined && mayHang(mount.fsType) ? mount : undefined
+  }
+  const atRoot = risky("/")
+  if (atRoot !== undefined) return { path: posix.resolve(home), mount: atRoot }
+  while (pending.length > 0) {
+    const name = pending.shift()!
+    if (name === ".") continue
+    if (name === "..") {
+      current = posix.dirname(current)
+      continue
+    }
+    const next = posix.join(current, name)
+    const mount = risky(next)
+    if (mount !== undefined) {
+      // Named by the filesystem the rest of the way is on as far as the mount table tells (an automount's NFS).
+      const path = posix.join(next, ...pending)
+      return { path, mount: mountOf(path, mounts) ?? mount }
+    }
+    let isLink: boolean | undefined
+    try {
+      isLink = links.isSymbolicLink(next)
+    } catch {
+      return undefined
+    }
+    if (isLink === undefined) return undefined
+    if (isLink) {
+      if (++hops > MAX_LINKS) return undefined
+      const target = links.readlink(next)
+      if (target.startsWith("/")) current = "/"
+      pending.unshift(...target.split("/").filter((part) => part !== ""))
+      continue
+    }
+    current = next
+  }
+  return undefined
+}
+
+/**
+ * For each home on (or reached through) a filesystem that may hang, whether it answered: the homes (by account name)
+ * that did not, with why. `mounts`, `links` and `probe` default to this host's; without a usable `stat` nothing is
+ * probed. Aborting `signal` (the run is stopped) lets the probes still running go.
  */
 export const unresponsiveHomes = async (
   homes: ReadonlyArray<{ readonly name: string; readonly home: string }>,
   options: {
     readonly mounts?: () => ReadonlyArray<Mount>
-    readonly probe?: (path: string) => Promise<boolean>
+    readonly links?: LocalLinks
+    readonly probe?: (path: string, signal?: AbortSignal) => Promise<ProbeAnswer>
+    readonly signal?: AbortSignal
   } = {}
 ): Promise<ReadonlyMap<string, string>> => {
   const mounts = (options.mounts ?? hostMounts)()
   const atRisk = homes.flatMap(({ home, name }) => {
-    const mount = mountOf(home, mounts)
-    return mount !== undefined && mayHang(mount.fsType) ? [{ name, home, mount }] : []
+    const step = mounts.some((mount) => mayHang(mount.fsType)) ? firstRiskyStep(home, mounts, options.links) : undefined
+    return step === undefined ? [] : [{ name, home, ...step }]
   })
   if (atRisk.length === 0) return new Map()
   const probe = options.probe ?? hostProbe()
   if (probe === undefined) return new Map()
-  // One probe per home, all at once: each is a process that waits, not work.
-  const answers = await Promise.all(atRisk.map(({ home }) => probe(home)))
-  return new Map(atRisk.flatMap(({ home, mount, name }, i) =>
-    answers[i]
-      ? []
-      : [[name, `its home ${home} is on ${mount.fsType} (${mount.source}), which did not answer within ` +
-        `${HOME_PROBE_TIMEOUT_MS / 1000}s; nothing there was touched`] as const]
-  ))
+  const answers: Array<ProbeAnswer> = []
+  let next = 0
+  const worker = async () => {
+    while (next < atRisk.length) {
+      const i = next++
+      answers[i] = await probe(atRisk[i]!.path, options.signal)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(MAX_CONCURRENT_PROBES, atRisk.length) }, worker))
+  return new Map(atRisk.flatMap(({ home, mount, name }, i) => {
+    const answer = answers[i]
+    const on = `its home ${home} is on ${mount.fsType} (${mount.source})`
+    return answer === "answered" ? [] : [[
+      name,
+      answer === "hung" || answer === undefined
+        ? `${on}, which did not answer within ${HOME_PROBE_TIMEOUT_MS / 1000}s; nothing there was touched`
+        : `${on} and could not be looked at from another process first (${answer.failed}); nothing there was touched`
+    ] as const]
+  }))
 }
 
 const hostMounts = (): ReadonlyArray<Mount> => {
@@ -119,7 +211,7 @@ const hostMounts = (): ReadonlyArray<Mount> => {
   }
 }
 
-const hostProbe = (): ((path: string) => Promise<boolean>) | undefined => {
+const hostProbe = (): ((path: string, signal?: AbortSignal) => Promise<ProbeAnswer>) | undefined => {
   const stat = findCommand("stat", SYSTEM_COMMAND_DIRS)
-  return Either.isRight(stat) ? (path) => answersWithin(stat.right, path, HOME_PROBE_TIMEOUT_MS) : undefined
+  return Either.isRight(stat) ? (path, signal) => answersWithin(stat.right, path, HOME_PROBE_TIMEOUT_MS, signal) : undefined
 }
