@@ -72,6 +72,9 @@ export { DEFAULT_CONCURRENCY, groupByHome, groupBySshDir, runAll, type RunOption
 export {
   decideWrite,
   guardCounts,
+  guardCountsOf,
+  type GuardIdentities,
+  guardIdentities,
   KEY_BUDGET,
   MAX_LINE_BYTES,
   maxLocalKeys,

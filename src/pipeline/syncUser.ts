@@ -414,21 +414,30 @@ export const guardCounts = (
   before: ReadonlyArray<string>,
   after: ReadonlyArray<string>,
   managed?: ReadonlySet<string>
-): GuardCounts => {
+): GuardCounts => guardCountsOf(guardIdentities(before), guardIdentities(after), managed)
+
+/** Pure: the identities of `keys` (see KeyIdentity.ts), all and those of lines that hold a usable key. @since 0.3.0 */
+export const guardIdentities = (keys: ReadonlyArray<string>): GuardIdentities => {
   // One look at each line: a user's own file may hold hundreds of thousands.
-  const identify = (keys: ReadonlyArray<string>) => {
-    const all = new Set<string>()
-    const usable = new Set<string>()
-    for (const key of keys) {
-      const material = keyMaterial(key)
-      const id = identityFrom(key, material)
-      all.add(id)
-      if (material !== undefined) usable.add(id)
-    }
-    return { all, usable }
+  const all = new Set<string>()
+  const usable = new Set<string>()
+  for (const key of keys) {
+    const material = keyMaterial(key)
+    const id = identityFrom(key, material)
+    all.add(id)
+    if (material !== undefined) usable.add(id)
   }
-  const was = identify(before)
-  const is = identify(after)
+  return { all, usable }
+}
+
+/** The identities guardCounts compares. @since 0.3.0 */
+export interface GuardIdentities {
+  readonly all: ReadonlySet<string>
+  readonly usable: ReadonlySet<string>
+}
+
+/** Pure: guardCounts from the identities before and after (each computed once, maybe with a pause between). @since 0.3.0 */
+export const guardCountsOf = (was: GuardIdentities, is: GuardIdentities, managed?: ReadonlySet<string>): GuardCounts => {
   const beforeIds = managed === undefined ? was.all : new Set([...was.all].filter((id) => managed.has(id)))
   let removed = 0
   for (const id of beforeIds) if (!is.all.has(id)) removed++
@@ -576,6 +585,7 @@ const syncDirectory = (
     })
     // What the tool provides now: dedup only drops repeated lines, so these are also the identities it will write.
     const managedNow = identitiesOf([pinned, ...fetched.map((f) => f.keys)])
+    yield* breathe(size)
     const found = selectLocalKeys(local.keys, previously.identities, managedNow, previously.lines)
     // Without a record (the first run, e.g. right after the Go original) the file's `# Source:` sections say which
     // lines the tool wrote, but a key appended by hand after the last section sits under one too: nothing is revoked
@@ -619,12 +629,16 @@ const syncDirectory = (
     const body = renderBody(sections)
     // A file the next run would refuse to read (and so fail this user on every run) is not written in the first place.
     const fileBytes = renderHeader(options.build, options.startedAt).length + body.length
-    if (fileBytes > MAX_LOCAL_FILE_BYTES) {
+    const fileKeys = sections.reduce((n, section) => n + section.keys.length, 0)
+    if (fileBytes > MAX_LOCAL_FILE_BYTES || fileKeys > maxLocal) {
       return yield* new WriteError({
         path: sshDir.authorizedKeysPath,
         operation: "write",
-        detail: `the new file would be ${fileBytes} bytes, more than the ${MAX_LOCAL_FILE_BYTES} this tool reads back ` +
-          "(the next run would refuse it); nothing was written"
+        detail: fileBytes > MAX_LOCAL_FILE_BYTES
+          ? `the new file would be ${fileBytes} bytes, more than the ${MAX_LOCAL_FILE_BYTES} this tool reads back ` +
+            "(the next run would refuse it); nothing was written"
+          : `the new file would hold ${fileKeys} key lines, more than the ${maxLocal} this tool reads back ` +
+            "(the next run would refuse it); nothing was written"
       })
     }
     const diff = diffKeys(local.keys, sections)
@@ -635,6 +649,7 @@ const syncDirectory = (
     const decision = decideWrite(existing, body, owner)
     yield* breathe(size)
     const recordIsCurrent = Option.match(record, { onNone: () => false, onSome: (r) => sameRecord(r, recordNow) })
+    yield* breathe(size)
 
     if (decision === "unchanged") {
       if (!options.dryRun && !recordIsCurrent) yield* managedKeys.write(policy.state_dir, user.username, recordNow)
@@ -643,7 +658,11 @@ const syncDirectory = (
     }
     // In a root-owned file no line is the user's junk: every key counts for the shrink guard.
     const managedForGuard = rootOwned ? undefined : Option.getOrUndefined(record)?.identities
-    const refused = checkGuards(user.username, path, guardCounts(local.keys, intendedKeys, managedForGuard), policy)
+    const was = guardIdentities(local.keys)
+    yield* breathe(size)
+    const is = guardIdentities(intendedKeys)
+    yield* breathe(size)
+    const refused = checkGuards(user.username, path, guardCountsOf(was, is, managedForGuard), policy)
     if (refused !== undefined) return yield* refused
     yield* breathe(size)
     const backsUp = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""

@@ -202,6 +202,25 @@ describe("syncUser", () => {
       expect(w.fs.writes).toEqual([])
     }))
 
+  it.effect("a file with more key lines than a run reads back is not written either (it would fail every later run)", () =>
+    Effect.gen(function*() {
+      // max_keys_per_source 10 and one source: a run reads at most 20 key lines back; the file already holds 20.
+      const local = Array.from({ length: 20 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5local${i} l${i}`).join("\n") + "\n"
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", local, alice))
+      const cfg = config({
+        policy: { max_keys_per_source: 10 },
+        users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }]
+      })
+      const summary = yield* run(w, cfg)
+      expect(summary.exitCode).toBe(1)
+      expect(w.logs.find((l) => l.msg.startsWith("user not synced"))?.msg).toBe(
+        "user not synced, authorized_keys left untouched: cannot write /home/alice/.ssh/authorized_keys: the new file " +
+          "would hold 21 key lines, more than the 20 this tool reads back (the next run would refuse it); nothing was written"
+      )
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(local)
+      expect(w.fs.writes).toEqual([])
+    }))
+
   it.effect("preserve_local_keys: false drops keys no source serves", () =>
     Effect.gen(function*() {
       const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
@@ -287,8 +306,8 @@ describe("syncUser", () => {
       })
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(local)
       expect(w.fs.writes).toEqual([])
-      // One line fewer is within the bound.
-      w.fs.writeFile("/home/alice/.ssh/authorized_keys", [K2, K3, LOCAL].map((k) => `${k}\n`).join(""), alice)
+      // Within the bound, and so is the file written from it (the pin and two lines of the user's).
+      w.fs.writeFile("/home/alice/.ssh/authorized_keys", [K2, LOCAL].map((k) => `${k}\n`).join(""), alice)
       expect((yield* run(w, cfg)).outcomes[0]?._tag).toBe("Updated")
     }))
 

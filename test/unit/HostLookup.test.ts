@@ -259,6 +259,8 @@ describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over
     const hosts = new HostLookup(getentResolve(fake.getent), 16)
     const dead = [lookupOnce(hosts, "dead1.example"), lookupOnce(hosts, "dead2.example")]
     expect(await lookupOnce(hosts, "alive.example")).toEqual({ error: null, address: "2001:db8::10", family: 6 })
+    // Both dead lookups are under way (their shells may still be starting when the third has answered).
+    for (let i = 0; i < 100 && fake.alive().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 20))
     expect(fake.alive()).toHaveLength(2)
     hosts.close()
     for (const outcome of await Promise.all(dead)) {
