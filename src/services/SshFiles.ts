@@ -790,7 +790,10 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
     unresponsiveHomes: (accounts) =>
       Effect.async<ReadonlyMap<string, string>>((resume, signal) => {
-        void unresponsiveHomes(accounts, { signal }).then((found) => resume(Effect.succeed(found)))
+        unresponsiveHomes(accounts, { signal }).then(
+          (found) => resume(Effect.succeed(found)),
+          (defect: unknown) => resume(Effect.die(defect))
+        )
       }),
     identify: (account) =>
       Effect.sync(() => {

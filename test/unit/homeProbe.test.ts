@@ -111,6 +111,16 @@ describe("firstRiskyStep (where the way to a home first reaches a filesystem tha
     }
   })
 
+  it("a link that changes between the look and the read ends the walk, never throws (found in review)", () => {
+    const racing: LocalLinks = {
+      isSymbolicLink: (path) => path === "/srv/bob",
+      readlink: () => {
+        throw Object.assign(new Error("ENOENT: no such file or directory, readlink '/srv/bob'"), { code: "ENOENT" })
+      }
+    }
+    expect(firstRiskyStep("/srv/bob/home", mounts, racing)).toBeUndefined()
+  })
+
   it("a way on local disks only, or one that ends at a missing name, has nothing to probe", () => {
     expect(firstRiskyStep("/var/lib/alice", mounts, links)).toBeUndefined()
     expect(firstRiskyStep("/nonexistent/alice", mounts, links)).toBeUndefined()
@@ -164,6 +174,12 @@ describe.skipIf(process.platform !== "linux")("answersWithin (a stat in a proces
       }
     }
     expect(alive).toBe(false)
+  })
+
+  it("a probe asked for after the run was stopped does not start", async () => {
+    const stop = new AbortController()
+    stop.abort()
+    expect(await answersWithin("/nonexistent/akse2e/stat", "/home/x", 60_000, stop.signal)).toBe("hung")
   })
 
   it("a stopped run lets its probes go at once (the child is killed)", async () => {

@@ -73,6 +73,7 @@ export type ProbeAnswer = "answered" | "hung" | { readonly failed: string }
  */
 export const answersWithin = (stat: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<ProbeAnswer> =>
   new Promise((resolve) => {
+    if (signal?.aborted === true) return resolve("hung")
     const child = spawn(stat, ["-L", "--", path], { stdio: "ignore", env: { LC_ALL: "C" } })
     const giveUp = () => {
       clearTimeout(timer)
@@ -150,7 +151,12 @@ export const firstRiskyStep = (
     if (isLink === undefined) return undefined
     if (isLink) {
       if (++hops > MAX_LINKS) return undefined
-      const target = links.readlink(next)
+      let target: string
+      try {
+        target = links.readlink(next)
+      } catch {
+        return undefined // Changed since the look (a user swapping it): the main walk will see what is there.
+      }
       if (target.startsWith("/")) current = "/"
       pending.unshift(...target.split("/").filter((part) => part !== ""))
       continue
