@@ -7,7 +7,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { Transport } from "../../src/services/HttpTransport.js"
-import { getentResolve, HostLookup, limitedResolve, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+import { getentResolve, HostLookup, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+import { limitConcurrency } from "../../src/services/internal/limitConcurrency.js"
 
 /** A resolver the test answers by hand, recording every name it was asked for. */
 const scriptedResolver = () => {
@@ -229,7 +230,7 @@ describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over
       running--
       return [V4]
     }
-    const hosts = new HostLookup(getentResolve(fake.getent, limitedResolve(slow, 2)), 16)
+    const hosts = new HostLookup(getentResolve(fake.getent, limitConcurrency(slow, 2)), 16)
     const names = Array.from({ length: 8 }, (_, i) => lookupOnce(hosts, `musl${i}.example`))
     for (const outcome of await Promise.all(names.map((p) => p))) expect(outcome.address).toBe("192.0.2.10")
     expect(peak).toBe(2)
@@ -290,5 +291,23 @@ describe.skipIf(process.platform !== "linux" || (() => {
     } finally {
       hosts.close()
     }
+  })
+})
+
+describe("limitConcurrency", () => {
+  it("never runs more than `max` at once, also when every call comes in the same turn; each call gets its answer", async () => {
+    let running = 0
+    let peak = 0
+    const work = async (n: number) => {
+      peak = Math.max(peak, ++running)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      running--
+      if (n === 3) throw new Error("three")
+      return n * 2
+    }
+    const limited = limitConcurrency(work, 2)
+    const results = await Promise.allSettled([1, 2, 3, 4, 5, 6].map((n) => limited(n)))
+    expect(peak).toBe(2)
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([2, 4, "three", 8, 10, 12])
   })
 })

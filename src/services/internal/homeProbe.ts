@@ -12,6 +12,7 @@ import { spawn } from "node:child_process"
 import { lstatSync, readFileSync, readlinkSync } from "node:fs"
 import { posix } from "node:path"
 import { Either } from "effect"
+import { limitConcurrency } from "./limitConcurrency.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
 
 /** One line of /proc/self/mountinfo, the parts that matter here. */
@@ -188,21 +189,13 @@ export const unresponsiveHomes = async (
   if (atRisk.length === 0) return new Map()
   const probe = options.probe ?? hostProbe()
   if (probe === undefined) return new Map()
-  const answers: Array<ProbeAnswer> = []
-  let next = 0
-  const worker = async () => {
-    while (next < atRisk.length) {
-      const i = next++
-      answers[i] = await probe(atRisk[i]!.path, options.signal)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(MAX_CONCURRENT_PROBES, atRisk.length) }, worker))
-  return new Map(atRisk.flatMap(({ home, mount, name }, i) => {
-    const answer = answers[i]
+  const limited = limitConcurrency(probe, MAX_CONCURRENT_PROBES)
+  const answered = await Promise.all(atRisk.map(async (step) => ({ ...step, answer: await limited(step.path, options.signal) })))
+  return new Map(answered.flatMap(({ answer, home, mount, name }) => {
     const on = `its home ${home} is on ${mount.fsType} (${mount.source})`
     return answer === "answered" ? [] : [[
       name,
-      answer === "hung" || answer === undefined
+      answer === "hung"
         ? `${on}, which did not answer within ${HOME_PROBE_TIMEOUT_MS / 1000}s; nothing there was touched`
         : `${on} and could not be looked at from another process first (${answer.failed}); nothing there was touched`
     ] as const]

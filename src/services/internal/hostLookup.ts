@@ -18,6 +18,7 @@ import * as dns from "node:dns"
 import { setMaxListeners } from "node:events"
 import { isIP } from "node:net"
 import { Either } from "effect"
+import { limitConcurrency } from "./limitConcurrency.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
 
 /** How a name becomes addresses; `signal` is aborted when the run ends (a lookup that can be stopped stops then). */
@@ -66,30 +67,12 @@ const resolverEnv = (): Record<string, string> => {
   return env
 }
 
-/** `resolve`, with at most `max` of its lookups under way at a time (the others wait their turn, in order). */
-export const limitedResolve = (resolve: ResolveHost, max: number): ResolveHost => {
-  let running = 0
-  const waiting: Array<() => void> = []
-  const next = () => {
-    running--
-    waiting.shift()?.()
-  }
-  return (hostname, options) =>
-    new Promise<void>((start) => {
-      if (running < max) start()
-      else waiting.push(start)
-    }).then(() => {
-      running++
-      return resolve(hostname, options).finally(next)
-    })
-}
-
 /**
  * Lookups by `getent` (`ahosts`, `ahostsv4`, `ahostsv6` by the family asked for), killed when the run ends. A getent
  * that does not know those databases (exit 1: not glibc's, say musl's) hands the name to `fallback`, and so every
  * later name, without asking that getent again.
  */
-export const getentResolve = (getent: string, fallback: ResolveHost = limitedResolve(nodeResolve, MAX_CONCURRENT_LOOKUPS)): ResolveHost => {
+export const getentResolve = (getent: string, fallback: ResolveHost = limitConcurrency(nodeResolve, MAX_CONCURRENT_LOOKUPS)): ResolveHost => {
   let unsupported = false
   return (hostname, options) => unsupported ? fallback(hostname, options) : new Promise((resolve, reject) => {
     const database = options.family === 4 ? "ahostsv4" : options.family === 6 ? "ahostsv6" : "ahosts"
