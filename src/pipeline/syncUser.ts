@@ -242,6 +242,9 @@ const fetchSource = (source: Source, policy: Policy) =>
     return { url: source.url, keys: parsed.keys, errorPageOnly } satisfies FetchedSource
   })
 
+/** How many keys a user's sources sent, all together. */
+const fetchedKeyCount = (fetched: ReadonlyArray<FetchedSource>): number => fetched.reduce((n, f) => n + f.keys.length, 0)
+
 /** What a user's sources gave: every source's keys, or the failures. */
 interface FetchResults {
   readonly fetched: ReadonlyArray<FetchedSource>
@@ -287,6 +290,18 @@ const reportFetch = (results: FetchResults) =>
 const readLocalFile = (sshDir: SshDir) =>
   sshDir.readAuthorizedKeys.pipe(Effect.map(Option.getOrUndefined))
 
+/** A line for each of the first `named` items, then one line for how many more there were (if any). */
+const logFirstThenCount = <A>(
+  items: ReadonlyArray<A>,
+  named: number,
+  logOne: (item: A) => Effect.Effect<void>,
+  logRest: (count: number) => Effect.Effect<void>
+) =>
+  Effect.zipRight(
+    Effect.forEach(items.slice(0, named), logOne, { discard: true }),
+    items.length > named ? logRest(items.length - named) : Effect.void
+  )
+
 /**
  * Duplicates named one line each, up to this many per user and level; the rest in one line with their count. A broken
  * source that repeats one key 200,000 times must not write 200,000 log lines (and the run's time into writing them).
@@ -295,19 +310,16 @@ export const DUPLICATES_NAMED = 20
 
 /** Between sources a duplicate is news (info); a local line that a source also serves is the normal case (debug). */
 const logDuplicates = (duplicates: ReadonlyArray<Duplicate>) =>
-  Effect.forEach([LogLevel.Info, LogLevel.Debug], (level) => {
-    const these = duplicates.filter((dup) => (dup.droppedFrom === LOCAL_LABEL ? LogLevel.Debug : LogLevel.Info) === level)
-    const unnamed = these.length - DUPLICATES_NAMED
-    return Effect.zipRight(
-      Effect.forEach(these.slice(0, DUPLICATES_NAMED), (dup) =>
+  Effect.forEach([LogLevel.Info, LogLevel.Debug], (level) =>
+    logFirstThenCount(
+      duplicates.filter((dup) => (dup.droppedFrom === LOCAL_LABEL ? LogLevel.Debug : LogLevel.Info) === level),
+      DUPLICATES_NAMED,
+      (dup) =>
         Effect.logWithLevel(level, "duplicate key dropped").pipe(
           Effect.annotateLogs({ key: preview(dup.key), kept_in: redactUrl(dup.keptIn), dropped_from: redactUrl(dup.droppedFrom) })
-        ), { discard: true }),
-      unnamed > 0
-        ? Effect.logWithLevel(level, "more duplicate keys dropped, not listed one by one").pipe(Effect.annotateLogs({ count: unnamed }))
-        : Effect.void
-    )
-  }, { discard: true })
+        ),
+      (count) => Effect.logWithLevel(level, "more duplicate keys dropped, not listed one by one").pipe(Effect.annotateLogs({ count }))
+    ), { discard: true })
 
 const redactSections = (merged: MergedKeys) =>
   merged.sections.map((section) => (section._tag === "Source" ? { ...section, url: redactUrl(section.url) } : section))
@@ -383,16 +395,14 @@ const STALE_TEMPS_NAMED = 10
 const removeStaleTemps = (sshDir: SshDir, before: Date) =>
   sshDir.removeStaleTemps(before).pipe(
     Effect.flatMap((names) =>
-      Effect.zipRight(
-        Effect.forEach(names.slice(0, STALE_TEMPS_NAMED), (name) =>
+      logFirstThenCount(
+        names,
+        STALE_TEMPS_NAMED,
+        (name) =>
           Effect.logInfo("removed a temp file left by an earlier run").pipe(
             Effect.annotateLogs({ path: nodePath.join(sshDir.path, name) })
-          ), { discard: true }),
-        names.length > STALE_TEMPS_NAMED
-          ? Effect.logInfo("removed more temp files left by earlier runs").pipe(
-            Effect.annotateLogs({ count: names.length - STALE_TEMPS_NAMED, dir: sshDir.path })
-          )
-          : Effect.void
+          ),
+        (count) => Effect.logInfo("removed more temp files left by earlier runs").pipe(Effect.annotateLogs({ count, dir: sshDir.path }))
       )
     )
   )
@@ -505,7 +515,7 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   if (!options.dryRun) yield* removeStaleTemps(sshDir, startedAt)
   const fetched = yield* reportFetch(fetchedEarly ?? (yield* fetchAllSources(user.sources, policy)))
   return yield* withinKeyBudget(
-    fetched.reduce((n, f) => n + f.keys.length, 0),
+    fetchedKeyCount(fetched),
     options.keyBudget,
     syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
   )
@@ -571,7 +581,7 @@ const syncDirectory = (
     const local = rootOwned
       ? { ...parsedLocal, keys: parsedLocal.keys.filter((key) => keyMaterial(key) !== undefined) }
       : parsedLocal
-    const size = local.keys.length + fetched.reduce((n, f) => n + f.keys.length, 0)
+    const size = local.keys.length + fetchedKeyCount(fetched)
     yield* breathe(size)
     // The config's pins are text; every other key here is a byte string (see Bytes.ts), and so must they be, or a
     // non-ASCII comment is written a byte per character (U+0141 as 0x41) and fails the read-back on every run.
@@ -629,22 +639,21 @@ const syncDirectory = (
     const body = renderBody(sections)
     // A file the next run would refuse to read (and so fail this user on every run) is not written in the first place.
     const fileBytes = renderHeader(options.build, options.startedAt).length + body.length
-    const fileKeys = sections.reduce((n, section) => n + section.keys.length, 0)
-    if (fileBytes > MAX_LOCAL_FILE_BYTES || fileKeys > maxLocal) {
+    const intendedKeys = allKeys(sections)
+    const keys = intendedKeys.length
+    if (fileBytes > MAX_LOCAL_FILE_BYTES || keys > maxLocal) {
       return yield* new WriteError({
         path: sshDir.authorizedKeysPath,
         operation: "write",
         detail: fileBytes > MAX_LOCAL_FILE_BYTES
           ? `the new file would be ${fileBytes} bytes, more than the ${MAX_LOCAL_FILE_BYTES} this tool reads back ` +
             "(the next run would refuse it); nothing was written"
-          : `the new file would hold ${fileKeys} key lines, more than the ${maxLocal} this tool reads back ` +
+          : `the new file would hold ${keys} key lines, more than the ${maxLocal} this tool reads back ` +
             "(the next run would refuse it); nothing was written"
       })
     }
     const diff = diffKeys(local.keys, sections)
     yield* breathe(size)
-    const intendedKeys = allKeys(sections)
-    const keys = intendedKeys.length
     const path = sshDir.authorizedKeysPath
     const decision = decideWrite(existing, body, owner)
     yield* breathe(size)
