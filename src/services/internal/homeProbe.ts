@@ -76,20 +76,18 @@ export const answersWithin = (stat: string, path: string, timeoutMs: number, sig
   new Promise((resolve) => {
     if (signal?.aborted === true) return resolve("hung")
     const child = spawn(stat, ["-L", "--", path], { stdio: "ignore", env: { LC_ALL: "C" } })
-    const giveUp = () => {
-      clearTimeout(timer)
-      signal?.removeEventListener("abort", giveUp)
-      child.kill("SIGKILL")
-      child.unref()
-      resolve("hung")
-    }
-    const timer = setTimeout(giveUp, timeoutMs)
-    signal?.addEventListener("abort", giveUp, { once: true })
     const settle = (answer: ProbeAnswer) => {
       clearTimeout(timer)
       signal?.removeEventListener("abort", giveUp)
       resolve(answer)
     }
+    const giveUp = () => {
+      child.kill("SIGKILL")
+      child.unref()
+      settle("hung")
+    }
+    const timer = setTimeout(giveUp, timeoutMs)
+    signal?.addEventListener("abort", giveUp, { once: true })
     // Not started (EAGAIN at the process limit, say): the home was not looked at, so it is not touched either.
     child.once("error", (error) => settle({ failed: error.message }))
     child.once("exit", () => settle("answered"))
