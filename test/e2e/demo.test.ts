@@ -2,26 +2,16 @@
  * The README's first command: `npm ci && npm run demo` must show a real sync on a fresh machine (as root: a throwaway
  * account synced from the bundled key server, twice), not only a skip, and leave nothing behind.
  */
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { expect, it } from "vitest"
 import { assertBuilt, REPO_ROOT } from "../support/cli.js"
+import { runProcess } from "../support/process.js"
 import { lookupUser, describeAsRoot } from "../support/users.js"
 
 describeAsRoot("npm run demo (e2e)", () => {
   it("syncs a throwaway account from the bundled key server, then finds it unchanged, and removes the account", async () => {
     assertBuilt()
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, "examples", "demo", "run-demo.mjs")], {
-        cwd: REPO_ROOT,
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let stdout = ""
-      let stderr = ""
-      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-      child.on("close", (code) => resolve({ code, stdout, stderr }))
-    })
+    const run = await runProcess(process.execPath, [path.join(REPO_ROOT, "examples", "demo", "run-demo.mjs")], { cwd: REPO_ROOT })
     expect(run.code, run.stdout + run.stderr).toBe(0)
     const account = /throwaway account (akdemo[a-z]+),/.exec(run.stdout)?.[1]
     expect(account).toBeDefined()

@@ -2,7 +2,7 @@
  * Found in reviews, end to end: the dry-run diff shows a key line's control characters as escapes; all-digit account
  * names are looked up by name; getent is the system's, never the first on root's PATH.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,6 +12,7 @@ import { expectSyncedFile, exists } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
+import { runProcess } from "../support/process.js"
 import { describeAsRoot, useUsers } from "../support/users.js"
 
 describeAsRoot("dry-run output (e2e)", () => {
@@ -177,18 +178,11 @@ describeAsRoot("run by the account itself, not root (e2e)", () => {
       const runtime = path.join(dir, "runtime")
       await fs.mkdir(runtime, { mode: 0o700 })
       await fs.chown(runtime, bob.uid, bob.gid)
-      const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(
-          "setpriv",
-          [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, "--clear-groups", "--", process.execPath, cli, "--config", cfgPath],
-          { env: { PATH: "/usr/bin:/bin", HOME: bob.home, XDG_RUNTIME_DIR: runtime }, stdio: ["ignore", "pipe", "pipe"] }
-        )
-        let stdout = ""
-        let stderr = ""
-        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-        child.on("close", (code) => resolve({ code, stdout, stderr }))
-      })
+      const run = await runProcess(
+        "setpriv",
+        [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, "--clear-groups", "--", process.execPath, cli, "--config", cfgPath],
+        { env: { PATH: "/usr/bin:/bin", HOME: bob.home, XDG_RUNTIME_DIR: runtime } }
+      )
       expect(run.code, run.stdout + run.stderr).toBe(0)
       await expectSyncedFile(bob, [{ source: server.url("/self"), keys: [k] }])
       const record = path.join(bob.home, ".local", "state", "authkeysync", "managed-keys", `${bob.name}.json`)

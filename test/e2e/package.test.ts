@@ -5,7 +5,7 @@
  * must share the consumer's copy of `effect` (a second copy would make the two programs' services and fibers
  * strangers to each other).
  */
-import { execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -14,6 +14,7 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { assertBuilt, REPO_ROOT } from "../support/cli.js"
+import { runProcess } from "../support/process.js"
 
 const run = promisify(execFile)
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPkgConsumer consumer@test"
@@ -46,16 +47,7 @@ const summary = await Effect.runPromise(program)
 process.stdout.write(JSON.stringify({ exitCode: summary.exitCode, file: bytesToText(memory.read("/srv/deploy/.ssh/authorized_keys") ?? "") }))
 `
 
-const node = (cwd: string, args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+const node = (cwd: string, args: ReadonlyArray<string>) => runProcess(process.execPath, args, { cwd })
 
 describe("the published package", () => {
   let dir = ""
