@@ -39,3 +39,14 @@ export const jsonWithoutInvisible = (json: string): string => json.replace(INVIS
 
 /** Whether `text` holds a character jsonWithoutInvisible escapes. @since 0.3.0 */
 export const hasInvisible = (text: string): boolean => HAS_INVISIBLE.test(text)
+
+/**
+ * `text` cut to at most `max` characters for a log line, ending in `...` when cut. Counts code points, so an emoji in
+ * a key's comment is never split into half a surrogate pair (shown as U+FFFD or a lone `\ud83d` escape).
+ *
+ * @since 0.3.0
+ */
+export const shortened = (text: string, max: number): string => {
+  const chars = Array.from(text)
+  return chars.length <= max ? text : `${chars.slice(0, Math.max(0, max - 3)).join("")}...`
+}

@@ -22,6 +22,7 @@ import type { Policy, Source, User } from "./Config.js"
 import { allKeys, type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
 import { bytesToText, textToBytes } from "./Bytes.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
+import { shortened } from "./Display.js"
 import {
   describeCause,
   ReadError,
@@ -142,10 +143,7 @@ export const decideWrite = (existing: ExistingFile | undefined, body: string, ow
 const SOURCE_CONCURRENCY = 16
 const ROOT = { uid: 0, gid: 0 }
 
-const preview = (key: string) => {
-  const text = bytesToText(key)
-  return text.length <= 60 ? text : `${text.slice(0, 57)}...`
-}
+const preview = (key: string) => shortened(bytesToText(key), 60)
 
 interface FetchedSource {
   readonly url: string

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { hasInvisible, jsonWithoutInvisible, visibleText } from "../../src/pipeline/Display.js"
+import { hasInvisible, jsonWithoutInvisible, shortened, visibleText } from "../../src/pipeline/Display.js"
 
 describe("visibleText", () => {
   it.each([
@@ -24,5 +24,21 @@ describe("jsonWithoutInvisible", () => {
   })
   it("leaves other text alone", () => {
     expect(jsonWithoutInvisible("{\"k\":\"José\"}")).toBe("{\"k\":\"José\"}")
+  })
+})
+
+describe("shortened", () => {
+  it("leaves text up to the limit as it is", () => {
+    expect(shortened("a".repeat(60), 60)).toBe("a".repeat(60))
+  })
+  it("cuts longer text and marks the cut", () => {
+    expect(shortened("a".repeat(61), 60)).toBe(`${"a".repeat(57)}...`)
+  })
+  it("never splits a surrogate pair: an emoji counts as one character", () => {
+    const text = `${"a".repeat(56)}😀😀😀😀😀`
+    const cut = shortened(text, 60)
+    expect(cut).toBe(`${"a".repeat(56)}😀...`)
+    expect(/\p{Cs}/u.test(cut)).toBe(false) // no lone surrogate
+    expect(shortened(`${"a".repeat(55)}😀😀😀😀😀`, 60)).toBe(`${"a".repeat(55)}😀😀😀😀😀`)
   })
 })
