@@ -310,4 +310,38 @@ describe("limitConcurrency", () => {
     expect(peak).toBe(2)
     expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([2, 4, "three", 8, 10, 12])
   })
+
+  it("a call that throws at once still hands its place on", async () => {
+    const limited = limitConcurrency((n: number): Promise<number> => {
+      if (n === 1) throw new Error("at once")
+      return Promise.resolve(n)
+    }, 1)
+    await expect(limited(1)).rejects.toThrow("at once")
+    await expect(limited(2)).resolves.toBe(2)
+  })
+
+  it("aborting `until` drops the calls waiting and those made later; the running one finishes", async () => {
+    const ended = new AbortController()
+    const started: Array<number> = []
+    let finishFirst = (_: number) => {}
+    const limited = limitConcurrency(
+      (n: number) => {
+        started.push(n)
+        return n === 1 ? new Promise<number>((resolve) => (finishFirst = resolve)) : Promise.resolve(n)
+      },
+      1,
+      { signal: ended.signal, dropped: () => new Error("dropped") }
+    )
+    const first = limited(1)
+    const waiting = [limited(2), limited(3)]
+    ended.abort()
+    await expect(Promise.allSettled(waiting)).resolves.toEqual([
+      { status: "rejected", reason: new Error("dropped") },
+      { status: "rejected", reason: new Error("dropped") }
+    ])
+    await expect(limited(4)).rejects.toThrow("dropped")
+    finishFirst(1)
+    await expect(first).resolves.toBe(1)
+    expect(started).toEqual([1])
+  })
 })

@@ -137,18 +137,17 @@ const familyNumber = (family: dns.LookupOptions["family"]): number =>
 
 export class HostLookup {
   private readonly answers = new Map<string, Promise<ReadonlyArray<dns.LookupAddress>>>()
-  private readonly queue: Array<{ readonly start: () => void; readonly drop: (error: Error) => void }> = []
-  private running = 0
-  private closed = false
   private readonly ended = new AbortController()
   private readonly resolve: ResolveHost
-  private readonly maxConcurrent: number
 
   /** With no arguments, the host's way (see systemResolver); a test supplies its own. */
   constructor(resolve?: ResolveHost, maxConcurrent?: number) {
     const system = resolve === undefined ? systemResolver() : undefined
-    this.resolve = resolve ?? system!.resolve
-    this.maxConcurrent = maxConcurrent ?? system?.maxConcurrent ?? MAX_CONCURRENT_LOOKUPS
+    this.resolve = limitConcurrency(
+      resolve ?? system!.resolve,
+      maxConcurrent ?? system?.maxConcurrent ?? MAX_CONCURRENT_LOOKUPS,
+      { signal: this.ended.signal, dropped: cancelled }
+    )
     // Every lookup under way listens for the end of the run (up to MAX_CONCURRENT_GETENT at once): no leak warning.
     setMaxListeners(0, this.ended.signal)
   }
@@ -160,9 +159,7 @@ export class HostLookup {
     const key = `${family}/${hints}/${hostname}`
     let answer = this.answers.get(key)
     if (answer === undefined) {
-      answer = this.turn().then(() =>
-        this.resolve(hostname, { family, hints, signal: this.ended.signal }).finally(() => this.release())
-      )
+      answer = this.resolve(hostname, { family, hints, signal: this.ended.signal })
       this.answers.set(key, answer)
     }
     answer.then(
@@ -181,28 +178,9 @@ export class HostLookup {
    * under way stop where they can (a getent is killed).
    */
   close(): void {
-    this.closed = true
     this.ended.abort()
-    for (const waiting of this.queue.splice(0)) waiting.drop(this.cancelled())
-  }
-
-  private cancelled(): Error {
-    return Object.assign(new Error("host name lookup cancelled: the run has ended"), { code: "ECANCELLED" })
-  }
-
-  private turn(): Promise<void> {
-    if (this.closed) return Promise.reject(this.cancelled())
-    if (this.running < this.maxConcurrent) {
-      this.running++
-      return Promise.resolve()
-    }
-    return new Promise((start, drop) => this.queue.push({ start, drop }))
-  }
-
-  /** A lookup ended: its slot goes to the next one waiting. */
-  private release(): void {
-    const next = this.queue.shift()
-    if (next === undefined) this.running--
-    else next.start()
   }
 }
+
+const cancelled = (): Error =>
+  Object.assign(new Error("host name lookup cancelled: the run has ended"), { code: "ECANCELLED" })
