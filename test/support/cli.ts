@@ -2,13 +2,14 @@
  * Run the built CLI (`node dist/authkeysync.mjs`) as a child process, asynchronously so that the test's HTTP server
  * (in this process) keeps answering, and parse what it printed.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { existsSync, rmSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { stringify } from "yaml"
+import { runProcess } from "./process.js"
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 /**
@@ -146,39 +147,23 @@ export const runCli = (args: ReadonlyArray<string>, options: RunOptions = {}): P
   const startedAt = new Date()
   // Our CLI takes --lock-file; the Go original (AUTHKEYSYNC_E2E_CLI) has no run lock.
   const lockArgs = runsWithNode && !args.some((a) => a.startsWith("--lock-file")) ? ["--lock-file", E2E_LOCK_FILE] : []
-  return new Promise((resolve, reject) => {
-    const [command, argv] = runsWithNode ? [process.execPath, [CLI_PATH, ...args, ...lockArgs]] : [CLI_PATH, [...args]]
-    const child = spawn(command, argv, {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1", ...options.env }
-    })
-    options.onSpawn?.(child)
-    const out: Array<Buffer> = []
-    const err: Array<Buffer> = []
-    child.stdout.on("data", (c: Buffer) => out.push(c))
-    child.stderr.on("data", (c: Buffer) => err.push(c))
-    const killer = setTimeout(() => child.kill("SIGKILL"), KILL_AFTER_MS)
-    child.on("error", (e) => {
-      clearTimeout(killer)
-      reject(e)
-    })
-    child.on("close", (code, signal) => {
-      clearTimeout(killer)
+  const [command, argv] = runsWithNode ? [process.execPath, [CLI_PATH, ...args, ...lockArgs]] : [CLI_PATH, [...args]]
+  const env = { ...process.env, NO_COLOR: "1", ...options.env }
+  const onSpawn = options.onSpawn
+  return runProcess(command, argv, { cwd: REPO_ROOT, env, killAfterMs: KILL_AFTER_MS, ...(onSpawn ? { onSpawn } : {}) })
+    .then(({ code, signal, stderr, stdout }) => {
       const endedAt = new Date()
-      const stdout = Buffer.concat(out).toString("utf8")
-      resolve({
+      return {
         code: code ?? -1,
         signal,
         stdout,
-        stderr: Buffer.concat(err).toString("utf8"),
+        stderr,
         logs: parseLogs(stdout),
         startedAt,
         endedAt,
         durationMs: endedAt.getTime() - startedAt.getTime()
-      })
+      }
     })
-  })
 }
 
 /** A config file in its own root-only temp directory. `config` is YAML text or a value to serialize as YAML. */
