@@ -28,6 +28,7 @@ import {
   ReadError,
   SourceFetchError,
   type SourceTimeout,
+  type SshDirMissing,
   UnsafeAccount,
   UnsafePath,
   type UserSkipReason,
@@ -481,22 +482,18 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   const known = options.resolved?.get(user.username)
   const account = known === undefined ? yield* accounts.lookup(user.username) : yield* known
   const home = nodePath.resolve(account.home)
-  if (home === "/") return yield* new UnsafeAccount({ user: user.username, reason: "its home directory is /" })
   const hung = options.unresponsiveHomes?.get(user.username)
   if (hung !== undefined) return yield* new ReadError({ path: home, detail: hung })
+  // An account without ~/.ssh is skipped, as the Go original skips it, before any of these refusals.
+  const refuse = (reason: string): Effect.Effect<never, UnsafeAccount | SshDirMissing> =>
+    Effect.flatMap(files.sshDirAbsent(account), (absent) =>
+      Effect.fail(Option.getOrElse(absent, (): UnsafeAccount | SshDirMissing => new UnsafeAccount({ user: user.username, reason }))))
+  if (home === "/") return yield* refuse("its home directory is /")
   const sharing = (options.accountsByHome?.get(home) ?? []).filter((name) => name !== user.username)
-  if (sharing.length > 0) {
-    return yield* new UnsafeAccount({
-      user: user.username,
-      reason: `its home ${home} is also the home of ${sharing.join(", ")}`
-    })
-  }
+  if (sharing.length > 0) return yield* refuse(`its home ${home} is also the home of ${sharing.join(", ")}`)
   const sameSsh = options.accountsBySshDir?.get(user.username) ?? []
   if (sameSsh.length > 0) {
-    return yield* new UnsafeAccount({
-      user: user.username,
-      reason: `its ~/.ssh is the same directory as the ~/.ssh of ${sameSsh.join(", ")}`
-    })
+    return yield* refuse(`its ~/.ssh is the same directory as the ~/.ssh of ${sameSsh.join(", ")}`)
   }
   const owner = { uid: account.uid, gid: account.gid }
   // Fetched before the checks below (which then run on a warm path while other users' requests are under way), but

@@ -106,6 +106,11 @@ export class SshFiles extends Context.Tag("authkeysync/SshFiles")<SshFiles, {
    */
   readonly identify: (account: Account) => Effect.Effect<Option.Option<string>>
   /**
+   * Why the account has no `~/.ssh` directory, when it has none (looked at without following `.ssh` itself): such an
+   * account is skipped, as the Go original skips it, whatever else about its home would be refused.
+   */
+  readonly sshDirAbsent: (account: Account) => Effect.Effect<Option.Option<SshDirMissing>>
+  /**
    * The accounts (by name) whose home is on a filesystem that did not answer a look from another process in time
    * (a network or FUSE filesystem whose server is away), with why: touching those from here could block the run.
    */
@@ -542,6 +547,27 @@ const homePathProblem = (home: string): string | undefined => {
 }
 
 /**
+ * Why `~/.ssh` is not there, if it is not: an lstat by path, which only reads (links on the way to the home are
+ * followed, `.ssh` itself is not). A home that would be refused but holds no `.ssh` is a skip, as in the Go original.
+ */
+const sshDirAbsence = (account: Account): SshDirMissing | undefined => {
+  const sshPath = nodePath.join(account.home, ".ssh")
+  try {
+    const st = fs.lstatSync(sshPath)
+    return st.isDirectory() || st.isSymbolicLink()
+      ? undefined
+      : new SshDirMissing({ user: account.name, path: sshPath, reason: "not-a-directory" })
+  } catch (error) {
+    const code = (error as Errno).code
+    return code === "ENOENT" || code === "ENOTDIR" ? new SshDirMissing({ user: account.name, path: sshPath, reason: "missing" }) : undefined
+  }
+}
+
+/** The refusal of a home, unless it holds no `.ssh` (then a skip). */
+const homeRefusal = (account: Account, reason: string): SshDirMissing | UnsafePath =>
+  sshDirAbsence(account) ?? new UnsafePath({ user: account.name, path: account.home, reason })
+
+/**
  * Open the home (a path root's passwd gave, so links in it are followed once the directories above it are known to
  * be root's), check it, then open `.ssh` inside the opened home without following a link, pin it and check it too.
  */
@@ -562,17 +588,15 @@ const openSsh = (account: Account): OpenedDirectory => {
       homeStat = statOrClose(home)
     }
   } catch (error) {
-    if (error instanceof HomePathProblem) throw new UnsafePath({ user, path: account.home, reason: error.message })
+    if (error instanceof HomePathProblem) throw homeRefusal(account, error.message)
     const e = error as Errno
     if (e.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
-    if (e.code === "ENOTDIR" || e.code === "ELOOP") {
-      throw new UnsafePath({ user, path: account.home, reason: "the home is not a directory" })
-    }
+    if (e.code === "ENOTDIR" || e.code === "ELOOP") throw homeRefusal(account, "the home is not a directory")
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
     const homeProblem = strictModesProblem(numeric(homeStat), account.uid, user)
-    if (homeProblem !== undefined) throw new UnsafePath({ user, path: account.home, reason: homeProblem })
+    if (homeProblem !== undefined) throw homeRefusal(account, homeProblem)
     const viaProc = `${PROC_FD}/${home}`
     const viaProcStat = attempt(() => fs.statSync(viaProc, { bigint: true }))
     const pinnedHome = viaProcStat !== undefined && viaProcStat.ino === homeStat.ino && viaProcStat.dev === homeStat.dev
@@ -795,6 +819,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
           (defect: unknown) => resume(Effect.die(defect))
         )
       }),
+    sshDirAbsent: (account) => Effect.sync(() => Option.fromNullable(sshDirAbsence(account))),
     identify: (account) =>
       Effect.sync(() => {
         // Reached as `open` reaches it, never by path: a path follows whatever links the user put in `.ssh`'s place,
@@ -867,6 +892,15 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
         Effect.sync(() =>
           new Map(accounts.flatMap((a) => memory.unresponsive.has(a.home) ? [[a.name, `its home ${a.home} did not answer`] as const] : []))
         ),
+      sshDirAbsent: (account) =>
+        Effect.sync(() => {
+          const sshPath = nodePath.join(account.home, ".ssh")
+          const user = account.name
+          if (memory.files.has(sshPath)) return Option.some(new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" }))
+          return memory.dirs.has(sshPath) || memory.symlinks.has(sshPath)
+            ? Option.none()
+            : Option.some(new SshDirMissing({ user, path: sshPath, reason: "missing" }))
+        }),
       identify: (account) =>
         Effect.sync(() => {
           const sshPath = nodePath.join(account.home, ".ssh")

@@ -3,13 +3,17 @@
  * makes the run exit 1; missing users and missing .ssh directories are skipped with a warning and exit 0; one
  * user's failure never stops another user's sync.
  */
+import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
+import { promisify } from "node:util"
 import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, logsWith, type RunResult, runWithConfig, userWith } from "../support/cli.js"
 import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
 import { refusedUrl, useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { describeAsRoot, type TestUser, unusedUserName, useUsers } from "../support/users.js"
+
+const exec = promisify(execFile)
 
 /** The user's run failed: error lines for the source and the user, a failing summary, nothing written. */
 const expectUserFailed = (run: RunResult, user: string, sourceMessage: RegExp) => {
@@ -168,6 +172,47 @@ describeAsRoot("failures (e2e)", () => {
     expect(await exists(bob.sshDir)).toBe(false)
     expect(await snapshotTree(bob.home)).toEqual(before)
     expect(logsWith(run, "sync finished")[0]).toMatchObject({ skipped: "1", failed: "0", exit_code: "0" })
+  })
+
+  // The Go original skips every account without ~/.ssh before it looks at anything else; so does this tool, also when
+  // the home is one it would refuse if there were a .ssh to write in.
+  it("missing .ssh in a home that would be refused (group-writable, shared, nonexistent): skipped, exit 0 (found in review)", async () => {
+    const loose = await users.create()
+    await fs.chmod(loose.home, 0o775)
+    const sharedA = await users.create()
+    const sharedB = await users.create()
+    await exec("usermod", ["-d", sharedA.home, sharedB.name])
+    const homeless = await users.create()
+    const nowhere = `/nonexistent-${homeless.name}`
+    await exec("usermod", ["-d", nowhere, homeless.name])
+    try {
+      const before = await Promise.all([loose.home, sharedA.home].map((home) => snapshotTree(home)))
+      server.keys("/skip", [key("skip")])
+      const names = [loose.name, sharedA.name, sharedB.name, homeless.name]
+
+      const run = await runWithConfig(config(names.map((name) => userWith(name, server.url("/skip")))))
+
+      expect(run.code, run.stdout).toBe(0)
+      for (const name of names) expect(logsWith(run, /^skipping user: /, name)[0]?.level, name).toBe("WARN")
+      expect(logsWith(run, "sync finished")[0]).toMatchObject({ skipped: "4", failed: "0", exit_code: "0" })
+      expect(await Promise.all([loose.home, sharedA.home].map((home) => snapshotTree(home)))).toEqual(before)
+      expect(await exists(nowhere)).toBe(false)
+      expect(server.requestsTo("/skip")).toHaveLength(0)
+
+      // With a .ssh, the same group-writable home is refused as before.
+      await fs.mkdir(loose.sshDir, { mode: 0o700 })
+      await fs.chown(loose.sshDir, loose.uid, loose.gid)
+      const refused = await runWithConfig(config([userWith(loose.name, server.url("/skip"))]))
+      expect(refused.code, refused.stdout).toBe(1)
+      expect(logsWith(refused, /^user not synced/, loose.name)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${loose.home}: it is writable by group or others (mode 0775)`
+      )
+      expect(await fs.readdir(loose.sshDir)).toEqual([])
+    } finally {
+      // Their own homes back, so that the cleanup's `userdel -r` removes each account's own home.
+      await exec("usermod", ["-d", sharedB.home, sharedB.name])
+      await exec("usermod", ["-d", homeless.home, homeless.name])
+    }
   })
 
   it(".ssh that is a regular file: skipped with a warning, exit 0, file untouched", async () => {

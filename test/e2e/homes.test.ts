@@ -157,6 +157,22 @@ describeAsRoot("homes (e2e)", () => {
     })
   })
 
+  it("skips, as the Go original does, an account without .ssh whose home sits in a directory it would refuse", async () => {
+    const shared = await users.tempDir()
+    await fs.chmod(shared, 0o1777)
+    const home = path.join(shared, "home")
+    server.keys("/homes/no-ssh", [key("no-ssh-key")])
+    await withAccount(home, async (name, uid) => {
+      await fs.mkdir(home, { mode: 0o755 })
+      await fs.chown(home, uid, uid)
+      const run = await runWithConfig(config([userWith(name, server.url("/homes/no-ssh"))]))
+      expect(run.code, run.stdout).toBe(0)
+      expect(logsWith(run, /^skipping user: /, name)[0]?.level).toBe("WARN")
+      expect(await fs.readdir(home)).toEqual([])
+      expect(server.requestsTo("/homes/no-ssh")).toHaveLength(0)
+    })
+  })
+
   it("refuses both accounts when one's home is another path (a link) to the other's, whatever order they run in", async () => {
     const previous = lines(key("same-dir-old"))
     const bob = await users.create({ authorizedKeys: previous })

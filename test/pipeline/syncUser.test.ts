@@ -564,6 +564,54 @@ describe("accounts sharing one home", () => {
       expect(w.fs.read("/srv/app/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
       expect(summary.exitCode).toBe(1)
     }))
+  it.effect("without a .ssh in the shared home (or without the home), both are skipped as the Go original skips them", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const app1 = { name: "app1", uid: 4001, gid: 4001, home: "/srv/app" }
+      const app2 = { name: "app2", uid: 4002, gid: 4002, home: "/srv/app" }
+      const svc1 = { name: "svc1", uid: 4004, gid: 4004, home: "/nonexistent" }
+      const svc2 = { name: "svc2", uid: 4005, gid: 4005, home: "/nonexistent" }
+      const rooted = { name: "rooted", uid: 4006, gid: 4006, home: "/" }
+      w.fs.mkdir("/srv/app", app1)
+      const cfg = config({
+        users: ["app1", "app2", "svc1", "svc2", "rooted"].map((username) => ({ username, sources: [{ url: "https://one.example/k" }] }))
+      })
+      const summary = yield* run(
+        w,
+        cfg,
+        { concurrency: 2 },
+        Layer.merge(
+          Accounts.layerTest([app1, app2, svc1, svc2, rooted]),
+          KeySource.layerTest({ "https://one.example/k": `${K1}\n` })
+        )
+      )
+      expect(summary.outcomes.map((o) => [o.user, o._tag])).toEqual([
+        ["app1", "Skipped"],
+        ["app2", "Skipped"],
+        ["svc1", "Skipped"],
+        ["svc2", "Skipped"],
+        ["rooted", "Skipped"]
+      ])
+      expect(summary.exitCode).toBe(0)
+      expect(w.fs.writes).toEqual([])
+    }))
+
+  it.effect("a home of / with a .ssh is still refused", () =>
+    Effect.gen(function*() {
+      const w = world({})
+      const rooted = { name: "rooted", uid: 4006, gid: 4006, home: "/" }
+      w.fs.mkdir("/.ssh", rooted)
+      const cfg = config({ users: [{ username: "rooted", sources: [{ url: "https://one.example/k" }] }] })
+      const summary = yield* run(
+        w,
+        cfg,
+        { concurrency: 1 },
+        Layer.merge(Accounts.layerTest([rooted]), KeySource.layerTest({ "https://one.example/k": `${K1}\n` }))
+      )
+      const only = summary.outcomes[0]
+      expect(only?._tag === "Failed" && only.error.message).toBe("refusing account \"rooted\": its home directory is /")
+      expect(summary.exitCode).toBe(1)
+    }))
 })
 
 describe("parallelism (deterministic, on the TestClock)", () => {
