@@ -38,13 +38,19 @@ const tokens = (line: string): Array<string> => {
   return out
 }
 
+/** White space sshd's base64 decoder (b64_pton) skips inside the key; space and tab end the key's token before it. */
+const SKIPPED_IN_BLOB = /[\n\v\f\r]/g
+
 export const keyMaterial = (line: string): { readonly type: string; readonly blob: string } | undefined => {
   const t = tokens(line)
   // Without options the key type comes first; with options it follows them (one token, quotes included).
   for (const at of [0, 1]) {
     const type = t[at]
-    const blob = t[at + 1]
-    if (type !== undefined && blob !== undefined && KEY_TYPE.test(type) && BLOB.test(blob)) return { type, blob }
+    const token = t[at + 1]
+    if (type === undefined || token === undefined || !KEY_TYPE.test(type)) continue
+    // `AAAA\vC3Nz…` is the key `AAAAC3Nz…` to sshd: read as anything else, a user could keep a revoked key working.
+    const blob = token.replace(SKIPPED_IN_BLOB, "")
+    if (BLOB.test(blob)) return { type, blob }
   }
   return undefined
 }
