@@ -15,7 +15,7 @@ import { constants as C } from "node:fs"
 import { open } from "node:fs/promises"
 import * as http from "node:http"
 import * as https from "node:https"
-import { isIP } from "node:net"
+import { isIP, type Socket } from "node:net"
 import { type Duplex, Readable } from "node:stream"
 import * as tls from "node:tls"
 import {
@@ -29,7 +29,7 @@ import {
   UrlParams
 } from "@effect/platform"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Context, Effect, Either, Inspectable, Layer, Option, type Stream } from "effect"
+import { Context, Effect, Either, Inspectable, Layer, Option, Stream } from "effect"
 import { CaFileError, describeCause } from "../pipeline/Errors.js"
 import { HostLookup, type LookupFunction } from "./internal/hostLookup.js"
 import { bareHost, defaultPort, proxyFor, type ProxyChoice, type ProxySettings, proxySettings } from "./internal/proxies.js"
@@ -270,6 +270,13 @@ export class Transport {
         answer = response
         onResponse(response)
       })
+      // A 101 hands the connection to another protocol: no answer with keys will come on it.
+      request.once("upgrade", (_response, socket: Socket) => {
+        socket.destroy()
+        if (settled) return
+        settled = true
+        onError(new Error("the server switched protocols (HTTP 101) instead of answering"))
+      })
       // Kept for the request's life: a socket error after the response (or after an abort) also lands here.
       request.on("error", (cause) => {
         // The connection failed (a reset) before the body's end: its reader must fail. A body that runs to the close
@@ -381,17 +388,29 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
   readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
   readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
   private taken = false
+  /** The body's first failure, kept: it may come (a reset, a broken chunk) before anyone starts reading. */
+  private failure: Error | undefined
   constructor(
     readonly request: HttpClientRequest.HttpClientRequest,
     private readonly source: http.IncomingMessage
   ) {
     super()
-    // A body nobody reads may still fail (the connection is closed); that must not become an unhandled error.
-    source.on("error", () => {})
+    // Also keeps a failure of a body nobody reads from becoming an unhandled error.
+    source.on("error", (cause) => {
+      this.failure ??= cause
+    })
     unreadBodies.register(this, source, this)
   }
   private decodeError(cause: unknown): HttpClientError.ResponseError {
     return new HttpClientError.ResponseError({ request: this.request, response: this, reason: "Decode", cause })
+  }
+  /**
+   * Why the body cannot be read whole, if it cannot: it failed, or its connection closed before its end. A reader
+   * that started after that would otherwise see an empty body that ended well, and an empty key list be written.
+   */
+  private cutShort(source: http.IncomingMessage): Error | undefined {
+    if (this.failure !== undefined) return this.failure
+    return source.destroyed && !source.complete ? incomplete() : undefined
   }
   /** The body, for its one reader; undefined when it was read or discarded before. */
   private take(): http.IncomingMessage | undefined {
@@ -422,13 +441,25 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
     return Effect.async<ArrayBuffer, HttpClientError.ResponseError>((resume) => {
       const source = this.take()
       if (source === undefined) return resume(Effect.fail(this.decodeError(new Error("the body was already read"))))
+      const short = this.cutShort(source)
+      if (short !== undefined) return resume(Effect.fail(this.decodeError(short)))
       const chunks: Array<Buffer> = []
+      let settled = false
+      const fail = (cause: unknown) => {
+        if (settled) return
+        settled = true
+        resume(Effect.fail(this.decodeError(cause)))
+      }
       source.on("data", (chunk: Buffer) => chunks.push(chunk))
       source.once("end", () => {
+        if (!source.complete) return fail(incomplete())
+        settled = true
         const body = Buffer.concat(chunks)
         resume(Effect.succeed(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer))
       })
-      source.once("error", (cause) => resume(Effect.fail(this.decodeError(cause))))
+      source.once("error", fail)
+      // Closed with neither an end nor an error (destroyed without a cause): not a whole body either.
+      source.once("close", () => fail(this.failure ?? incomplete()))
       // Interrupted (a deadline): close the connection rather than leave the rest of the body in it.
       return Effect.sync(() => release(source))
     })
@@ -447,10 +478,22 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
     return Effect.fail(this.decodeError(new Error("form data bodies are not read by this client")))
   }
   get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
+    let source: http.IncomingMessage | undefined
     // The stream closes the connection when it ends early (failed, interrupted, or a reader that stopped).
     return NodeStream.fromReadable<HttpClientError.ResponseError>(
-      () => this.take() ?? failedReadable(new Error("the body was already read")),
+      () => {
+        source = this.take()
+        if (source === undefined) return failedReadable(new Error("the body was already read"))
+        const short = this.cutShort(source)
+        return short === undefined ? source : failedReadable(short)
+      },
       (cause) => this.decodeError(cause)
+    ).pipe(
+      // Only a body that arrived to its end counts: an ended stream of a connection that was cut is not one.
+      Stream.concat(Stream.suspend(() => {
+        const short = source === undefined || source.complete ? undefined : this.failure ?? incomplete()
+        return short === undefined ? Stream.empty : Stream.fail(this.decodeError(short))
+      }))
     )
   }
   toJSON() {
@@ -461,6 +504,8 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
     })
   }
 }
+
+const incomplete = () => new Error("the connection closed before the whole body arrived")
 
 /** A readable that only fails: what a second reader of a body gets. */
 const failedReadable = (error: Error) => new Readable({ read() { this.destroy(error) } })
