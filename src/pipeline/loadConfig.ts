@@ -38,11 +38,39 @@ const utf8Text = (bytes: Uint8Array): string | undefined => {
   }
 }
 
+/** Far more than any real config (200 users with three sources each is about 40 KB). */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+const TYPE_NAMES: Partial<Record<FileSystem.File.Type, string>> = {
+  Directory: "a directory",
+  BlockDevice: "a block device",
+  CharacterDevice: "a character device",
+  Socket: "a socket",
+  Unknown: "of an unknown type"
+}
+
+/**
+ * Pure: why a config file of this type and size is not read. A device would be read for ever (`/dev/zero`) or never
+ * answer; a pipe (`--config /dev/stdin`, `<(…)`) is read as the Go original reads it.
+ *
+ * @since 0.3.0
+ */
+export const configTypeProblem = (type: FileSystem.File.Type, size: bigint): string | undefined => {
+  const name = TYPE_NAMES[type]
+  if (name !== undefined) return `it is ${name}, not a regular file`
+  if (type === "File" && size > BigInt(MAX_CONFIG_BYTES)) return `it is larger than ${MAX_CONFIG_BYTES} bytes`
+  return undefined
+}
+
 /** @since 0.1.0 */
 export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
   const fs = yield* FileSystem.FileSystem
   const info = yield* fs.stat(file).pipe(Effect.option)
   if (Option.isSome(info)) {
+    const typeProblem = configTypeProblem(info.value.type, info.value.size)
+    if (typeProblem !== undefined) {
+      return yield* new ConfigError({ file, reason: "Read", detail: `refusing to read it: ${typeProblem}` })
+    }
     const problem = configFileProblem(
       { mode: info.value.mode, uid: Option.getOrUndefined(info.value.uid) },
       process.geteuid?.() ?? 0

@@ -400,13 +400,19 @@ describeAsRoot("cli (e2e)", () => {
     }
   })
 
-  it("--config naming a directory is the tool's one-line config error; a config read from a pipe works", async () => {
+  it("--config naming a directory or a device is a one-line config error at once; a config read from a pipe works", async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-dir-"))
     try {
       const run = await runCli(["--config", dir])
       expect(run.code).toBe(1)
-      expect(run.stderr).toMatch(new RegExp(`^authkeysync: config ${dir}: cannot read: .*\n$`))
+      expect(run.stderr).toBe(`authkeysync: config ${dir}: refusing to read it: it is a directory, not a regular file\n`)
       expect(run.logs.map((l) => l.msg)).toContain("cannot load configuration")
+      // A root-only device that reads for ever (/dev/zero's numbers): refused, not read until the run is killed.
+      const zero = path.join(dir, "zero")
+      expect(spawnSync("mknod", ["-m", "600", zero, "c", "1", "5"]).status).toBe(0)
+      const device = await runCli(["--config", zero])
+      expect(device.code).toBe(1)
+      expect(device.stderr).toBe(`authkeysync: config ${zero}: refusing to read it: it is a character device, not a regular file\n`)
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
     }
