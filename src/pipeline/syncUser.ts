@@ -364,19 +364,31 @@ const writeAtomically = (
     yield* sshDir.replaceAuthorizedKeys(content, owner, tempFileName(now, yield* id.next), sameKeysAs(intendedKeys))
   })
 
-/** One line per key, naming it by its fingerprint and the start of its line. */
-const logEachKey = (keys: ReadonlyArray<string>, level: LogLevel.LogLevel, message: string) =>
-  Effect.forEach(keys, (key) =>
-    Effect.logWithLevel(level, message).pipe(
-      Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
-    ), { discard: true })
+/** Keys named one line each (revoked, kept without a record), up to this many per user; the rest counted in one. */
+export const KEYS_NAMED = 20
+
+/**
+ * One line per key, naming it by its fingerprint and the start of its line, for the first KEYS_NAMED; then one line
+ * with how many more (`more`): a user's file may hold 400,000 such lines.
+ */
+const logEachKey = (keys: ReadonlyArray<string>, level: LogLevel.LogLevel, message: string, more: string) =>
+  logFirstThenCount(
+    keys,
+    KEYS_NAMED,
+    (key) =>
+      Effect.logWithLevel(level, message).pipe(
+        Effect.annotateLogs({ fingerprint: keyFingerprint(key) ?? "unknown", key: preview(key) })
+      ),
+    (count) => Effect.logWithLevel(level, more).pipe(Effect.annotateLogs({ count }))
+  )
 
 const logRevoked = (revoked: ReadonlyArray<string>, dryRun: boolean) =>
   // A dry run says what would happen: a grep for revocations must not find ones that never happened.
   logEachKey(
     revoked,
     LogLevel.Info,
-    dryRun ? "dry run: would revoke key: no source provides it any more" : "revoked key: no source provides it any more"
+    dryRun ? "dry run: would revoke key: no source provides it any more" : "revoked key: no source provides it any more",
+    dryRun ? "dry run: would revoke more keys, not listed one by one" : "revoked more keys, not listed one by one"
   )
 
 /** Keys a first run (no record yet) found under a `# Source:` line that no source provides: kept, and said so. */
@@ -385,7 +397,8 @@ const logAdopted = (keys: ReadonlyArray<string>) =>
     keys,
     LogLevel.Warning,
     "kept a key under a # Source: line that no source provides: no record yet of the keys the tool wrote " +
-      "(first run, e.g. after the Go original), and it may have been added by hand; remove it if it should go"
+      "(first run, e.g. after the Go original), and it may have been added by hand; remove it if it should go",
+    "kept more keys under # Source: lines that no source provides, not listed one by one"
   )
 
 /** Leftovers named one line each, up to this many; the rest in one line with their count. */
@@ -414,8 +427,9 @@ const sameRecord = (a: ManagedRecord, b: ManagedRecord) =>
 
 /**
  * Pure: what the guards compare, counted by key (type and blob), not by line. With `managed` (the record of keys the
- * tool wrote last time), the shrink guard counts only those: lines a user added by hand since cannot be used to trip
- * it and freeze the file (with `preserve_local_keys: false` they are removed on every run, by policy).
+ * tool wrote last time), the shrink guard compares those with what is written now, whatever the file holds: lines a
+ * user added by hand cannot be used to trip it and freeze the file (with `preserve_local_keys: false` they are
+ * removed on every run, by policy), nor managed lines the user deleted to make a revocation look like a large one.
  *
  * @since 0.2.0
  */
@@ -447,7 +461,10 @@ export interface GuardIdentities {
 
 /** Pure: guardCounts from the identities before and after (each computed once, maybe with a pause between). @since 0.3.0 */
 export const guardCountsOf = (was: GuardIdentities, is: GuardIdentities, managed?: ReadonlySet<string>): GuardCounts => {
-  const beforeIds = managed === undefined ? was.all : new Set([...was.all].filter((id) => managed.has(id)))
+  // With a record, what the tool wrote last time against what it writes now: the user's edits play no part. (Counted
+  // over the managed keys left in the file, a user who deleted all but one could make its revocation "100%" and
+  // keep a revoked key working.)
+  const beforeIds = managed ?? was.all
   let removed = 0
   for (const id of beforeIds) if (!is.all.has(id)) removed++
   return { before: beforeIds.size, after: is.all.size, removed, usableBefore: was.usable.size, usableAfter: is.usable.size }

@@ -9,7 +9,7 @@ import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
 import { textToBytes } from "../../src/pipeline/Bytes.js"
 import { renderHeader } from "../../src/pipeline/Render.js"
 import { runAll } from "../../src/pipeline/runAll.js"
-import { DUPLICATES_NAMED } from "../../src/pipeline/syncUser.js"
+import { DUPLICATES_NAMED, KEYS_NAMED } from "../../src/pipeline/syncUser.js"
 import * as Accounts from "../../src/services/Accounts.js"
 import * as KeySource from "../../src/services/KeySource.js"
 import * as Logging from "../../src/services/Logging.js"
@@ -130,6 +130,32 @@ describe("syncUser", () => {
       expect(rest.map((l) => [l.level, Object.fromEntries(l.fields)])).toEqual([
         ["INFO", { user: "alice", count: 4999 + 30 - DUPLICATES_NAMED }]
       ])
+    }))
+
+  it.effect("revoked and adopted keys: 20 lines per user naming them, then one count (a file may hold 400,000)", () =>
+    Effect.gen(function*() {
+      const old = Array.from({ length: 25 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5old${i} old${i}`)
+      const file = `${header}\n# Source: https://gone.example/keys\n${old.join("\n")}\n`
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const counted = (w: World, msg: string) => w.logs.filter((l) => l.msg === msg).map((l) => Object.fromEntries(l.fields))
+
+      // No record yet (e.g. right after the Go original): kept, with a warning each, up to 20.
+      const first = world({ "https://a.example/keys": `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", file, alice))
+      expect((yield* run(first, cfg)).exitCode).toBe(0)
+      expect(first.logs.filter((l) => l.msg.startsWith("kept a key under a # Source: line"))).toHaveLength(KEYS_NAMED)
+      expect(counted(first, "kept more keys under # Source: lines that no source provides, not listed one by one"))
+        .toEqual([{ user: "alice", count: 25 - KEYS_NAMED }])
+
+      // With a record that they were the tool's: revoked, one line each up to 20.
+      const second = world(
+        { "https://a.example/keys": `${K1}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", file, alice),
+        { alice: old.map((line) => line.split(" ").slice(0, 2).join(" ")) }
+      )
+      expect((yield* run(second, cfg)).exitCode).toBe(0)
+      expect(second.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
+      expect(second.logs.filter((l) => l.msg === "revoked key: no source provides it any more")).toHaveLength(KEYS_NAMED)
+      expect(counted(second, "revoked more keys, not listed one by one")).toEqual([{ user: "alice", count: 25 - KEYS_NAMED }])
     }))
 
   it.effect("users with huge answers share a key budget: the second waits for the first instead of both in memory", () =>

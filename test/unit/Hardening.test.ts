@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest"
 import { mergeKeys, PINNED_LABEL } from "../../src/pipeline/Dedup.js"
 import { checkGuards } from "../../src/pipeline/Guards.js"
 import { keyFingerprint, keyIdentity, keyMaterial } from "../../src/pipeline/KeyIdentity.js"
-import { configFileProblem } from "../../src/pipeline/loadConfig.js"
+import { configFileProblem, configTypeProblem, MAX_CONFIG_BYTES } from "../../src/pipeline/loadConfig.js"
 import { renderAuthorizedKeys, renderBody } from "../../src/pipeline/Render.js"
 import {
   identitiesOf,
@@ -282,6 +282,13 @@ describe("guardCounts with a record of managed keys", () => {
     expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"], managed)).toMatchObject({ before: 2, removed: 1 })
     expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"])).toMatchObject({ before: 4, removed: 3 })
   })
+  it("compares the record with the new file, not the managed keys the user left in the file (found in review)", () => {
+    // The tool wrote M1, M2, M3; the user deleted M2 and M3 by hand; the source now drops M1 only.
+    const managed = new Set(["ssh-ed25519 AAAAM1", "ssh-ed25519 AAAAM2", "ssh-ed25519 AAAAM3"])
+    const counts = guardCounts(["ssh-ed25519 AAAAM1 m1"], ["ssh-ed25519 AAAAM2 m2", "ssh-ed25519 AAAAM3 m3"], managed)
+    expect(counts).toMatchObject({ before: 3, removed: 1 })
+    expect(checkGuards("u", "/f", counts, { allow_empty: false, max_removed_percent: 50 })).toBeUndefined()
+  })
 })
 
 describe("groupBySshDir", () => {
@@ -291,4 +298,15 @@ describe("groupBySshDir", () => {
     expect(others.get("c")).toEqual(["a", "d"])
     expect(others.has("b")).toBe(false)
   })
+})
+
+describe("configTypeProblem", () => {
+  it.each([
+    ["a regular file", "File", 100n, undefined],
+    ["a pipe (--config /dev/stdin, <(…))", "FIFO", 0n, undefined],
+    ["a directory", "Directory", 0n, "it is a directory, not a regular file"],
+    ["a character device", "CharacterDevice", 0n, "it is a character device, not a regular file"],
+    ["a socket", "Socket", 0n, "it is a socket, not a regular file"],
+    ["a file over 16 MiB", "File", BigInt(MAX_CONFIG_BYTES + 1), `it is larger than ${MAX_CONFIG_BYTES} bytes`]
+  ] as const)("%s", (_, type, size, problem) => expect(configTypeProblem(type, size)).toBe(problem))
 })
