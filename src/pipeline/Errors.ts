@@ -66,6 +66,11 @@ export class UnsafePath extends Data.TaggedError("UnsafePath")<{
   readonly user: string
   readonly path: string
   readonly reason: string
+  /**
+   * Refused only because the user's primary group may write to it: allowed after all when that group is the user's
+   * own alone (see `Accounts.ownsPrimaryGroup`).
+   */
+  readonly primaryGroupWritable?: true
 }> {
   override get message() {
     return `refusing to use ${this.path}: ${this.reason}`

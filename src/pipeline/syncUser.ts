@@ -518,7 +518,16 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   const fetchedEarly = options.sshDirsSeen?.has(user.username) === true
     ? yield* fetchAllSources(user.sources, policy)
     : undefined
-  const sshDir = yield* files.open(account)
+  const sshDir = yield* files.open(account).pipe(
+    // A group-writable ~ or ~/.ssh is fine when the group is the user's own alone (Debian's sshd accepts it): asked
+    // only then, since it takes a getent.
+    Effect.catchIf(
+      (error) => error._tag === "UnsafePath" && error.primaryGroupWritable === true,
+      (refused) =>
+        Effect.flatMap(accounts.ownsPrimaryGroup(account), (own) =>
+          own ? files.open(account, { primaryGroupMayWrite: true }) : Effect.fail(refused))
+    )
+  )
   const other = options.claimDirectory?.(sshDir.identity, user.username)
   if (other !== undefined) {
     return yield* new UnsafeAccount({ user: user.username, reason: `its ${sshDir.path} is the same directory as ${other}'s .ssh` })

@@ -25,6 +25,14 @@ export class Accounts extends Context.Tag("authkeysync/Accounts")<Accounts, {
   readonly lookup: (name: string) => Effect.Effect<Account, UserNotFound | AccountLookupError>
   /** Every name at once (on Linux one `getent` call for all of them); each name gets its own answer. */
   readonly lookupAll: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, AccountLookup>>
+  /**
+   * Whether the account's primary group is its own alone: named as the account, with no other member listed. Debian's
+   * and Ubuntu's sshd accept a group-writable `~` and `~/.ssh` whose group is such a group (their umask for such
+   * accounts is 002). False when it cannot be told (no answer, macOS). Other accounts that have the group as their
+   * primary group, which Debian's sshd also counts, are not looked for (that takes the whole account list); this
+   * tool's own writes do not depend on the rule, which only spares users whose file sshd would use.
+   */
+  readonly ownsPrimaryGroup: (account: Account) => Effect.Effect<boolean>
 }>() {}
 
 // =============================================================================
@@ -224,6 +232,24 @@ const lookupDarwin = (run: RunCommand, name: string): Effect.Effect<Account, Use
     })
   )
 
+/**
+ * Pure: whether a `group(5)` line (`name:x:gid:member,member`) is the account's own group alone: its primary group,
+ * named as the account, with no member but the account itself.
+ *
+ * @since 0.3.0
+ */
+export const isOwnGroupLine = (line: string, account: Account): boolean => {
+  const [name, , gid, members] = line.split(":")
+  if (name !== account.name || gid !== String(account.gid) || members === undefined) return false
+  return members.split(",").every((member) => member === "" || member === account.name)
+}
+
+const ownsPrimaryGroupLinux = (run: RunCommand, account: Account): Effect.Effect<boolean> =>
+  run("getent", ["group", "--", String(account.gid)]).pipe(
+    Effect.map(({ code, stdout }) => code === 0 && isOwnGroupLine(stdout.split("\n")[0] ?? "", account)),
+    Effect.orElseSucceed(() => false)
+  )
+
 /** A name that can never be an account and must not reach a path or an argv. */
 const impossibleName = (name: string) => name === "" || /[/:\0-\x1f\x7f]/.test(name) || name.startsWith("-")
 
@@ -295,7 +321,11 @@ export const layerWith = (options: {
   const run = runIn([...options.commandDirs], timeoutMs)
   return Layer.succeed(
     Accounts,
-    Accounts.of({ lookup: (name) => lookupOne(run, name), lookupAll: (names) => lookupAll(run, names, timeoutMs) })
+    Accounts.of({
+      lookup: (name) => lookupOne(run, name),
+      lookupAll: (names) => lookupAll(run, names, timeoutMs),
+      ownsPrimaryGroup: (account) => (process.platform === "linux" ? ownsPrimaryGroupLinux(run, account) : Effect.succeed(false))
+    })
   )
 }
 
@@ -306,8 +336,8 @@ export const layerWith = (options: {
  */
 export const layer: Layer.Layer<Accounts> = layerWith({ commandDirs: SYSTEM_COMMAND_DIRS })
 
-/** A fixed set of accounts. @since 0.1.0 */
-export const layerTest = (accounts: ReadonlyArray<Account>): Layer.Layer<Accounts> => {
+/** A fixed set of accounts; those named in `ownGroups` own their primary group alone. @since 0.1.0 */
+export const layerTest = (accounts: ReadonlyArray<Account>, ownGroups: ReadonlyArray<string> = []): Layer.Layer<Accounts> => {
   const find = (name: string): Effect.Effect<Account, UserNotFound> => {
     const account = accounts.find((a) => a.name === name)
     return account ? Effect.succeed(account) : Effect.fail(new UserNotFound({ user: name }))
@@ -319,7 +349,8 @@ export const layerTest = (accounts: ReadonlyArray<Account>): Layer.Layer<Account
       lookupAll: (names) =>
         Effect.forEach(names, (name) => Effect.either(find(name)).pipe(Effect.map((e) => [name, e] as const))).pipe(
           Effect.map((entries) => new Map(entries))
-        )
+        ),
+      ownsPrimaryGroup: (account) => Effect.succeed(ownGroups.includes(account.name))
     })
   )
 }

@@ -97,8 +97,15 @@ export interface SshDir {
 
 /** @since 0.1.0 */
 export class SshFiles extends Context.Tag("authkeysync/SshFiles")<SshFiles, {
-  /** Open `~/.ssh` of the account; fails with `SshDirMissing` (a skip) or `UnsafePath` (a failure). */
-  readonly open: (account: Account) => Effect.Effect<SshDir, SshDirMissing | UnsafePath | ReadError, Scope.Scope>
+  /**
+   * Open `~/.ssh` of the account; fails with `SshDirMissing` (a skip) or `UnsafePath` (a failure). With
+   * `primaryGroupMayWrite`, `~` and `~/.ssh` may be writable by the account's primary group (which the caller found to
+   * be the account's own alone).
+   */
+  readonly open: (
+    account: Account,
+    options?: { readonly primaryGroupMayWrite?: boolean }
+  ) => Effect.Effect<SshDir, SshDirMissing | UnsafePath | ReadError, Scope.Scope>
   /**
    * Which directory `~/.ssh` is (device and inode, like `SshDir.identity`), reached and checked as `open` does; none
    * when `open` would not give it (missing, a link, an unsafe home). Only used to find accounts that share one `.ssh`
@@ -139,7 +146,7 @@ interface OpenedDirectory {
   readonly dev: bigint
   readonly ino: bigint
   /** Owner and mode as they were when it was opened. */
-  readonly ownerAndMode: { readonly uid: number; readonly mode: number }
+  readonly ownerAndMode: { readonly uid: number; readonly gid: number; readonly mode: number }
   /** `/proc/self/fd/N` on Linux: exactly the opened directory, whatever happens to its path later. */
   readonly base: string
   /** Where pinning is impossible (macOS): re-check that the path is still the opened directory. No-op when pinned. */
@@ -419,14 +426,25 @@ const backupFile = async (
   }
 }
 
-/** sshd's StrictModes rule for `~` and `~/.ssh`: owned by the user or root, not writable by group or others. */
-const strictModesProblem = (st: { uid: number; mode: number }, uid: number, user: string): string | undefined => {
-  if (st.uid !== uid && st.uid !== 0) return `it is owned by uid ${st.uid}, not by ${user} or root`
-  if ((st.mode & 0o022) !== 0) {
-    return `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
-  }
-  return undefined
+/**
+ * sshd's StrictModes rule for `~` and `~/.ssh`: owned by the user or root, not writable by group or others; with
+ * `ownGroup` (the account's primary group, which is its own alone), writable by that group too, as Debian's and
+ * Ubuntu's sshd accept. `primaryGroupWritable` when only the primary group's write access is in the way.
+ */
+const strictModesProblem = (
+  st: { readonly uid: number; readonly gid: number; readonly mode: number },
+  account: Account,
+  ownGroup: boolean
+): { readonly reason: string; readonly primaryGroupWritable?: true } | undefined => {
+  if (st.uid !== account.uid && st.uid !== 0) return { reason: `it is owned by uid ${st.uid}, not by ${account.name} or root` }
+  const reason = `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
+  if ((st.mode & 0o002) !== 0) return { reason }
+  if ((st.mode & 0o020) === 0 || (ownGroup && st.gid === account.gid)) return undefined
+  return st.gid === account.gid ? { reason, primaryGroupWritable: true } : { reason }
 }
+
+const strictModesRefusal = (path: string, account: Account, problem: NonNullable<ReturnType<typeof strictModesProblem>>) =>
+  new UnsafePath({ user: account.name, path, ...problem })
 
 /**
  * Nobody but root may be able to replace a directory entry on the way to the home, the home's own entry included:
@@ -446,8 +464,12 @@ const entryProblem = (
 
 class HomePathProblem extends Error {}
 
-/** uid and mode of a bigint stat, as plain numbers (they always fit). */
-const numeric = (st: { readonly uid: bigint; readonly mode: bigint }) => ({ uid: Number(st.uid), mode: Number(st.mode) })
+/** uid, gid and mode of a bigint stat, as plain numbers (they always fit). */
+const numeric = (st: { readonly uid: bigint; readonly gid: bigint; readonly mode: bigint }) => ({
+  uid: Number(st.uid),
+  gid: Number(st.gid),
+  mode: Number(st.mode)
+})
 
 const MAX_LINK_HOPS = 40
 
@@ -571,7 +593,7 @@ const homeRefusal = (account: Account, reason: string): SshDirMissing | UnsafePa
  * Open the home (a path root's passwd gave, so links in it are followed once the directories above it are known to
  * be root's), check it, then open `.ssh` inside the opened home without following a link, pin it and check it too.
  */
-const openSsh = (account: Account): OpenedDirectory => {
+const openSsh = (account: Account, primaryGroupMayWrite = false): OpenedDirectory => {
   const user = account.name
   const sshPath = nodePath.join(account.home, ".ssh")
   let home: number
@@ -595,8 +617,8 @@ const openSsh = (account: Account): OpenedDirectory => {
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
-    const homeProblem = strictModesProblem(numeric(homeStat), account.uid, user)
-    if (homeProblem !== undefined) throw homeRefusal(account, homeProblem)
+    const homeProblem = strictModesProblem(numeric(homeStat), account, primaryGroupMayWrite)
+    if (homeProblem !== undefined) throw sshDirAbsence(account) ?? strictModesRefusal(account.home, account, homeProblem)
     const viaProc = `${PROC_FD}/${home}`
     const viaProcStat = attempt(() => fs.statSync(viaProc, { bigint: true }))
     const pinnedHome = viaProcStat !== undefined && viaProcStat.ino === homeStat.ino && viaProcStat.dev === homeStat.dev
@@ -629,8 +651,8 @@ const openSsh = (account: Account): OpenedDirectory => {
       if (dir.ino !== st.ino || dir.dev !== st.dev) {
         throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
       }
-      const sshProblem = strictModesProblem(dir.ownerAndMode, account.uid, user)
-      if (sshProblem !== undefined) throw new UnsafePath({ user, path: sshPath, reason: sshProblem })
+      const sshProblem = strictModesProblem(dir.ownerAndMode, account, primaryGroupMayWrite)
+      if (sshProblem !== undefined) throw strictModesRefusal(sshPath, account, sshProblem)
       return dir
     } catch (error) {
       closeQuietly(dir.fd)
@@ -803,10 +825,10 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
 export const layer: Layer.Layer<SshFiles> = Layer.succeed(
   SshFiles,
   SshFiles.of({
-    open: (account) =>
+    open: (account, options) =>
       Effect.acquireRelease(
         runSync<OpenedDirectory, SshDirMissing | UnsafePath | ReadError>(
-          () => openSsh(account),
+          () => openSsh(account, options?.primaryGroupMayWrite === true),
           [SshDirMissing, UnsafePath, ReadError],
           (error) => new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
         ),

@@ -176,9 +176,9 @@ describeAsRoot("failures (e2e)", () => {
 
   // The Go original skips every account without ~/.ssh before it looks at anything else; so does this tool, also when
   // the home is one it would refuse if there were a .ssh to write in.
-  it("missing .ssh in a home that would be refused (group-writable, shared, nonexistent): skipped, exit 0 (found in review)", async () => {
+  it("missing .ssh in a home that would be refused (world-writable, shared, nonexistent): skipped, exit 0 (found in review)", async () => {
     const loose = await users.create()
-    await fs.chmod(loose.home, 0o775)
+    await fs.chmod(loose.home, 0o777)
     const sharedA = await users.create()
     const sharedB = await users.create()
     await exec("usermod", ["-d", sharedA.home, sharedB.name])
@@ -199,13 +199,13 @@ describeAsRoot("failures (e2e)", () => {
       expect(await exists(nowhere)).toBe(false)
       expect(server.requestsTo("/skip")).toHaveLength(0)
 
-      // With a .ssh, the same group-writable home is refused as before.
+      // With a .ssh, the same world-writable home is refused as before.
       await fs.mkdir(loose.sshDir, { mode: 0o700 })
       await fs.chown(loose.sshDir, loose.uid, loose.gid)
       const refused = await runWithConfig(config([userWith(loose.name, server.url("/skip"))]))
       expect(refused.code, refused.stdout).toBe(1)
       expect(logsWith(refused, /^user not synced/, loose.name)[0]?.msg).toBe(
-        `user not synced, authorized_keys left untouched: refusing to use ${loose.home}: it is writable by group or others (mode 0775)`
+        `user not synced, authorized_keys left untouched: refusing to use ${loose.home}: it is writable by group or others (mode 0777)`
       )
       expect(await fs.readdir(loose.sshDir)).toEqual([])
     } finally {

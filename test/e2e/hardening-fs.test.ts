@@ -269,10 +269,12 @@ describeAsRoot("hardening: file system (e2e)", () => {
   // StrictModes: owners and modes of ~, ~/.ssh and authorized_keys
   // ===========================================================================
 
-  it("7. a group-writable home (0775) is refused, others synced", async () => {
+  it("7. a group-writable home (0775) is refused when its group has another member, others synced", async () => {
     const { user: bob, content } = await userWithFile("home775")
     await fs.chmod(bob.home, 0o775)
     const other = await bystander()
+    // bob's group (named bob, as useradd makes it) gets another member: that account could replace bob's .ssh.
+    await exec("usermod", ["-a", "-G", bob.name, other.user.name])
     server.keys("/home775", [key("home775-new")])
 
     const run = await runWithConfig(config([userWith(bob.name, server.url("/home775")), other.config]))
@@ -282,6 +284,29 @@ describeAsRoot("hardening: file system (e2e)", () => {
     expectUserRefused(run, bob.name, `refusing to use ${bob.home}: it is writable by group or others (mode 0775)`)
     expectSummary(run, { updated: 1, failed: 1 })
     await other.expectSynced(run)
+  })
+
+  it("7b. a group-writable home (0775) and ~/.ssh (0770) whose group is the user's own alone are used, as Debian's sshd accepts them", async () => {
+    const bob = await users.create({ ssh: true })
+    const { stdout } = await exec("getent", ["group", String(bob.gid)])
+    expect(stdout.split(":")[0], "useradd made a group of the user's own (USERGROUPS_ENAB)").toBe(bob.name)
+    await fs.chmod(bob.home, 0o775)
+    await fs.chmod(bob.sshDir, 0o770)
+    server.keys("/own-group", [key("own-group")])
+
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/own-group"))]))
+
+    expectSummary(run, { updated: 1, failed: 0 })
+    await expectSyncedFile(bob, [{ source: server.url("/own-group"), keys: [key("own-group")] }], run)
+    expect(await statOf(bob.authorizedKeys)).toEqual({ mode: 0o600, uid: bob.uid, gid: bob.gid })
+
+    // The same ~/.ssh in another group that may write to it (users, gid 100) is refused; the file stays as written.
+    const written = await fs.readFile(bob.authorizedKeys, "utf8")
+    await fs.chown(bob.sshDir, bob.uid, 100)
+    server.keys("/own-group", [key("own-group-2")])
+    const refused = await runWithConfig(config([userWith(bob.name, server.url("/own-group"))]))
+    expectUserRefused(refused, bob.name, `refusing to use ${bob.sshDir}: it is writable by group or others (mode 0770)`)
+    expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(written)
   })
 
   it("8. a world-writable ~/.ssh (0777) is refused, others synced", async () => {

@@ -9,6 +9,7 @@ import {
   findCommand,
   layer,
   layerWith,
+  isOwnGroupLine,
   parseDsclRecord,
   parsePasswdLine,
   SYSTEM_COMMAND_DIRS
@@ -318,3 +319,40 @@ describe.skipIf(process.platform !== "linux" || !SYSTEM_COMMAND_DIRS.some((dir) 
     })
   }
 )
+
+describe("isOwnGroupLine (Debian's rule for a group-writable ~ and ~/.ssh)", () => {
+  const bob = { name: "bob", uid: 1001, gid: 1001, home: "/home/bob" }
+  it.each([
+    ["the user's own group, no members listed", "bob:x:1001:", true],
+    ["the user's own group, listing only the user", "bob:x:1001:bob", true],
+    ["another member", "bob:x:1001:bob,alice", false],
+    ["named otherwise (a shared primary group)", "staff:x:1001:", false],
+    ["another gid", "bob:x:1002:", false],
+    ["not a group line", "", false]
+  ] as const)("%s", (_, line, own) => expect(isOwnGroupLine(line, bob)).toBe(own))
+})
+
+describe.skipIf(process.platform !== "linux")("layer: ownsPrimaryGroup asks getent group by gid", () => {
+  const bob = { name: "bob", uid: 1001, gid: 1001, home: "/home/bob" }
+  const withGetent = async (script: string, account: Account) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\n${script}\n`, { mode: 0o755 })
+    try {
+      return await Effect.runPromise(
+        Effect.flatMap(Accounts, (accounts) => accounts.ownsPrimaryGroup(account)).pipe(
+          Effect.provide(layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS] }))
+        )
+      )
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  it("the user's own group: true; the question is `group -- <gid>`", async () => {
+    expect(await withGetent(`[ "$*" = "group -- 1001" ] && echo "bob:x:1001:" || exit 2`, bob)).toBe(true)
+  })
+  it("a group with another member, no such group (exit 2), or a getent that fails: false", async () => {
+    expect(await withGetent(`echo "bob:x:1001:bob,alice"`, bob)).toBe(false)
+    expect(await withGetent("exit 2", bob)).toBe(false)
+    expect(await withGetent("kill -TERM $$", bob)).toBe(false)
+  })
+})
