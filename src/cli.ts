@@ -182,7 +182,8 @@ const withPlainOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
       }
     }))
 
-// The Go original's --version text (version, commit, build date), wherever the flag stands.
+// The Go original's --version lines (`Version:`, `Commit:`, `Built:`, as scripts grep them; its banner left out),
+// wherever the flag stands.
 const flagError = goFlagError(process.argv.slice(2))
 const main = flagError !== undefined
   ? Effect.zipRight(
@@ -190,7 +191,7 @@ const main = flagError !== undefined
     Effect.sync(() => void (process.exitCode = USAGE_ERROR))
   )
   : asksForVersion(args)
-  ? Console.log(`AuthKeySync ${buildInfo.version}\n  Commit: ${buildInfo.commit}\n  Built:  ${buildInfo.built}`)
+  ? Console.log(`Version: ${buildInfo.version}\nCommit:  ${buildInfo.commit}\nBuilt:   ${buildInfo.built}`)
   : withPlainOutput(cli([...process.argv.slice(0, 2), ...args])).pipe(
     // @effect/cli has printed what is wrong with the flags by now.
     Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => void (process.exitCode = USAGE_ERROR)))

@@ -27,12 +27,16 @@ export const configFileProblem = (
   return {}
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
-
-/** The file's text, or undefined when it is not valid UTF-8. */
-const utf8Text = (bytes: Uint8Array): string | undefined => {
+/**
+ * Pure: the file's text, or undefined when it is not valid text. UTF-8, or UTF-16 when the file starts with its
+ * byte-order mark, as yaml.v3 reads them (a config saved as "Unicode" by a Windows editor).
+ *
+ * @since 0.3.0
+ */
+export const configText = (bytes: Uint8Array): string | undefined => {
+  const encoding = bytes[0] === 0xff && bytes[1] === 0xfe ? "utf-16le" : bytes[0] === 0xfe && bytes[1] === 0xff ? "utf-16be" : "utf-8"
   try {
-    return strictUtf8.decode(bytes)
+    return new TextDecoder(encoding, { fatal: true }).decode(bytes)
   } catch {
     return undefined
   }
@@ -89,10 +93,10 @@ export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
       return new ConfigError({ file, reason: "Read", detail: `cannot read: ${detail}` })
     })
   )
-  const text = utf8Text(bytes)
+  const text = configText(bytes)
   if (text === undefined) {
     // yaml.v3 refuses such a file too; read leniently, a Latin-1 header value or body would be sent mangled.
-    return yield* new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the file is not valid UTF-8 text" })
+    return yield* new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the file is not valid UTF-8 (or UTF-16 with a byte-order mark) text" })
   }
   const decoded = decodeConfig(file, text)
   if (Either.isLeft(decoded)) return yield* decoded.left

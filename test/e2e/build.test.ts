@@ -53,7 +53,7 @@ describe("the single-file build", () => {
       const theirs = spawnSync(process.execPath, [copy, "--version"], { encoding: "utf8" })
       expect(theirs.status, theirs.stderr).toBe(0)
       expect(theirs.stdout).toBe(ours.stdout)
-      expect(theirs.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n {2}Commit: \S+\n {2}Built: {2}\S+\n$/)
+      expect(theirs.stdout).toMatch(/^Version: v\d+\.\d+\.\d+\nCommit: {2}\S+\nBuilt: {3}\S+\n$/)
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
     }
@@ -68,7 +68,7 @@ describe("the single-file build", () => {
       await fs.writeFile(copy, text.replaceAll("Commit: ", "CXmmit: "))
       const edited = spawnSync(process.execPath, [copy, "--version"], { encoding: "utf8" })
       expect(edited.status, edited.stderr).toBe(0)
-      expect(edited.stdout).toContain("  CXmmit: ")
+      expect(edited.stdout).toContain("CXmmit:  ")
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
     }

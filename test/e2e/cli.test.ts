@@ -185,7 +185,7 @@ describeAsRoot("cli (e2e)", () => {
 
       const version = await runCli(["-version"])
       expect(version.code).toBe(0)
-      expect(version.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n {2}Commit: \S+\n {2}Built: {2}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/)
+      expect(version.stdout).toMatch(/^Version: v\d+\.\d+\.\d+\nCommit: {2}\S+\nBuilt: {3}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/)
     } finally {
       await cfg.remove()
     }
@@ -203,7 +203,7 @@ describeAsRoot("cli (e2e)", () => {
     try {
       const version = spawnSync(solo, ["--version"], { cwd: dir, encoding: "utf8" })
       expect(version.status, version.stderr).toBe(0)
-      expect(version.stdout).toMatch(/^AuthKeySync v\d+\.\d+\.\d+\n/)
+      expect(version.stdout).toMatch(/^Version: v\d+\.\d+\.\d+\n/)
       const code = await new Promise<number>((resolve) => {
         // Async: the key server lives in this process.
         spawn(process.execPath, [solo, "--config", cfg.path, "--quiet"], { cwd: dir, stdio: "ignore" })
@@ -394,7 +394,29 @@ describeAsRoot("cli (e2e)", () => {
       ]), { mode: 0o600 })
       const run = await runCli(["--config", file])
       expect(run.code).toBe(1)
-      expect(run.stderr).toBe(`authkeysync: config ${file}: invalid YAML: the file is not valid UTF-8 text\n`)
+      expect(run.stderr).toBe(
+        `authkeysync: config ${file}: invalid YAML: the file is not valid UTF-8 (or UTF-16 with a byte-order mark) text\n`
+      )
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("a config saved as UTF-16 with a byte-order mark (a Windows editor's \"Unicode\") is read, as yaml.v3 reads it", async () => {
+    const bob = await users.create({ ssh: true })
+    const k = key("utf16-config")
+    server.keys("/utf16", [k])
+    const text = stringify(config([userWith(bob.name, server.url("/utf16"))]))
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-utf16-"))
+    try {
+      const little = path.join(dir, "le.yaml")
+      await fs.writeFile(little, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le")]), { mode: 0o600 })
+      const run = await runCli(["--config", little])
+      expect(run.code, run.stdout + run.stderr).toBe(0)
+      await expectSyncedFile(bob, [{ source: server.url("/utf16"), keys: [k] }], run)
+      const big = path.join(dir, "be.yaml")
+      await fs.writeFile(big, Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, "utf16le").swap16()]), { mode: 0o600 })
+      expect((await runCli(["--config", big, "--dry-run"])).code).toBe(0)
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
     }
@@ -511,7 +533,7 @@ describeAsRoot("cli (e2e)", () => {
     const run = await runCli(["--version", "--bogus"])
     expect(run.code).toBe(2)
     expect(run.stderr).toBe("authkeysync: Received unknown argument: '--bogus'\n")
-    expect(run.stdout).not.toContain("AuthKeySync v")
+    expect(run.stdout).not.toContain("Version: v")
   })
 
   it("--config --version reads a config named --version, as Go does; it does not print the version", async () => {

@@ -140,6 +140,6 @@ describe("the published package", () => {
   it("ships the CLI as one file that runs from the installed package", async () => {
     const result = await node(consumer, [path.join("node_modules", ".bin", "authkeysync"), "--version"])
     expect(result.code).toBe(0)
-    expect(result.stdout.split("\n")[0]).toBe(`AuthKeySync v${manifest.version}`)
+    expect(result.stdout.split("\n")[0]).toBe(`Version: v${manifest.version}`)
   })
 })
