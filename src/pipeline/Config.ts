@@ -455,6 +455,8 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
     const firstLine = (yamlError.message.split("\n")[0] ?? yamlError.message)
       .replace(/ at line \d+, column \d+:?$/, "")
       .replace(/: [\s\S]*$/, "")
+      // `Invalid escape sequence \xSE`: up to nine characters of a quoted value, maybe a token's (found in review).
+      .replace(/^(Invalid escape sequence) [\s\S]*$/, "$1 (a backslash in a double-quoted value)")
     return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML${at}: ${firstLine}` }))
   }
   let raw: unknown

@@ -693,6 +693,14 @@ describe("decodeConfig: invalid YAML", () => {
     expect(error.message).toContain(`config ${FILE}: invalid YAML at ${where}`)
   })
 
+  it("a bad escape in a quoted header value is named without the characters after the backslash (found in review)", () => {
+    for (const escape of ["\\xSE", "\\uSECR", "\\USECRETTO"]) {
+      const error = fail(`users:\n  - username: bob\n    sources:\n      - url: http://127.0.0.1/k\n        headers:\n          Authorization: "Bearer ${escape}KEN"\n`)
+      expect(error.message).toMatch(/^config \/etc\/authkeysync\/test\.yaml: invalid YAML at line 6, column \d+: Invalid escape sequence \(a backslash in a double-quoted value\)$/)
+      expect(error.message).not.toContain("SE")
+    }
+  })
+
   // A pure decoder returns every problem as a ConfigError; it must not throw.
   const throwing: ReadonlyArray<readonly [string, string]> = [
     ["unresolved alias", "users: *missing\n"],
