@@ -134,6 +134,16 @@ const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).annota
   )
 )
 
+/**
+ * Schema.Int's "Expected an integer, actual 9007199254740992" for a whole number past 2^53: it is one, only too large
+ * to be exact (9007199254740993 reads as ...992), and the message would say it is not.
+ */
+const unsafeWholeNumber = (message: string): boolean => {
+  const actual = /^Expected an integer, actual (\S+)$/.exec(message)?.[1]
+  const value = actual === undefined ? Number.NaN : Number(actual)
+  return Number.isInteger(value) && !Number.isSafeInteger(value)
+}
+
 const PositiveSeconds = Schema.Int.pipe(
   Schema.positive({ message: (issue) => `must be a positive whole number of seconds, got ${String(issue.actual)}` })
 )
@@ -412,6 +422,8 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
             ? "must be a mapping (key: value lines)"
             : /^Expected ReadonlyArray</.test(issue.message)
             ? "must be a list (lines starting with -)"
+            : unsafeWholeNumber(issue.message)
+            ? `is too large (at most ${Number.MAX_SAFE_INTEGER})`
             : issue.message
           // Header values and bodies carry tokens: say what is wrong with them, never what they are.
           const secret = issue.path.includes("headers") || issue.path[issue.path.length - 1] === "body"

@@ -300,21 +300,35 @@ export const make = Effect.gen(function*() {
       if (typeof first === "string") return yield* new SourceFetchError({ url: shown, reason: "Transport", detail: first })
       let hop = first
       for (let hops = 0;; hops++) {
+        // After a redirect, a failure says where it happened: the configured URL alone sends one looking in vain.
+        const at = hops === 0 ? "" : ` (at ${redactUrl(hop.url)}, after ${hops} redirect${hops === 1 ? "" : "s"})`
         const response = yield* client.execute(buildRequest(hop)).pipe(
           Effect.mapError((error) =>
-            new SourceFetchError({ url: shown, reason: "Transport", detail: describeCause(error.cause ?? error), cause: error })
+            new SourceFetchError({ url: shown, reason: "Transport", detail: describeCause(error.cause ?? error) + at, cause: error })
           )
         )
         if (response.status !== 200) discardBody(response)
         if (REDIRECT_STATUSES.has(response.status)) {
           if (hops >= MAX_REDIRECTS) return yield* fail(response.status, `more than ${MAX_REDIRECTS} redirects`)
           const next = nextHop(hop, response.status, response.headers["location"])
-          if (typeof next === "string") return yield* fail(response.status, next)
+          if (typeof next === "string") return yield* fail(response.status, next + at)
           hop = next
           continue
         }
-        if (response.status !== 200) return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)`)
-        return yield* readCapped(response, shown, options.maxResponseBytes ?? MAX_RESPONSE_BYTES)
+        if (response.status !== 200) return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)${at}`)
+        return yield* readCapped(response, shown, options.maxResponseBytes ?? MAX_RESPONSE_BYTES).pipe(
+          Effect.mapError((error) =>
+            at === ""
+              ? error
+              : new SourceFetchError({
+                url: error.url,
+                reason: error.reason,
+                detail: error.detail + at,
+                ...(error.status === undefined ? {} : { status: error.status }),
+                ...(error.cause === undefined ? {} : { cause: error.cause })
+              })
+          )
+        )
       }
     })
 

@@ -273,6 +273,8 @@ const readExisting = (user: string, uid: number, dir: OpenedDirectory, display: 
     const e = error as Errno
     if (e.code === "ENOENT") return undefined
     if (e.code === "ELOOP") throw new UnsafePath({ user, path: display, reason: "it is a symbolic link" })
+    // A socket cannot be opened at all (ENXIO); say what it is rather than "no such device or address".
+    if (e.code === "ENXIO") throw new UnsafePath({ user, path: display, reason: "it is a socket, not a regular file" })
     throw new ReadError({ path: display, detail: describeCause(e), cause: e })
   }
   try {

@@ -226,25 +226,33 @@ describeAsRoot("safety (e2e)", () => {
     expect(await tempFilesIn(bob.sshDir)).toEqual([])
   })
 
-  it("authorized_keys that is a FIFO or a directory: refused at once, no hang", async () => {
+  it("authorized_keys that is a FIFO, a directory or a socket: refused at once, no hang, saying what it is", async () => {
     const fifoUser = await users.create({ ssh: true })
     await exec("mkfifo", [fifoUser.authorizedKeys])
     const dirUser = await users.create({ ssh: true })
     await fs.mkdir(dirUser.authorizedKeys)
+    const socketUser = await users.create({ ssh: true })
+    // A listening process that exits without closing leaves its socket file behind.
+    await exec(process.execPath, ["-e", "require('net').createServer().listen(process.argv[1], () => process.exit(0))", socketUser.authorizedKeys])
     server.keys("/special", [key("special")])
 
     const run = await runWithConfig(config([
       userWith(fifoUser.name, server.url("/special")),
-      userWith(dirUser.name, server.url("/special"))
+      userWith(dirUser.name, server.url("/special")),
+      userWith(socketUser.name, server.url("/special"))
     ]))
 
     expect(run.code, run.stdout).toBe(1)
     expect(run.durationMs).toBeLessThan(10_000)
     expect(logsWith(run, /refusing to use .*FIFO/, fifoUser.name)).toHaveLength(1)
     expect(logsWith(run, /refusing to use .*directory/, dirUser.name)).toHaveLength(1)
+    expect(logsWith(run, /^user not synced/, socketUser.name)[0]?.msg).toBe(
+      `user not synced, authorized_keys left untouched: refusing to use ${socketUser.authorizedKeys}: it is a socket, not a regular file`
+    )
     expect((await fs.lstat(fifoUser.authorizedKeys)).isFIFO()).toBe(true)
     expect((await fs.lstat(dirUser.authorizedKeys)).isDirectory()).toBe(true)
-    expect(logsWith(run, "sync finished")[0]).toMatchObject({ failed: "2", exit_code: "1" })
+    expect((await fs.lstat(socketUser.authorizedKeys)).isSocket()).toBe(true)
+    expect(logsWith(run, "sync finished")[0]).toMatchObject({ failed: "3", exit_code: "1" })
   })
 
   it("two runs at once: the file ends complete and valid, no temp files remain, backups are whole files", async () => {

@@ -105,6 +105,21 @@ describe("KeySource (live, scripted HttpClient)", () => {
       expect(error.message).toBe(`source https://k.example/a: ${detail}`)
     }))
 
+  it.effect("a failure after a redirect names the hop where it happened, masked", () =>
+    Effect.gen(function*() {
+      const error = yield* fetchWith(
+        (request) =>
+          request.url.startsWith("https://k.example/a")
+            ? new Response(null, { status: 302, headers: { location: "https://k.example/b?token=s3cret" } })
+            : new Response("gone", { status: 404 }),
+        { url: "https://k.example/a" }
+      ).pipe(Effect.flip)
+      expect(error).toMatchObject({ _tag: "SourceFetchError", reason: "Status", status: 404, url: "https://k.example/a" })
+      expect(error.message).toBe(
+        "source https://k.example/a: HTTP 404 (only 200 is accepted) (at https://k.example/b?token=***, after 1 redirect)"
+      )
+    }))
+
   it.effect("stops after 5 redirects", () =>
     Effect.gen(function*() {
       const requests: Array<HttpClientRequest.HttpClientRequest> = []

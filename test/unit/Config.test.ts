@@ -438,6 +438,12 @@ const errorCases: ReadonlyArray<ErrorCase> = [
     contains: ["users[0].sources[0].timeout_seconds: Expected an integer, actual 1.5"]
   },
   {
+    name: "timeout past 2^53 (a whole number, too large to be exact; found in review)",
+    text: oneSource("        timeout_seconds: 9007199254740993\n"),
+    reason: "Schema",
+    contains: ["users[0].sources[0].timeout_seconds: is too large (at most 9007199254740991)"]
+  },
+  {
     name: "timeout \"abc\"",
     text: oneSource("        timeout_seconds: abc\n"),
     reason: "Schema",
