@@ -77,9 +77,10 @@ export interface SyncOptions {
    */
   readonly sshDirsSeen?: ReadonlySet<string>
   /**
-   * Shared by the users of a run: a user whose sources sent more than BREATHE_ABOVE_KEYS keys takes that many permits
-   * (at most all of them) for its merge and write, so that several users with huge answers are not all held in memory
-   * at once. `runAll` provides it (KEY_BUDGET permits).
+   * Shared by the users of a run: a user whose sources sent, and whose own file holds (estimated from its size), more
+   * than BREATHE_ABOVE_KEYS keys together takes that many permits (at most all of them) for its merge and write, so
+   * that several users with huge answers or files are not all held in memory at once. `runAll` provides it
+   * (KEY_BUDGET permits).
    */
   readonly keyBudget?: { readonly semaphore: Effect.Semaphore; readonly permits: number }
   /**
@@ -535,8 +536,11 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
   if (!options.dryRun) yield* removeStaleTemps(sshDir, startedAt)
   const fetched = yield* reportFetch(fetchedEarly ?? (yield* fetchAllSources(user.sources, policy)))
+  // The user's own file counts too (a 16 MiB one holds 400,000 two-field lines), estimated from its size before it is
+  // read: found in review, a few such files made a run of users with small answers use gigabytes.
+  const localKeys = Math.min(maxLocalKeys(policy, user), Math.ceil((yield* sshDir.authorizedKeysSize) / BYTES_PER_KEY_LINE))
   return yield* withinKeyBudget(
-    fetchedKeyCount(fetched),
+    fetchedKeyCount(fetched) + localKeys,
     options.keyBudget,
     syncDirectory(user, policy, { ...options, startedAt }, owner, sshDir, fetched)
   )
@@ -558,6 +562,9 @@ const withinKeyBudget = <A, E, R>(keys: number, budget: SyncOptions["keyBudget"]
     })
   )
 }
+
+/** A low guess at a key line's length in a large local file (real keys are 80 to 750 bytes), for the budget. */
+const BYTES_PER_KEY_LINE = 40
 
 /** Past this many key lines (the user's file and sources together), the steps below take long enough to share. */
 export const BREATHE_ABOVE_KEYS = 20_000

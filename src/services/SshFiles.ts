@@ -65,6 +65,11 @@ export interface SshDir {
   readonly authorizedKeysPath: string
   readonly readAuthorizedKeys: Effect.Effect<Option.Option<ExistingFile>, UnsafePath | ReadError>
   /**
+   * authorized_keys' size in bytes as lstat sees it now (0 when it is missing or cannot be looked at): only a hint,
+   * for budgeting memory before the file is read; readAuthorizedKeys makes the checks.
+   */
+  readonly authorizedKeysSize: Effect.Effect<number>
+  /**
    * Atomically replace authorized_keys with `content`, via a temp file called `tempName` in the same directory.
    * Before the rename the temp file is read back and given to `verify`, which returns why it is wrong, if it is.
    */
@@ -779,6 +784,12 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
       [UnsafePath, ReadError],
       readFailed
     ).pipe(Effect.map(Option.fromNullable)),
+    authorizedKeysSize: Effect.sync(() =>
+      attempt(() => {
+        dir.guard()
+        return fs.lstatSync(`${dir.base}/${AUTHORIZED_KEYS}`).size
+      }) ?? 0
+    ),
     replaceAuthorizedKeys: (content, owner, tempName, verify) =>
       run<string | undefined, UnsafePath | WriteError>(
         () => replaceFile(dir, sshPath, content, owner, tempName, verify),
@@ -951,6 +962,7 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
             path: sshPath,
             identity: sshPath,
             authorizedKeysPath,
+            authorizedKeysSize: Effect.sync(() => memory.files.get(authorizedKeysPath)?.content.length ?? 0),
             readAuthorizedKeys: Effect.suspend(() => {
               if (memory.symlinks.has(authorizedKeysPath)) {
                 return Effect.fail(new UnsafePath({ user, path: authorizedKeysPath, reason: "it is a symbolic link" }))

@@ -190,6 +190,33 @@ describe("syncUser", () => {
       expect(small.logs.filter((l) => l.msg.startsWith("waiting for other users"))).toEqual([])
     }))
 
+  it.effect("huge files of their own count toward the key budget too, though the answers are small (found in review)", () =>
+    Effect.gen(function*() {
+      const own = (tag: string) =>
+        Array.from({ length: 25_000 }, (_, i) => `ssh-ed25519 AAAAC3Nz${tag}${i.toString(36)} mine@a-laptop-here`).join("\n") + "\n"
+      const w = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` }, (fs) => {
+        fs.writeFile("/home/alice/.ssh/authorized_keys", own("a"), alice)
+        fs.writeFile("/home/bob/.ssh/authorized_keys", own("b"), bob)
+      })
+      const cfg = config({
+        policy: { backup_enabled: false },
+        users: [
+          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://b.example/keys" }] }
+        ]
+      })
+      yield* TestClock.setTime(NOW)
+      const keyBudget = { semaphore: yield* Effect.makeSemaphore(40_000), permits: 40_000 }
+      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(Effect.provide(w.layer))
+      expect(summary.counts.Updated).toBe(2)
+      const waited = w.logs.filter((l) => l.msg === "waiting for other users with many keys to finish (memory budget)")
+      expect(waited).toHaveLength(1)
+      // The estimate from the file's size (about 40 bytes a line), plus the one key fetched.
+      const keys = Number(Object.fromEntries(waited[0]!.fields)["keys"])
+      expect(keys).toBeGreaterThan(25_000)
+      expect(keys).toBeLessThan(40_000)
+    }))
+
   it.effect("a home whose filesystem did not answer: that user fails without its home being touched; others sync", () =>
     Effect.gen(function*() {
       const w = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` }, (fs) =>
