@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
+import { FetchHttpClient, HttpBody, HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { Chunk, Context, Effect, Exit, Fiber, FiberRef, Layer, Option, Stream } from "effect"
 import { constTrue } from "effect/Function"
 import { constants as bufferConstants } from "node:buffer"
@@ -294,6 +294,9 @@ export const make = Effect.gen(function*() {
       yield* FiberRef.set(HttpClient.currentTracerPropagation, false)
       yield* FiberRef.set(HttpClient.currentTracerDisabledWhen, constTrue)
       const client = yield* clientFor(source, options.caFile)
+      // Redirects are followed here, under this module's rules (at most 5, never https to http, headers kept to their
+      // origin). A fetch-based client would follow them itself, past every rule, unless told not to.
+      const requestInit = { ...Option.getOrUndefined(yield* Effect.serviceOption(FetchHttpClient.RequestInit)), redirect: "manual" as const }
       const shown = redactUrl(source.url)
       const fail = (status: number, detail: string) => new SourceFetchError({ url: shown, reason: "Status", status, detail })
       const first = firstHop(source)
@@ -302,11 +305,23 @@ export const make = Effect.gen(function*() {
       for (let hops = 0;; hops++) {
         // After a redirect, a failure says where it happened: the configured URL alone sends one looking in vain.
         const at = hops === 0 ? "" : ` (at ${redactUrl(hop.url)}, after ${hops} redirect${hops === 1 ? "" : "s"})`
-        const response = yield* client.execute(buildRequest(hop)).pipe(
+        const request = buildRequest(hop)
+        const response = yield* client.execute(request).pipe(
+          Effect.provideService(FetchHttpClient.RequestInit, requestInit),
           Effect.mapError((error) =>
             new SourceFetchError({ url: shown, reason: "Transport", detail: describeCause(error.cause ?? error) + at, cause: error })
           )
         )
+        if (response.request.url !== request.url) {
+          // A client wrapped in HttpClient.followRedirects answered for another request than the one sent.
+          discardBody(response)
+          return yield* new SourceFetchError({
+            url: shown,
+            reason: "Transport",
+            detail: "the HttpClient followed a redirect by itself; provide one that does not (redirects are followed " +
+              `by this tool, under its own rules)${at}`
+          })
+        }
         if (response.status !== 200) discardBody(response)
         if (REDIRECT_STATUSES.has(response.status)) {
           if (hops >= MAX_REDIRECTS) return yield* fail(response.status, `more than ${MAX_REDIRECTS} redirects`)
