@@ -585,12 +585,15 @@ const makeHttpClient = (hosts?: HostLookup) => Effect.map(makeTransport(undefine
 /** The default client: built-in CAs, proxies from the environment. @since 0.2.0 */
 export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(HttpClient.HttpClient, makeHttpClient())
 
+/** How long a CA file that could not be used stays failed before it is read again. */
+const CA_FAILURE_LIFETIME_MS = 60_000
+
 /** One client per CA file (see layerTrustedCaClients); `hosts` when they share the run's host lookups. */
 const makeTrustedCaClients = (hosts?: HostLookup) =>
   Effect.gen(function*() {
     const transports: Array<Transport> = []
     yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach((transport) => transport.close())))
-    const clients = new Map<string, Promise<HttpClient.HttpClient | CaFileError>>()
+    const clients = new Map<string, { readonly client: Promise<HttpClient.HttpClient | CaFileError>; readonly at: number }>()
     const load = async (caFile: string): Promise<HttpClient.HttpClient | CaFileError> => {
       let pem: string
       try {
@@ -608,12 +611,14 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
     return TrustedCaClients.of({
       forCaFile: (caFile) =>
         Effect.flatMap(
-          Effect.promise(() => {
-            let client = clients.get(caFile)
-            if (client === undefined) {
-              client = load(caFile)
-              clients.set(caFile, client)
-            }
+          Effect.promise(async () => {
+            const now = Date.now()
+            const known = clients.get(caFile)
+            // A failure is shared for a run's length, not for the layer's life (a library user's daemon keeps it).
+            const stale = known !== undefined && now - known.at >= CA_FAILURE_LIFETIME_MS && (await known.client) instanceof CaFileError
+            if (known !== undefined && !stale) return known.client
+            const client = load(caFile)
+            clients.set(caFile, { client, at: now })
             return client
           }),
           (client) => (client instanceof CaFileError ? Effect.fail(client) : Effect.succeed(client))

@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Exit, Fiber } from "effect"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
 import { layerTrustedCaClients, TrustedCaClients } from "../../src/services/HttpTransport.js"
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -47,6 +47,32 @@ describe("TrustedCaClients", () => {
       })
       await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(layerTrustedCaClients))))
     } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("a CA file that could not be used is read again after a minute, not kept failed for the layer's life", async () => {
+    // Found in review: a library user's daemon keeps one layer for many runs; a CA file installed after a failed run
+    // was never read again.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aks-ca-"))
+    const ca = path.join(dir, "ca.pem")
+    const start = Date.now()
+    const clock = vi.spyOn(Date, "now").mockReturnValue(start)
+    try {
+      const program = Effect.gen(function*() {
+        const clients = yield* TrustedCaClients
+        expect(Exit.isFailure(yield* Effect.exit(clients.forCaFile(ca)))).toBe(true)
+        fs.writeFileSync(ca, PEM)
+        // Within the run's minute the failure is shared (one read per run)...
+        clock.mockReturnValue(start + 59_000)
+        expect(Exit.isFailure(yield* Effect.exit(clients.forCaFile(ca)))).toBe(true)
+        // ...after it, the file is read again.
+        clock.mockReturnValue(start + 60_000)
+        expect(Exit.isSuccess(yield* Effect.exit(clients.forCaFile(ca)))).toBe(true)
+      })
+      await Effect.runPromise(Effect.scoped(program.pipe(Effect.provide(layerTrustedCaClients))))
+    } finally {
+      clock.mockRestore()
       fs.rmSync(dir, { recursive: true, force: true })
     }
   })

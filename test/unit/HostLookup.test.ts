@@ -5,9 +5,9 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import { Transport } from "../../src/services/HttpTransport.js"
-import { getentResolve, HostLookup, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+import { ANSWER_LIFETIME_MS, getentResolve, HostLookup, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
 import { limitConcurrency } from "../../src/services/internal/limitConcurrency.js"
 
 /** A resolver the test answers by hand, recording every name it was asked for. */
@@ -59,6 +59,30 @@ describe("HostLookup: each name once per run, few at a time", () => {
     }
     expect((await lookupOnce(hosts, "gone.example")).error?.code).toBe("EAI_AGAIN")
     expect(dns.asked).toEqual(["gone.example"])
+  })
+
+  it("an answer or failure is shared for a minute, then the name is asked again (a layer kept for many runs)", async () => {
+    const dns = scriptedResolver()
+    const hosts = new HostLookup(dns.resolve)
+    const start = Date.now()
+    const clock = vi.spyOn(Date, "now").mockReturnValue(start)
+    try {
+      const first = lookupOnce(hosts, "flaky.example")
+      await settled()
+      dns.fail("flaky.example", Object.assign(new Error("getaddrinfo EAI_AGAIN flaky.example"), { code: "EAI_AGAIN" }))
+      expect((await first).error?.code).toBe("EAI_AGAIN")
+      clock.mockReturnValue(start + ANSWER_LIFETIME_MS - 1)
+      expect((await lookupOnce(hosts, "flaky.example")).error?.code).toBe("EAI_AGAIN")
+      expect(dns.asked).toEqual(["flaky.example"])
+      clock.mockReturnValue(start + ANSWER_LIFETIME_MS)
+      const again = lookupOnce(hosts, "flaky.example")
+      await settled()
+      dns.answer("flaky.example", [V4])
+      expect(await again).toEqual({ error: null, address: "192.0.2.10", family: 4 })
+      expect(dns.asked).toEqual(["flaky.example", "flaky.example"])
+    } finally {
+      clock.mockRestore()
+    }
   })
 
   it("at most two lookups run at once; the third starts when one ends", async () => {

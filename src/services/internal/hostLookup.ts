@@ -135,8 +135,14 @@ const copyError = (error: unknown): NodeJS.ErrnoException =>
 const familyNumber = (family: dns.LookupOptions["family"]): number =>
   family === "IPv4" ? 4 : family === "IPv6" ? 6 : typeof family === "number" ? family : 0
 
+/**
+ * How long an answer (or a failure) is shared. A run takes seconds, so each name is looked up once per run; a program
+ * that keeps one HTTP layer for many runs (a library user's daemon) asks again after this.
+ */
+export const ANSWER_LIFETIME_MS = 60_000
+
 export class HostLookup {
-  private readonly answers = new Map<string, Promise<ReadonlyArray<dns.LookupAddress>>>()
+  private readonly answers = new Map<string, { readonly answer: Promise<ReadonlyArray<dns.LookupAddress>>; readonly at: number }>()
   private readonly ended = new AbortController()
   private readonly resolve: ResolveHost
 
@@ -157,10 +163,12 @@ export class HostLookup {
     const family = familyNumber(options.family)
     const hints = options.hints ?? 0
     const key = `${family}/${hints}/${hostname}`
-    let answer = this.answers.get(key)
+    const now = Date.now()
+    const known = this.answers.get(key)
+    let answer = known !== undefined && now - known.at < ANSWER_LIFETIME_MS ? known.answer : undefined
     if (answer === undefined) {
       answer = this.resolve(hostname, { family, hints, signal: this.ended.signal })
-      this.answers.set(key, answer)
+      this.answers.set(key, { answer, at: now })
     }
     answer.then(
       (addresses) => {
