@@ -9,7 +9,7 @@
  */
 import { createHash } from "node:crypto"
 
-const KEY_TYPE = /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+)$/
+const KEY_TYPE = /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+|rsa-sha2-[A-Za-z0-9@._+-]+)$/
 const BLOB = /^[A-Za-z0-9+/]+={0,2}$/
 
 /** Split on unquoted white space; a backslash escapes a quote inside quotes, as sshd reads options. */
@@ -50,9 +50,23 @@ export const keyMaterial = (line: string): { readonly type: string; readonly blo
     if (type === undefined || token === undefined || !KEY_TYPE.test(type)) continue
     // `AAAA\vC3Nz…` is the key `AAAAC3Nz…` to sshd: read as anything else, a user could keep a revoked key working.
     const blob = token.replace(SKIPPED_IN_BLOB, "")
-    if (BLOB.test(blob)) return { type, blob }
+    if (BLOB.test(blob)) return { type: blobType(blob) ?? type, blob }
   }
   return undefined
+}
+
+/**
+ * The key type written inside the blob (a length, then the name), when it is one: sshd takes `rsa-sha2-512 <an
+ * ssh-rsa key>` (and `rsa-sha2-256`, and their certificate names) as that ssh-rsa key, so the identity must too, or a
+ * user could keep a revoked RSA key working under another name. For a well-formed line it is the line's own type.
+ */
+const blobType = (blob: string): string | undefined => {
+  const head = Buffer.from(blob.slice(0, 80), "base64")
+  if (head.length < 4) return undefined
+  const length = head.readUInt32BE(0)
+  if (length === 0 || length > head.length - 4) return undefined
+  const name = head.toString("latin1", 4, 4 + length)
+  return KEY_TYPE.test(name) ? name : undefined
 }
 
 /**

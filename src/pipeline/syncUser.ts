@@ -462,12 +462,13 @@ export interface GuardIdentities {
 
 /** Pure: guardCounts from the identities before and after (each computed once, maybe with a pause between). @since 0.3.0 */
 export const guardCountsOf = (was: GuardIdentities, is: GuardIdentities, managed?: ReadonlySet<string>): GuardCounts => {
-  // With a record, what the tool wrote last time against what it writes now: the user's edits play no part. (Counted
-  // over the managed keys left in the file, a user who deleted all but one could make its revocation "100%" and
-  // keep a revoked key working.)
+  // With a record, the share is taken of what the tool wrote last time, whatever the user deleted since: over the
+  // managed keys left in the file, a user who deleted all but one could make its revocation "100%" and keep a revoked
+  // key working. What is removed is what this rewrite takes out of the file (of those, with a record): a key the user
+  // deleted by hand is not removed again.
   const beforeIds = managed ?? was.all
   let removed = 0
-  for (const id of beforeIds) if (!is.all.has(id)) removed++
+  for (const id of beforeIds) if (was.all.has(id) && !is.all.has(id)) removed++
   return { before: beforeIds.size, after: is.all.size, removed, usableBefore: was.usable.size, usableAfter: is.usable.size }
 }
 
@@ -520,13 +521,13 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
     ? yield* fetchAllSources(user.sources, policy)
     : undefined
   const sshDir = yield* files.open(account).pipe(
-    // A group-writable ~ or ~/.ssh is fine when the group is the user's own alone (Debian's sshd accepts it): asked
-    // only then, since it takes a getent.
+    // A group-writable ~ or ~/.ssh is fine when the group is the user's own alone on a host whose sshd (Debian's)
+    // accepts that: asked only then, since it takes a getent or two.
     Effect.catchIf(
       (error) => error._tag === "UnsafePath" && error.primaryGroupWritable === true,
       (refused) =>
-        Effect.flatMap(accounts.ownsPrimaryGroup(account), (own) =>
-          own ? files.open(account, { primaryGroupMayWrite: true }) : Effect.fail(refused))
+        Effect.flatMap(accounts.sshdAcceptsGroupWritable(account), (accepted) =>
+          accepted ? files.open(account, { primaryGroupMayWrite: true }) : Effect.fail(refused))
     )
   )
   const other = options.claimDirectory?.(sshDir.identity, user.username)

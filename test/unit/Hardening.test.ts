@@ -22,6 +22,8 @@ import { guardCounts, MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason }
 // A real ed25519 public key (from ssh-keygen) and its fingerprint as `ssh-keygen -lf` prints it.
 const REAL = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1mk5hqgl2RJYTdiG87pSjs68yTb7XPHbQVX9zzwanM"
 const REAL_FP = "SHA256:j5xG/hhaFrU8SjZmhUpDUIvuTf00Quf8NDf+LRXspwg"
+// The start of an ssh-rsa blob: length 7, "ssh-rsa", then the exponent and modulus.
+const RSA_BLOB = Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from("ssh-rsa"), Buffer.from([0, 0, 0, 3, 1, 0, 1, 0, 0, 0, 3, 0, 0xc5, 0x11])]).toString("base64")
 
 describe("keyMaterial / keyIdentity", () => {
   const cases: ReadonlyArray<[string, string, string]> = [
@@ -38,7 +40,11 @@ describe("keyMaterial / keyIdentity", () => {
     ["not base64: the whole line", "ssh-ed25519 not!base64 c", "ssh-ed25519 not!base64 c"],
     // sshd's base64 decoder skips these inside the key (found in review: such a line kept a revoked key working).
     ["vertical tab, form feed, CR inside the key: the same key, as sshd reads it", "ssh-ed25519 AAAA\vB\fB\r1 c", "ssh-ed25519 AAAABB1"],
-    ["the same inside a key after options", "no-pty ssh-ed25519 AAAA\vBB1 c", "ssh-ed25519 AAAABB1"]
+    ["the same inside a key after options", "no-pty ssh-ed25519 AAAA\vBB1 c", "ssh-ed25519 AAAABB1"],
+    // The type written inside the blob decides, as for sshd (found in review: rsa-sha2-512 <an ssh-rsa key> works).
+    ["an ssh-rsa key written as rsa-sha2-512", `rsa-sha2-512 ${RSA_BLOB} c`, `ssh-rsa ${RSA_BLOB}`],
+    ["an ssh-rsa key written as rsa-sha2-256 after options", `no-pty rsa-sha2-256 ${RSA_BLOB}`, `ssh-rsa ${RSA_BLOB}`],
+    ["a real ed25519 key keeps its type", `${REAL} me`, REAL]
   ]
   for (const [name, line, identity] of cases) {
     it(name, () => expect(keyIdentity(line)).toBe(identity))
@@ -111,6 +117,11 @@ describe("selectLocalKeys (revocation)", () => {
   it("revokes a key split by white space sshd skips inside it (\\v, \\f, \\r)", () => {
     const split = ["ssh-ed25519 AA\vAAK2 mine", "ssh-ed25519 AAAA\fK2", "ssh-ed25519 AAAAK\r2 x"]
     expect(selectLocalKeys(split, new Set([keyIdentity(K2)]), new Set())).toEqual({ kept: [], revoked: split })
+  })
+  it("revokes an ssh-rsa key the user renamed rsa-sha2-512 or rsa-sha2-256 (sshd takes it as the same key)", () => {
+    const renamed = [`rsa-sha2-512 ${RSA_BLOB} mine`, `from="10.0.0.1" rsa-sha2-256 ${RSA_BLOB}`]
+    const managed = new Set([keyIdentity(`ssh-rsa ${RSA_BLOB} from-source`)])
+    expect(selectLocalKeys(renamed, managed, new Set())).toEqual({ kept: [], revoked: renamed })
   })
   it("drops the old line of a managed key that is still provided (the provider's line is written instead)", () => {
     expect(selectLocalKeys(["ssh-ed25519 AAAAK1 old-comment"], new Set([keyIdentity(K1)]), new Set([keyIdentity(K1)])))
@@ -288,6 +299,13 @@ describe("guardCounts with a record of managed keys", () => {
     const counts = guardCounts(["ssh-ed25519 AAAAM1 m1"], ["ssh-ed25519 AAAAM2 m2", "ssh-ed25519 AAAAM3 m3"], managed)
     expect(counts).toMatchObject({ before: 3, removed: 1 })
     expect(checkGuards("u", "/f", counts, { allow_empty: false, max_removed_percent: 50 })).toBeUndefined()
+  })
+  it("keys the user deleted by hand are not counted as removed by the rewrite (found in review)", () => {
+    // The tool wrote M1, M2, M3; the user deleted M1 and M2; the source now sends M3 and a new M4.
+    const managed = new Set(["ssh-ed25519 AAAAM1", "ssh-ed25519 AAAAM2", "ssh-ed25519 AAAAM3"])
+    const counts = guardCounts(["ssh-ed25519 AAAAM3 m3"], ["ssh-ed25519 AAAAM3 m3", "ssh-ed25519 AAAAM4 m4"], managed)
+    expect(counts).toMatchObject({ before: 3, removed: 0 })
+    expect(checkGuards("u", "/f", counts, { allow_empty: false, max_removed_keys: 1 })).toBeUndefined()
   })
 })
 
