@@ -67,8 +67,8 @@ export class UnsafePath extends Data.TaggedError("UnsafePath")<{
   readonly path: string
   readonly reason: string
   /**
-   * Refused only because the user's primary group may write to it: allowed after all when that group is the user's
-   * own alone (see `Accounts.ownsPrimaryGroup`).
+   * Refused only because the user's primary group may write to it: allowed after all when sshd here accepts that
+   * (see `Accounts.sshdAcceptsGroupWritable`).
    */
   readonly primaryGroupWritable?: true
 }> {

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { execFile } from "node:child_process"
+import { existsSync } from "node:fs"
 import { Clock, Context, Effect, Either, Layer } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./internal/systemCommands.js"
@@ -26,13 +27,12 @@ export class Accounts extends Context.Tag("authkeysync/Accounts")<Accounts, {
   /** Every name at once (on Linux one `getent` call for all of them); each name gets its own answer. */
   readonly lookupAll: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, AccountLookup>>
   /**
-   * Whether the account's primary group is its own alone: named as the account, with no other member listed. Debian's
-   * and Ubuntu's sshd accept a group-writable `~` and `~/.ssh` whose group is such a group (their umask for such
-   * accounts is 002). False when it cannot be told (no answer, macOS). Other accounts that have the group as their
-   * primary group, which Debian's sshd also counts, are not looked for (that takes the whole account list); this
-   * tool's own writes do not depend on the rule, which only spares users whose file sshd would use.
+   * Whether sshd on this host accepts a `~` and `~/.ssh` that the account's primary group may write: on Debian and its
+   * derivatives (Ubuntu; their sshd carries that exception, and their umask for such accounts is 002) when the group is
+   * the account's own alone, as that sshd rules it: named as the account, no other member listed, and no other account
+   * with it as primary group. False elsewhere (stock OpenSSH refuses such a directory) and when it cannot be told.
    */
-  readonly ownsPrimaryGroup: (account: Account) => Effect.Effect<boolean>
+  readonly sshdAcceptsGroupWritable: (account: Account) => Effect.Effect<boolean>
 }>() {}
 
 // =============================================================================
@@ -244,9 +244,21 @@ export const isOwnGroupLine = (line: string, account: Account): boolean => {
   return members.split(",").every((member) => member === "" || member === account.name)
 }
 
+/** Debian and its derivatives say so here; their sshd has the group-writable exception (user-group-modes). */
+const DEBIAN_VERSION_FILE = "/etc/debian_version"
+
 const ownsPrimaryGroupLinux = (run: RunCommand, account: Account): Effect.Effect<boolean> =>
   run("getent", ["group", "--", String(account.gid)]).pipe(
-    Effect.map(({ code, stdout }) => code === 0 && isOwnGroupLine(stdout.split("\n")[0] ?? "", account)),
+    Effect.flatMap(({ code, stdout }) =>
+      code === 0 && isOwnGroupLine(stdout.split("\n")[0] ?? "", account)
+        // Members by primary group are not in the group's line: the whole account list is, as sshd reads it.
+        ? Effect.map(run("getent", ["passwd"]), ({ code: listed, stdout: accounts }) =>
+          listed === 0 && accounts.split("\n").every((line) => {
+            const other = parsePasswdLine(line)
+            return other === undefined || other.gid !== account.gid || other.name === account.name
+          }))
+        : Effect.succeed(false)
+    ),
     Effect.orElseSucceed(() => false)
   )
 
@@ -316,6 +328,8 @@ export const layerWith = (options: {
   readonly commandDirs: ReadonlyArray<string>
   /** How long one `getent` may take before it is killed (a hung NSS source); 15 s unless given. */
   readonly lookupTimeoutMs?: number
+  /** Whether sshd here is Debian's (see sshdAcceptsGroupWritable); unless given, whether /etc/debian_version exists. */
+  readonly debianFamily?: boolean
 }): Layer.Layer<Accounts> => {
   const timeoutMs = options.lookupTimeoutMs ?? LOOKUP_TIMEOUT_MS
   const run = runIn([...options.commandDirs], timeoutMs)
@@ -324,7 +338,10 @@ export const layerWith = (options: {
     Accounts.of({
       lookup: (name) => lookupOne(run, name),
       lookupAll: (names) => lookupAll(run, names, timeoutMs),
-      ownsPrimaryGroup: (account) => (process.platform === "linux" ? ownsPrimaryGroupLinux(run, account) : Effect.succeed(false))
+      sshdAcceptsGroupWritable: (account) =>
+        process.platform === "linux" && options.debianFamily !== false && (options.debianFamily === true || existsSync(DEBIAN_VERSION_FILE))
+          ? ownsPrimaryGroupLinux(run, account)
+          : Effect.succeed(false)
     })
   )
 }
@@ -336,8 +353,11 @@ export const layerWith = (options: {
  */
 export const layer: Layer.Layer<Accounts> = layerWith({ commandDirs: SYSTEM_COMMAND_DIRS })
 
-/** A fixed set of accounts; those named in `ownGroups` own their primary group alone. @since 0.1.0 */
-export const layerTest = (accounts: ReadonlyArray<Account>, ownGroups: ReadonlyArray<string> = []): Layer.Layer<Accounts> => {
+/** A fixed set of accounts; sshd accepts group-writable directories of those named in `groupWritableAccepted`. @since 0.1.0 */
+export const layerTest = (
+  accounts: ReadonlyArray<Account>,
+  groupWritableAccepted: ReadonlyArray<string> = []
+): Layer.Layer<Accounts> => {
   const find = (name: string): Effect.Effect<Account, UserNotFound> => {
     const account = accounts.find((a) => a.name === name)
     return account ? Effect.succeed(account) : Effect.fail(new UserNotFound({ user: name }))
@@ -350,7 +370,7 @@ export const layerTest = (accounts: ReadonlyArray<Account>, ownGroups: ReadonlyA
         Effect.forEach(names, (name) => Effect.either(find(name)).pipe(Effect.map((e) => [name, e] as const))).pipe(
           Effect.map((entries) => new Map(entries))
         ),
-      ownsPrimaryGroup: (account) => Effect.succeed(ownGroups.includes(account.name))
+      sshdAcceptsGroupWritable: (account) => Effect.succeed(groupWritableAccepted.includes(account.name))
     })
   )
 }

@@ -410,6 +410,12 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
    */
   private cutShort(source: http.IncomingMessage): Error | undefined {
     if (this.failure !== undefined) return this.failure
+    const transfer = source.headers["transfer-encoding"]
+    // Node's parser takes off a last coding that is chunked and hands on the rest (gzip bytes, as if they were the
+    // body); Go's net/http refuses any transfer coding but chunked alone, and ignores the header before HTTP/1.1.
+    if (transfer !== undefined && transfer.trim().toLowerCase() !== "chunked" && !(source.httpVersionMajor === 1 && source.httpVersionMinor === 0)) {
+      return new Error(`the answer has Transfer-Encoding ${JSON.stringify(transfer)}; only chunked is read, as in the Go original`)
+    }
     return source.destroyed && !source.complete ? incomplete() : undefined
   }
   /** The body, for its one reader; undefined when it was read or discarded before. */
@@ -442,7 +448,10 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
       const source = this.take()
       if (source === undefined) return resume(Effect.fail(this.decodeError(new Error("the body was already read"))))
       const short = this.cutShort(source)
-      if (short !== undefined) return resume(Effect.fail(this.decodeError(short)))
+      if (short !== undefined) {
+        release(source)
+        return resume(Effect.fail(this.decodeError(short)))
+      }
       const chunks: Array<Buffer> = []
       let settled = false
       const fail = (cause: unknown) => {
@@ -485,7 +494,9 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
         source = this.take()
         if (source === undefined) return failedReadable(new Error("the body was already read"))
         const short = this.cutShort(source)
-        return short === undefined ? source : failedReadable(short)
+        if (short === undefined) return source
+        release(source)
+        return failedReadable(short)
       },
       (cause) => this.decodeError(cause)
     ).pipe(

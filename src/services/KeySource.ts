@@ -126,19 +126,6 @@ const COMPRESSING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "br", "compres
  * revoked).
  */
 const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
-  // Node's parser takes off the last coding when it is chunked and hands on the rest (gzip bytes, as if they were text);
-  // Go's net/http refuses any transfer coding but chunked alone, and so does this.
-  const transfer = response.headers["transfer-encoding"]
-  if (transfer !== undefined && transfer.trim().toLowerCase() !== "chunked") {
-    discardBody(response)
-    return Effect.fail(
-      new SourceFetchError({
-        url,
-        reason: "Body",
-        detail: `the answer has Transfer-Encoding ${JSON.stringify(transfer)}; only chunked is read, as in the Go original`
-      })
-    )
-  }
   const encoding = (response.headers["content-encoding"] ?? "").trim().toLowerCase()
   // Only a coding that compresses makes the body unreadable as text; anything else (a charset put there by a
   // misconfigured server, "none", "binary") is read as it is, as the Go original (net/http) and earlier builds read it.

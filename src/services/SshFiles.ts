@@ -588,7 +588,8 @@ const sshDirAbsence = (account: Account): SshDirMissing | undefined => {
       : new SshDirMissing({ user: account.name, path: sshPath, reason: "not-a-directory" })
   } catch (error) {
     const code = (error as Errno).code
-    return code === "ENOENT" || code === "ENOTDIR" ? new SshDirMissing({ user: account.name, path: sshPath, reason: "missing" }) : undefined
+    // Not ENOTDIR: a home that is a file is an error, as in the Go original (whose os.IsNotExist is false for it).
+    return code === "ENOENT" ? new SshDirMissing({ user: account.name, path: sshPath, reason: "missing" }) : undefined
   }
 }
 
@@ -861,7 +862,9 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
         // or in a home inside a directory they control (`~/bobhome -> ~victim`), and took the victim's `.ssh` for
         // theirs, which got the victim refused on every run. A home or `.ssh` that `open` refuses has no identity:
         // only its own account is refused (by open).
-        const dir = attempt(() => openSsh(account))
+        // Which directory it is does not depend on who may write to it: with a group-writable `.ssh` allowed here, two
+        // accounts that share one are still both found (open decides later whether it may be used).
+        const dir = attempt(() => openSsh(account, true))
         if (dir === undefined) return Option.none()
         closeQuietly(dir.fd)
         return Option.some(`${dir.dev}:${dir.ino}`)

@@ -215,6 +215,26 @@ describeAsRoot("failures (e2e)", () => {
     }
   })
 
+  it("a home that is a regular file fails its user (as in the Go original), it is not skipped (found in review)", async () => {
+    const bob = await users.create()
+    const dir = await fs.mkdtemp("/tmp/akse2e-homefile-")
+    const file = `${dir}/home`
+    await fs.writeFile(file, "not a directory\n")
+    await exec("usermod", ["-d", file, bob.name])
+    try {
+      server.keys("/homefile", [key("homefile")])
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/homefile"))]))
+      expect(run.code, run.stdout).toBe(1)
+      expect(logsWith(run, /^user not synced/, bob.name)[0]?.msg).toBe(
+        `user not synced, authorized_keys left untouched: refusing to use ${file}: the home is not a directory`
+      )
+      expect(await fs.readFile(file, "utf8")).toBe("not a directory\n")
+    } finally {
+      await exec("usermod", ["-d", bob.home, bob.name])
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it(".ssh that is a regular file: skipped with a warning, exit 0, file untouched", async () => {
     const bob = await users.create()
     await fs.writeFile(bob.sshDir, "not a directory\n")

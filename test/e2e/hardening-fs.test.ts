@@ -7,6 +7,7 @@
  * as they were, the canary untouched, and another user of the same run still synced.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -286,7 +287,7 @@ describeAsRoot("hardening: file system (e2e)", () => {
     await other.expectSynced(run)
   })
 
-  it("7b. a group-writable home (0775) and ~/.ssh (0770) whose group is the user's own alone are used, as Debian's sshd accepts them", async () => {
+  it("7b. on Debian, a group-writable home (0775) and ~/.ssh (0770) whose group is the user's own alone are used, as its sshd accepts them", async () => {
     const bob = await users.create({ ssh: true })
     const { stdout } = await exec("getent", ["group", String(bob.gid)])
     expect(stdout.split(":")[0], "useradd made a group of the user's own (USERGROUPS_ENAB)").toBe(bob.name)
@@ -296,6 +297,11 @@ describeAsRoot("hardening: file system (e2e)", () => {
 
     const run = await runWithConfig(config([userWith(bob.name, server.url("/own-group"))]))
 
+    if (!existsSync("/etc/debian_version")) {
+      // Stock OpenSSH refuses such a directory, and so does the tool.
+      expectUserRefused(run, bob.name, `refusing to use ${bob.home}: it is writable by group or others (mode 0775)`)
+      return
+    }
     expectSummary(run, { updated: 1, failed: 0 })
     await expectSyncedFile(bob, [{ source: server.url("/own-group"), keys: [key("own-group")] }], run)
     expect(await statOf(bob.authorizedKeys)).toEqual({ mode: 0o600, uid: bob.uid, gid: bob.gid })
@@ -307,6 +313,21 @@ describeAsRoot("hardening: file system (e2e)", () => {
     const refused = await runWithConfig(config([userWith(bob.name, server.url("/own-group"))]))
     expectUserRefused(refused, bob.name, `refusing to use ${bob.sshDir}: it is writable by group or others (mode 0770)`)
     expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(written)
+  })
+
+  it("7c. a group-writable ~/.ssh (0770) whose group is another account's primary group too is refused (found in review)", async () => {
+    const { user: bob, content } = await userWithFile("ssh770-shared-gid")
+    await fs.chmod(bob.sshDir, 0o770)
+    const other = await unusedUserName()
+    await exec("useradd", ["-M", "-g", String(bob.gid), "-s", "/usr/sbin/nologin", other])
+    try {
+      server.keys("/shared-gid", [key("shared-gid")])
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/shared-gid"))]))
+      await expectFileUnchanged(bob, content)
+      expectUserRefused(run, bob.name, `refusing to use ${bob.sshDir}: it is writable by group or others (mode 0770)`)
+    } finally {
+      await exec("userdel", [other]).catch(() => undefined)
+    }
   })
 
   it("8. a world-writable ~/.ssh (0777) is refused, others synced", async () => {

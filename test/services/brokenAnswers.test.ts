@@ -103,6 +103,11 @@ describe("transfer codings", () => {
     expectBodyFailure(await run(fetch("/te-gzip")), /Transfer-Encoding "gzip, chunked"/)
   })
 
+  it("before HTTP/1.1 the header is ignored, as Go ignores it: an HTTP/1.0 body read to the close is used (found in review)", async () => {
+    routes["/te-http10"] = (socket) => socket.end(`HTTP/1.0 200 OK\r\nTransfer-Encoding: identity\r\n\r\n${KEY}`)
+    expect(await run(fetch("/te-http10"))).toEqual(Exit.succeed(KEY))
+  })
+
   it("plain chunked, in any case, is read", async () => {
     routes["/chunked"] = (socket) => socket.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n${chunk(KEY)}0\r\n\r\n`)
     expect(await run(fetch("/chunked"))).toEqual(Exit.succeed(KEY))

@@ -332,27 +332,41 @@ describe("isOwnGroupLine (Debian's rule for a group-writable ~ and ~/.ssh)", () 
   ] as const)("%s", (_, line, own) => expect(isOwnGroupLine(line, bob)).toBe(own))
 })
 
-describe.skipIf(process.platform !== "linux")("layer: ownsPrimaryGroup asks getent group by gid", () => {
+describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (Debian's sshd rule)", () => {
   const bob = { name: "bob", uid: 1001, gid: 1001, home: "/home/bob" }
-  const withGetent = async (script: string, account: Account) => {
+  const PASSWD = "root:x:0:0::/root:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\nalice:x:1002:1002::/home/alice:/bin/sh"
+  /** A getent answering `group -- 1001` with `group` and `passwd` with `passwd`. */
+  const withGetent = async (group: string, options: { passwd?: string; debianFamily?: boolean } = {}) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
-    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\n${script}\n`, { mode: 0o755 })
+    const script = [
+      "#!/bin/sh",
+      `[ "$*" = "group -- 1001" ] && { ${group}; exit; }`,
+      `[ "$*" = "passwd" ] && { printf '%s\\n' "${options.passwd ?? PASSWD}"; exit 0; }`,
+      "exit 2"
+    ].join("\n")
+    writeFileSync(path.join(dir, "getent"), `${script}\n`, { mode: 0o755 })
     try {
       return await Effect.runPromise(
-        Effect.flatMap(Accounts, (accounts) => accounts.ownsPrimaryGroup(account)).pipe(
-          Effect.provide(layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS] }))
+        Effect.flatMap(Accounts, (accounts) => accounts.sshdAcceptsGroupWritable(bob)).pipe(
+          Effect.provide(layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], debianFamily: options.debianFamily ?? true }))
         )
       )
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   }
-  it("the user's own group: true; the question is `group -- <gid>`", async () => {
-    expect(await withGetent(`[ "$*" = "group -- 1001" ] && echo "bob:x:1001:" || exit 2`, bob)).toBe(true)
+  it("Debian, the user's own group, no other account in it: true", async () => {
+    expect(await withGetent(`echo "bob:x:1001:"`)).toBe(true)
   })
-  it("a group with another member, no such group (exit 2), or a getent that fails: false", async () => {
-    expect(await withGetent(`echo "bob:x:1001:bob,alice"`, bob)).toBe(false)
-    expect(await withGetent("exit 2", bob)).toBe(false)
-    expect(await withGetent("kill -TERM $$", bob)).toBe(false)
+  it("another account with it as primary group (not listed in the group's line): false (found in review)", async () => {
+    expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\ncarol:x:1003:1001::/home/carol:/bin/sh` })).toBe(false)
+  })
+  it("another member, no such group (exit 2), a getent that fails: false", async () => {
+    expect(await withGetent(`echo "bob:x:1001:bob,alice"`)).toBe(false)
+    expect(await withGetent("exit 2")).toBe(false)
+    expect(await withGetent("kill -TERM $$")).toBe(false)
+  })
+  it("not Debian (stock OpenSSH refuses any group-writable ~/.ssh): false without asking", async () => {
+    expect(await withGetent(`echo "bob:x:1001:"`, { debianFamily: false })).toBe(false)
   })
 })
