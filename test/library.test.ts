@@ -78,7 +78,8 @@ describe("library entry (src/index.ts)", () => {
         policy: { backup_enabled: false },
         users: [{ username: "ops", sources: [{ url: "https://keys.internal/ops" }] }]
       })
-      const summary = yield* lib.runAll(config, { dryRun: false, concurrency: 1, build: lib.buildInfo }).pipe(
+      // Only what the caller decides: the concurrency and the header's build default to the package's own.
+      const summary = yield* lib.runAll(config, { dryRun: false }).pipe(
         Effect.provide(Layer.mergeAll(
           lib.KeySource.layerTest({ "https://keys.internal/ops": `${KEY}\n` }),
           lib.SshFiles.layerMemory(memory),
@@ -89,6 +90,7 @@ describe("library entry (src/index.ts)", () => {
       )
       expect(summary.exitCode).toBe(0)
       expect(lib.buildInfo.version).toMatch(/^v\d+\.\d+\.\d+$/)
+      expect(memory.read("/home/ops/.ssh/authorized_keys")).toContain(`\n# Version:   ${lib.buildInfo.version}\n`)
       expect(memory.read("/home/ops/.ssh/authorized_keys")?.endsWith(`\n# Source: https://keys.internal/ops\n${KEY}\n`)).toBe(true)
     }))
 

@@ -5,19 +5,32 @@
  */
 import * as nodePath from "node:path"
 import { Clock, Effect, Either, Exit, Option } from "effect"
+import { buildInfo } from "../Build.js"
 import { Accounts } from "../services/Accounts.js"
 import { SshFiles } from "../services/SshFiles.js"
 import { boundedParallel } from "./boundedParallel.js"
 import type { Config } from "./Config.js"
 import { UserSyncAborted } from "./Errors.js"
+import type { BuildInfo } from "./Render.js"
 import { KEY_BUDGET, type SyncOptions, syncUserOutcome, type UserOutcome } from "./syncUser.js"
 
-/** @since 0.1.0 */
-export interface RunOptions extends SyncOptions {
-  /** How many users are synced at the same time. */
-  readonly concurrency: number
+/**
+ * What a caller decides about a run; everything else a user's sync needs (the accounts and directories of all the
+ * users, their shared checks) `runAll` works out itself.
+ *
+ * @since 0.1.0
+ */
+export interface RunOptions {
+  readonly dryRun: boolean
+  /** How many users are synced at the same time; DEFAULT_CONCURRENCY unless given. */
+  readonly concurrency?: number
+  /** What the file header names as the writer (version, commit, build date); this package's `buildInfo` unless given. */
+  readonly build?: BuildInfo
+  /** The memory budget users with huge inputs share (see SyncOptions.keyBudget); KEY_BUDGET permits unless given. */
+  readonly keyBudget?: SyncOptions["keyBudget"]
 }
 
+/** @since 0.1.0 */
 export const DEFAULT_CONCURRENCY = 64
 
 /** @since 0.1.0 */
@@ -100,9 +113,10 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     return first === undefined || first === user ? undefined : first
   }
   const keyBudget = options.keyBudget ?? { semaphore: yield* Effect.makeSemaphore(KEY_BUDGET), permits: KEY_BUDGET }
-  const exits = yield* boundedParallel(config.users, options.concurrency, (user) =>
+  const exits = yield* boundedParallel(config.users, options.concurrency ?? DEFAULT_CONCURRENCY, (user) =>
     syncUserOutcome(user, config.policy, {
-      ...options,
+      dryRun: options.dryRun,
+      build: options.build ?? buildInfo,
       claimDirectory,
       startedAt,
       accountsByHome,
