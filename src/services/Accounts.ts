@@ -95,12 +95,15 @@ const runIn = (dirs: ReadonlyArray<string>, timeoutMs: number): RunCommand => (f
     return Either.isLeft(found) ? Effect.fail(new Error(found.left)) : run(found.right, args, dirs, timeoutMs)
   })
 
+/** What one getent may print; the whole account list of a large directory (sssd, NIS) is far more than one entry. */
+const MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+
 const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<string>, timeoutMs: number) =>
   Effect.async<CommandResult, Error>((resume, signal) => {
     execFile(
       file,
       args,
-      { timeout: timeoutMs, signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: { PATH: dirs.join(":"), LC_ALL: "C" } },
+      { timeout: timeoutMs, signal, encoding: "utf8", maxBuffer: MAX_OUTPUT_BYTES, env: { PATH: dirs.join(":"), LC_ALL: "C" } },
       (error, stdout, stderr) => {
         if (!error || typeof error.code === "number") {
           return resume(Effect.succeed({ code: error ? Number(error.code) : 0, stdout, stderr }))
@@ -254,8 +257,9 @@ const ownsPrimaryGroupLinux = (run: RunCommand, account: Account): Effect.Effect
         // Members by primary group are not in the group's line: the whole account list is, as sshd reads it.
         ? Effect.map(run("getent", ["passwd"]), ({ code: listed, stdout: accounts }) =>
           listed === 0 && accounts.split("\n").every((line) => {
-            const other = parsePasswdLine(line)
-            return other === undefined || other.gid !== account.gid || other.name === account.name
+            // As sshd counts them: any entry with the group as primary, by uid (an entry without a usable home too).
+            const [, , uid, gid] = line.split(":")
+            return gid !== String(account.gid) || uid === String(account.uid)
           }))
         : Effect.succeed(false)
     ),

@@ -361,6 +361,13 @@ describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (
   it("another account with it as primary group (not listed in the group's line): false (found in review)", async () => {
     expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\ncarol:x:1003:1001::/home/carol:/bin/sh` })).toBe(false)
   })
+  it("such an account without a usable home entry counts too (found in review)", async () => {
+    expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\ncarol:x:1003:1001:::` })).toBe(false)
+  })
+  it("a large account list (sssd, NIS: 20,000 entries) is read whole, not cut at a buffer size (found in review)", async () => {
+    const many = Array.from({ length: 20_000 }, (_, i) => `u${i}:x:${20_000 + i}:${20_000 + i}:some gecos text:/home/u${i}:/bin/sh`)
+    expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\n${many.join("\n")}` })).toBe(true)
+  })
   it("another member, no such group (exit 2), a getent that fails: false", async () => {
     expect(await withGetent(`echo "bob:x:1001:bob,alice"`)).toBe(false)
     expect(await withGetent("exit 2")).toBe(false)
