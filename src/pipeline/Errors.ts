@@ -39,8 +39,14 @@ export class SshDirMissing extends Data.TaggedError("SshDirMissing")<{
   readonly user: string
   readonly path: string
   readonly reason: "missing" | "not-a-directory"
+  /** Why the home itself would be refused once it had a `.ssh` (then creating one is not the whole fix). */
+  readonly homeRefused?: string
 }> {
   override get message() {
+    if (this.homeRefused !== undefined) {
+      return `${this.path} ${this.reason === "missing" ? "does not exist" : "is not a directory"}, and the home would be ` +
+        `refused with one: ${this.homeRefused}`
+    }
     return this.reason === "missing"
       ? `${this.path} does not exist; create it (mode 0700, owned by ${this.user}) to manage this user`
       : `${this.path} is not a directory`

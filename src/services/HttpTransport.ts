@@ -364,6 +364,9 @@ export class Transport {
  *
  * @since 0.3.0
  */
+/** Whether `response` came from this module's client (which checks the framing of its bodies itself). */
+export const isOwnResponse = (response: HttpClientResponse.HttpClientResponse): boolean => response instanceof NodeResponse
+
 export const discardBody = (response: HttpClientResponse.HttpClientResponse): void => {
   if (response instanceof NodeResponse) response.discard()
 }

@@ -593,9 +593,13 @@ const sshDirAbsence = (account: Account): SshDirMissing | undefined => {
   }
 }
 
-/** The refusal of a home, unless it holds no `.ssh` (then a skip). */
+/** The refusal of a home, unless it holds no `.ssh` (then a skip that says why the home would be refused). */
 const homeRefusal = (account: Account, reason: string): SshDirMissing | UnsafePath =>
-  sshDirAbsence(account) ?? new UnsafePath({ user: account.name, path: account.home, reason })
+  withHomeRefused(sshDirAbsence(account), `${account.home}: ${reason}`) ??
+    new UnsafePath({ user: account.name, path: account.home, reason })
+
+const withHomeRefused = (absent: SshDirMissing | undefined, homeRefused: string): SshDirMissing | undefined =>
+  absent === undefined ? undefined : new SshDirMissing({ user: absent.user, path: absent.path, reason: absent.reason, homeRefused })
 
 /**
  * Open the home (a path root's passwd gave, so links in it are followed once the directories above it are known to
@@ -626,7 +630,10 @@ const openSsh = (account: Account, primaryGroupMayWrite = false): OpenedDirector
   }
   try {
     const homeProblem = strictModesProblem(numeric(homeStat), account, primaryGroupMayWrite)
-    if (homeProblem !== undefined) throw sshDirAbsence(account) ?? strictModesRefusal(account.home, account, homeProblem)
+    if (homeProblem !== undefined) {
+      throw withHomeRefused(sshDirAbsence(account), `${account.home}: ${homeProblem.reason}`) ??
+        strictModesRefusal(account.home, account, homeProblem)
+    }
     const viaProc = `${PROC_FD}/${home}`
     const viaProcStat = attempt(() => fs.statSync(viaProc, { bigint: true }))
     const pinnedHome = viaProcStat !== undefined && viaProcStat.ino === homeStat.ino && viaProcStat.dev === homeStat.dev

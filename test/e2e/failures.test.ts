@@ -194,6 +194,11 @@ describeAsRoot("failures (e2e)", () => {
 
       expect(run.code, run.stdout).toBe(0)
       for (const name of names) expect(logsWith(run, /^skipping user: /, name)[0]?.level, name).toBe("WARN")
+      // Not "create it": with a .ssh the home would be refused, and the line says why.
+      expect(logsWith(run, /^skipping user: /, loose.name)[0]?.msg).toBe(
+        `skipping user: ${loose.sshDir} does not exist, and the home would be refused with one: ` +
+          `${loose.home}: it is writable by group or others (mode 0777)`
+      )
       expect(logsWith(run, "sync finished")[0]).toMatchObject({ skipped: "4", failed: "0", exit_code: "0" })
       expect(await Promise.all([loose.home, sharedA.home].map((home) => snapshotTree(home)))).toEqual(before)
       expect(await exists(nowhere)).toBe(false)

@@ -435,7 +435,7 @@ describeAsRoot("hardening: file system (e2e)", () => {
       } else {
         // No /.ssh (this test never makes one on the host): nothing to manage there, so a skip, as in the Go original.
         expect(logsWith(run, /^skipping user: /, name)[0]?.msg).toBe(
-          `skipping user: /.ssh does not exist; create it (mode 0700, owned by ${name}) to manage this user`
+          "skipping user: /.ssh does not exist, and the home would be refused with one: its home directory is /"
         )
         expectSummary(run, { updated: 1, failed: 0, skipped: 1 })
       }
