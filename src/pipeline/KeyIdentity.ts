@@ -8,6 +8,7 @@
  * @since 0.2.0
  */
 import { createHash } from "node:crypto"
+import { canonicalKey, canonicalKeyType } from "./SshKeyBlob.js"
 
 const KEY_TYPE = /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+|rsa-sha2-[A-Za-z0-9@._+-]+)$/
 const BLOB = /^[A-Za-z0-9+/]+={0,2}$/
@@ -47,26 +48,14 @@ export const keyMaterial = (line: string): { readonly type: string; readonly blo
   for (const at of [0, 1]) {
     const type = t[at]
     const token = t[at + 1]
-    if (type === undefined || token === undefined || !KEY_TYPE.test(type)) continue
+    if (type === undefined || token === undefined || !(KEY_TYPE.test(type) || canonicalKeyType(type) !== undefined)) continue
     // `AAAA\vC3Nz…` is the key `AAAAC3Nz…` to sshd: read as anything else, a user could keep a revoked key working.
     const blob = token.replace(SKIPPED_IN_BLOB, "")
-    if (BLOB.test(blob)) return { type: blobType(blob) ?? type, blob }
+    // The key inside decides, as for sshd: `rsa-sha2-512 <an ssh-rsa key>`, `ED25519` written inside the blob, or a
+    // needless zero byte before an RSA number is still that key. A blob sshd could not read keeps its text.
+    if (BLOB.test(blob)) return canonicalKey(blob) ?? { type, blob }
   }
   return undefined
-}
-
-/**
- * The key type written inside the blob (a length, then the name), when it is one: sshd takes `rsa-sha2-512 <an
- * ssh-rsa key>` (and `rsa-sha2-256`, and their certificate names) as that ssh-rsa key, so the identity must too, or a
- * user could keep a revoked RSA key working under another name. For a well-formed line it is the line's own type.
- */
-const blobType = (blob: string): string | undefined => {
-  const head = Buffer.from(blob.slice(0, 80), "base64")
-  if (head.length < 4) return undefined
-  const length = head.readUInt32BE(0)
-  if (length === 0 || length > head.length - 4) return undefined
-  const name = head.toString("latin1", 4, 4 + length)
-  return KEY_TYPE.test(name) ? name : undefined
 }
 
 /**

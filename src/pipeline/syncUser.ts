@@ -621,7 +621,11 @@ const syncDirectory = (
     const pinned = [...policy.pinned_keys, ...user.pinned_keys].map(textToBytes)
 
     // Revocation: keys the tool itself provided last time are never "local"; see Revocation.ts.
-    const record = yield* managedKeys.read(policy.state_dir, user.username)
+    // Identities as this version reads keys (an older one kept `rsa-sha2-512 …` or a needlessly long blob as written).
+    const record = Option.map(yield* managedKeys.read(policy.state_dir, user.username), (stored): ManagedRecord => ({
+      ...stored,
+      identities: new Set(Array.from(stored.identities, keyIdentity))
+    }))
     const previously: ManagedRecord = Option.getOrElse(record, () => {
       const lines = markedManagedLines(existing?.content ?? "")
       return { identities: new Set([...lines].map(keyIdentity)), lines }

@@ -158,6 +158,25 @@ describe("syncUser", () => {
       expect(counted(second, "revoked more keys, not listed one by one")).toEqual([{ user: "alice", count: 25 - KEYS_NAMED }])
     }))
 
+  it.effect("a record written by an earlier version (rsa-sha2-512 kept as written) still revokes that key (found in review)", () =>
+    Effect.gen(function*() {
+      const rsaBlob = Buffer.concat([
+        Buffer.from([0, 0, 0, 7]), Buffer.from("ssh-rsa"), Buffer.from([0, 0, 0, 3, 1, 0, 1, 0, 0, 0, 3, 0, 0xc5, 0x11])
+      ]).toString("base64")
+      const line = `rsa-sha2-512 ${rsaBlob} k2`
+      const file = `${header}\n# Source: https://a.example/keys\n${K1}\n${line}\n`
+      const w = world(
+        { "https://a.example/keys": `${K1}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", file, alice),
+        // What 0.3.0 before this fix recorded: the line's own type.
+        { alice: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1", `rsa-sha2-512 ${rsaBlob}`] }
+      )
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      expect((yield* run(w, cfg)).exitCode).toBe(0)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
+      expect(w.logs.filter((l) => l.msg === "revoked key: no source provides it any more")).toHaveLength(1)
+    }))
+
   it.effect("users with huge answers share a key budget: the second waits for the first instead of both in memory", () =>
     Effect.gen(function*() {
       const many = (tag: string) =>
