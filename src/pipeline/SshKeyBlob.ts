@@ -34,6 +34,27 @@ const CANONICAL_TYPES: ReadonlyMap<string, string> = new Map([
 /** The canonical family of a key type name as sshd matches it (lower case is enough: long names are lower case). */
 export const canonicalKeyType = (name: string): string | undefined => CANONICAL_TYPES.get(name.toLowerCase())
 
+const CURVES: ReadonlySet<string> = new Set(["nistp256", "nistp384", "nistp521"])
+
+/** Certificate type names sshd takes for one certificate type, to that type's name. */
+const CERTIFICATE_TYPES: ReadonlyMap<string, string> = new Map([
+  ["rsa-sha2-256-cert-v01@openssh.com", "ssh-rsa-cert-v01@openssh.com"],
+  ["rsa-sha2-512-cert-v01@openssh.com", "ssh-rsa-cert-v01@openssh.com"]
+])
+
+/**
+ * The type name a blob sshd could not be read field by field here (a certificate) gives itself, when it is a plain
+ * key type name: `rsa-sha2-512-cert-v01@openssh.com <an ssh-rsa certificate>` is that certificate.
+ */
+export const blobTypeName = (blob: string): string | undefined => {
+  const head = Buffer.from(blob.slice(0, 96), "base64")
+  if (head.length < 4) return undefined
+  const length = head.readUInt32BE(0)
+  if (length === 0 || length > head.length - 4) return undefined
+  const name = head.toString("latin1", 4, 4 + length)
+  return /^(?:ssh-|ecdsa-sha2-|sk-|rsa-sha2-)[a-z0-9@._+-]+$/.test(name) ? CERTIFICATE_TYPES.get(name) ?? name : undefined
+}
+
 /** Fields after the type name, per canonical type: "m" an mpint (a number), "s" a string. */
 const FIELDS: Readonly<Record<string, string>> = {
   "ssh-rsa": "mm",
@@ -83,8 +104,11 @@ export const canonicalKey = (blob: string): { readonly type: string; readonly bl
   const name = fields[0]!.toString("latin1")
   const family = canonicalKeyType(name)!
   const kinds = FIELDS[family]!
-  // An ECDSA key's name comes from its curve (sshd checks that they agree).
-  const type = family === "ecdsa" ? `ecdsa-sha2-${fields[1]!.toString("latin1")}` : family
+  // An ECDSA key's name comes from its curve (sshd checks that they agree), one of the three sshd knows: any other
+  // text there (a space, a second blob) would make an identity that reads back as another key's.
+  const curve = family === "ecdsa" || family.startsWith("sk-ecdsa") ? fields[1]!.toString("latin1") : undefined
+  if (curve !== undefined && !CURVES.has(curve)) return undefined
+  const type = family === "ecdsa" ? `ecdsa-sha2-${curve}` : family
   let canonical = name === type && at === bytes.length
   const values = fields.slice(1).map((field, i) => {
     if (kinds[i] !== "m") return field

@@ -76,6 +76,21 @@ describe("canonicalKey / keyIdentity: one key, one identity", () => {
     expect(selectLocalKeys(spelled, managed, new Set())).toEqual({ kept: [], revoked: spelled })
   })
 
+  it("an ECDSA curve sshd does not know is no key: a curve holding a second blob cannot pass for that key (found in review)", () => {
+    const victim = `ssh-ed25519 ${ED}`
+    const hostile = blob("ecdsa-sha2-nistp256", `nistp256 ${ED}`, Buffer.from([4, 1]))
+    expect(canonicalKey(hostile)).toBeUndefined()
+    const id = keyIdentity(`ecdsa-sha2-nistp256 ${hostile}`)
+    expect(keyIdentity(id)).toBe(id)
+    expect(keyIdentity(id)).not.toBe(keyIdentity(victim))
+  })
+
+  it("a certificate written with an rsa-sha2 certificate name is that certificate", () => {
+    const cert = blob("ssh-rsa-cert-v01@openssh.com", Buffer.alloc(32, 1), e, n)
+    expect(keyIdentity(`rsa-sha2-512-cert-v01@openssh.com ${cert}`)).toBe(`ssh-rsa-cert-v01@openssh.com ${cert}`)
+    expect(keyIdentity(`ssh-rsa-cert-v01@openssh.com ${cert} c`)).toBe(`ssh-rsa-cert-v01@openssh.com ${cert}`)
+  })
+
   it("a blob sshd could not read keeps its text (and so only ever matches itself)", () => {
     expect(canonicalKey("AAAAB1")).toBeUndefined()
     expect(canonicalKey(blob("foo-key", pk))).toBeUndefined()

@@ -178,7 +178,44 @@ describe("parseKeys / classifyLine (properties)", () => {
 // Key identity
 // =============================================================================
 
+/** A key blob of `name` and fields of any bytes: what a source or a user could write inside the base64. */
+const hostileBlob = fc
+  .tuple(
+    fc.oneof(
+      fc.constantFrom("ssh-rsa", "RSA", "ssh-ed25519", "ED25519", "ecdsa-sha2-nistp256", "ECDSA", "ecdsa-sk",
+        "sk-ssh-ed25519@openssh.com", "ssh-dss", "rsa-sha2-512-cert-v01@openssh.com", "ssh-ed25519-cert-v01@openssh.com"),
+      fc.string({ unit: "binary", maxLength: 12 })
+    ),
+    fc.array(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 40 }),
+        fc.constantFrom("nistp256", "nistp384", "nistp256 AAAAC3NzaC1lZDI1NTE5", "nistp256\nx", "ssh:").map((t) => Buffer.from(t))
+      ),
+      { maxLength: 4 }
+    )
+  )
+  .map(([name, fields]) =>
+    Buffer.concat([name, ...fields].map((f) => {
+      const bytes = typeof f === "string" ? Buffer.from(f, "latin1") : Buffer.from(f)
+      const length = Buffer.alloc(4)
+      length.writeUInt32BE(bytes.length)
+      return Buffer.concat([length, bytes])
+    })).toString("base64"))
+
 describe("keyIdentity / keyMaterial (properties)", () => {
+  it("an identity read again is the same identity (records are re-read through it; found in review)", () => {
+    fc.assert(
+      fc.property(fc.constantFrom("ssh-rsa", "ssh-ed25519", "rsa-sha2-512", "ECDSA", "ed25519"), hostileBlob, (type, b) => {
+        const id = keyIdentity(`${type} ${b} comment`)
+        expect(keyIdentity(id)).toBe(id)
+      }),
+      { numRuns: 2000 }
+    )
+    fc.assert(fc.property(lineWithoutLf, (line) => {
+      expect(keyIdentity(keyIdentity(line))).toBe(keyIdentity(line))
+    }))
+  })
+
   it("the identity of a key line is its type and blob, whatever the comment", () => {
     fc.assert(
       fc.property(keyType, blob, comment, (t, b, c) => {
