@@ -250,12 +250,17 @@ export const isOwnGroupLine = (line: string, account: Account): boolean => {
 /** Debian and its derivatives say so here; their sshd has the group-writable exception (user-group-modes). */
 const DEBIAN_VERSION_FILE = "/etc/debian_version"
 
-const ownsPrimaryGroupLinux = (run: RunCommand, account: Account): Effect.Effect<boolean> =>
+/** `accountList`: `getent passwd`, the whole account list, asked at most once a minute whatever many users need it. */
+const ownsPrimaryGroupLinux = (
+  run: RunCommand,
+  accountList: Effect.Effect<CommandResult, Error>,
+  account: Account
+): Effect.Effect<boolean> =>
   run("getent", ["group", "--", String(account.gid)]).pipe(
     Effect.flatMap(({ code, stdout }) =>
       code === 0 && isOwnGroupLine(stdout.split("\n")[0] ?? "", account)
         // Members by primary group are not in the group's line: the whole account list is, as sshd reads it.
-        ? Effect.map(run("getent", ["passwd"]), ({ code: listed, stdout: accounts }) =>
+        ? Effect.map(accountList, ({ code: listed, stdout: accounts }) =>
           listed === 0 && accounts.split("\n").every((line) => {
             // As sshd counts them: any entry with the group as primary, by uid (an entry without a usable home too).
             const [, , uid, gid] = line.split(":")
@@ -337,16 +342,19 @@ export const layerWith = (options: {
 }): Layer.Layer<Accounts> => {
   const timeoutMs = options.lookupTimeoutMs ?? LOOKUP_TIMEOUT_MS
   const run = runIn([...options.commandDirs], timeoutMs)
-  return Layer.succeed(
+  // On an Ubuntu host many users may have a group-writable ~/.ssh: one account list serves them all.
+  return Layer.effect(
     Accounts,
-    Accounts.of({
-      lookup: (name) => lookupOne(run, name),
-      lookupAll: (names) => lookupAll(run, names, timeoutMs),
-      sshdAcceptsGroupWritable: (account) =>
-        process.platform === "linux" && options.debianFamily !== false && (options.debianFamily === true || existsSync(DEBIAN_VERSION_FILE))
-          ? ownsPrimaryGroupLinux(run, account)
-          : Effect.succeed(false)
-    })
+    Effect.map(Effect.cachedWithTTL(run("getent", ["passwd"]), "1 minute"), (accountList) =>
+      Accounts.of({
+        lookup: (name) => lookupOne(run, name),
+        lookupAll: (names) => lookupAll(run, names, timeoutMs),
+        sshdAcceptsGroupWritable: (account) =>
+          process.platform === "linux" && options.debianFamily !== false &&
+            (options.debianFamily === true || existsSync(DEBIAN_VERSION_FILE))
+            ? ownsPrimaryGroupLinux(run, accountList, account)
+            : Effect.succeed(false)
+      }))
   )
 }
 

@@ -373,6 +373,30 @@ describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (
     expect(await withGetent("exit 2")).toBe(false)
     expect(await withGetent("kill -TERM $$")).toBe(false)
   })
+  it("many users asking in one run: the account list is asked once (an Ubuntu host with many 0775 homes)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+    const calls = path.join(dir, "calls")
+    const script = [
+      "#!/bin/sh",
+      `echo "$*" >> "${calls}"`,
+      `case "$3" in 1001) echo "bob:x:1001:";; 1002) echo "alice:x:1002:";; esac`,
+      `[ "$*" = "passwd" ] && printf '%s\\n' "${PASSWD}"`,
+      "exit 0"
+    ].join("\n")
+    writeFileSync(path.join(dir, "getent"), `${script}\n`, { mode: 0o755 })
+    try {
+      const alice = { name: "alice", uid: 1002, gid: 1002, home: "/home/alice" }
+      const answers = await Effect.runPromise(
+        Effect.flatMap(Accounts, (accounts) => Effect.all([bob, alice, bob].map((a) => accounts.sshdAcceptsGroupWritable(a)))).pipe(
+          Effect.provide(layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], debianFamily: true }))
+        )
+      )
+      expect(answers).toEqual([true, true, true])
+      expect(readFileSync(calls, "utf8").split("\n").filter((l) => l === "passwd")).toHaveLength(1)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
   it("not Debian (stock OpenSSH refuses any group-writable ~/.ssh): false without asking", async () => {
     expect(await withGetent(`echo "bob:x:1001:"`, { debianFamily: false })).toBe(false)
   })
