@@ -364,6 +364,16 @@ export class Transport {
  *
  * @since 0.3.0
  */
+/**
+ * Why a body sent with this Transfer-Encoding is not read, if it is not: a parser takes off a last coding that is
+ * chunked and hands on the rest (gzip bytes, as if they were the body); Go's net/http refuses any transfer coding but
+ * chunked alone. Our client asks it when its body is read (it knows the HTTP version); KeySource for other clients.
+ */
+export const transferCodingProblem = (transfer: string | undefined): string | undefined =>
+  transfer === undefined || transfer.trim().toLowerCase() === "chunked"
+    ? undefined
+    : `the answer has Transfer-Encoding ${JSON.stringify(transfer)}; only chunked is read, as in the Go original`
+
 /** Whether `response` came from this module's client (which checks the framing of its bodies itself). */
 export const isOwnResponse = (response: HttpClientResponse.HttpClientResponse): boolean => response instanceof NodeResponse
 
@@ -413,12 +423,11 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
    */
   private cutShort(source: http.IncomingMessage): Error | undefined {
     if (this.failure !== undefined) return this.failure
-    const transfer = source.headers["transfer-encoding"]
-    // Node's parser takes off a last coding that is chunked and hands on the rest (gzip bytes, as if they were the
-    // body); Go's net/http refuses any transfer coding but chunked alone, and ignores the header before HTTP/1.1.
-    if (transfer !== undefined && transfer.trim().toLowerCase() !== "chunked" && !(source.httpVersionMajor === 1 && source.httpVersionMinor === 0)) {
-      return new Error(`the answer has Transfer-Encoding ${JSON.stringify(transfer)}; only chunked is read, as in the Go original`)
-    }
+    // Go ignores the header before HTTP/1.1, and so does this.
+    const transfer = source.httpVersionMajor === 1 && source.httpVersionMinor === 0
+      ? undefined
+      : transferCodingProblem(source.headers["transfer-encoding"])
+    if (transfer !== undefined) return new Error(transfer)
     return source.destroyed && !source.complete ? incomplete() : undefined
   }
   /** The body, for its one reader; undefined when it was read or discarded before. */

@@ -13,7 +13,7 @@ import { textToBytes } from "../pipeline/Bytes.js"
 import { REQUEST_OWN_HEADERS, type Source } from "../pipeline/Config.js"
 import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Errors.js"
 import { redactUrl } from "../pipeline/Redact.js"
-import { discardBody, isOwnResponse, TrustedCaClients } from "./HttpTransport.js"
+import { discardBody, isOwnResponse, transferCodingProblem, TrustedCaClients } from "./HttpTransport.js"
 
 /** @since 0.2.0 */
 export interface FetchOptions {
@@ -126,18 +126,9 @@ const COMPRESSING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "br", "compres
  * revoked).
  */
 const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string, limit: number) => {
-  // Our own client refuses a transfer coding but chunked when the body is read (it knows the HTTP version); another
-  // client (fetch) may hand on what is left after taking off chunked, gzip bytes as if they were the body.
-  const transfer = response.headers["transfer-encoding"]
-  if (!isOwnResponse(response) && transfer !== undefined && transfer.trim().toLowerCase() !== "chunked") {
-    return Effect.fail(
-      new SourceFetchError({
-        url,
-        reason: "Body",
-        detail: `the answer has Transfer-Encoding ${JSON.stringify(transfer)}; only chunked is read, as in the Go original`
-      })
-    )
-  }
+  // Our own client checks this when the body is read; another (fetch) may hand on gzip bytes as if they were the body.
+  const transfer = isOwnResponse(response) ? undefined : transferCodingProblem(response.headers["transfer-encoding"])
+  if (transfer !== undefined) return Effect.fail(new SourceFetchError({ url, reason: "Body", detail: transfer }))
   const encoding = (response.headers["content-encoding"] ?? "").trim().toLowerCase()
   // Only a coding that compresses makes the body unreadable as text; anything else (a charset put there by a
   // misconfigured server, "none", "binary") is read as it is, as the Go original (net/http) and earlier builds read it.
