@@ -42,6 +42,10 @@ export class SshDirMissing extends Data.TaggedError("SshDirMissing")<{
   /** Why the home itself would be refused once it had a `.ssh` (then creating one is not the whole fix). */
   readonly homeRefused?: string
 }> {
+  /** The same skip, saying why the home would be refused once it had a `.ssh`. */
+  becauseHomeRefused(homeRefused: string): SshDirMissing {
+    return new SshDirMissing({ user: this.user, path: this.path, reason: this.reason, homeRefused })
+  }
   override get message() {
     if (this.homeRefused !== undefined) {
       return `${this.path} ${this.reason === "missing" ? "does not exist" : "is not a directory"}, and the home would be ` +

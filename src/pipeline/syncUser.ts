@@ -28,7 +28,7 @@ import {
   ReadError,
   SourceFetchError,
   type SourceTimeout,
-  SshDirMissing,
+  type SshDirMissing,
   UnsafeAccount,
   UnsafePath,
   type UserSkipReason,
@@ -506,11 +506,7 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   // An account without ~/.ssh is skipped, as the Go original skips it, before any of these refusals.
   const refuse = (reason: string): Effect.Effect<never, UnsafeAccount | SshDirMissing> =>
     Effect.flatMap(files.sshDirAbsent(account), (absent) =>
-      Effect.fail(
-        Option.isNone(absent)
-          ? new UnsafeAccount({ user: user.username, reason })
-          : new SshDirMissing({ user: user.username, path: absent.value.path, reason: absent.value.reason, homeRefused: reason })
-      ))
+      Effect.fail(Option.isNone(absent) ? new UnsafeAccount({ user: user.username, reason }) : absent.value.becauseHomeRefused(reason)))
   if (home === "/") return yield* refuse("its home directory is /")
   const sharing = (options.accountsByHome?.get(home) ?? []).filter((name) => name !== user.username)
   if (sharing.length > 0) return yield* refuse(`its home ${home} is also the home of ${sharing.join(", ")}`)

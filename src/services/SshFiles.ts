@@ -450,9 +450,6 @@ const strictModesProblem = (
   return st.gid === account.gid ? { reason, primaryGroupWritable: true } : { reason }
 }
 
-const strictModesRefusal = (path: string, account: Account, problem: NonNullable<ReturnType<typeof strictModesProblem>>) =>
-  new UnsafePath({ user: account.name, path, ...problem })
-
 /**
  * Nobody but root may be able to replace a directory entry on the way to the home, the home's own entry included:
  * whoever can (another account owning a directory on the way, the user themself for a home inside a directory they
@@ -594,12 +591,12 @@ const sshDirAbsence = (account: Account): SshDirMissing | undefined => {
 }
 
 /** The refusal of a home, unless it holds no `.ssh` (then a skip that says why the home would be refused). */
-const homeRefusal = (account: Account, reason: string): SshDirMissing | UnsafePath =>
-  withHomeRefused(sshDirAbsence(account), `${account.home}: ${reason}`) ??
-    new UnsafePath({ user: account.name, path: account.home, reason })
-
-const withHomeRefused = (absent: SshDirMissing | undefined, homeRefused: string): SshDirMissing | undefined =>
-  absent === undefined ? undefined : new SshDirMissing({ user: absent.user, path: absent.path, reason: absent.reason, homeRefused })
+const homeRefusal = (
+  account: Account,
+  problem: { readonly reason: string; readonly primaryGroupWritable?: true }
+): SshDirMissing | UnsafePath =>
+  sshDirAbsence(account)?.becauseHomeRefused(`${account.home}: ${problem.reason}`) ??
+    new UnsafePath({ user: account.name, path: account.home, ...problem })
 
 /**
  * Open the home (a path root's passwd gave, so links in it are followed once the directories above it are known to
@@ -622,18 +619,15 @@ const openSsh = (account: Account, primaryGroupMayWrite = false): OpenedDirector
       homeStat = statOrClose(home)
     }
   } catch (error) {
-    if (error instanceof HomePathProblem) throw homeRefusal(account, error.message)
+    if (error instanceof HomePathProblem) throw homeRefusal(account, { reason: error.message })
     const e = error as Errno
     if (e.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
-    if (e.code === "ENOTDIR" || e.code === "ELOOP") throw homeRefusal(account, "the home is not a directory")
+    if (e.code === "ENOTDIR" || e.code === "ELOOP") throw homeRefusal(account, { reason: "the home is not a directory" })
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
     const homeProblem = strictModesProblem(numeric(homeStat), account, primaryGroupMayWrite)
-    if (homeProblem !== undefined) {
-      throw withHomeRefused(sshDirAbsence(account), `${account.home}: ${homeProblem.reason}`) ??
-        strictModesRefusal(account.home, account, homeProblem)
-    }
+    if (homeProblem !== undefined) throw homeRefusal(account, homeProblem)
     const viaProc = `${PROC_FD}/${home}`
     const viaProcStat = attempt(() => fs.statSync(viaProc, { bigint: true }))
     const pinnedHome = viaProcStat !== undefined && viaProcStat.ino === homeStat.ino && viaProcStat.dev === homeStat.dev
@@ -667,7 +661,7 @@ const openSsh = (account: Account, primaryGroupMayWrite = false): OpenedDirector
         throw new UnsafePath({ user, path: sshPath, reason: "it was replaced while being opened" })
       }
       const sshProblem = strictModesProblem(dir.ownerAndMode, account, primaryGroupMayWrite)
-      if (sshProblem !== undefined) throw strictModesRefusal(sshPath, account, sshProblem)
+      if (sshProblem !== undefined) throw new UnsafePath({ user, path: sshPath, ...sshProblem })
       return dir
     } catch (error) {
       closeQuietly(dir.fd)
