@@ -8,7 +8,7 @@
  * @since 0.2.0
  */
 import { createHash } from "node:crypto"
-import { blobTypeName, canonicalKey, canonicalKeyType } from "./SshKeyBlob.js"
+import { canonicalKeyType, keyInBlob } from "./SshKeyBlob.js"
 
 const KEY_TYPE = /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+|rsa-sha2-[A-Za-z0-9@._+-]+)$/
 const BLOB = /^[A-Za-z0-9+/]+={0,2}$/
@@ -53,7 +53,7 @@ export const keyMaterial = (line: string): { readonly type: string; readonly blo
     const blob = token.replace(SKIPPED_IN_BLOB, "")
     // The key inside decides, as for sshd: `rsa-sha2-512 <an ssh-rsa key>`, `ED25519` written inside the blob, or a
     // needless zero byte before an RSA number is still that key. A blob sshd could not read keeps its text.
-    if (BLOB.test(blob)) return canonicalKey(blob) ?? { type: blobTypeName(blob) ?? type, blob }
+    if (BLOB.test(blob)) return keyInBlob(blob) ?? { type, blob }
   }
   return undefined
 }

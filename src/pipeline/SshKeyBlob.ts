@@ -42,19 +42,6 @@ const CERTIFICATE_TYPES: ReadonlyMap<string, string> = new Map([
   ["rsa-sha2-512-cert-v01@openssh.com", "ssh-rsa-cert-v01@openssh.com"]
 ])
 
-/**
- * The type name a blob sshd could not be read field by field here (a certificate) gives itself, when it is a plain
- * key type name: `rsa-sha2-512-cert-v01@openssh.com <an ssh-rsa certificate>` is that certificate.
- */
-export const blobTypeName = (blob: string): string | undefined => {
-  const head = Buffer.from(blob.slice(0, 96), "base64")
-  if (head.length < 4) return undefined
-  const length = head.readUInt32BE(0)
-  if (length === 0 || length > head.length - 4) return undefined
-  const name = head.toString("latin1", 4, 4 + length)
-  return /^(?:ssh-|ecdsa-sha2-|sk-|rsa-sha2-)[a-z0-9@._+-]+$/.test(name) ? CERTIFICATE_TYPES.get(name) ?? name : undefined
-}
-
 /** Fields after the type name, per canonical type: "m" an mpint (a number), "s" a string. */
 const FIELDS: Readonly<Record<string, string>> = {
   "ssh-rsa": "mm",
@@ -80,43 +67,61 @@ const lengthPrefixed = (bytes: Buffer): Buffer => {
 }
 
 /**
- * `type base64` of the key in `blob` (base64) in its canonical form, or undefined when the blob is not a key sshd
- * could read (then the caller keeps the text as it is). For a key written the usual way this is the line's own type
- * and blob.
+ * The blob read as sshd reads it: the type name written first, and, when it is a key sshd reads field by field here,
+ * the key in its canonical form (`type base64`). Undefined when not even the name can be read.
  */
-export const canonicalKey = (blob: string): { readonly type: string; readonly blob: string } | undefined => {
+const readBlob = (blob: string): { readonly name: string; readonly key?: { readonly type: string; readonly blob: string } } | undefined => {
   const bytes = Buffer.from(blob, "base64")
-  const fields: Array<Buffer> = []
   let at = 0
-  // Length-prefixed fields: the type's name, then as many as its type has (what follows them sshd refuses).
-  for (let want = 1; fields.length < want;) {
+  const next = (): Buffer | undefined => {
     if (at + 4 > bytes.length) return undefined
     const length = bytes.readUInt32BE(at)
     if (length > bytes.length - at - 4) return undefined
-    fields.push(bytes.subarray(at + 4, at + 4 + length))
     at += 4 + length
-    if (fields.length === 1) {
-      const kinds = FIELDS[canonicalKeyType(fields[0]!.toString("latin1")) ?? ""]
-      if (kinds === undefined) return undefined
-      want = 1 + kinds.length
-    }
+    return bytes.subarray(at - length, at)
   }
-  const name = fields[0]!.toString("latin1")
-  const family = canonicalKeyType(name)!
-  const kinds = FIELDS[family]!
+  const nameField = next()
+  if (nameField === undefined || nameField.length === 0) return undefined
+  const name = nameField.toString("latin1")
+  const family = canonicalKeyType(name)
+  const kinds = family === undefined ? undefined : FIELDS[family]
+  if (family === undefined || kinds === undefined) return { name }
+  // Length-prefixed fields after the name, as many as the type has (what follows them sshd refuses).
+  const fields: Array<Buffer> = []
+  let rewritten = false
+  for (const kind of kinds) {
+    const field = next()
+    if (field === undefined) return { name }
+    const value = kind === "m" ? canonicalMpint(field) : field
+    if (value.length !== field.length) rewritten = true
+    fields.push(value)
+  }
   // An ECDSA key's name comes from its curve (sshd checks that they agree), one of the three sshd knows: any other
   // text there (a space, a second blob) would make an identity that reads back as another key's.
-  const curve = family === "ecdsa" || family.startsWith("sk-ecdsa") ? fields[1]!.toString("latin1") : undefined
-  if (curve !== undefined && !CURVES.has(curve)) return undefined
+  const curve = family === "ecdsa" || family.startsWith("sk-ecdsa") ? fields[0]!.toString("latin1") : undefined
+  if (curve !== undefined && !CURVES.has(curve)) return { name }
   const type = family === "ecdsa" ? `ecdsa-sha2-${curve}` : family
-  let canonical = name === type && at === bytes.length
-  const values = fields.slice(1).map((field, i) => {
-    if (kinds[i] !== "m") return field
-    const number = canonicalMpint(field)
-    if (number.length !== field.length) canonical = false
-    return number
-  })
   // The usual case: the blob is already written the one way; its text is the identity's (no copy, no re-encoding).
-  if (canonical) return { type, blob }
-  return { type, blob: Buffer.concat([lengthPrefixed(Buffer.from(type, "latin1")), ...values.map(lengthPrefixed)]).toString("base64") }
+  if (!rewritten && name === type && at === bytes.length) return { name, key: { type, blob } }
+  const canonical = Buffer.concat([lengthPrefixed(Buffer.from(type, "latin1")), ...fields.map(lengthPrefixed)])
+  return { name, key: { type, blob: canonical.toString("base64") } }
+}
+
+/**
+ * `type base64` of the key in `blob` (base64) in its canonical form, or undefined when the blob is not a key sshd
+ * could read field by field here. For a key written the usual way this is the line's own type and blob.
+ */
+export const canonicalKey = (blob: string): { readonly type: string; readonly blob: string } | undefined => readBlob(blob)?.key
+
+/**
+ * What keyMaterial takes from a blob: its canonical key (canonicalKey) or, for another blob that names a key type (a
+ * certificate), that name and the text as it is: `rsa-sha2-512-cert-v01@openssh.com <an ssh-rsa certificate>` is
+ * that certificate. Undefined otherwise (the line's own type stands).
+ */
+export const keyInBlob = (blob: string): { readonly type: string; readonly blob: string } | undefined => {
+  const read = readBlob(blob)
+  if (read === undefined || read.key !== undefined) return read?.key
+  return /^(?:ssh-|ecdsa-sha2-|sk-|rsa-sha2-)[a-z0-9@._+-]+$/.test(read.name)
+    ? { type: CERTIFICATE_TYPES.get(read.name) ?? read.name, blob }
+    : undefined
 }
