@@ -10,7 +10,11 @@ const Script = vm.Script
 vm.Script = class extends Script {
   constructor(code, options) {
     super(code, options)
-    if (options !== undefined && options.cachedData !== undefined) status = this.cachedDataRejected ? "rejected" : "accepted"
+    if (options !== undefined && options.cachedData !== undefined) {
+      status = this.cachedDataRejected
+        ? "rejected"
+        : "accepted"
+    }
   }
 }
 process.on("exit", () => process.stderr.write(`code cache: ${status}\n`))

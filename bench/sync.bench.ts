@@ -94,7 +94,16 @@ const main = async () => {
       const started = process.hrtime.bigint()
       const code = await new Promise<number>((resolve) => {
         const quiet = process.env["BENCH_LOG"] === "1" ? [] : ["--quiet"]
-        const child = spawn(process.execPath, ["--require", THREAD_CPU, ...NODE_ARGS, CLI, "--config", config, ...quiet, ...args], {
+        const child = spawn(process.execPath, [
+          "--require",
+          THREAD_CPU,
+          ...NODE_ARGS,
+          CLI,
+          "--config",
+          config,
+          ...quiet,
+          ...args
+        ], {
           stdio: "inherit",
           env: { ...process.env, BENCH_CPU_FILE: cpuFile }
         })
@@ -103,7 +112,9 @@ const main = async () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9
       const cpu = await readFile(cpuFile, "utf8").then((text) => JSON.parse(text) as ThreadCpu, () => undefined)
       if (process.env["BENCH_VERBOSE"] === "1") {
-        const threads = cpu === undefined ? "" : ` (CPU: main thread ${(cpu.main / 1000).toFixed(2)} s, others ${(cpu.other / 1000).toFixed(2)} s)`
+        const threads = cpu === undefined
+          ? ""
+          : ` (CPU: main thread ${(cpu.main / 1000).toFixed(2)} s, others ${(cpu.other / 1000).toFixed(2)} s)`
         console.log(`  run ${args.join(" ") || "default"}: ${seconds.toFixed(2)} s${threads}`)
       }
       if (code !== 0) throw new Error(`bench: authkeysync ${args.join(" ")} exited with ${code}`)
@@ -118,14 +129,24 @@ const main = async () => {
       const cpus = runs.flatMap((run) => (run.cpu === undefined ? [] : [run.cpu]))
       return {
         seconds: middle(runs.map((run) => run.seconds)),
-        cpu: cpus.length === 0 ? undefined : { main: middle(cpus.map((c) => c.main)), other: middle(cpus.map((c) => c.other)) }
+        cpu: cpus.length === 0
+          ? undefined
+          : { main: middle(cpus.map((c) => c.main)), other: middle(cpus.map((c) => c.other)) }
       }
     }
     // With V8 options the build did not use, every timed run compiles the whole program: say so before comparing.
-    const { stderr: cacheStatus } = await run(process.execPath, ["--require", CODE_CACHE_STATUS, ...NODE_ARGS, CLI, "--version"])
+    const { stderr: cacheStatus } = await run(process.execPath, [
+      "--require",
+      CODE_CACHE_STATUS,
+      ...NODE_ARGS,
+      CLI,
+      "--version"
+    ])
     const codeCache = /code cache: (\w+)/.exec(cacheStatus)?.[1] ?? "unknown"
     if (codeCache !== "accepted") {
-      console.log(`warning: V8 did not use the build's code cache (${codeCache}): V8 options in BENCH_NODE_ARGS or NODE_OPTIONS`)
+      console.log(
+        `warning: V8 did not use the build's code cache (${codeCache}): V8 options in BENCH_NODE_ARGS or NODE_OPTIONS`
+      )
       console.log(`  that the build did not use make every run compile the program; for a fair comparison build with`)
       console.log(`  AUTHKEYSYNC_CODE_CACHE_NODE_ARGS set to the same V8 options`)
     }
@@ -134,12 +155,18 @@ const main = async () => {
     const parallel = parallelRuns.seconds
     const speedup = sequential / parallel
     console.log("")
-    console.log(`${USERS} users x ${SOURCES} sources, ${LATENCY_MS} ms per request (median of ${SEQUENTIAL_REPEAT} and ${REPEAT} runs)`)
+    console.log(
+      `${USERS} users x ${SOURCES} sources, ${LATENCY_MS} ms per request (median of ${SEQUENTIAL_REPEAT} and ${REPEAT} runs)`
+    )
     console.log(`  --concurrency 1   ${sequential.toFixed(2)} s`)
-    console.log(`  ${(CONCURRENCY === undefined ? "default" : `--concurrency ${CONCURRENCY}`).padEnd(18)}${parallel.toFixed(2)} s`)
+    console.log(
+      `  ${(CONCURRENCY === undefined ? "default" : `--concurrency ${CONCURRENCY}`).padEnd(18)}${parallel.toFixed(2)} s`
+    )
     if (parallelRuns.cpu !== undefined) {
       const { main, other } = parallelRuns.cpu
-      console.log(`    CPU (medians)   main thread ${(main / 1000).toFixed(2)} s, other threads ${(other / 1000).toFixed(2)} s`)
+      console.log(
+        `    CPU (medians)   main thread ${(main / 1000).toFixed(2)} s, other threads ${(other / 1000).toFixed(2)} s`
+      )
     }
     console.log(`  code cache        ${codeCache}`)
     console.log(`  speed-up          ${speedup.toFixed(1)}x (required: ${MIN_SPEEDUP}x)`)

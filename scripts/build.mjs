@@ -1,18 +1,21 @@
 // Bundle the CLI into one file, dist/authkeysync.mjs, that runs with plain `node` and no node_modules.
 // Version, commit and build date are baked in here; SOURCE_DATE_EPOCH makes the date reproducible.
+import { build } from "esbuild"
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { brotliCompressSync, constants as zlib } from "node:zlib"
-import { build } from "esbuild"
 import { SCRIPT_NAME, scriptText } from "./program.mjs"
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
 const commit = (() => {
   try {
-    return execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim()
+    return execFileSync("git", ["rev-parse", "--short=12", "HEAD"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"]
+    }).trim()
   } catch {
     return "unknown"
   }
@@ -59,7 +62,12 @@ const codeCache = (() => {
   const dir = mkdtempSync(join(tmpdir(), "authkeysync-build-"))
   try {
     writeFileSync(join(dir, "authkeysync.cjs"), bundle)
-    execFileSync(process.execPath, [...nodeArgs, "scripts/code-cache.mjs", join(dir, "authkeysync.cjs"), join(dir, "cache")], { stdio: "ignore" })
+    execFileSync(process.execPath, [
+      ...nodeArgs,
+      "scripts/code-cache.mjs",
+      join(dir, "authkeysync.cjs"),
+      join(dir, "cache")
+    ], { stdio: "ignore" })
     return readFileSync(join(dir, "cache"))
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -74,14 +82,26 @@ const program = scriptText(bundle)
 // which saves more than the decompression costs.
 const cachedData = codeCache === undefined
   ? "undefined"
-  : `createHash("sha256").update(program).digest("hex") !== ${JSON.stringify(createHash("sha256").update(program).digest("hex"))} ? undefined :
-  brotliDecompressSync(Buffer.from(${JSON.stringify(brotliCompressSync(codeCache, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: codeCache.length } }).toString("base64"))}, "base64"))`
+  : `createHash("sha256").update(program).digest("hex") !== ${
+    JSON.stringify(createHash("sha256").update(program).digest("hex"))
+  } ? undefined :
+  brotliDecompressSync(Buffer.from(${
+    JSON.stringify(
+      brotliCompressSync(codeCache, {
+        params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: codeCache.length }
+      }).toString("base64")
+    )
+  }, "base64"))`
 
 const loader = `#!/usr/bin/env node
 // AuthKeySync ${pkg.version} (${commit}, built ${built}): the whole program in one file, with no dependencies.
 // The program is the script text below; V8 compiles it from the code cache that follows (brotli-compressed) when this
 // Node made the cache.
-${legal === undefined ? "" : "// Third-party license notes: authkeysync.mjs.LEGAL.txt.\n"}import { createRequire } from "node:module"
+${
+  legal === undefined
+    ? ""
+    : "// Third-party license notes: authkeysync.mjs.LEGAL.txt.\n"
+}import { createRequire } from "node:module"
 import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
@@ -91,7 +111,9 @@ const filename = fileURLToPath(import.meta.url)
 const program = ${JSON.stringify(program)}
 const cachedData = ${cachedData}
 const module = { exports: {} }
-new Script(program, { filename: ${JSON.stringify(SCRIPT_NAME)}, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
+new Script(program, { filename: ${
+  JSON.stringify(SCRIPT_NAME)
+}, cachedData }).runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename))
 `
 mkdirSync("dist", { recursive: true })
 writeFileSync(outfile, loader)

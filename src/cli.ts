@@ -41,7 +41,9 @@ const dryRun = Options.boolean("dry-run").pipe(
 )
 const debug = Options.boolean("debug").pipe(Options.withDescription("Log debug details too"))
 const quiet = Options.boolean("quiet").pipe(Options.withDescription("Log only warnings and errors"))
-const silent = Options.boolean("silent").pipe(Options.withDescription("Log only errors (as the Go original's --silent)"))
+const silent = Options.boolean("silent").pipe(
+  Options.withDescription("Log only errors (as the Go original's --silent)")
+)
 const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
   Options.withDescription("Log line format: text (logfmt, default) or json"),
   Options.withDefault("text" as const)
@@ -51,7 +53,9 @@ const concurrency = Options.integer("concurrency").pipe(
   Options.withDefault(DEFAULT_CONCURRENCY)
 )
 const lockTimeout = Options.integer("lock-timeout").pipe(
-  Options.withDescription(`Seconds to wait for another run to finish before giving up (default ${DEFAULT_LOCK_TIMEOUT})`),
+  Options.withDescription(
+    `Seconds to wait for another run to finish before giving up (default ${DEFAULT_LOCK_TIMEOUT})`
+  ),
   Options.withDefault(DEFAULT_LOCK_TIMEOUT)
 )
 const lockFile = Options.text("lock-file").pipe(
@@ -84,7 +88,9 @@ const printDryRun = (summary: RunSummary, format: Logging.LogFormat) =>
       // control character in a key line (an ESC in a comment, from a source or a user's own file) is shown as `\x1b`,
       // so that the diff says what would be written without doing what it says to the terminal reading it.
       : Effect.sync(() =>
-        void globalThis.console.log(bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd().split("\n").map(visibleText).join("\n"))
+        void globalThis.console.log(
+          bytesToText(renderDiff(outcome.path, outcome.diff)).trimEnd().split("\n").map(visibleText).join("\n")
+        )
       )
   }, { discard: true })
 
@@ -101,7 +107,13 @@ const command = Command.make(
   { config, dryRun, debug, quiet, silent, logFormat, concurrency, lockTimeout, lockFile },
   (flags) => {
     // The Go original's order: --debug wins over --silent, which wins over --quiet.
-    const verbosity: Logging.Verbosity = flags.debug ? "debug" : flags.silent ? "silent" : flags.quiet ? "quiet" : "info"
+    const verbosity: Logging.Verbosity = flags.debug
+      ? "debug"
+      : flags.silent
+      ? "silent"
+      : flags.quiet
+      ? "quiet"
+      : "info"
     return Effect.gen(function*() {
       if (flags.concurrency < 1) {
         yield* Console.error("authkeysync: --concurrency must be 1 or more")
@@ -162,7 +174,6 @@ const args = normalizeGoFlags(process.argv.slice(2))
 // code still tells). Logging.stdoutLines also stops writing log lines then.
 for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
 
-// eslint-disable-next-line no-control-regex
 const ANSI_STYLE = /\x1b\[[0-9;]*m/g
 
 /**
@@ -175,7 +186,9 @@ const withPlainOutput = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Effect.withConsole(self, {
       ...console,
       log: (...args: ReadonlyArray<unknown>) =>
-        process.stdout.isTTY ? console.log(...args) : console.log(...args.map((a) => typeof a === "string" ? a.replace(ANSI_STYLE, "") : a)),
+        process.stdout.isTTY
+          ? console.log(...args)
+          : console.log(...args.map((a) => typeof a === "string" ? a.replace(ANSI_STYLE, "") : a)),
       error: (...args: ReadonlyArray<unknown>) => {
         const text = args.map(String).join(" ").replace(ANSI_STYLE, "").trim().replace(/\s*\n\s*/g, " ")
         return console.error(text.startsWith("authkeysync: ") ? text : `authkeysync: ${text}`)

@@ -61,7 +61,8 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
   // stray argument it is, and refused.
   // --help first: @effect/cli takes its built-in flags only there (Go's -help works anywhere).
   const isHelp = (entry: (typeof entries)[number]) => entry.name === "help"
-  const isBoolean = (entry: (typeof entries)[number]) => entry.name !== undefined && BOOLEAN.has(entry.name) && !isHelp(entry)
+  const isBoolean = (entry: (typeof entries)[number]) =>
+    entry.name !== undefined && BOOLEAN.has(entry.name) && !isHelp(entry)
   return [
     ...entries.filter(isHelp).flatMap((entry) => entry.tokens),
     ...entries.filter((entry) => !isBoolean(entry) && !isHelp(entry)).flatMap((entry) => entry.tokens),

@@ -24,9 +24,9 @@ export {
   Config,
   decodeConfig,
   decodeConfigValue,
+  type DecodedConfig,
   DEFAULT_CONFIG_PATH,
   DEFAULT_STATE_DIR,
-  type DecodedConfig,
   defaultStateDir,
   Policy,
   Source,
@@ -54,10 +54,12 @@ export {
   WriteError
 } from "./pipeline/Errors.js"
 export { backupFileName, backupsToDelete, formatStamp, tempFileName } from "./pipeline/FileNames.js"
-export { configFileProblem, loadConfig } from "./pipeline/loadConfig.js"
 export { checkGuards, type GuardCounts } from "./pipeline/Guards.js"
 export { keyFingerprint, keyIdentity, keyMaterial } from "./pipeline/KeyIdentity.js"
+export { configFileProblem, loadConfig } from "./pipeline/loadConfig.js"
 export { classifyLine, type LineClass, type ParsedKeys, parseKeys } from "./pipeline/Parse.js"
+export { redactUrl } from "./pipeline/Redact.js"
+export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHeader } from "./pipeline/Render.js"
 export {
   identitiesOf,
   type LocalSelection,
@@ -66,9 +68,15 @@ export {
   providedIdentities,
   selectLocalKeys
 } from "./pipeline/Revocation.js"
-export { redactUrl } from "./pipeline/Redact.js"
-export { type BuildInfo, managedBody, renderAuthorizedKeys, renderBody, renderHeader } from "./pipeline/Render.js"
-export { DEFAULT_CONCURRENCY, groupByHome, groupBySshDir, runAll, type RunOptions, type RunSummary, summarize } from "./pipeline/runAll.js"
+export {
+  DEFAULT_CONCURRENCY,
+  groupByHome,
+  groupBySshDir,
+  runAll,
+  type RunOptions,
+  type RunSummary,
+  summarize
+} from "./pipeline/runAll.js"
 export {
   decideWrite,
   guardCounts,
@@ -87,8 +95,8 @@ export {
   type WriteDecision
 } from "./pipeline/syncUser.js"
 export * as Accounts from "./services/Accounts.js"
-export * as KeySource from "./services/KeySource.js"
 export * as HttpTransport from "./services/HttpTransport.js"
+export * as KeySource from "./services/KeySource.js"
 export * as Logging from "./services/Logging.js"
 export * as ManagedKeys from "./services/ManagedKeys.js"
 export * as RandomId from "./services/RandomId.js"

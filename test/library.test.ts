@@ -5,7 +5,17 @@
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schema, TestClock } from "effect"
-import { Accounts, bytesToText, Config, KeySource, ManagedKeys, RandomId, runAll, RunLock, SshFiles } from "../src/index.js"
+import {
+  Accounts,
+  bytesToText,
+  Config,
+  KeySource,
+  ManagedKeys,
+  RandomId,
+  runAll,
+  RunLock,
+  SshFiles
+} from "../src/index.js"
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHlib library@test"
 
@@ -17,7 +27,11 @@ describe("library entry (src/index.ts)", () => {
         HttpClient.HttpClient,
         HttpClient.make((request) =>
           Effect.sync(() => {
-            seen.push({ url: request.url, userAgent: request.headers["user-agent"], auth: request.headers["authorization"] })
+            seen.push({
+              url: request.url,
+              userAgent: request.headers["user-agent"],
+              auth: request.headers["authorization"]
+            })
             return HttpClientResponse.fromWeb(request, new Response(`${KEY}\n<html>not a key</html>\n`))
           })
         )
@@ -91,7 +105,8 @@ describe("library entry (src/index.ts)", () => {
       expect(summary.exitCode).toBe(0)
       expect(lib.buildInfo.version).toMatch(/^v\d+\.\d+\.\d+$/)
       expect(memory.read("/home/ops/.ssh/authorized_keys")).toContain(`\n# Version:   ${lib.buildInfo.version}\n`)
-      expect(memory.read("/home/ops/.ssh/authorized_keys")?.endsWith(`\n# Source: https://keys.internal/ops\n${KEY}\n`)).toBe(true)
+      expect(memory.read("/home/ops/.ssh/authorized_keys")?.endsWith(`\n# Source: https://keys.internal/ops\n${KEY}\n`))
+        .toBe(true)
     }))
 
   it("exports the RunLock service: its Tag, the lock-file layer and a no-op layer", () => {

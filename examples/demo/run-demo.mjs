@@ -78,7 +78,10 @@ try {
     mkdirSync(join(home, ".ssh"), { recursive: true, mode: 0o700 })
     execFileSync("chown", ["-R", `${demoUser}:`, home])
     const keysFile = join(home, ".ssh", "authorized_keys")
-    writeFileSync(keysFile, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemoKeyAddedByHandxxxxxxxxxxxxxxxxxxxxxxx break-glass@console\n")
+    writeFileSync(
+      keysFile,
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemoKeyAddedByHandxxxxxxxxxxxxxxxxxxxxxxx break-glass@console\n"
+    )
     execFileSync("chown", [`${demoUser}:`, keysFile])
     section(`throwaway account ${demoUser}, home ${home}, one key added by hand`)
 

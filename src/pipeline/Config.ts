@@ -6,12 +6,12 @@
  *
  * @since 0.1.0
  */
+import { Either, ParseResult, Schema } from "effect"
 import { tmpdir } from "node:os"
 import { posix } from "node:path"
-import { Either, ParseResult, Schema } from "effect"
 import { type Document, isScalar, parseAllDocuments } from "yaml"
-import { ConfigError } from "./Errors.js"
 import { bytesToText, textToBytes } from "./Bytes.js"
+import { ConfigError } from "./Errors.js"
 import { documentSize, excessiveAliasing, isRecord, readNumbersAsGoYaml, withWrittenText } from "./GoYaml.js"
 import { classifyLine, trimLine } from "./Parse.js"
 
@@ -129,7 +129,8 @@ const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).annota
       // By position, not by name: a mistyped line like "Authorization Bearer <token>: x" makes the token the name.
       .map((n) => ({
         path: [],
-        message: `header ${n} has a name that is not a valid HTTP header name (no spaces or colons; the value goes after the colon)`
+        message:
+          `header ${n} has a name that is not a valid HTTP header name (no spaces or colons; the value goes after the colon)`
       }))
   )
 )
@@ -176,7 +177,11 @@ const PinnedKey = Schema.String.pipe(
     "must be one authorized_keys line (key type, key and optional comment)"
   ),
   // Trimmed as the line it becomes (its UTF-8 bytes) is: see Parse.ts.
-  Schema.transform(Schema.String, { strict: true, decode: (s) => bytesToText(trimLine(textToBytes(s))), encode: (s) => s })
+  Schema.transform(Schema.String, {
+    strict: true,
+    decode: (s) => bytesToText(trimLine(textToBytes(s))),
+    encode: (s) => s
+  })
 )
 
 const PinnedKeys = Schema.Array(PinnedKey)
@@ -273,7 +278,12 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
  * Header names the Go original's HTTP client (net/http) never sends from the config: it writes its own (the URL's
  * host, the body's length and framing). They are ignored here too, with a warning.
  */
-export const REQUEST_OWN_HEADERS: ReadonlySet<string> = new Set(["host", "content-length", "transfer-encoding", "trailer"])
+export const REQUEST_OWN_HEADERS: ReadonlySet<string> = new Set([
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "trailer"
+])
 
 const ignoredHeaders = (config: Config): Array<string> =>
   config.users.flatMap((user, u) =>
@@ -281,7 +291,9 @@ const ignoredHeaders = (config: Config): Array<string> =>
       Object.keys(source.headers)
         .filter((name) => REQUEST_OWN_HEADERS.has(name.toLowerCase()))
         .map((name) =>
-          `${formatPath(["users", u, "sources", s, "headers", name])} is ignored: the request sends its own, as the Go ` +
+          `${
+            formatPath(["users", u, "sources", s, "headers", name])
+          } is ignored: the request sends its own, as the Go ` +
           "original's does"
         )
     )
@@ -308,8 +320,6 @@ const KNOWN_KEYS = {
   source: ["url", "method", "headers", "body", "timeout_seconds", "ca_file"]
 } as const
 
-
-
 /** Keys the schema does not know, usually typos (`timeout_second`); reported as warnings, like the Go original ignores them. */
 export const findUnknownKeys = (raw: unknown): ReadonlyArray<string> => {
   const unknown: Array<string> = []
@@ -319,7 +329,11 @@ export const findUnknownKeys = (raw: unknown): ReadonlyArray<string> => {
       if (known.includes(key)) return
       // A key that is not a plain name is likely a line typed without its colon (`Authorization Bearer <token>: x`):
       // named by its position, never by its text.
-      unknown.push(/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? formatPath([...path, key]) : `number ${i + 1} of ${formatPath(path) || "the top level"}`)
+      unknown.push(
+        /^[A-Za-z_][A-Za-z0-9_-]*$/.test(key)
+          ? formatPath([...path, key])
+          : `number ${i + 1} of ${formatPath(path) || "the top level"}`
+      )
     })
   }
   check(raw, KNOWN_KEYS.root, [])
@@ -404,13 +418,17 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
     value = dropNullKeys(raw)
   } catch (error) {
     if (!(error instanceof CircularValue)) throw error
-    return Either.left(new ConfigError({ file, reason: "Yaml", detail: "a value contains itself (a YAML alias inside its own anchor)" }))
+    return Either.left(
+      new ConfigError({ file, reason: "Yaml", detail: "a value contains itself (a YAML alias inside its own anchor)" })
+    )
   }
   return decodeUnknown(value).pipe(
     Either.mapLeft((error) => {
       // An optional field's wrong value fails both of its cases: the field's own message says what is wrong, and
       // "Expected undefined, actual …" (the field left out) adds only noise.
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(error).filter((issue) => !issue.message.startsWith("Expected undefined"))
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(error).filter((issue) =>
+        !issue.message.startsWith("Expected undefined")
+      )
       const seen = new Set<string>()
       const lines = issues
         .map((issue) => {
@@ -427,7 +445,9 @@ export const decodeConfigValue = (file: string, raw: unknown): Either.Either<Dec
             : issue.message
           // Header values and bodies carry tokens: say what is wrong with them, never what they are.
           const secret = issue.path.includes("headers") || issue.path[issue.path.length - 1] === "body"
-          const what = secret ? raw.replace(/,? actual [\s\S]*$/, "") : withoutActual(raw, issue.path[issue.path.length - 1])
+          const what = secret
+            ? raw.replace(/,? actual [\s\S]*$/, "")
+            : withoutActual(raw, issue.path[issue.path.length - 1])
           return where === "" ? what : `${where}: ${what}`
         })
         .filter((line) => !seen.has(line) && seen.add(line))
@@ -454,7 +474,8 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   // it: a trailing `---`, or an old config kept below one, is no error there.
   const doc = docs[0]
   if (doc === undefined) return Either.left(new ConfigError({ file, reason: "Schema", detail: "the file is empty" }))
-  const isEmpty = (later: Document) => later.contents === null || (isScalar(later.contents) && later.contents.value === null)
+  const isEmpty = (later: Document) =>
+    later.contents === null || (isScalar(later.contents) && later.contents.value === null)
   const ignored = docs.slice(1).some((later) => !isEmpty(later))
     ? ["only the first YAML document is read; what follows its end (---) is ignored, as by the Go original"]
     : []
@@ -477,10 +498,18 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
   if (size.collectionKey !== undefined) {
     // yaml.v3 cannot decode such a key into the config's maps either; the YAML library would turn it into text.
     const line = text.slice(0, size.collectionKey).split("\n").length
-    return Either.left(new ConfigError({ file, reason: "Yaml", detail: `invalid YAML at line ${line}: a key must be a plain value, not a mapping or a list` }))
+    return Either.left(
+      new ConfigError({
+        file,
+        reason: "Yaml",
+        detail: `invalid YAML at line ${line}: a key must be a plain value, not a mapping or a list`
+      })
+    )
   }
   if (excessiveAliasing(size)) {
-    return Either.left(new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the document contains excessive aliasing" }))
+    return Either.left(
+      new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the document contains excessive aliasing" })
+    )
   }
   const maxAliasCount = Math.max(100, size.nodes)
   const toJS = (document: Document) => document.toJS({ maxAliasCount })
@@ -496,6 +525,8 @@ export const decodeConfig = (file: string, text: string): Either.Either<DecodedC
     return Either.left(new ConfigError({ file, reason: "Schema", detail: "the file is empty" }))
   }
   return decodeConfigValue(file, raw).pipe(
-    Either.map((decoded) => ignored.length === 0 ? decoded : { ...decoded, warnings: [...ignored, ...decoded.warnings] })
+    Either.map((decoded) =>
+      ignored.length === 0 ? decoded : { ...decoded, warnings: [...ignored, ...decoded.warnings] }
+    )
   )
 }

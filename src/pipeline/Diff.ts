@@ -19,7 +19,11 @@ export interface KeyDiff {
 }
 
 const sectionTitle = (section: Section): string =>
-  section._tag === "Source" ? `Source: ${section.url}` : section._tag === "Pinned" ? "Pinned (break-glass)" : "Local (preserved)"
+  section._tag === "Source"
+    ? `Source: ${section.url}`
+    : section._tag === "Pinned"
+    ? "Pinned (break-glass)"
+    : "Local (preserved)"
 
 /**
  * Keys present after the sync but not before (with the section that brings them), and keys present before but not

@@ -48,7 +48,9 @@ export class SshDirMissing extends Data.TaggedError("SshDirMissing")<{
   }
   override get message() {
     if (this.homeRefused !== undefined) {
-      return `${this.path} ${this.reason === "missing" ? "does not exist" : "is not a directory"}, and the home would be ` +
+      return `${this.path} ${
+        this.reason === "missing" ? "does not exist" : "is not a directory"
+      }, and the home would be ` +
         `refused with one: ${this.homeRefused}`
     }
     return this.reason === "missing"

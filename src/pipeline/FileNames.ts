@@ -37,7 +37,11 @@ const stampOf = (name: string): string => name.slice(0, BACKUP_PREFIX.length + 1
  *
  * @since 0.1.0
  */
-export const backupsToDelete = (names: ReadonlyArray<string>, retention: number, latest?: string): ReadonlyArray<string> => {
+export const backupsToDelete = (
+  names: ReadonlyArray<string>,
+  retention: number,
+  latest?: string
+): ReadonlyArray<string> => {
   const backups = names
     .filter((name) => BACKUP_NAME_PATTERN.test(name) && (latest === undefined || stampOf(name) <= stampOf(latest)))
     .sort()

@@ -6,7 +6,8 @@
 import { type Document, isAlias, isCollection, isPair, isScalar, visit } from "yaml"
 
 /** A YAML mapping as the YAML library converts it. */
-export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+export const isRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
 
 /** What Go's strconv.ParseInt(s, 0, 64) takes, once yaml.v3 has removed every `_`: `010` is octal, `0b11` binary. */
 const GO_INT = /^([-+]?)(?:0[xX]([0-9a-fA-F]+)|0[bB]([01]+)|0[oO]([0-7]+)|0([0-7]*)|([1-9][0-9]*))$/
@@ -23,10 +24,14 @@ export const goYamlNumber = (written: string): number | undefined => {
   const int = GO_INT.exec(plain)
   if (int !== null) {
     const [, sign, hex, bin, oct, legacyOct, dec] = int
-    const magnitude = hex !== undefined ? parseInt(hex, 16)
-      : bin !== undefined ? parseInt(bin, 2)
-      : oct !== undefined ? parseInt(oct, 8)
-      : legacyOct !== undefined ? (legacyOct === "" ? 0 : parseInt(legacyOct, 8))
+    const magnitude = hex !== undefined ?
+      parseInt(hex, 16)
+      : bin !== undefined ?
+      parseInt(bin, 2)
+      : oct !== undefined ?
+      parseInt(oct, 8)
+      : legacyOct !== undefined ?
+      (legacyOct === "" ? 0 : parseInt(legacyOct, 8))
       : Number(dec)
     return sign === "-" ? -magnitude : magnitude
   }
@@ -60,14 +65,17 @@ export const withWrittenText = (doc: Document, raw: unknown, toJS: (doc: Documen
     usersOf(config).flatMap((user) => Array.isArray(user["sources"]) ? user["sources"].filter(isRecord) : [])
   const users = usersOf(raw)
   const sources = sourcesOf(raw)
-  const affected = users.some((user) => needsText(user["username"])) || sources.some((source) =>
-    needsText(source["body"]) || (isRecord(source["headers"]) && Object.values(source["headers"]).some(needsText))
-  )
+  const affected = users.some((user) => needsText(user["username"])) ||
+    sources.some((source) =>
+      needsText(source["body"]) || (isRecord(source["headers"]) && Object.values(source["headers"]).some(needsText))
+    )
   if (!affected) return raw
   const copy = doc.clone()
   visit(copy, {
     Scalar(_, node) {
-      if (node.value !== null && typeof node.value !== "string" && typeof node.source === "string") node.value = node.source
+      if (node.value !== null && typeof node.value !== "string" && typeof node.source === "string") {
+        node.value = node.source
+      }
     }
   })
   const writtenConfig = toJS(copy)
@@ -136,7 +144,9 @@ export const allowedAliasRatio = (expanded: number): number =>
  * alias budget grows with the document, so a few thousand uses of an anchor of a few thousand values pass it, and
  * their expansion (what the checks after the YAML library walk) grows with the square of the file.
  */
-export const excessiveAliasing = ({ expanded, nodes }: { readonly nodes: number; readonly expanded: number }): boolean => {
+export const excessiveAliasing = (
+  { expanded, nodes }: { readonly nodes: number; readonly expanded: number }
+): boolean => {
   const fromAliases = expanded - nodes
   return fromAliases > 100 && expanded > 1000 && fromAliases / expanded > allowedAliasRatio(expanded)
 }

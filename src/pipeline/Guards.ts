@@ -51,7 +51,8 @@ export const checkGuards = (
       user,
       path,
       guard: "shrink",
-      detail: `${removed} of ${before} keys would be removed, more than policy.max_removed_keys (${policy.max_removed_keys})`
+      detail:
+        `${removed} of ${before} keys would be removed, more than policy.max_removed_keys (${policy.max_removed_keys})`
     })
   }
   if (policy.max_removed_percent !== undefined && before > 0) {

@@ -10,7 +10,8 @@
 import { createHash } from "node:crypto"
 import { canonicalKeyType, keyInBlob } from "./SshKeyBlob.js"
 
-const KEY_TYPE = /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+|rsa-sha2-[A-Za-z0-9@._+-]+)$/
+const KEY_TYPE =
+  /^(?:ssh-[A-Za-z0-9@._+-]+|ecdsa-sha2-[A-Za-z0-9@._+-]+|sk-[A-Za-z0-9@._+-]+|rsa-sha2-[A-Za-z0-9@._+-]+)$/
 const BLOB = /^[A-Za-z0-9+/]+={0,2}$/
 
 /** Split on unquoted white space; a backslash escapes a quote inside quotes, as sshd reads options. */
@@ -48,7 +49,9 @@ export const keyMaterial = (line: string): { readonly type: string; readonly blo
   for (const at of [0, 1]) {
     const type = t[at]
     const token = t[at + 1]
-    if (type === undefined || token === undefined || !(KEY_TYPE.test(type) || canonicalKeyType(type) !== undefined)) continue
+    if (type === undefined || token === undefined || !(KEY_TYPE.test(type) || canonicalKeyType(type) !== undefined)) {
+      continue
+    }
     // `AAAA\vC3Nz…` is the key `AAAAC3Nz…` to sshd: read as anything else, a user could keep a revoked key working.
     const blob = token.replace(SKIPPED_IN_BLOB, "")
     // The key inside decides, as for sshd: `rsa-sha2-512 <an ssh-rsa key>`, `ED25519` written inside the blob, or a

@@ -32,4 +32,9 @@ export const directoryStat = (st: {
   isDirectory(): boolean
   readonly uid: number
   readonly mode: number
-}): DirectoryStat => ({ isSymbolicLink: st.isSymbolicLink(), isDirectory: st.isDirectory(), uid: st.uid, mode: st.mode })
+}): DirectoryStat => ({
+  isSymbolicLink: st.isSymbolicLink(),
+  isDirectory: st.isDirectory(),
+  uid: st.uid,
+  mode: st.mode
+})

@@ -56,7 +56,7 @@ export const selectLocalKeys = (
 export const providedIdentities = (sections: ReadonlyArray<Section>): ReadonlySet<string> => {
   const ids = new Set<string>()
   for (const section of sections) {
-    if (section._tag !== "Local") for (const key of section.keys) ids.add(keyIdentity(key))
+    if (section._tag !== "Local") { for (const key of section.keys) ids.add(keyIdentity(key)) }
   }
   return ids
 }

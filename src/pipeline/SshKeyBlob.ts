@@ -70,7 +70,9 @@ const lengthPrefixed = (bytes: Buffer): Buffer => {
  * The blob read as sshd reads it: the type name written first, and, when it is a key sshd reads field by field here,
  * the key in its canonical form (`type base64`). Undefined when not even the name can be read.
  */
-const readBlob = (blob: string): { readonly name: string; readonly key?: { readonly type: string; readonly blob: string } } | undefined => {
+const readBlob = (
+  blob: string
+): { readonly name: string; readonly key?: { readonly type: string; readonly blob: string } } | undefined => {
   const bytes = Buffer.from(blob, "base64")
   let at = 0
   const next = (): Buffer | undefined => {
@@ -111,7 +113,8 @@ const readBlob = (blob: string): { readonly name: string; readonly key?: { reado
  * `type base64` of the key in `blob` (base64) in its canonical form, or undefined when the blob is not a key sshd
  * could read field by field here. For a key written the usual way this is the line's own type and blob.
  */
-export const canonicalKey = (blob: string): { readonly type: string; readonly blob: string } | undefined => readBlob(blob)?.key
+export const canonicalKey = (blob: string): { readonly type: string; readonly blob: string } | undefined =>
+  readBlob(blob)?.key
 
 /**
  * What keyMaterial takes from a blob: its canonical key (canonicalKey) or, for another blob that names a key type (a

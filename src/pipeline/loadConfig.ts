@@ -19,8 +19,12 @@ export const configFileProblem = (
   runningUid: number
 ): { readonly refuse?: string; readonly warn?: string } => {
   const mode = (info.mode & 0o7777).toString(8).padStart(4, "0")
-  if ((info.mode & 0o002) !== 0) return { refuse: `it is writable by every account (mode ${mode}); run chmod o-w on it` }
-  if ((info.mode & 0o020) !== 0) return { warn: `it is writable by its group (mode ${mode}); anyone in it can grant SSH access` }
+  if ((info.mode & 0o002) !== 0) {
+    return { refuse: `it is writable by every account (mode ${mode}); run chmod o-w on it` }
+  }
+  if ((info.mode & 0o020) !== 0) {
+    return { warn: `it is writable by its group (mode ${mode}); anyone in it can grant SSH access` }
+  }
   if (runningUid === 0 && info.uid !== undefined && info.uid !== 0) {
     return { warn: `it is owned by uid ${info.uid}, not root; that account can grant SSH access to every managed user` }
   }
@@ -34,7 +38,11 @@ export const configFileProblem = (
  * @since 0.3.0
  */
 export const configText = (bytes: Uint8Array): string | undefined => {
-  const encoding = bytes[0] === 0xff && bytes[1] === 0xfe ? "utf-16le" : bytes[0] === 0xfe && bytes[1] === 0xff ? "utf-16be" : "utf-8"
+  const encoding = bytes[0] === 0xff && bytes[1] === 0xfe
+    ? "utf-16le"
+    : bytes[0] === 0xfe && bytes[1] === 0xff
+    ? "utf-16be"
+    : "utf-8"
   try {
     return new TextDecoder(encoding, { fatal: true }).decode(bytes)
   } catch {
@@ -96,7 +104,11 @@ export const loadConfig = Effect.fn("loadConfig")(function*(file: string) {
   const text = configText(bytes)
   if (text === undefined) {
     // yaml.v3 refuses such a file too; read leniently, a Latin-1 header value or body would be sent mangled.
-    return yield* new ConfigError({ file, reason: "Yaml", detail: "invalid YAML: the file is not valid UTF-8 (or UTF-16 with a byte-order mark) text" })
+    return yield* new ConfigError({
+      file,
+      reason: "Yaml",
+      detail: "invalid YAML: the file is not valid UTF-8 (or UTF-16 with a byte-order mark) text"
+    })
   }
   const decoded = decodeConfig(file, text)
   if (Either.isLeft(decoded)) return yield* decoded.left

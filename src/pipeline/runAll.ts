@@ -3,8 +3,8 @@
  *
  * @since 0.1.0
  */
-import * as nodePath from "node:path"
 import { Clock, Effect, Either, Exit, Option } from "effect"
+import * as nodePath from "node:path"
 import { buildInfo } from "../Build.js"
 import { Accounts } from "../services/Accounts.js"
 import { SshFiles } from "../services/SshFiles.js"
@@ -68,7 +68,7 @@ export const groupBySshDir = (
   for (const [name, id] of identities) byIdentity.set(id, [...(byIdentity.get(id) ?? []), name])
   const others = new Map<string, ReadonlyArray<string>>()
   for (const names of byIdentity.values()) {
-    if (names.length > 1) for (const name of names) others.set(name, names.filter((n) => n !== name))
+    if (names.length > 1) { for (const name of names) others.set(name, names.filter((n) => n !== name)) }
   }
   return others
 }
@@ -102,9 +102,13 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
   // not answer are not touched from here at all (their users fail).
   const unresponsiveHomes = yield* files.unresponsiveHomes(found)
   // A checked walk to each .ssh (synchronous syscalls on the local disk): no use running them side by side.
-  const identities = yield* Effect.forEach(found.filter((account) => !unresponsiveHomes.has(account.name)), (account) =>
-    files.identify(account).pipe(Effect.map((id) => [account.name, id] as const)))
-  const accountsBySshDir = groupBySshDir(identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : [])))
+  const identities = yield* Effect.forEach(
+    found.filter((account) => !unresponsiveHomes.has(account.name)),
+    (account) => files.identify(account).pipe(Effect.map((id) => [account.name, id] as const))
+  )
+  const accountsBySshDir = groupBySshDir(
+    identities.flatMap(([name, id]) => (Option.isSome(id) ? [[name, id.value] as const] : []))
+  )
   const sshDirsSeen = new Set(identities.flatMap(([name, id]) => (Option.isSome(id) ? [name] : [])))
   const claimed = new Map<string, string>()
   const claimDirectory = (identity: string, user: string) => {
@@ -113,19 +117,23 @@ export const runAll = Effect.fn("runAll")(function*(config: Config, options: Run
     return first === undefined || first === user ? undefined : first
   }
   const keyBudget = options.keyBudget ?? { semaphore: yield* Effect.makeSemaphore(KEY_BUDGET), permits: KEY_BUDGET }
-  const exits = yield* boundedParallel(config.users, options.concurrency ?? DEFAULT_CONCURRENCY, (user) =>
-    syncUserOutcome(user, config.policy, {
-      dryRun: options.dryRun,
-      build: options.build ?? buildInfo,
-      claimDirectory,
-      startedAt,
-      accountsByHome,
-      accountsBySshDir,
-      sshDirsSeen,
-      resolved,
-      keyBudget,
-      unresponsiveHomes
-    }))
+  const exits = yield* boundedParallel(
+    config.users,
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    (user) =>
+      syncUserOutcome(user, config.policy, {
+        dryRun: options.dryRun,
+        build: options.build ?? buildInfo,
+        claimDirectory,
+        startedAt,
+        accountsByHome,
+        accountsBySshDir,
+        sshDirsSeen,
+        resolved,
+        keyBudget,
+        unresponsiveHomes
+      })
+  )
   const outcomes: Array<UserOutcome> = []
   for (const [index, exit] of exits.entries()) {
     if (exit !== undefined && Exit.isSuccess(exit)) {

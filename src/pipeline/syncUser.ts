@@ -18,9 +18,10 @@ import { KeySource } from "../services/KeySource.js"
 import { ManagedKeys, type ManagedRecord } from "../services/ManagedKeys.js"
 import { RandomId } from "../services/RandomId.js"
 import { type ExistingFile, MAX_LOCAL_FILE_BYTES, type SshDir, SshFiles } from "../services/SshFiles.js"
+import { boundedParallel } from "./boundedParallel.js"
+import { bytesToText, textToBytes } from "./Bytes.js"
 import type { Policy, Source, User } from "./Config.js"
 import { allKeys, type Duplicate, LOCAL_LABEL, type MergedKeys, mergeKeys } from "./Dedup.js"
-import { bytesToText, textToBytes } from "./Bytes.js"
 import { diffKeys, type KeyDiff } from "./Diff.js"
 import { shortened } from "./Display.js"
 import {
@@ -36,7 +37,6 @@ import {
   type UserSyncError,
   WriteError
 } from "./Errors.js"
-import { boundedParallel } from "./boundedParallel.js"
 import { backupFileName, tempFileName } from "./FileNames.js"
 import { checkGuards, type GuardCounts } from "./Guards.js"
 import { identityFrom, keyFingerprint, keyIdentity, keyMaterial } from "./KeyIdentity.js"
@@ -130,7 +130,11 @@ export type WriteDecision = "unchanged" | "content" | "metadata"
  *
  * @since 0.1.0
  */
-export const decideWrite = (existing: ExistingFile | undefined, body: string, owner: { uid: number; gid: number }): WriteDecision => {
+export const decideWrite = (
+  existing: ExistingFile | undefined,
+  body: string,
+  owner: { uid: number; gid: number }
+): WriteDecision => {
   if (existing === undefined || managedBody(existing.content) !== body) return "content"
   const before = parseKeys(existing.content).keys
   const after = parseKeys(body).keys
@@ -243,7 +247,8 @@ const fetchSource = (source: Source, policy: Policy) =>
   })
 
 /** How many keys a user's sources sent, all together. */
-const fetchedKeyCount = (fetched: ReadonlyArray<FetchedSource>): number => fetched.reduce((n, f) => n + f.keys.length, 0)
+const fetchedKeyCount = (fetched: ReadonlyArray<FetchedSource>): number =>
+  fetched.reduce((n, f) => n + f.keys.length, 0)
 
 /** What a user's sources gave: every source's keys, or the failures. */
 interface FetchResults {
@@ -271,7 +276,11 @@ const fetchAllSources = (sources: ReadonlyArray<Source>, policy: Policy) =>
       const failure = exit === undefined ? Option.none() : Cause.failureOption(exit.cause)
       // Interrupted by something other than this user's own end (which would not get here): that source failed.
       failures.push(Option.getOrElse(failure, () =>
-        new SourceFetchError({ url: redactUrl(sources[index]!.url), reason: "Transport", detail: "the fetch was interrupted" })))
+        new SourceFetchError({
+          url: redactUrl(sources[index]!.url),
+          reason: "Transport",
+          detail: "the fetch was interrupted"
+        })))
     }
     return { fetched, failures } satisfies FetchResults
   })
@@ -287,8 +296,7 @@ const reportFetch = (results: FetchResults) =>
     return results.fetched
   })
 
-const readLocalFile = (sshDir: SshDir) =>
-  sshDir.readAuthorizedKeys.pipe(Effect.map(Option.getOrUndefined))
+const readLocalFile = (sshDir: SshDir) => sshDir.readAuthorizedKeys.pipe(Effect.map(Option.getOrUndefined))
 
 /** A line for each of the first `named` items, then one line for how many more there were (if any). */
 const logFirstThenCount = <A>(
@@ -316,9 +324,16 @@ const logDuplicates = (duplicates: ReadonlyArray<Duplicate>) =>
       DUPLICATES_NAMED,
       (dup) =>
         Effect.logWithLevel(level, "duplicate key dropped").pipe(
-          Effect.annotateLogs({ key: preview(dup.key), kept_in: redactUrl(dup.keptIn), dropped_from: redactUrl(dup.droppedFrom) })
+          Effect.annotateLogs({
+            key: preview(dup.key),
+            kept_in: redactUrl(dup.keptIn),
+            dropped_from: redactUrl(dup.droppedFrom)
+          })
         ),
-      (count) => Effect.logWithLevel(level, "more duplicate keys dropped, not listed one by one").pipe(Effect.annotateLogs({ count }))
+      (count) =>
+        Effect.logWithLevel(level, "more duplicate keys dropped, not listed one by one").pipe(
+          Effect.annotateLogs({ count })
+        )
     ), { discard: true })
 
 const redactSections = (merged: MergedKeys) =>
@@ -388,7 +403,9 @@ const logRevoked = (revoked: ReadonlyArray<string>, dryRun: boolean) =>
   logEachKey(
     revoked,
     LogLevel.Info,
-    dryRun ? "dry run: would revoke key: no source provides it any more" : "revoked key: no source provides it any more",
+    dryRun
+      ? "dry run: would revoke key: no source provides it any more"
+      : "revoked key: no source provides it any more",
     dryRun ? "dry run: would revoke more keys, not listed one by one" : "revoked more keys, not listed one by one"
   )
 
@@ -415,7 +432,10 @@ const removeStaleTemps = (sshDir: SshDir, before: Date) =>
           Effect.logInfo("removed a temp file left by an earlier run").pipe(
             Effect.annotateLogs({ path: nodePath.join(sshDir.path, name) })
           ),
-        (count) => Effect.logInfo("removed more temp files left by earlier runs").pipe(Effect.annotateLogs({ count, dir: sshDir.path }))
+        (count) =>
+          Effect.logInfo("removed more temp files left by earlier runs").pipe(
+            Effect.annotateLogs({ count, dir: sshDir.path })
+          )
       )
     )
   )
@@ -461,7 +481,11 @@ export interface GuardIdentities {
 }
 
 /** Pure: guardCounts from the identities before and after (each computed once, maybe with a pause between). @since 0.3.0 */
-export const guardCountsOf = (was: GuardIdentities, is: GuardIdentities, managed?: ReadonlySet<string>): GuardCounts => {
+export const guardCountsOf = (
+  was: GuardIdentities,
+  is: GuardIdentities,
+  managed?: ReadonlySet<string>
+): GuardCounts => {
   // With a record, the share is taken of what the tool wrote last time, whatever the user deleted since: over the
   // managed keys left in the file, a user who deleted all but one could make its revocation "100%" and keep a revoked
   // key working. What is removed is what this rewrite takes out of the file (of those, with a record): a key the user
@@ -469,13 +493,18 @@ export const guardCountsOf = (was: GuardIdentities, is: GuardIdentities, managed
   const beforeIds = managed ?? was.all
   let removed = 0
   for (const id of beforeIds) if (was.all.has(id) && !is.all.has(id)) removed++
-  return { before: beforeIds.size, after: is.all.size, removed, usableBefore: was.usable.size, usableAfter: is.usable.size }
+  return {
+    before: beforeIds.size,
+    after: is.all.size,
+    removed,
+    usableBefore: was.usable.size,
+    usableAfter: is.usable.size
+  }
 }
 
 /** Pure: why an account cannot be handled safely, before anything is looked up or opened. @since 0.2.0 */
 export const unsafeUsernameReason = (name: string): string | undefined => {
   if (name.includes("/")) return "the name contains a slash"
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(name)) return "the name contains a control character"
   if (name === "." || name === "..") return "the name is a path component"
   return undefined
@@ -505,8 +534,15 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
   if (hung !== undefined) return yield* new ReadError({ path: home, detail: hung })
   // An account without ~/.ssh is skipped, as the Go original skips it, before any of these refusals.
   const refuse = (reason: string): Effect.Effect<never, UnsafeAccount | SshDirMissing> =>
-    Effect.flatMap(files.sshDirAbsent(account), (absent) =>
-      Effect.fail(Option.isNone(absent) ? new UnsafeAccount({ user: user.username, reason }) : absent.value.becauseHomeRefused(reason)))
+    Effect.flatMap(
+      files.sshDirAbsent(account),
+      (absent) =>
+        Effect.fail(
+          Option.isNone(absent)
+            ? new UnsafeAccount({ user: user.username, reason })
+            : absent.value.becauseHomeRefused(reason)
+        )
+    )
   if (home === "/") return yield* refuse("its home directory is /")
   const sharing = (options.accountsByHome?.get(home) ?? []).filter((name) => name !== user.username)
   if (sharing.length > 0) return yield* refuse(`its home ${home} is also the home of ${sharing.join(", ")}`)
@@ -526,20 +562,28 @@ export const syncUser = Effect.fn("syncUser")(function*(user: User, policy: Poli
     Effect.catchIf(
       (error) => error._tag === "UnsafePath" && error.primaryGroupWritable === true,
       (refused) =>
-        Effect.flatMap(accounts.sshdAcceptsGroupWritable(account), (accepted) =>
-          accepted ? files.open(account, { primaryGroupMayWrite: true }) : Effect.fail(refused))
+        Effect.flatMap(
+          accounts.sshdAcceptsGroupWritable(account),
+          (accepted) => accepted ? files.open(account, { primaryGroupMayWrite: true }) : Effect.fail(refused)
+        )
     )
   )
   const other = options.claimDirectory?.(sshDir.identity, user.username)
   if (other !== undefined) {
-    return yield* new UnsafeAccount({ user: user.username, reason: `its ${sshDir.path} is the same directory as ${other}'s .ssh` })
+    return yield* new UnsafeAccount({
+      user: user.username,
+      reason: `its ${sshDir.path} is the same directory as ${other}'s .ssh`
+    })
   }
   // Every real run tidies up after a crashed one, whatever happens to this user afterwards.
   if (!options.dryRun) yield* removeStaleTemps(sshDir, startedAt)
   const fetched = yield* reportFetch(fetchedEarly ?? (yield* fetchAllSources(user.sources, policy)))
   // The user's own file counts too (a 16 MiB one holds 400,000 two-field lines), estimated from its size before it is
   // read: found in review, a few such files made a run of users with small answers use gigabytes.
-  const localKeys = Math.min(maxLocalKeys(policy, user), Math.ceil((yield* sshDir.authorizedKeysSize) / BYTES_PER_KEY_LINE))
+  const localKeys = Math.min(
+    maxLocalKeys(policy, user),
+    Math.ceil((yield* sshDir.authorizedKeysSize) / BYTES_PER_KEY_LINE)
+  )
   return yield* withinKeyBudget(
     fetchedKeyCount(fetched) + localKeys,
     options.keyBudget,
@@ -649,7 +693,9 @@ const syncDirectory = (
     if (!firstRun && heldBack.length > 0 && found.revoked.length > 0) {
       yield* Effect.logWarning(
         "keys no source provides were kept: a source answered with an HTML/JSON error page, not with its keys"
-      ).pipe(Effect.annotateLogs({ keys: found.revoked.length, source: heldBack.map((f) => redactUrl(f.url)).join(" ") }))
+      ).pipe(
+        Effect.annotateLogs({ keys: found.revoked.length, source: heldBack.map((f) => redactUrl(f.url)).join(" ") })
+      )
     }
     const merged = mergeKeys(fetched, policy.preserve_local_keys ? selection.kept : undefined, pinned)
     // The lines written for them: what a later run may replace with a provider's newer line (see selectLocalKeys).
@@ -661,7 +707,9 @@ const syncDirectory = (
       identities: new Set([...(firstRun ? [] : previously.identities), ...managedNow]),
       lines: previously.lines === undefined ? undefined : new Set([...previously.lines, ...linesNow])
     }
-    const recordNow: ManagedRecord = heldBack.length > 0 && !firstRun ? union : { identities: managedNow, lines: linesNow }
+    const recordNow: ManagedRecord = heldBack.length > 0 && !firstRun
+      ? union
+      : { identities: managedNow, lines: linesNow }
     yield* breathe(size)
     yield* logDuplicates(merged.duplicates)
     // Logged once the guards let the rewrite go ahead (a real run: once the file is replaced). A refused or failed
@@ -772,7 +820,11 @@ export const syncUserOutcome = (user: User, policy: Policy, options: SyncOptions
       )
     ),
     Effect.catchAllDefect((defect) => {
-      const error = new UserSyncAborted({ user: user.username, detail: `internal error: ${describeCause(defect)}`, cause: defect })
+      const error = new UserSyncAborted({
+        user: user.username,
+        detail: `internal error: ${describeCause(defect)}`,
+        cause: defect
+      })
       return Effect.logError(`user not synced, authorized_keys left untouched: ${error.message}`).pipe(
         Effect.as<UserOutcome>({ _tag: "Failed", user: user.username, error })
       )

@@ -4,9 +4,9 @@
  *
  * @since 0.1.0
  */
+import { Clock, Context, Effect, Either, Layer } from "effect"
 import { execFile } from "node:child_process"
 import { existsSync } from "node:fs"
-import { Clock, Context, Effect, Either, Layer } from "effect"
 import { AccountLookupError, UserNotFound } from "../pipeline/Errors.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./internal/systemCommands.js"
 
@@ -103,7 +103,13 @@ const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<stri
     execFile(
       file,
       args,
-      { timeout: timeoutMs, signal, encoding: "utf8", maxBuffer: MAX_OUTPUT_BYTES, env: { PATH: dirs.join(":"), LC_ALL: "C" } },
+      {
+        timeout: timeoutMs,
+        signal,
+        encoding: "utf8",
+        maxBuffer: MAX_OUTPUT_BYTES,
+        env: { PATH: dirs.join(":"), LC_ALL: "C" }
+      },
       (error, stdout, stderr) => {
         if (!error || typeof error.code === "number") {
           return resume(Effect.succeed({ code: error ? Number(error.code) : 0, stdout, stderr }))
@@ -111,7 +117,11 @@ const run = (file: string, args: ReadonlyArray<string>, dirs: ReadonlyArray<stri
         // Ended by a signal: execFile says only "Command failed: <argv>" and a newline. A hung NSS source (LDAP down)
         // is killed at the timeout; the log line must say so.
         if (error.killed) {
-          resume(Effect.fail(new CommandKilled(`it did not answer within ${timeoutMs / 1000}s and was killed`, true, { cause: error })))
+          resume(
+            Effect.fail(
+              new CommandKilled(`it did not answer within ${timeoutMs / 1000}s and was killed`, true, { cause: error })
+            )
+          )
         } else if (error.signal) {
           resume(Effect.fail(new CommandKilled(`it was killed by ${error.signal}`, false, { cause: error })))
         } else {
@@ -136,7 +146,9 @@ const numericName = (name: string) => /^[0-9]+$/.test(name)
  */
 const getent = (run: RunCommand, name: string, args: ReadonlyArray<string>) =>
   run("getent", args).pipe(
-    Effect.mapError((cause) => new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })),
+    Effect.mapError((cause) =>
+      new AccountLookupError({ user: name, detail: `getent failed: ${cause.message}`, cause })
+    ),
     Effect.flatMap(({ code, stderr, stdout }) =>
       code === 0 || code === 2
         ? Effect.succeed({ found: code === 0, stdout })
@@ -208,7 +220,9 @@ const lookupManyLinux = (run: RunCommand, names: ReadonlyArray<string>): Effect.
       const asked = new Set(names)
       for (const line of stdout.split("\n")) {
         const account = parsePasswdLine(line)
-        if (account !== undefined && asked.has(account.name) && !found.has(account.name)) found.set(account.name, account)
+        if (account !== undefined && asked.has(account.name) && !found.has(account.name)) {
+          found.set(account.name, account)
+        }
         const name = line.split(":")[0]
         if (account === undefined && name !== undefined && asked.has(name)) unreadable.add(name)
       }

@@ -11,13 +11,6 @@
  *
  * @since 0.2.0
  */
-import { constants as C } from "node:fs"
-import { open } from "node:fs/promises"
-import * as http from "node:http"
-import * as https from "node:https"
-import { isIP, type Socket } from "node:net"
-import { type Duplex, Readable } from "node:stream"
-import * as tls from "node:tls"
 import {
   Cookies,
   Headers,
@@ -30,9 +23,23 @@ import {
 } from "@effect/platform"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Either, Inspectable, Layer, Option, Stream } from "effect"
+import { constants as C } from "node:fs"
+import { open } from "node:fs/promises"
+import * as http from "node:http"
+import * as https from "node:https"
+import { isIP, type Socket } from "node:net"
+import { type Duplex, Readable } from "node:stream"
+import * as tls from "node:tls"
 import { CaFileError, describeCause } from "../pipeline/Errors.js"
 import { HostLookup, type LookupFunction } from "./internal/hostLookup.js"
-import { bareHost, defaultPort, proxyFor, type ProxyChoice, type ProxySettings, proxySettings } from "./internal/proxies.js"
+import {
+  bareHost,
+  defaultPort,
+  type ProxyChoice,
+  proxyFor,
+  type ProxySettings,
+  proxySettings
+} from "./internal/proxies.js"
 import { loadSystemCaCertificates } from "./internal/systemCa.js"
 
 /** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
@@ -46,7 +53,6 @@ export { type NoProxyEntry, type ProxyChoice, proxyFor, type ProxySettings, prox
 // =============================================================================
 // Transport
 // =============================================================================
-
 
 /**
  * The name a TLS peer is checked against (and sent as SNI): always the host of the URL being connected to. Node would
@@ -91,7 +97,9 @@ class TunnelAgent extends https.Agent {
     const request = (url.protocol === "https:" ? https : http).request({
       host: bareHost(url.hostname),
       port: defaultPort(url),
-      ...(url.protocol === "https:" ? { servername: tlsName(url), rejectUnauthorized: true, secureContext: this.proxyTrust() } : {}),
+      ...(url.protocol === "https:"
+        ? { servername: tlsName(url), rejectUnauthorized: true, secureContext: this.proxyTrust() }
+        : {}),
       method: "CONNECT",
       path: target,
       headers: {
@@ -149,7 +157,9 @@ export interface Outgoing {
 
 /** One TLS context for every connection that trusts `certificates` (Node's own list when undefined). */
 const contextTrusting = (certificates: TrustedCertificates): tls.SecureContext =>
-  tls.createSecureContext(certificates === undefined ? {} : { ca: typeof certificates === "string" ? certificates : [...certificates] })
+  tls.createSecureContext(
+    certificates === undefined ? {} : { ca: typeof certificates === "string" ? certificates : [...certificates] }
+  )
 
 /** The CA certificates a connection trusts: a PEM text, a list of PEM blocks, or Node's own list (undefined). */
 export type TrustedCertificates = string | ReadonlyArray<string> | undefined
@@ -168,7 +178,11 @@ export class Transport {
   private readonly forward: http.Agent
   private readonly lookup: LookupFunction
   private systemContext: tls.SecureContext | undefined
-  private tlsMade: { readonly directTls: https.Agent; readonly forwardTls: https.Agent; readonly tunnel: TunnelAgent | undefined } | undefined
+  private tlsMade: {
+    readonly directTls: https.Agent
+    readonly forwardTls: https.Agent
+    readonly tunnel: TunnelAgent | undefined
+  } | undefined
 
   constructor(
     private readonly settings: ProxySettings,
@@ -203,7 +217,11 @@ export class Transport {
   }
 
   /** The ClientRequest for `url`: direct, through an http proxy (absolute form), or through a CONNECT tunnel. */
-  private request(url: URL, proxy: Extract<ProxyChoice, { _tag: "Proxy" }> | undefined, outgoing: Outgoing): http.ClientRequest {
+  private request(
+    url: URL,
+    proxy: Extract<ProxyChoice, { _tag: "Proxy" }> | undefined,
+    outgoing: Outgoing
+  ): http.ClientRequest {
     const options = { method: outgoing.method, headers: { ...outgoing.headers } }
     if (url.protocol === "https:") {
       return https.request(url, {
@@ -349,7 +367,9 @@ export class Transport {
 
   private agents(): Array<http.Agent> {
     const made = this.tlsMade
-    const tlsAgents = made === undefined ? [] : [made.directTls, made.forwardTls, ...(made.tunnel === undefined ? [] : [made.tunnel])]
+    const tlsAgents = made === undefined
+      ? []
+      : [made.directTls, made.forwardTls, ...(made.tunnel === undefined ? [] : [made.tunnel])]
     return [this.direct, this.forward, ...tlsAgents]
   }
 }
@@ -375,7 +395,8 @@ export const transferCodingProblem = (transfer: string | undefined): string | un
     : `the answer has Transfer-Encoding ${JSON.stringify(transfer)}; only chunked is read, as in the Go original`
 
 /** Whether `response` came from this module's client (which checks the framing of its bodies itself). */
-export const isOwnResponse = (response: HttpClientResponse.HttpClientResponse): boolean => response instanceof NodeResponse
+export const isOwnResponse = (response: HttpClientResponse.HttpClientResponse): boolean =>
+  response instanceof NodeResponse
 
 export const discardBody = (response: HttpClientResponse.HttpClientResponse): void => {
   if (response instanceof NodeResponse) response.discard()
@@ -489,8 +510,14 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
     return Effect.map(this.arrayBuffer, (buffer) => new TextDecoder().decode(buffer))
   }
   get json(): Effect.Effect<unknown, HttpClientError.ResponseError> {
-    return Effect.flatMap(this.text, (text) =>
-      Effect.try({ try: () => (text === "" ? null : JSON.parse(text) as unknown), catch: (cause) => this.decodeError(cause) }))
+    return Effect.flatMap(
+      this.text,
+      (text) =>
+        Effect.try({
+          try: () => (text === "" ? null : JSON.parse(text) as unknown),
+          catch: (cause) => this.decodeError(cause)
+        })
+    )
   }
   get urlParamsBody() {
     return Effect.map(this.text, (text) => UrlParams.fromInput(new URLSearchParams(text)))
@@ -531,7 +558,12 @@ class NodeResponse extends Inspectable.Class implements HttpClientResponse.HttpC
 const incomplete = () => new Error("the connection closed before the whole body arrived")
 
 /** A readable that only fails: what a second reader of a body gets. */
-const failedReadable = (error: Error) => new Readable({ read() { this.destroy(error) } })
+const failedReadable = (error: Error) =>
+  new Readable({
+    read() {
+      this.destroy(error)
+    }
+  })
 
 /**
  * An HttpClient over a Transport, made with HttpClient.makeWith rather than HttpClient.make: one callback per request,
@@ -555,7 +587,11 @@ const execute = (transport: Transport, request: HttpClientRequest.HttpClientRequ
   const body = request.body
   if (body._tag !== "Empty" && body._tag !== "Raw" && body._tag !== "Uint8Array") {
     return Effect.fail(
-      new HttpClientError.RequestError({ request, reason: "Encode", description: `a ${body._tag} body is not supported` })
+      new HttpClientError.RequestError({
+        request,
+        reason: "Encode",
+        description: `a ${body._tag} body is not supported`
+      })
     )
   }
   const outgoing: Outgoing = {
@@ -616,17 +652,24 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
   Effect.gen(function*() {
     const transports: Array<Transport> = []
     yield* Effect.addFinalizer(() => Effect.sync(() => transports.forEach((transport) => transport.close())))
-    const clients = new Map<string, { readonly client: Promise<HttpClient.HttpClient | CaFileError>; readonly at: number }>()
+    const clients = new Map<
+      string,
+      { readonly client: Promise<HttpClient.HttpClient | CaFileError>; readonly at: number }
+    >()
     const load = async (caFile: string): Promise<HttpClient.HttpClient | CaFileError> => {
       let pem: string
       try {
         const read = await readCaFile(caFile)
-        if (typeof read !== "string") return new CaFileError({ caFile, detail: `cannot read ca_file ${caFile}: ${read.problem}` })
+        if (typeof read !== "string") {
+          return new CaFileError({ caFile, detail: `cannot read ca_file ${caFile}: ${read.problem}` })
+        }
         pem = read
       } catch (cause) {
         return new CaFileError({ caFile, detail: `cannot read ca_file ${caFile}: ${describeCause(cause)}`, cause })
       }
-      if (!pem.includes("-----BEGIN CERTIFICATE-----")) return new CaFileError({ caFile, detail: `ca_file ${caFile} holds no PEM certificate` })
+      if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+        return new CaFileError({ caFile, detail: `ca_file ${caFile} holds no PEM certificate` })
+      }
       const transport = new Transport(proxySettings(process.env), pem, hosts)
       transports.push(transport)
       return makeClient(transport)
@@ -638,8 +681,11 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
             const now = Date.now()
             const known = clients.get(caFile)
             // A failure is shared for a run's length, not for the layer's life (a library user's daemon keeps it).
-            const stale = known !== undefined && now - known.at >= CA_FAILURE_LIFETIME_MS && (await known.client) instanceof CaFileError
-            if (known !== undefined && !stale) return known.client
+            const stale = known !== undefined && now - known.at >= CA_FAILURE_LIFETIME_MS &&
+              (await known.client) instanceof CaFileError
+            if (known !== undefined && !stale) {
+              return known.client
+            }
             const client = load(caFile)
             clients.set(caFile, { client, at: now })
             return client
@@ -656,7 +702,10 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
  *
  * @since 0.2.0
  */
-export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(TrustedCaClients, makeTrustedCaClients())
+export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(
+  TrustedCaClients,
+  makeTrustedCaClients()
+)
 
 /**
  * Both, as the CLI uses them, finding hosts through one HostLookup: a name is looked up once per run and at most two

@@ -59,7 +59,9 @@ export const requestHeaders = (source: Source): Record<string, string> => {
   const userAgent = headerValue(configured, "user-agent")
   if (userAgent === undefined) return { "User-Agent": DEFAULT_USER_AGENT, ...configured }
   // An empty one means none at all, as in Go's client (which then writes no User-Agent line).
-  return userAgent === "" ? Object.fromEntries(Object.entries(configured).filter(([name]) => name.toLowerCase() !== "user-agent")) : configured
+  return userAgent === ""
+    ? Object.fromEntries(Object.entries(configured).filter(([name]) => name.toLowerCase() !== "user-agent"))
+    : configured
 }
 
 /** A header's value by case-insensitive name. */
@@ -67,10 +69,15 @@ const headerValue = (headers: Readonly<Record<string, string>>, lowerCaseName: s
   Object.entries(headers).find(([key]) => key.toLowerCase() === lowerCaseName)?.[1]
 
 const tooLarge = (url: string, limit: number) =>
-  new SourceFetchError({ url, reason: "TooLarge", detail: `the body is larger than ${limit} bytes; refusing to use a truncated key list` })
+  new SourceFetchError({
+    url,
+    reason: "TooLarge",
+    detail: `the body is larger than ${limit} bytes; refusing to use a truncated key list`
+  })
 
 /** Key lines are kept as a byte string (one char per byte, see pipeline/Bytes.ts): what a source sends is kept. */
-const toByteString = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+const toByteString = (bytes: Uint8Array) =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
 
 /**
  * The body as sent on the wire, at most `limit` bytes. With a Content-Length within the limit the body is read in one
@@ -85,18 +92,30 @@ const readRawCapped = (response: HttpClientResponse.HttpClientResponse, url: str
     }
     return response.arrayBuffer.pipe(
       Effect.mapError((cause) =>
-        new SourceFetchError({ url, reason: "Body", detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`, cause })
+        new SourceFetchError({
+          url,
+          reason: "Body",
+          detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`,
+          cause
+        })
       ),
       Effect.map((buffer) => new Uint8Array(buffer))
     )
   }
   return response.stream.pipe(
     Stream.mapError((cause) =>
-      new SourceFetchError({ url, reason: "Body", detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`, cause })
+      new SourceFetchError({
+        url,
+        reason: "Body",
+        detail: `reading the body failed: ${describeCause(cause.cause ?? cause)}`,
+        cause
+      })
     ),
     Stream.runFoldEffect({ size: 0, chunks: Chunk.empty<Uint8Array>() }, (acc, bytes) => {
       const size = acc.size + bytes.length
-      return size > limit ? Effect.fail(tooLarge(url, limit)) : Effect.succeed({ size, chunks: Chunk.append(acc.chunks, bytes) })
+      return size > limit
+        ? Effect.fail(tooLarge(url, limit))
+        : Effect.succeed({ size, chunks: Chunk.append(acc.chunks, bytes) })
     }),
     Effect.map(({ chunks }): Uint8Array => Buffer.concat(Chunk.toReadonlyArray(chunks)))
   )
@@ -111,13 +130,28 @@ const gunzipCapped = (bytes: Uint8Array, url: string, limit: number) =>
       resume(Effect.fail(
         (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE"
           ? tooLarge(url, limit)
-          : new SourceFetchError({ url, reason: "Body", detail: `the gzip body cannot be decompressed: ${describeCause(error)}` })
+          : new SourceFetchError({
+            url,
+            reason: "Body",
+            detail: `the gzip body cannot be decompressed: ${describeCause(error)}`
+          })
       ))
     })
   })
 
 /** Content codings that compress (gzip handled on its own); a body in one of them is no key text. */
-const COMPRESSING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd", "pack200-gzip", "exi", "aes128gcm"])
+const COMPRESSING_CODINGS = new Set([
+  "gzip",
+  "x-gzip",
+  "deflate",
+  "br",
+  "compress",
+  "x-compress",
+  "zstd",
+  "pack200-gzip",
+  "exi",
+  "aes128gcm"
+])
 
 /**
  * The body, at most `limit` bytes. A gzip-encoded body (a pre-compressed object on S3 or a CDN is sent so whatever
@@ -142,7 +176,11 @@ const readCapped = (response: HttpClientResponse.HttpClientResponse, url: string
   }
   discardBody(response)
   return Effect.fail(
-    new SourceFetchError({ url, reason: "Body", detail: "the body has a Content-Encoding other than gzip; refusing to read it as keys" })
+    new SourceFetchError({
+      url,
+      reason: "Body",
+      detail: "the body has a Content-Encoding other than gzip; refusing to read it as keys"
+    })
   )
 }
 
@@ -194,7 +232,9 @@ const firstHop = (source: Source): Hop | string => {
   const headers = requestHeaders(source)
   if (!source.url.includes("@")) return { url: source.url, method: source.method, headers, body: source.body }
   const url = new URL(source.url)
-  if (url.username === "" && url.password === "") return { url: source.url, method: source.method, headers, body: source.body }
+  if (url.username === "" && url.password === "") {
+    return { url: source.url, method: source.method, headers, body: source.body }
+  }
   const user = percentDecodeBytes(url.username)
   const pass = percentDecodeBytes(url.password)
   // The credentials themselves are never part of the message.
@@ -202,7 +242,9 @@ const firstHop = (source: Source): Hop | string => {
   url.username = ""
   url.password = ""
   const basic = Buffer.concat([user, Buffer.from(":"), pass]).toString("base64")
-  const withAuth = headerValue(headers, "authorization") === undefined ? { ...headers, Authorization: `Basic ${basic}` } : headers
+  const withAuth = headerValue(headers, "authorization") === undefined
+    ? { ...headers, Authorization: `Basic ${basic}` }
+    : headers
   return { url: url.toString(), method: source.method, headers: withAuth, body: source.body }
 }
 
@@ -226,7 +268,9 @@ const nextHop = (hop: Hop, status: number, location: string | undefined): Hop | 
   const method = keepsMethod ? hop.method : "GET"
   const body = keepsMethod ? hop.body : ""
   if (!sameOrigin && body !== "") return "refusing to send the request body to another origin on a redirect"
-  const headers = sameOrigin ? hop.headers : { "User-Agent": headerValue(hop.headers, "user-agent") ?? DEFAULT_USER_AGENT }
+  const headers = sameOrigin
+    ? hop.headers
+    : { "User-Agent": headerValue(hop.headers, "user-agent") ?? DEFAULT_USER_AGENT }
   return { url: next.toString(), method, headers, body }
 }
 
@@ -258,8 +302,7 @@ const withDeadline = <A, E, R, E2>(self: Effect.Effect<A, E, R>, millis: number,
           clearTimeout(timer)
           return Fiber.interrupt(fiber)
         })
-      }))
-    )
+      })))
   )
 
 /** @since 0.1.0 */
@@ -286,11 +329,17 @@ export const make = Effect.gen(function*() {
       const client = yield* clientFor(source, options.caFile)
       // Redirects are followed here, under this module's rules (at most 5, never https to http, headers kept to their
       // origin). A fetch-based client would follow them itself, past every rule, unless told not to.
-      const requestInit = { ...Option.getOrUndefined(yield* Effect.serviceOption(FetchHttpClient.RequestInit)), redirect: "manual" as const }
+      const requestInit = {
+        ...Option.getOrUndefined(yield* Effect.serviceOption(FetchHttpClient.RequestInit)),
+        redirect: "manual" as const
+      }
       const shown = redactUrl(source.url)
-      const fail = (status: number, detail: string) => new SourceFetchError({ url: shown, reason: "Status", status, detail })
+      const fail = (status: number, detail: string) =>
+        new SourceFetchError({ url: shown, reason: "Status", status, detail })
       const first = firstHop(source)
-      if (typeof first === "string") return yield* new SourceFetchError({ url: shown, reason: "Transport", detail: first })
+      if (typeof first === "string") {
+        return yield* new SourceFetchError({ url: shown, reason: "Transport", detail: first })
+      }
       let hop = first
       for (let hops = 0;; hops++) {
         // After a redirect, a failure says where it happened: the configured URL alone sends one looking in vain.
@@ -299,7 +348,12 @@ export const make = Effect.gen(function*() {
         const response = yield* client.execute(request).pipe(
           Effect.provideService(FetchHttpClient.RequestInit, requestInit),
           Effect.mapError((error) =>
-            new SourceFetchError({ url: shown, reason: "Transport", detail: describeCause(error.cause ?? error) + at, cause: error })
+            new SourceFetchError({
+              url: shown,
+              reason: "Transport",
+              detail: describeCause(error.cause ?? error) + at,
+              cause: error
+            })
           )
         )
         if (response.request.url !== request.url) {
@@ -312,7 +366,9 @@ export const make = Effect.gen(function*() {
               `by this tool, under its own rules)${at}`
           })
         }
-        if (response.status !== 200) discardBody(response)
+        if (response.status !== 200) {
+          discardBody(response)
+        }
         if (REDIRECT_STATUSES.has(response.status)) {
           if (hops >= MAX_REDIRECTS) return yield* fail(response.status, `more than ${MAX_REDIRECTS} redirects`)
           const next = nextHop(hop, response.status, response.headers["location"])
@@ -320,7 +376,9 @@ export const make = Effect.gen(function*() {
           hop = next
           continue
         }
-        if (response.status !== 200) return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)${at}`)
+        if (response.status !== 200) {
+          return yield* fail(response.status, `HTTP ${response.status} (only 200 is accepted)${at}`)
+        }
         return yield* readCapped(response, shown, options.maxResponseBytes ?? MAX_RESPONSE_BYTES).pipe(
           Effect.mapError((error) =>
             at === ""
@@ -352,7 +410,11 @@ export const make = Effect.gen(function*() {
 export const layer: Layer.Layer<KeySource, never, HttpClient.HttpClient> = Layer.effect(KeySource, make)
 
 /** A canned answer per URL: a body (status 200), or a status and body, or a failure. @since 0.1.0 */
-export type CannedResponse = string | { readonly status: number; readonly body?: string } | SourceFetchError | SourceTimeout
+export type CannedResponse =
+  | string
+  | { readonly status: number; readonly body?: string }
+  | SourceFetchError
+  | SourceTimeout
 
 /** Answers from a table, without any network. Unknown URLs fail like a refused connection. @since 0.1.0 */
 export const layerTest = (responses: Readonly<Record<string, CannedResponse>>): Layer.Layer<KeySource> =>
@@ -362,13 +424,22 @@ export const layerTest = (responses: Readonly<Record<string, CannedResponse>>): 
       fetch: (source) => {
         const answer = responses[source.url]
         if (answer === undefined) {
-          return Effect.fail(new SourceFetchError({ url: source.url, reason: "Transport", detail: "ECONNREFUSED: connection refused" }))
+          return Effect.fail(
+            new SourceFetchError({ url: source.url, reason: "Transport", detail: "ECONNREFUSED: connection refused" })
+          )
         }
         if (typeof answer === "string") return Effect.succeed(answer)
         if (answer instanceof SourceFetchError || answer instanceof SourceTimeout) return Effect.fail(answer)
         return answer.status === 200
           ? Effect.succeed(answer.body ?? "")
-          : Effect.fail(new SourceFetchError({ url: source.url, reason: "Status", status: answer.status, detail: `HTTP ${answer.status} (only 200 is accepted)` }))
+          : Effect.fail(
+            new SourceFetchError({
+              url: source.url,
+              reason: "Status",
+              status: answer.status,
+              detail: `HTTP ${answer.status} (only 200 is accepted)`
+            })
+          )
       }
     })
   )

@@ -41,14 +41,22 @@ const byFieldOrder = ([a]: readonly [string, unknown], [b]: readonly [string, un
 const toRecord = (options: Logger.Logger.Options<unknown>): LogRecord => {
   const fields: Array<readonly [string, unknown]> = [...HashMap.toEntries(options.annotations)].sort(byFieldOrder)
   if (!Cause.isEmpty(options.cause)) fields.push(["cause", Cause.pretty(options.cause).split("\n")[0]])
-  for (const span of List.toArray(options.spans)) fields.push([`${span.label}_ms`, options.date.getTime() - span.startTime])
+  for (const span of List.toArray(options.spans)) {
+    fields.push([`${span.label}_ms`, options.date.getTime() - span.startTime])
+  }
   return { time: options.date, level: levelName(options.logLevel), msg: messageText(options.message), fields }
 }
 
 const logfmtValue = (value: unknown): string => {
-  const text = typeof value === "string" ? value : value instanceof Date ? value.toISOString() : JSON.stringify(value) ?? "null"
+  const text = typeof value === "string"
+    ? value
+    : value instanceof Date
+    ? value.toISOString()
+    : JSON.stringify(value) ?? "null"
   // Quoted (and escaped) whenever a reader could take part of it for another field or another line.
-  return text === "" || /[\s"=\\\x00-\x1f\x7f]/.test(text) || hasInvisible(text) ? jsonWithoutInvisible(JSON.stringify(text)) : text
+  return text === "" || /[\s"=\\\x00-\x1f\x7f]/.test(text) || hasInvisible(text)
+    ? jsonWithoutInvisible(JSON.stringify(text))
+    : text
 }
 
 /** `time=… level=INFO msg="…" user=bob`. @since 0.1.0 */
@@ -75,7 +83,13 @@ export const makeLogger = (format: LogFormat, write: (line: string) => void): Lo
   Logger.make((options) => write((format === "json" ? formatJson : formatText)(toRecord(options))))
 
 const minimumLevel = (verbosity: Verbosity): LogLevel.LogLevel =>
-  verbosity === "debug" ? LogLevel.Debug : verbosity === "info" ? LogLevel.Info : verbosity === "quiet" ? LogLevel.Warning : LogLevel.Error
+  verbosity === "debug"
+    ? LogLevel.Debug
+    : verbosity === "info"
+    ? LogLevel.Info
+    : verbosity === "quiet"
+    ? LogLevel.Warning
+    : LogLevel.Error
 
 /**
  * Lines to stdout for as long as someone reads them. When the reader goes away (journald restarting, `| head`), the
@@ -113,7 +127,10 @@ export const layer = (options: {
   )
 
 /** Collects records in memory; for tests that assert log lines. @since 0.1.0 */
-export const layerCapture = (records: Array<LogRecord>, level: LogLevel.LogLevel = LogLevel.Debug): Layer.Layer<never> =>
+export const layerCapture = (
+  records: Array<LogRecord>,
+  level: LogLevel.LogLevel = LogLevel.Debug
+): Layer.Layer<never> =>
   Layer.merge(
     Logger.replace(Logger.defaultLogger, Logger.make((options) => void records.push(toRecord(options)))),
     Logger.minimumLogLevel(level)

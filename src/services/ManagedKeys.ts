@@ -5,13 +5,20 @@
  *
  * @since 0.2.0
  */
+import { Context, Effect, Layer, Option, Ref } from "effect"
 import * as fs from "node:fs"
 import { constants as C } from "node:fs"
 import * as nodePath from "node:path"
-import { Context, Effect, Layer, Option, Ref } from "effect"
 import { describeCause, StateError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
-import { closeQuietly, fsyncFd, makeDirectories, openFile, removeStaleFiles, unlinkQuietly } from "./internal/syscalls.js"
+import {
+  closeQuietly,
+  fsyncFd,
+  makeDirectories,
+  openFile,
+  removeStaleFiles,
+  unlinkQuietly
+} from "./internal/syscalls.js"
 import { untrustedStep } from "./internal/trustedPath.js"
 
 /** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
@@ -140,12 +147,16 @@ const writeRecord = async (
   if (firstWriteIn(dir)) removeStaleTemps(dir)
   const path = recordPath(stateDir, user)
   const temp = `${path}.${process.pid}.tmp`
-  const text = JSON.stringify({
-    version: FORMAT_VERSION,
-    user,
-    keys: [...record.identities].sort(),
-    ...(record.lines === undefined ? {} : { lines: [...record.lines].sort() })
-  }, null, 1) + "\n"
+  const text = JSON.stringify(
+    {
+      version: FORMAT_VERSION,
+      user,
+      keys: [...record.identities].sort(),
+      ...(record.lines === undefined ? {} : { lines: [...record.lines].sort() })
+    },
+    null,
+    1
+  ) + "\n"
   // A leftover of an earlier run with this pid.
   unlinkQuietly(temp)
   const fd = await openFile(temp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600)
@@ -212,7 +223,9 @@ export const layerMemory = (
   Layer.effect(
     ManagedKeys,
     Effect.gen(function*() {
-      for (const [user, keys] of Object.entries(initial)) records.set(user, { identities: new Set(keys), lines: undefined })
+      for (const [user, keys] of Object.entries(initial)) {
+        records.set(user, { identities: new Set(keys), lines: undefined })
+      }
       const store = yield* Ref.make(records)
       return ManagedKeys.of({
         read: (_, user) => Ref.get(store).pipe(Effect.map((m) => Option.fromNullable(m.get(user)))),

@@ -11,10 +11,10 @@
  *
  * @since 0.2.0
  */
+import { Clock, Context, Duration, Effect, Layer, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { Clock, Context, Duration, Effect, Layer, type Scope } from "effect"
 import { describeCause, RunLockError } from "../pipeline/Errors.js"
 import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirectory.js"
 import { makeDirectories, unlinkQuietly } from "./internal/syscalls.js"
@@ -213,7 +213,10 @@ export const layer: Layer.Layer<RunLock> = Layer.succeed(
           if (result.acquired) return
           if ((yield* Clock.currentTimeMillis) >= deadline) {
             const waited = Duration.format(Duration.decode(timeout))
-            return yield* fail(path, `held by ${result.holder}, another authkeysync run; gave up after ${waited} (--lock-timeout)`)
+            return yield* fail(
+              path,
+              `held by ${result.holder}, another authkeysync run; gave up after ${waited} (--lock-timeout)`
+            )
           }
           yield* Effect.logDebug("waiting for the run lock").pipe(Effect.annotateLogs({ holder: result.holder }))
           yield* Effect.sleep(POLL)

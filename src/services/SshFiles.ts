@@ -11,15 +11,14 @@
  *
  * @since 0.1.0
  */
+import { Context, Effect, Layer, Option, type Scope } from "effect"
 import * as fs from "node:fs"
 import { type BigIntStats, constants as C } from "node:fs"
 import * as nodePath from "node:path"
-import { Context, Effect, Layer, Option, type Scope } from "effect"
 import { describeCause, ReadError, SshDirMissing, UnsafePath, WriteError } from "../pipeline/Errors.js"
 import { AUTHORIZED_KEYS, BACKUP_DIR, BACKUP_NAME_PATTERN, backupsToDelete } from "../pipeline/FileNames.js"
 import type { Account } from "./Accounts.js"
 import { unresponsiveHomes } from "./internal/homeProbe.js"
-import { stepProblem } from "./internal/trustedPath.js"
 import {
   attempt,
   closeQuietly,
@@ -30,6 +29,7 @@ import {
   removeStaleFiles,
   unlinkQuietly
 } from "./internal/syscalls.js"
+import { stepProblem } from "./internal/trustedPath.js"
 
 // =============================================================================
 // Interface
@@ -169,18 +169,31 @@ const openDirectory = (user: string, path: string, display: string): OpenedDirec
     fd = fs.openSync(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW)
   } catch (error) {
     const e = error as Errno
-    if (e.code !== "ELOOP" && e.code !== "ENOTDIR") throw new ReadError({ path: display, detail: describeCause(e), cause: e })
+    if (e.code !== "ELOOP" && e.code !== "ENOTDIR") {
+      throw new ReadError({ path: display, detail: describeCause(e), cause: e })
+    }
     // Linux answers ENOTDIR for a symlink opened with O_DIRECTORY|O_NOFOLLOW; lstat tells which it was.
     const st = attempt(() => fs.lstatSync(path))
     // Gone between the caller's check and the open: the caller treats that as missing.
     if (st === undefined) throw new ReadError({ path: display, detail: describeCause(e), cause: { code: "ENOENT" } })
-    throw new UnsafePath({ user, path: display, reason: st.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory" })
+    throw new UnsafePath({
+      user,
+      path: display,
+      reason: st.isSymbolicLink() ? "it is a symbolic link" : "it is not a directory"
+    })
   }
   try {
     const opened = fs.fstatSync(fd, { bigint: true })
     const viaProc = attempt(() => fs.statSync(`${PROC_FD}/${fd}`, { bigint: true }))
     if (viaProc?.isDirectory() && viaProc.ino === opened.ino && viaProc.dev === opened.dev) {
-      return { fd, dev: opened.dev, ino: opened.ino, ownerAndMode: numeric(opened), base: `${PROC_FD}/${fd}`, guard: () => {} }
+      return {
+        fd,
+        dev: opened.dev,
+        ino: opened.ino,
+        ownerAndMode: numeric(opened),
+        base: `${PROC_FD}/${fd}`,
+        guard: () => {}
+      }
     }
     if (process.platform === "linux") {
       throw new UnsafePath({
@@ -225,7 +238,9 @@ const createFile = async (
     // Written and verified while still root's 0600, so the user cannot open it before it is complete; then handed
     // over on the descriptor and synced (data and owner) before anything renames it.
     const bytes = Buffer.from(content, "latin1")
-    for (let written = 0; written < bytes.length;) written += fs.writeSync(fd, bytes, written, bytes.length - written, written)
+    for (let written = 0; written < bytes.length;) {
+      written += fs.writeSync(fd, bytes, written, bytes.length - written, written)
+    }
     if (verify !== undefined) {
       // One read of one byte more than was written: a short or a long answer is a failed check (nothing is renamed).
       const back = Buffer.alloc(bytes.length + 1)
@@ -298,7 +313,11 @@ const readExisting = (user: string, uid: number, dir: OpenedDirectory, display: 
     }
     const content = readBounded(fd, st.size, MAX_LOCAL_FILE_BYTES)
     if (content === undefined) {
-      throw new UnsafePath({ user, path: display, reason: `it grew past ${MAX_LOCAL_FILE_BYTES} bytes while being read` })
+      throw new UnsafePath({
+        user,
+        path: display,
+        reason: `it grew past ${MAX_LOCAL_FILE_BYTES} bytes while being read`
+      })
     }
     return { content, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }
   } finally {
@@ -324,7 +343,12 @@ const replaceFile = async (
     if (error instanceof VerifyFailed) {
       throw new WriteError({ path: nodePath.join(sshPath, tempName), operation: "verify", detail: error.message })
     }
-    throw new WriteError({ path: nodePath.join(sshPath, tempName), operation: "write", detail: describeCause(error), cause: error })
+    throw new WriteError({
+      path: nodePath.join(sshPath, tempName),
+      operation: "write",
+      detail: describeCause(error),
+      cause: error
+    })
   }
   try {
     dir.guard()
@@ -382,7 +406,9 @@ const backupFile = async (
     // Spec: the directory belongs to the user, mode 0700. One made by root (this tool as root, the Go original) is
     // handed over on the pinned descriptor.
     const st = step("stat", display, () => fs.fstatSync(backups.fd))
-    if (st.uid !== owner.uid || st.gid !== owner.gid) step("chown", display, () => fs.fchownSync(backups.fd, owner.uid, owner.gid))
+    if (st.uid !== owner.uid || st.gid !== owner.gid) {
+      step("chown", display, () => fs.fchownSync(backups.fd, owner.uid, owner.gid))
+    }
     if ((st.mode & 0o7777) !== 0o700) step("chmod", display, () => fs.fchmodSync(backups.fd, 0o700))
 
     const path = nodePath.join(display, name)
@@ -443,7 +469,9 @@ const strictModesProblem = (
   account: Account,
   ownGroup: boolean
 ): { readonly reason: string; readonly primaryGroupWritable?: true } | undefined => {
-  if (st.uid !== account.uid && st.uid !== 0) return { reason: `it is owned by uid ${st.uid}, not by ${account.name} or root` }
+  if (st.uid !== account.uid && st.uid !== 0) {
+    return { reason: `it is owned by uid ${st.uid}, not by ${account.name} or root` }
+  }
   const reason = `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
   if ((st.mode & 0o002) !== 0) return { reason }
   if ((st.mode & 0o020) === 0 || (ownGroup && st.gid === account.gid)) return undefined
@@ -521,9 +549,11 @@ const walkToHome = (home: string): { readonly fd: number; readonly stat: BigIntS
       const problem = entryProblem(parentStat, numeric(entry), parent.path, shown)
       if (problem !== undefined) throw new HomePathProblem(problem)
       if (entry.isSymbolicLink()) {
-        if (++hops > MAX_LINK_HOPS) throw new HomePathProblem(`more than ${MAX_LINK_HOPS} symbolic links on the way to it`)
+        if (++hops > MAX_LINK_HOPS) {
+          throw new HomePathProblem(`more than ${MAX_LINK_HOPS} symbolic links on the way to it`)
+        }
         const target = fs.readlinkSync(entryPath)
-        if (target.startsWith("/")) while (stack.length > 1) closeQuietly(stack.pop()!.fd)
+        if (target.startsWith("/")) { while (stack.length > 1) closeQuietly(stack.pop()!.fd) }
         pending.unshift(...target.split("/"))
         continue
       }
@@ -622,7 +652,9 @@ const openSsh = (account: Account, primaryGroupMayWrite = false): OpenedDirector
     if (error instanceof HomePathProblem) throw homeRefusal(account, { reason: error.message })
     const e = error as Errno
     if (e.code === "ENOENT") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
-    if (e.code === "ENOTDIR" || e.code === "ELOOP") throw homeRefusal(account, { reason: "the home is not a directory" })
+    if (e.code === "ENOTDIR" || e.code === "ELOOP") {
+      throw homeRefusal(account, { reason: "the home is not a directory" })
+    }
     throw new ReadError({ path: account.home, detail: describeCause(e), cause: e })
   }
   try {
@@ -641,7 +673,9 @@ const openSsh = (account: Account, primaryGroupMayWrite = false): OpenedDirector
       st = fs.lstatSync(base, { bigint: true })
     } catch (error) {
       const e = error as Errno
-      if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+      if (e.code === "ENOENT" || e.code === "ENOTDIR") {
+        throw new SshDirMissing({ user, path: sshPath, reason: "missing" })
+      }
       throw new ReadError({ path: sshPath, detail: describeCause(e), cause: e })
     }
     if (st.isSymbolicLink()) throw new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" })
@@ -733,7 +767,9 @@ const removeStaleBackupTemps = (
 ): StaleFiles => {
   dir.guard()
   // Most users have no backups directory (or never a leftover in it): a look first, without an exception to build.
-  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false })?.isDirectory() !== true) return NO_STALE_FILES
+  if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false })?.isDirectory() !== true) {
+    return NO_STALE_FILES
+  }
   const backups = openDirectory(user, `${dir.base}/${BACKUP_DIR}`, BACKUP_DIR)
   try {
     if (backups.ownerAndMode.uid !== uid && backups.ownerAndMode.uid !== 0) return NO_STALE_FILES
@@ -747,10 +783,11 @@ const removeStaleBackupTemps = (
 /** The typed errors a sequence may throw as they are (by class); anything else becomes `orElse(error)`. */
 type PassThrough<E> = ReadonlyArray<new(...args: never) => E>
 
-const typedOr = <E extends Error>(passThrough: PassThrough<E>, orElse: (error: unknown) => E) => (error: unknown): E => {
-  for (const typed of passThrough) if (error instanceof typed) return error
-  return orElse(error)
-}
+const typedOr =
+  <E extends Error>(passThrough: PassThrough<E>, orElse: (error: unknown) => E) => (error: unknown): E => {
+    for (const typed of passThrough) if (error instanceof typed) return error
+    return orElse(error)
+  }
 
 /** Run one of the sequences above that waits for the disk (fsync). */
 const run = <A, E extends Error>(
@@ -769,11 +806,17 @@ const runSync = <A, E extends Error>(
 const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): SshDir => {
   const user = account.name
   const authorizedKeysPath = nodePath.join(sshPath, AUTHORIZED_KEYS)
-  const readFailed = (error: unknown) => new ReadError({ path: authorizedKeysPath, detail: describeCause(error), cause: error })
+  const readFailed = (error: unknown) =>
+    new ReadError({ path: authorizedKeysPath, detail: describeCause(error), cause: error })
   const writeFailed = (error: unknown) =>
     new WriteError({ path: authorizedKeysPath, operation: "replace", detail: describeCause(error), cause: error })
   const backupFailed = (error: unknown) =>
-    new WriteError({ path: nodePath.join(sshPath, BACKUP_DIR), operation: "back up into", detail: describeCause(error), cause: error })
+    new WriteError({
+      path: nodePath.join(sshPath, BACKUP_DIR),
+      operation: "back up into",
+      detail: describeCause(error),
+      cause: error
+    })
   return {
     path: sshPath,
     identity: `${dir.dev}:${dir.ino}`,
@@ -803,15 +846,18 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
       ),
     removeStaleTemps: (before) =>
       Effect.suspend(() => {
-        const inSsh = attempt(() => removeStaleFilesIn(dir, TEMP_NAME_PATTERN, before.getTime(), sshPath)) ?? NO_STALE_FILES
+        const inSsh = attempt(() => removeStaleFilesIn(dir, TEMP_NAME_PATTERN, before.getTime(), sshPath)) ??
+          NO_STALE_FILES
         const inBackups = attempt(() => removeStaleBackupTemps(user, account.uid, dir, before.getTime(), sshPath)) ??
           NO_STALE_FILES
         return Effect.as(
           Effect.forEach(
             [...inSsh.tooLarge, ...inBackups.tooLarge],
             (path) =>
-              Effect.logWarning(`${path} holds more than ${MAX_DIRECTORY_ENTRIES} entries: only that many were looked at ` +
-                "for temp files left by an earlier run"),
+              Effect.logWarning(
+                `${path} holds more than ${MAX_DIRECTORY_ENTRIES} entries: only that many were looked at ` +
+                  "for temp files left by an earlier run"
+              ),
             { discard: true }
           ),
           [...inSsh.removed, ...inBackups.removed]
@@ -829,7 +875,9 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         [UnsafePath, WriteError],
         backupFailed
       ).pipe(
-        Effect.tap(({ warnings }) => Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true })),
+        Effect.tap(({ warnings }) =>
+          Effect.forEach(warnings, (warning) => Effect.logWarning(warning), { discard: true })
+        ),
         Effect.map(({ path, pruned }) => ({ path, pruned })),
         Effect.uninterruptible
       )
@@ -845,7 +893,8 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
         runSync<OpenedDirectory, SshDirMissing | UnsafePath | ReadError>(
           () => openSsh(account, options?.primaryGroupMayWrite === true),
           [SshDirMissing, UnsafePath, ReadError],
-          (error) => new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
+          (error) =>
+            new ReadError({ path: nodePath.join(account.home, ".ssh"), detail: describeCause(error), cause: error })
         ),
         (dir) => Effect.sync(() => closeQuietly(dir.fd))
       ).pipe(Effect.map((dir) => makeSshDir(account, nodePath.join(account.home, ".ssh"), dir))),
@@ -878,7 +927,7 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
 // =============================================================================
 
 /** @since 0.1.0 */
-export interface MemoryFile extends ExistingFile {}
+export type MemoryFile = ExistingFile
 
 /**
  * A tiny in-memory file system for pipeline tests: directories, files and symlinks by absolute path.
@@ -929,13 +978,17 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
     SshFiles.of({
       unresponsiveHomes: (accounts) =>
         Effect.sync(() =>
-          new Map(accounts.flatMap((a) => memory.unresponsive.has(a.home) ? [[a.name, `its home ${a.home} did not answer`] as const] : []))
+          new Map(accounts.flatMap((a) =>
+            memory.unresponsive.has(a.home) ? [[a.name, `its home ${a.home} did not answer`] as const] : []
+          ))
         ),
       sshDirAbsent: (account) =>
         Effect.sync(() => {
           const sshPath = nodePath.join(account.home, ".ssh")
           const user = account.name
-          if (memory.files.has(sshPath)) return Option.some(new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" }))
+          if (memory.files.has(sshPath)) {
+            return Option.some(new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" }))
+          }
           return memory.dirs.has(sshPath) || memory.symlinks.has(sshPath)
             ? Option.none()
             : Option.some(new SshDirMissing({ user, path: sshPath, reason: "missing" }))
@@ -949,14 +1002,22 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
         Effect.suspend((): Effect.Effect<SshDir, SshDirMissing | UnsafePath> => {
           const user = account.name
           const sshPath = nodePath.join(account.home, ".ssh")
-          if (memory.symlinks.has(sshPath)) return Effect.fail(new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" }))
-          if (memory.files.has(sshPath)) return Effect.fail(new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" }))
-          if (!memory.dirs.has(sshPath)) return Effect.fail(new SshDirMissing({ user, path: sshPath, reason: "missing" }))
+          if (memory.symlinks.has(sshPath)) {
+            return Effect.fail(new UnsafePath({ user, path: sshPath, reason: "it is a symbolic link" }))
+          }
+          if (memory.files.has(sshPath)) {
+            return Effect.fail(new SshDirMissing({ user, path: sshPath, reason: "not-a-directory" }))
+          }
+          if (!memory.dirs.has(sshPath)) {
+            return Effect.fail(new SshDirMissing({ user, path: sshPath, reason: "missing" }))
+          }
           const authorizedKeysPath = nodePath.join(sshPath, AUTHORIZED_KEYS)
           const create = (path: string, content: string, owner: Owner) =>
             Effect.suspend(() => {
               if (memory.failWritesWith !== undefined) {
-                return Effect.fail(new WriteError({ path, operation: "write", detail: `${memory.failWritesWith}: simulated` }))
+                return Effect.fail(
+                  new WriteError({ path, operation: "write", detail: `${memory.failWritesWith}: simulated` })
+                )
               }
               memory.writes.push(path)
               memory.files.set(path, { content, mode: 0o600, ...owner })
@@ -966,7 +1027,9 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
             path: sshPath,
             identity: sshPath,
             authorizedKeysPath,
-            authorizedKeysSize: Effect.sync(() => memory.files.get(authorizedKeysPath)?.content.length ?? 0),
+            authorizedKeysSize: Effect.sync(() =>
+              memory.files.get(authorizedKeysPath)?.content.length ?? 0
+            ),
             readAuthorizedKeys: Effect.suspend(() => {
               if (memory.symlinks.has(authorizedKeysPath)) {
                 return Effect.fail(new UnsafePath({ user, path: authorizedKeysPath, reason: "it is a symbolic link" }))
@@ -1003,15 +1066,23 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
             checkBackups: () =>
               Effect.suspend(() => {
                 const dir = nodePath.join(sshPath, BACKUP_DIR)
-                if (memory.symlinks.has(dir)) return Effect.fail(new UnsafePath({ user, path: dir, reason: "it is a symbolic link" }))
-                if (memory.files.has(dir)) return Effect.fail(new UnsafePath({ user, path: dir, reason: "it is not a directory" }))
+                if (memory.symlinks.has(dir)) {
+                  return Effect.fail(new UnsafePath({ user, path: dir, reason: "it is a symbolic link" }))
+                }
+                if (memory.files.has(dir)) {
+                  return Effect.fail(new UnsafePath({ user, path: dir, reason: "it is not a directory" }))
+                }
                 return Effect.void
               }),
             writeBackup: (content, owner, name, retention, fileOwner = owner) =>
               Effect.gen(function*() {
                 const dir = nodePath.join(sshPath, BACKUP_DIR)
-                if (memory.symlinks.has(dir)) return yield* new UnsafePath({ user, path: dir, reason: "it is a symbolic link" })
-                if (!memory.dirs.has(dir)) memory.mkdir(dir, owner, 0o700)
+                if (memory.symlinks.has(dir)) {
+                  return yield* new UnsafePath({ user, path: dir, reason: "it is a symbolic link" })
+                }
+                if (!memory.dirs.has(dir)) {
+                  memory.mkdir(dir, owner, 0o700)
+                }
                 const path = nodePath.join(dir, name)
                 yield* create(path, content, fileOwner)
                 const files = memory.list(dir).filter((old) => memory.files.has(nodePath.join(dir, old)))

@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, logsWith, runWithConfig, userWith } from "../support/cli.js"
-import { BACKUP_NAME, backupsOf, backupTime, expectSyncedFile, exists, statOf } from "../support/files.js"
+import { BACKUP_NAME, backupsOf, backupTime, exists, expectSyncedFile, statOf } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { describeAsRoot, type TestUser, useUsers } from "../support/users.js"
@@ -91,7 +91,9 @@ describeAsRoot("backups (e2e)", () => {
 
     expect(run.code, run.stdout).toBe(0)
     const after = await fs.readFile(bob.authorizedKeys)
-    expect(after.includes(Buffer.concat([Buffer.from("# Local (preserved)\n"), localLine, Buffer.from("\n")]))).toBe(true)
+    expect(after.includes(Buffer.concat([Buffer.from("# Local (preserved)\n"), localLine, Buffer.from("\n")]))).toBe(
+      true
+    )
   })
 
   it("an existing root-owned backup directory: backups still end up owned by the user, and so does the directory", async () => {
@@ -184,7 +186,9 @@ describeAsRoot("backups (e2e)", () => {
     }
     server.keys("/bk/future", [key("fut-new")])
 
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/bk/future"))], { backup_retention_count: 2 }))
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/bk/future"))], { backup_retention_count: 2 })
+    )
 
     expect(run.code, run.stdout).toBe(0)
     const after = (await fs.readdir(bob.backupDir)).sort()
@@ -208,7 +212,8 @@ describeAsRoot("backups (e2e)", () => {
     const dry = await runWithConfig(cfg, ["--dry-run"])
     const real = await runWithConfig(cfg)
 
-    const failure = (run: typeof dry) => logsWith(run, /^user not synced, authorized_keys left untouched: /, bob.name)[0]?.msg
+    const failure = (run: typeof dry) =>
+      logsWith(run, /^user not synced, authorized_keys left untouched: /, bob.name)[0]?.msg
     expect(real.code, real.stdout).toBe(1)
     expect(dry.code, dry.stdout).toBe(1)
     expect(failure(dry)).toBe(failure(real))
@@ -222,7 +227,9 @@ describeAsRoot("backups (e2e)", () => {
     server.keys("/bk/tz", [key("tz-new")])
 
     // UTC+14: a local-time stamp would be hours away from the UTC run window.
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/bk/tz"))]), [], { env: { TZ: "Pacific/Kiritimati" } })
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/bk/tz"))]), [], {
+      env: { TZ: "Pacific/Kiritimati" }
+    })
 
     expect(run.code, run.stdout).toBe(0)
     const [name] = await backupsOf(bob)
@@ -233,7 +240,10 @@ describeAsRoot("backups (e2e)", () => {
 
   it("default retention is 10", async () => {
     const bob = await users.create({ authorizedKeys: lines(key("ret-prev")) })
-    const old = Array.from({ length: 12 }, (_, i) => `authorized_keys_2020${String(i + 1).padStart(2, "0")}01_120000_oldold`)
+    const old = Array.from(
+      { length: 12 },
+      (_, i) => `authorized_keys_2020${String(i + 1).padStart(2, "0")}01_120000_oldold`
+    )
     await seedBackups(bob, Object.fromEntries(old.map((n) => [n, "x\n"])))
     server.keys("/bk/default", [key("ret-new")])
 

@@ -46,7 +46,10 @@ describe("the single-file build", () => {
     try {
       const copy = path.join(dir, "authkeysync.mjs")
       const packed = brotliCompressSync(corrupted).toString("base64")
-      const withCorrupted = text.replace(/^ {2}brotliDecompressSync\(.*$/m, () => `  brotliDecompressSync(Buffer.from("${packed}", "base64"))`)
+      const withCorrupted = text.replace(
+        /^ {2}brotliDecompressSync\(.*$/m,
+        () => `  brotliDecompressSync(Buffer.from("${packed}", "base64"))`
+      )
       expect(withCorrupted).toContain(packed)
       await fs.writeFile(copy, withCorrupted)
       const ours = spawnSync(process.execPath, [CLI_PATH, "--version"], { encoding: "utf8" })
@@ -78,7 +81,13 @@ describe("the single-file build", () => {
     const probe = path.join(import.meta.dirname, "..", "..", "bench", "codeCacheStatus.cjs")
     const plain = spawnSync(process.execPath, ["--require", probe, CLI_PATH, "--version"], { encoding: "utf8" })
     // NODE_OPTIONS=--max-old-space-size=... is common on servers: it costs every start the cache.
-    const flagged = spawnSync(process.execPath, ["--require", probe, "--max-old-space-size=4096", CLI_PATH, "--version"], { encoding: "utf8" })
+    const flagged = spawnSync(process.execPath, [
+      "--require",
+      probe,
+      "--max-old-space-size=4096",
+      CLI_PATH,
+      "--version"
+    ], { encoding: "utf8" })
     expect(plain.stderr).toBe("code cache: accepted\n")
     expect(flagged.stderr).toBe("code cache: rejected\n")
     expect(flagged.status).toBe(0)

@@ -8,8 +8,17 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { beforeAll, expect, it } from "vitest"
 import { stringify } from "yaml"
-import { assertBuilt, CLI_PATH, config, logsWith, runCli, runWithConfig, userWith, writeConfig } from "../support/cli.js"
-import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
+import {
+  assertBuilt,
+  CLI_PATH,
+  config,
+  logsWith,
+  runCli,
+  runWithConfig,
+  userWith,
+  writeConfig
+} from "../support/cli.js"
+import { exists, expectSyncedFile, snapshotTree, tempFilesIn } from "../support/files.js"
 import { TestServer, useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { describeAsRoot, useUsers } from "../support/users.js"
@@ -32,7 +41,7 @@ describeAsRoot("cli (e2e)", () => {
     const kPost = key("post-1")
     const kGet = key("get-1")
     server.keys("/api/keys", [kPost]).keys("/plain.keys", [kGet])
-    const body = '{"role": "deployment", "env": "prod"}'
+    const body = "{\"role\": \"deployment\", \"env\": \"prod\"}"
 
     const run = await runWithConfig(config([{
       username: bob.name,
@@ -105,10 +114,15 @@ describeAsRoot("cli (e2e)", () => {
       other.keys("/r/away-target", [k2])
       const headers = { Authorization: "Bearer redirect-token" }
 
-      const run = await runWithConfig(config([userWith(bob.name,
-        { url: server.url("/r/same"), headers, timeout_seconds: 5 },
-        { url: server.url("/r/away"), headers, timeout_seconds: 5 }
-      )]))
+      const run = await runWithConfig(
+        config([
+          userWith(bob.name, { url: server.url("/r/same"), headers, timeout_seconds: 5 }, {
+            url: server.url("/r/away"),
+            headers,
+            timeout_seconds: 5
+          })
+        ])
+      )
 
       expect(run.code, run.stdout).toBe(0)
       expect(server.requestsTo("/r/same-target")[0]?.headers["authorization"]).toBe("Bearer redirect-token")
@@ -157,7 +171,11 @@ describeAsRoot("cli (e2e)", () => {
     expect(await exists(bob.backupDir)).toBe(false)
     expect(await tempFilesIn(bob.sshDir)).toEqual([])
     expect(logsWith(run, "dry run: would update authorized_keys", bob.name)[0]).toMatchObject({
-      level: "INFO", path: bob.authorizedKeys, added: "2", removed: "1", keys: "3"
+      level: "INFO",
+      path: bob.authorizedKeys,
+      added: "2",
+      removed: "1",
+      keys: "3"
     })
     expect(logsWith(run, "sync finished")[0]).toMatchObject({ would_update: "1", updated: "0", exit_code: "0" })
 
@@ -179,13 +197,21 @@ describeAsRoot("cli (e2e)", () => {
       expect(await exists(bob.authorizedKeys)).toBe(false)
 
       // A repeated flag counts once, with its last value, as in Go: this is a real run with this config.
-      const real = await runCli(["-config", "/nonexistent/akse2e/other.yaml", "-dry-run", `-config=${cfg.path}`, "-dry-run=false"])
+      const real = await runCli([
+        "-config",
+        "/nonexistent/akse2e/other.yaml",
+        "-dry-run",
+        `-config=${cfg.path}`,
+        "-dry-run=false"
+      ])
       expect(real.code, real.stdout + real.stderr).toBe(0)
       await expectSyncedFile(bob, [{ source: server.url("/goflags"), keys: [k] }], real)
 
       const version = await runCli(["-version"])
       expect(version.code).toBe(0)
-      expect(version.stdout).toMatch(/^Version: v\d+\.\d+\.\d+\nCommit: {2}\S+\nBuilt: {3}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/)
+      expect(version.stdout).toMatch(
+        /^Version: v\d+\.\d+\.\d+\nCommit: {2}\S+\nBuilt: {3}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/
+      )
     } finally {
       await cfg.remove()
     }
@@ -235,10 +261,13 @@ describeAsRoot("cli (e2e)", () => {
     const before = [await snapshotTree(ok.home), await snapshotTree(broken.home)]
     server.keys("/dry-ok", [key("dry-ok-new")]).route("/dry-broken", { status: 500 })
 
-    const run = await runWithConfig(config([
-      userWith(ok.name, server.url("/dry-ok")),
-      userWith(broken.name, server.url("/dry-broken"))
-    ]), ["--dry-run"])
+    const run = await runWithConfig(
+      config([
+        userWith(ok.name, server.url("/dry-ok")),
+        userWith(broken.name, server.url("/dry-broken"))
+      ]),
+      ["--dry-run"]
+    )
 
     expect(run.code, run.stdout).toBe(1)
     expect([await snapshotTree(ok.home), await snapshotTree(broken.home)]).toEqual(before)
@@ -259,14 +288,19 @@ describeAsRoot("cli (e2e)", () => {
     expect(run.code, run.stdout).toBe(0)
     expect(run.stdout).not.toContain("+++")
     expect(logsWith(run, "dry run diff", bob.name)[0]).toMatchObject({
-      path: bob.authorizedKeys, added: [k], removed: [old]
+      path: bob.authorizedKeys,
+      added: [k],
+      removed: [old]
     })
     expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(old))
 
     // The diff is the answer a dry run was asked for: printed with --quiet too, as the text diff is (--silent, errors
     // only, prints no diff in either format).
     const dry = (...flags: ReadonlyArray<string>) =>
-      runWithConfig(config([userWith(bob.name, server.url("/dry-json"))], { preserve_local_keys: false }), ["--dry-run", ...flags])
+      runWithConfig(config([userWith(bob.name, server.url("/dry-json"))], { preserve_local_keys: false }), [
+        "--dry-run",
+        ...flags
+      ])
     const quiet = await dry("--log-format", "json", "--quiet")
     expect(quiet.code, quiet.stdout).toBe(0)
     expect(quiet.stdout.trim().split("\n").map((line) => JSON.parse(line).msg)).toEqual(["dry run diff"])
@@ -284,7 +318,9 @@ describeAsRoot("cli (e2e)", () => {
     const before = await snapshotTree(bob.home)
     server.keys("/cfg", [key("cfg-new")])
     const cfg = await writeConfig(
-      `users:\n  - username: ${bob.name}\n    sources:\n      - url: ${server.url("/cfg")}\n        timeout_seconds: 0\n`
+      `users:\n  - username: ${bob.name}\n    sources:\n      - url: ${
+        server.url("/cfg")
+      }\n        timeout_seconds: 0\n`
     )
     try {
       const run = await runCli(["--config", cfg.path])
@@ -292,7 +328,9 @@ describeAsRoot("cli (e2e)", () => {
       expect(run.code).toBe(1)
       const errLines = run.stderr.split("\n").filter((l) => l !== "")
       expect(errLines).toHaveLength(1)
-      expect(errLines[0]).toMatch(new RegExp(`^authkeysync: config ${cfg.path}: users\\[0\\]\\.sources\\[0\\]\\.timeout_seconds: `))
+      expect(errLines[0]).toMatch(
+        new RegExp(`^authkeysync: config ${cfg.path}: users\\[0\\]\\.sources\\[0\\]\\.timeout_seconds: `)
+      )
       expect(errLines[0]).toContain("must be a positive whole number of seconds, got 0")
       expect(logsWith(run, "cannot load configuration")[0]?.level).toBe("ERROR")
       expect(server.requests).toEqual([])
@@ -324,7 +362,7 @@ describeAsRoot("cli (e2e)", () => {
       expect(errLines).toHaveLength(1)
       const line = errLines[0] ?? ""
       expect(line.startsWith(`authkeysync: config ${cfg.path}: `)).toBe(true)
-      expect(line).toContain('users[0].sources[0].method: unsupported method "PUT"')
+      expect(line).toContain("users[0].sources[0].method: unsupported method \"PUT\"")
       expect(line).toContain("users[0].sources[1].url: ")
       expect(line).toContain("users[1].sources: every user needs at least one source")
     } finally {
@@ -333,7 +371,9 @@ describeAsRoot("cli (e2e)", () => {
   })
 
   it("a username listed twice is a config error naming the second entry", async () => {
-    const cfg = await writeConfig(config([userWith("alice", "http://127.0.0.1:9/a"), userWith("alice", "http://127.0.0.1:9/b")]))
+    const cfg = await writeConfig(
+      config([userWith("alice", "http://127.0.0.1:9/a"), userWith("alice", "http://127.0.0.1:9/b")])
+    )
     try {
       const run = await runCli(["--config", cfg.path])
       expect(run.code).toBe(1)
@@ -351,13 +391,16 @@ describeAsRoot("cli (e2e)", () => {
     server.keys("/typo", [k])
     // Written as text to keep the typo; the revocation record goes to the test's own state dir, not the host's.
     const cfg = await writeConfig(
-      `${stringify({ policy: config([]).policy ?? {} })}users:\n  - username: ${bob.name}\n    sources:\n      - url: ${server.url("/typo")}\n        timeout_second: 5\n`
+      `${stringify({ policy: config([]).policy ?? {} })}users:\n  - username: ${bob.name}\n    sources:\n      - url: ${
+        server.url("/typo")
+      }\n        timeout_second: 5\n`
     )
     try {
       const run = await runCli(["--config", cfg.path])
       expect(run.code, run.stdout).toBe(0)
       expect(run.stderr).toBe("")
-      expect(logsWith(run, `config ${cfg.path}: unknown key users[0].sources[0].timeout_second is ignored`)[0]?.level).toBe("WARN")
+      expect(logsWith(run, `config ${cfg.path}: unknown key users[0].sources[0].timeout_second is ignored`)[0]?.level)
+        .toBe("WARN")
       await expectSyncedFile(bob, [{ source: server.url("/typo"), keys: [k] }], run)
     } finally {
       await cfg.remove()
@@ -376,7 +419,9 @@ describeAsRoot("cli (e2e)", () => {
       const errLines = bad.stderr.split("\n").filter((l) => l !== "")
       expect(errLines).toHaveLength(1)
       // The message points at where the YAML breaks.
-      expect(errLines[0]).toMatch(new RegExp(`^authkeysync: config ${cfg.path}: invalid YAML at line \\d+, column \\d+: `))
+      expect(errLines[0]).toMatch(
+        new RegExp(`^authkeysync: config ${cfg.path}: invalid YAML at line \\d+, column \\d+: `)
+      )
     } finally {
       await cfg.remove()
     }
@@ -387,11 +432,17 @@ describeAsRoot("cli (e2e)", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-latin1-"))
     try {
       const file = path.join(dir, "config.yaml")
-      await fs.writeFile(file, Buffer.concat([
-        Buffer.from("users:\n  - username: nobody\n    sources:\n      - url: http://127.0.0.1:9/k\n        headers:\n          X-Name: caf"),
-        Buffer.from([0xe9]),
-        Buffer.from("\n")
-      ]), { mode: 0o600 })
+      await fs.writeFile(
+        file,
+        Buffer.concat([
+          Buffer.from(
+            "users:\n  - username: nobody\n    sources:\n      - url: http://127.0.0.1:9/k\n        headers:\n          X-Name: caf"
+          ),
+          Buffer.from([0xe9]),
+          Buffer.from("\n")
+        ]),
+        { mode: 0o600 }
+      )
       const run = await runCli(["--config", file])
       expect(run.code).toBe(1)
       expect(run.stderr).toBe(
@@ -410,12 +461,16 @@ describeAsRoot("cli (e2e)", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-utf16-"))
     try {
       const little = path.join(dir, "le.yaml")
-      await fs.writeFile(little, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le")]), { mode: 0o600 })
+      await fs.writeFile(little, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le")]), {
+        mode: 0o600
+      })
       const run = await runCli(["--config", little])
       expect(run.code, run.stdout + run.stderr).toBe(0)
       await expectSyncedFile(bob, [{ source: server.url("/utf16"), keys: [k] }], run)
       const big = path.join(dir, "be.yaml")
-      await fs.writeFile(big, Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, "utf16le").swap16()]), { mode: 0o600 })
+      await fs.writeFile(big, Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, "utf16le").swap16()]), {
+        mode: 0o600
+      })
       expect((await runCli(["--config", big, "--dry-run"])).code).toBe(0)
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
@@ -427,14 +482,18 @@ describeAsRoot("cli (e2e)", () => {
     try {
       const run = await runCli(["--config", dir])
       expect(run.code).toBe(1)
-      expect(run.stderr).toBe(`authkeysync: config ${dir}: refusing to read it: it is a directory, not a regular file\n`)
+      expect(run.stderr).toBe(
+        `authkeysync: config ${dir}: refusing to read it: it is a directory, not a regular file\n`
+      )
       expect(run.logs.map((l) => l.msg)).toContain("cannot load configuration")
       // A root-only device that reads for ever (/dev/zero's numbers): refused, not read until the run is killed.
       const zero = path.join(dir, "zero")
       expect(spawnSync("mknod", ["-m", "600", zero, "c", "1", "5"]).status).toBe(0)
       const device = await runCli(["--config", zero])
       expect(device.code).toBe(1)
-      expect(device.stderr).toBe(`authkeysync: config ${zero}: refusing to read it: it is a character device, not a regular file\n`)
+      expect(device.stderr).toBe(
+        `authkeysync: config ${zero}: refusing to read it: it is a character device, not a regular file\n`
+      )
     } finally {
       await fs.rm(dir, { recursive: true, force: true })
     }
@@ -491,7 +550,19 @@ describeAsRoot("cli (e2e)", () => {
     const run = await runCli(["--help"], { env: { NO_COLOR: "" } })
     expect(run.code).toBe(0)
     expect(run.stdout).not.toContain("\x1b")
-    const flags = ["--config", "--dry-run", "--debug", "--quiet", "--silent", "--log-format", "--concurrency", "--lock-timeout", "--lock-file", "--version", "--help"]
+    const flags = [
+      "--config",
+      "--dry-run",
+      "--debug",
+      "--quiet",
+      "--silent",
+      "--log-format",
+      "--concurrency",
+      "--lock-timeout",
+      "--lock-file",
+      "--version",
+      "--help"
+    ]
     for (const flag of flags) {
       expect(run.stdout).toContain(flag)
     }
@@ -507,7 +578,10 @@ describeAsRoot("cli (e2e)", () => {
         [["--lock-file", "/nonexistent/akse2e/lock", "--dry-run", "-config"], "flag needs an argument: -config"],
         // Go's strconv.ParseBool words only: `-dry-run=no` was a real run here, `-dry-run=yes` a dry run.
         [["-dry-run=no"], "invalid boolean value \"no\" for -dry-run: parse error"],
-        [["--lock-file", "/nonexistent/akse2e/lock", "--dry-run=yes"], "invalid boolean value \"yes\" for -dry-run: parse error"]
+        [
+          ["--lock-file", "/nonexistent/akse2e/lock", "--dry-run=yes"],
+          "invalid boolean value \"yes\" for -dry-run: parse error"
+        ]
       ] as const
     ) {
       const run = await runCli(args)
@@ -587,11 +661,20 @@ describeAsRoot("cli (e2e)", () => {
       expect(["DEBUG", "INFO", "WARN", "ERROR"]).toContain(r["level"])
       expect(typeof r["msg"]).toBe("string")
     }
-    const userEvents = records.filter((r) => ["fetched source", "updated authorized_keys", "processing user"].includes(r["msg"] as string))
+    const userEvents = records.filter((r) =>
+      ["fetched source", "updated authorized_keys", "processing user"].includes(r["msg"] as string)
+    )
     expect(userEvents.length).toBeGreaterThanOrEqual(4)
     for (const r of userEvents) expect(r["user"]).toBe(bob.name)
-    expect(records.find((r) => r["msg"] === "updated authorized_keys")).toMatchObject({ level: "INFO", keys: 1, added: 1 })
-    expect(records.find((r) => r["level"] === "WARN")).toMatchObject({ user: bob.name, source: server.url("/json-html") })
+    expect(records.find((r) => r["msg"] === "updated authorized_keys")).toMatchObject({
+      level: "INFO",
+      keys: 1,
+      added: 1
+    })
+    expect(records.find((r) => r["level"] === "WARN")).toMatchObject({
+      user: bob.name,
+      source: server.url("/json-html")
+    })
   })
 
   it("text logs are logfmt: time, level, msg first, then user and source", async () => {
@@ -602,10 +685,18 @@ describeAsRoot("cli (e2e)", () => {
 
     expect(run.code).toBe(0)
     const out = run.stdout.split("\n").filter((l) => l !== "")
-    for (const l of out) expect(l).toMatch(/^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(DEBUG|INFO|WARN|ERROR) msg=/)
+    for (const l of out) {
+      expect(l).toMatch(/^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(DEBUG|INFO|WARN|ERROR) msg=/)
+    }
     expect(out.length).toBe(run.logs.length)
-    const fetched = out.find((l) => l.includes('msg="fetched source"')) ?? ""
-    expect(fetched).toMatch(new RegExp(`^time=\\S+ level=INFO msg="fetched source" user=${bob.name} source=${server.url("/logfmt").replace(/[.]/g, "\\.")} `))
+    const fetched = out.find((l) => l.includes("msg=\"fetched source\"")) ?? ""
+    expect(fetched).toMatch(
+      new RegExp(
+        `^time=\\S+ level=INFO msg="fetched source" user=${bob.name} source=${
+          server.url("/logfmt").replace(/[.]/g, "\\.")
+        } `
+      )
+    )
   })
 
   it("a reader that goes away (closed stdout and stderr) does not stop the run: every user is still synced", async () => {

@@ -8,7 +8,7 @@ import * as fs from "node:fs/promises"
 import { promisify } from "node:util"
 import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, logsWith, type RunResult, runWithConfig, userWith } from "../support/cli.js"
-import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
+import { exists, expectSyncedFile, snapshotTree, tempFilesIn } from "../support/files.js"
 import { refusedUrl, useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { describeAsRoot, type TestUser, unusedUserName, useUsers } from "../support/users.js"
@@ -118,15 +118,22 @@ describeAsRoot("failures (e2e)", () => {
     const { user, before } = await userWithFile()
     server.route("/hang", { body: lines(key("never")), delayMs: 20_000 })
 
-    const run = await runWithConfig(config([userWith(user.name, { url: server.url("/hang"), timeout_seconds: 30 })]), [], {
-      onSpawn: (child) => void setTimeout(() => child.kill("SIGTERM"), 1_000)
-    })
+    const run = await runWithConfig(
+      config([userWith(user.name, { url: server.url("/hang"), timeout_seconds: 30 })]),
+      [],
+      {
+        onSpawn: (child) => void setTimeout(() => child.kill("SIGTERM"), 1_000)
+      }
+    )
 
     expect(run.code === 0 && run.signal === null).toBe(false)
     expect(run.durationMs).toBeLessThan(10_000)
     await expectUntouched(user, before)
     // The journal says why the run ended, instead of stopping after "sync started".
-    expect(run.logs.at(-1)).toMatchObject({ level: "ERROR", msg: "run interrupted by a signal; files not yet written were left untouched" })
+    expect(run.logs.at(-1)).toMatchObject({
+      level: "ERROR",
+      msg: "run interrupted by a signal; files not yet written were left untouched"
+    })
   })
 
   it("connection refused fails the user", async () => {
@@ -145,7 +152,9 @@ describeAsRoot("failures (e2e)", () => {
     const k = key("present")
     server.keys("/ghost", [key("ghost")]).keys("/present", [k])
 
-    const run = await runWithConfig(config([userWith(ghost, server.url("/ghost")), userWith(bob.name, server.url("/present"))]))
+    const run = await runWithConfig(
+      config([userWith(ghost, server.url("/ghost")), userWith(bob.name, server.url("/present"))])
+    )
 
     expect(run.code, run.stdout).toBe(0)
     const warn = logsWith(run, /^skipping user: /, ghost)
@@ -154,7 +163,13 @@ describeAsRoot("failures (e2e)", () => {
     expect(server.requestsTo("/ghost")).toHaveLength(0)
     expect(await exists(`/home/${ghost}`)).toBe(false)
     await expectSyncedFile(bob, [{ source: server.url("/present"), keys: [k] }], run)
-    expect(logsWith(run, "sync finished")[0]).toMatchObject({ level: "INFO", skipped: "1", updated: "1", failed: "0", exit_code: "0" })
+    expect(logsWith(run, "sync finished")[0]).toMatchObject({
+      level: "INFO",
+      skipped: "1",
+      updated: "1",
+      failed: "0",
+      exit_code: "0"
+    })
   })
 
   it("missing .ssh: skipped with a warning, exit 0, nothing created", async () => {

@@ -10,10 +10,10 @@ import * as path from "node:path"
 import { afterEach, beforeAll, expect, it } from "vitest"
 import {
   assertBuilt,
+  CLI_PATH,
   config,
   E2E_LOCK_FILE,
   E2E_STATE_DIR,
-  CLI_PATH,
   logsWith,
   parseLogs,
   type RunResult,
@@ -21,7 +21,16 @@ import {
   userWith,
   writeConfig
 } from "../support/cli.js"
-import { backupsOf, expectedBody, expectHeader, expectSyncedFile, exists, RULE, snapshotTree, splitGenerated } from "../support/files.js"
+import {
+  backupsOf,
+  exists,
+  expectedBody,
+  expectHeader,
+  expectSyncedFile,
+  RULE,
+  snapshotTree,
+  splitGenerated
+} from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
@@ -58,7 +67,11 @@ const goHeader = [
  * directory outside ReadWritePaths=. Nothing on the host changes.
  */
 const runWithReadOnly = (dir: string, args: ReadonlyArray<string>) =>
-  runInMountNamespace(`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"`, [dir], [process.execPath, CLI_PATH, ...args], 30_000)
+  runInMountNamespace(`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"`, [dir], [
+    process.execPath,
+    CLI_PATH,
+    ...args
+  ], 30_000)
 
 /** The run failed for `user` because of `guard`, and told so once at ERROR level. */
 const expectGuardRefusal = (run: RunResult, user: TestUser, guard: "lockout" | "shrink") => {
@@ -93,7 +106,9 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
 
   const children: Array<ChildProcess> = []
   afterEach(() => {
-    for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    for (const child of children.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    }
   })
 
   /** A root-only (0700 root:root) directory for a lock file, removed after the test. */
@@ -113,7 +128,9 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     server.route("/lockout", { body: "" })
     const snapshot = await snapshotTree(bob.sshDir)
 
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/lockout"))], { preserve_local_keys: false }))
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/lockout"))], { preserve_local_keys: false })
+    )
 
     expectGuardRefusal(run, bob, "lockout")
     expect(logsWith(run, NOT_SYNCED, bob.name)[0]?.msg).toContain("the new file would have no keys (it has 2)")
@@ -253,7 +270,9 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     server.route("/unavailable", { body: "Service Unavailable\n" })
     const snapshot = await snapshotTree(bob.sshDir)
 
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/unavailable"))], { preserve_local_keys: false }))
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/unavailable"))], { preserve_local_keys: false })
+    )
 
     expectGuardRefusal(run, bob, "lockout")
     expect(logsWith(run, /^user not synced/, bob.name)[0]?.msg).toContain(
@@ -432,7 +451,10 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     const run = await runWithConfig(cfg)
     expect(run.code, run.stdout).toBe(0)
     await expectSyncedFile(bob, [{ source: url, keys: [keep] }], run)
-    expect(logsWith(run, REVOKED_MSG, bob.name).map((l) => l["fingerprint"])).toEqual([fingerprintOf(k1), fingerprintOf(k1)])
+    expect(logsWith(run, REVOKED_MSG, bob.name).map((l) => l["fingerprint"])).toEqual([
+      fingerprintOf(k1),
+      fingerprintOf(k1)
+    ])
   })
 
   it("a forged # Source: marker above a local key does not get it dropped once a record exists", async () => {
@@ -501,7 +523,10 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     // without a record; each is said, and stays a local key.
     await expectSyncedFile(bob, [{ source: url, keys: [g1] }, { local: [g2, other, local] }], run)
     expect(logsWith(run, REVOKED_MSG, bob.name)).toHaveLength(0)
-    expect(logsWith(run, /^kept a key under a # Source: line that no source provides/, bob.name).map((l) => l["fingerprint"]).sort())
+    expect(
+      logsWith(run, /^kept a key under a # Source: line that no source provides/, bob.name).map((l) => l["fingerprint"])
+        .sort()
+    )
       .toEqual([fingerprintOf(g2), fingerprintOf(other)].sort())
   })
 
@@ -669,39 +694,41 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     expect(await fs.readdir(dir)).toEqual([])
   })
 
-  for (const [what, prepare, message] of [
-    [
-      "a symbolic link",
-      async (dir: string) => {
-        const real = path.join(dir, "real")
-        await fs.mkdir(real, { mode: 0o700 })
-        const link = path.join(dir, "link")
-        await fs.symlink(real, link)
-        return link
-      },
-      "it is a symbolic link"
-    ],
-    [
-      "owned by a non-root user",
-      async (dir: string, owner: TestUser) => {
-        const sub = path.join(dir, "owned")
-        await fs.mkdir(sub, { mode: 0o700 })
-        await fs.chown(sub, owner.uid, owner.gid)
-        return sub
-      },
-      "it is owned by uid"
-    ],
-    [
-      "group-writable",
-      async (dir: string) => {
-        const sub = path.join(dir, "groupw")
-        await fs.mkdir(sub)
-        await fs.chmod(sub, 0o770)
-        return sub
-      },
-      "it is writable by group or others (mode 0770)"
-    ]
-  ] as const) {
+  for (
+    const [what, prepare, message] of [
+      [
+        "a symbolic link",
+        async (dir: string) => {
+          const real = path.join(dir, "real")
+          await fs.mkdir(real, { mode: 0o700 })
+          const link = path.join(dir, "link")
+          await fs.symlink(real, link)
+          return link
+        },
+        "it is a symbolic link"
+      ],
+      [
+        "owned by a non-root user",
+        async (dir: string, owner: TestUser) => {
+          const sub = path.join(dir, "owned")
+          await fs.mkdir(sub, { mode: 0o700 })
+          await fs.chown(sub, owner.uid, owner.gid)
+          return sub
+        },
+        "it is owned by uid"
+      ],
+      [
+        "group-writable",
+        async (dir: string) => {
+          const sub = path.join(dir, "groupw")
+          await fs.mkdir(sub)
+          await fs.chmod(sub, 0o770)
+          return sub
+        },
+        "it is writable by group or others (mode 0770)"
+      ]
+    ] as const
+  ) {
     it(`a lock directory that is ${what} is refused: exit 1, a clear message, nothing synced`, async () => {
       const bob = await users.create({ authorizedKeys: lines(key("lockdir-old")) })
       const dir = await lockDir()
@@ -783,29 +810,31 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
   // State directory
   // ===========================================================================
 
-  for (const [what, prepare, message] of [
-    [
-      "group-writable",
-      async (dir: string) => {
-        const state = path.join(dir, "state")
-        await fs.mkdir(state)
-        await fs.chmod(state, 0o770)
-        return state
-      },
-      /refusing the state directory: it is writable by group or others \(mode 0770\)/
-    ],
-    [
-      "a symbolic link",
-      async (dir: string) => {
-        const real = path.join(dir, "real-state")
-        await fs.mkdir(real, { mode: 0o700 })
-        const link = path.join(dir, "state")
-        await fs.symlink(real, link)
-        return link
-      },
-      /refusing the state directory: it is a symbolic link/
-    ]
-  ] as const) {
+  for (
+    const [what, prepare, message] of [
+      [
+        "group-writable",
+        async (dir: string) => {
+          const state = path.join(dir, "state")
+          await fs.mkdir(state)
+          await fs.chmod(state, 0o770)
+          return state
+        },
+        /refusing the state directory: it is writable by group or others \(mode 0770\)/
+      ],
+      [
+        "a symbolic link",
+        async (dir: string) => {
+          const real = path.join(dir, "real-state")
+          await fs.mkdir(real, { mode: 0o700 })
+          const link = path.join(dir, "state")
+          await fs.symlink(real, link)
+          return link
+        },
+        /refusing the state directory: it is a symbolic link/
+      ]
+    ] as const
+  ) {
     it(`a state_dir that is ${what} fails the user with a state error; nothing is written`, async () => {
       const bob = await users.create({ authorizedKeys: lines(key("state-old")) })
       const dir = await users.tempDir()
@@ -864,7 +893,9 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     const dir = await users.tempDir()
     await fs.chmod(dir, 0o700)
     server.keys("/ro", [key("ro-new")])
-    const cfg = await writeConfig(config([userWith(bob.name, server.url("/ro"))], { state_dir: path.join(dir, "state") }))
+    const cfg = await writeConfig(
+      config([userWith(bob.name, server.url("/ro"))], { state_dir: path.join(dir, "state") })
+    )
     const before = await snapshotTree(bob.sshDir)
     try {
       const state = await runWithReadOnly(dir, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE])
@@ -873,7 +904,12 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       expect(err, state.stdout).toHaveLength(1)
       expect(err[0]?.msg).toContain("EROFS: read-only file system")
 
-      const lock = await runWithReadOnly(dir, ["--config", cfg.path, "--lock-file", path.join(dir, "run", "authkeysync.lock")])
+      const lock = await runWithReadOnly(dir, [
+        "--config",
+        cfg.path,
+        "--lock-file",
+        path.join(dir, "run", "authkeysync.lock")
+      ])
       expect(lock.code, lock.stdout + lock.stderr).toBe(1)
       expect(lock.stderr).toContain(`cannot create ${path.join(dir, "run")}: EROFS: read-only file system`)
       expect(await snapshotTree(bob.sshDir)).toEqual(before)

@@ -13,14 +13,14 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterEach, beforeAll, expect, it } from "vitest"
-import { makeCanary, type Canary } from "../support/canary.js"
-import { assertBuilt, config, logsWith, runWithConfig, type RunResult, userWith } from "../support/cli.js"
+import { type Canary, makeCanary } from "../support/canary.js"
+import { assertBuilt, config, logsWith, type RunResult, runWithConfig, userWith } from "../support/cli.js"
 import {
   backupsOf,
+  exists,
   expectedBody,
   expectHeader,
   expectSyncedFile,
-  exists,
   snapshotTree,
   splitGenerated,
   statOf,
@@ -148,7 +148,10 @@ describeAsRoot("hardening: file system (e2e)", () => {
 
     for (const concurrency of ["1", "8"]) {
       await fs.rm(victim.user.authorizedKeys, { force: true })
-      const run = await runWithConfig(config([userWith(bob.name, server.url("/attacker")), victim.config]), ["--concurrency", concurrency])
+      const run = await runWithConfig(config([userWith(bob.name, server.url("/attacker")), victim.config]), [
+        "--concurrency",
+        concurrency
+      ])
       expectUserRefused(run, bob.name, `refusing to use ${bob.sshDir}: it is a symbolic link`)
       expectSummary(run, { updated: 1, failed: 1 })
       await victim.expectSynced(run)
@@ -223,7 +226,7 @@ describeAsRoot("hardening: file system (e2e)", () => {
     // Millions of "keys" within the 16 MiB cap: merging them held the one thread long enough for every other user's
     // fetch to time out, so one user's file failed the whole run.
     const junk: Array<string> = []
-    for (let n = 0, size = 0; ; n++) {
+    for (let n = 0, size = 0;; n++) {
       const line = `a ${n.toString(36)}\n`
       if (size + line.length > 16 * 1024 * 1024) break
       junk.push(line)
@@ -499,16 +502,25 @@ describeAsRoot("hardening: file system (e2e)", () => {
     await fs.chown(target, bob.uid, bob.gid)
     const old = new Date("2020-01-01T00:00:00Z")
     await fs.utimes(target, old, old)
-    const letters = (i: number) => Array.from({ length: 6 }, (_, d) => String.fromCharCode(97 + (Math.floor(i / 26 ** d) % 26))).join("")
+    const letters = (i: number) =>
+      Array.from({ length: 6 }, (_, d) => String.fromCharCode(97 + (Math.floor(i / 26 ** d) % 26))).join("")
     const planted = 5000
-    for (let i = 1; i < planted; i++) await fs.link(target, path.join(bob.sshDir, `.authkeysync_20200101_000000_${letters(i)}`))
+    for (let i = 1; i < planted; i++) {
+      await fs.link(target, path.join(bob.sshDir, `.authkeysync_20200101_000000_${letters(i)}`))
+    }
     const k = key("many-new")
     server.keys("/many", [k])
 
     const run = await runWithConfig(config([userWith(bob.name, server.url("/many"))], { preserve_local_keys: false }))
 
     expectSummary(run, { updated: 1, failed: 0 })
-    expect(logsWith(run, `${bob.sshDir} holds more than 4096 entries: only that many were looked at for temp files left by an earlier run`, bob.name)).toHaveLength(1)
+    expect(
+      logsWith(
+        run,
+        `${bob.sshDir} holds more than 4096 entries: only that many were looked at for temp files left by an earlier run`,
+        bob.name
+      )
+    ).toHaveLength(1)
     const named = logsWith(run, "removed a temp file left by an earlier run", bob.name)
     expect(named).toHaveLength(10)
     const more = logsWith(run, "removed more temp files left by earlier runs", bob.name)
@@ -576,7 +588,8 @@ describeAsRoot("hardening: file system (e2e)", () => {
     const other = await bystander()
     const homeBefore = (await fs.readdir(bob.home)).filter((n) => !n.startsWith(".ssh")).sort()
     // Other test runs on this host add and remove their own akse2e_ accounts in /home at the same time.
-    const otherHomes = async () => (await fs.readdir(path.dirname(bob.home))).filter((n) => !n.startsWith(USER_PREFIX)).sort()
+    const otherHomes = async () =>
+      (await fs.readdir(path.dirname(bob.home))).filter((n) => !n.startsWith(USER_PREFIX)).sort()
     const homesBefore = await otherHomes()
     const control = await users.tempDir()
     await fs.chmod(control, 0o755)
@@ -614,7 +627,16 @@ describeAsRoot("hardening: file system (e2e)", () => {
     `
     const racer = spawn(
       "setpriv",
-      [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, "--clear-groups", process.execPath, "-e", racerCode, c.dir, stopFile],
+      [
+        `--reuid=${bob.uid}`,
+        `--regid=${bob.gid}`,
+        "--clear-groups",
+        process.execPath,
+        "-e",
+        racerCode,
+        c.dir,
+        stopFile
+      ],
       { cwd: bob.home, stdio: ["ignore", "pipe", "pipe"] }
     )
     let racerOut = ""
@@ -631,7 +653,10 @@ describeAsRoot("hardening: file system (e2e)", () => {
         expect([0, 1], output).toContain(run.code)
         expect(output).not.toContain("internal error")
         // The bystander is written by the first run and unchanged afterwards, never failed.
-        expect(logsWith(run, i === 0 ? "updated authorized_keys" : "authorized_keys unchanged", other.user.name), output)
+        expect(
+          logsWith(run, i === 0 ? "updated authorized_keys" : "authorized_keys unchanged", other.user.name),
+          output
+        )
           .toHaveLength(1)
         const bobLine = run.logs.find((l) => l["user"] === bob.name && (l.level === "ERROR" || l.level === "WARN"))
         const outcome = logsWith(run, "updated authorized_keys", bob.name).length > 0
@@ -676,7 +701,10 @@ describeAsRoot("hardening: file system (e2e)", () => {
   /** A user whose every run changes the file: each request serves the next of `sets` (many keys, so writes take time). */
   const churningUser = async (id: string, rounds: number, keysPerSet: number) => {
     const bob = await users.create({ ssh: true })
-    const sets = Array.from({ length: rounds + 1 }, (_, i) => Array.from({ length: keysPerSet }, (_, j) => key(`${id}-${i}-${j}`)))
+    const sets = Array.from(
+      { length: rounds + 1 },
+      (_, i) => Array.from({ length: keysPerSet }, (_, j) => key(`${id}-${i}-${j}`))
+    )
     const route = `/${id}`
     const state = { current: 0, onAnswer: undefined as (() => void) | undefined }
     server.route(route, () => {
@@ -684,7 +712,10 @@ describeAsRoot("hardening: file system (e2e)", () => {
       return { body: lines(...(sets[state.current] ?? [])) }
     })
     const bodyOf = (i: number) => expectedBody([{ source: server.url(route), keys: sets[i] ?? [] }])
-    const cfg = config([userWith(bob.name, server.url(route))], { preserve_local_keys: false, backup_retention_count: 1000 })
+    const cfg = config([userWith(bob.name, server.url(route))], {
+      preserve_local_keys: false,
+      backup_retention_count: 1000
+    })
     return { bob, sets, state, bodyOf, cfg }
   }
 
@@ -692,7 +723,9 @@ describeAsRoot("hardening: file system (e2e)", () => {
   const oldOrNew = (content: string, old: string, newBody: string): "old" | "new" => {
     if (content === old) return "old"
     expectHeader(content)
-    expect(splitGenerated(content).body, "authorized_keys is neither the old file nor the complete new one").toBe(newBody)
+    expect(splitGenerated(content).body, "authorized_keys is neither the old file nor the complete new one").toBe(
+      newBody
+    )
     return "new"
   }
 
@@ -727,7 +760,9 @@ describeAsRoot("hardening: file system (e2e)", () => {
     }
     console.log("[SIGTERM loop] outcomes:", seen)
     // Every backup is a whole copy of a version the file had.
-    for (const name of await backupsOf(bob)) expect(versions).toContain(await fs.readFile(path.join(bob.backupDir, name), "utf8"))
+    for (const name of await backupsOf(bob)) {
+      expect(versions).toContain(await fs.readFile(path.join(bob.backupDir, name), "utf8"))
+    }
   })
 
   // An interruption that arrives after the source answered, before anything is written, stops the user there (it
@@ -795,7 +830,9 @@ describeAsRoot("hardening: file system (e2e)", () => {
     }
     // A killed run may leave its temp file, or a backup's; the next run removes them.
     const backupTemps = async () =>
-      (await fs.readdir(bob.backupDir).catch(() => [] as Array<string>)).filter((name) => /^\.authorized_keys_.*\.tmp$/.test(name))
+      (await fs.readdir(bob.backupDir).catch(() => [] as Array<string>)).filter((name) =>
+        /^\.authorized_keys_.*\.tmp$/.test(name)
+      )
     const leftovers = [...await tempFilesIn(bob.sshDir), ...await backupTemps()]
     state.current = rounds + 1
     const last = await runWithConfig(cfg)
@@ -810,10 +847,14 @@ describeAsRoot("hardening: file system (e2e)", () => {
       const text = await fs.readFile(path.join(bob.backupDir, name), "utf8")
       if (!versions.has(text)) partial.push(`${name} (${text.length} bytes)`)
     }
-    console.log(`[SIGKILL loop] old: ${seen.old}, new: ${seen.new}, temp files left: ${leftovers.length}, backups: ${backups.length}`)
+    console.log(
+      `[SIGKILL loop] old: ${seen.old}, new: ${seen.new}, temp files left: ${leftovers.length}, backups: ${backups.length}`
+    )
     // A kill during the backup write can leave a truncated backup under a final name: asserted in 17b, only reported
     // here (whether a random kill lands in that window is luck).
-    if (partial.length > 0) console.warn(`[SIGKILL loop] backups that are not a whole earlier version: ${partial.join(", ")}`)
+    if (partial.length > 0) {
+      console.warn(`[SIGKILL loop] backups that are not a whole earlier version: ${partial.join(", ")}`)
+    }
   })
 
   // Backups are written under a temp name and renamed into place, like authorized_keys itself: a run killed while
@@ -871,7 +912,9 @@ describeAsRoot("hardening: file system (e2e)", () => {
     const lockDir = await users.tempDir()
     await fs.chmod(lockDir, 0o700)
     const lockFile = path.join(lockDir, "authkeysync.lock")
-    await fs.writeFile(lockFile, `${holder.pid} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}\n`, { mode: 0o600 })
+    await fs.writeFile(lockFile, `${holder.pid} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}\n`, {
+      mode: 0o600
+    })
     const leftovers = [
       path.join(bob.backupDir, ".authorized_keys_20260101_000000_killed.tmp"),
       path.join(carol.backupDir, ".authorized_keys_20260101_000000_killed.tmp")
@@ -888,7 +931,9 @@ describeAsRoot("hardening: file system (e2e)", () => {
       expect(logsWith(run, "created backup", bob.name)).toHaveLength(1)
       expect(logsWith(run, "authorized_keys unchanged", carol.name)).toHaveLength(1)
       for (const leftover of leftovers) expect(await exists(leftover), leftover).toBe(false)
-      expect(logsWith(run, "removed a temp file left by an earlier run").map((l) => l["path"]).sort()).toEqual(leftovers.sort())
+      expect(logsWith(run, "removed a temp file left by an earlier run").map((l) => l["path"]).sort()).toEqual(
+        leftovers.sort()
+      )
     } finally {
       holder.kill("SIGKILL")
     }

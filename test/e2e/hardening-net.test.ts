@@ -14,15 +14,15 @@ import {
   config,
   E2E_STATE_DIR,
   logsWith,
+  runCli,
   type RunOptions,
   type RunResult,
-  runCli,
   runWithConfig,
   type SourceConfig,
   userWith,
   writeConfig
 } from "../support/cli.js"
-import { expectSyncedFile, exists, snapshotTree, tempFilesIn } from "../support/files.js"
+import { exists, expectSyncedFile, snapshotTree, tempFilesIn } from "../support/files.js"
 import { refusedUrl, TestServer, useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import {
@@ -54,7 +54,16 @@ const keyLineOf = (size: number, id: string): string => {
 const bodyOf = (size: number, id: string): string => `${keyLineOf(size - 1, id)}\n`
 
 /** Proxy variables the test process may have inherited; scrubbed so that only the tests' own settings apply. */
-const PROXY_VARS = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"]
+const PROXY_VARS = [
+  "http_proxy",
+  "HTTP_PROXY",
+  "https_proxy",
+  "HTTPS_PROXY",
+  "no_proxy",
+  "NO_PROXY",
+  "all_proxy",
+  "ALL_PROXY"
+]
 
 describeAsRoot("network hardening (e2e)", () => {
   const server = useServer()
@@ -111,7 +120,9 @@ describeAsRoot("network hardening (e2e)", () => {
    * reason), one "user not synced" line, the file and the whole home untouched, no temp file, no backup.
    */
   const expectSourceFailed = async (run: RunResult, v: Victim, shownSource: string, reason: RegExp | string) => {
-    const sourceErrors = run.logs.filter((l) => l.level === "ERROR" && l["user"] === v.user.name && l["source"] === shownSource)
+    const sourceErrors = run.logs.filter((l) =>
+      l.level === "ERROR" && l["user"] === v.user.name && l["source"] === shownSource
+    )
     expect(sourceErrors, dump(run)).toHaveLength(1)
     const msg = String(sourceErrors[0]?.msg)
     expect(msg.startsWith(`source ${shownSource}: `), msg).toBe(true)
@@ -173,7 +184,9 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(stats.closedAt, "the flood's connection was never closed").toBeDefined()
       const closedAt = stats.closedAt ?? 0
       expect(closedAt - stats.startedAt, "the cap took too long to stop the download").toBeLessThan(2_000)
-      expect(run.endedAt.getTime() - closedAt, "the connection closed only when the process exited").toBeGreaterThan(1_000)
+      expect(run.endedAt.getTime() - closedAt, "the connection closed only when the process exited").toBeGreaterThan(
+        1_000
+      )
       expect(stats.bytes).toBeGreaterThan(10 * MiB)
       // Socket buffers may hold a few MiB more; gigabytes would mean the download went on.
       expect(stats.bytes).toBeLessThan(10 * MiB + 32 * MiB)
@@ -219,7 +232,12 @@ describeAsRoot("network hardening (e2e)", () => {
           }
         const [big, over] = [await victim(), await victim()]
         const [exact, small] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
-        const bodies = { big: bodyOf(2000, "cap-2000"), over: bodyOf(1001, "cap-1001"), exact: bodyOf(1000, "cap-1000"), small: bodyOf(900, "cap-900") }
+        const bodies = {
+          big: bodyOf(2000, "cap-2000"),
+          over: bodyOf(1001, "cap-1001"),
+          exact: bodyOf(1000, "cap-1000"),
+          small: bodyOf(900, "cap-900")
+        }
         for (const [name, body] of Object.entries(bodies)) server.route(`/cap/${name}`, serve(body))
 
         const run = await runWithConfig(config([
@@ -293,7 +311,9 @@ describeAsRoot("network hardening (e2e)", () => {
     const four = ["a", "b", "c", "d"].map((id) => key(`count4-${id}`))
     const three = ["a", "b", "c"].map((id) => key(`count3-${id}`))
     server.route("/count/4", { body: lines(...four) })
-    server.route("/count/3", { body: lines("# three keys", ...three.slice(0, 2), "", "# and one more", three[2] ?? "") })
+    server.route("/count/3", {
+      body: lines("# three keys", ...three.slice(0, 2), "", "# and one more", three[2] ?? "")
+    })
 
     const run = await runWithConfig(config([
       userWith(v.user.name, server.url("/count/4")),
@@ -317,7 +337,9 @@ describeAsRoot("network hardening (e2e)", () => {
       const b = await bystander("file")
       server.route("/to-file", redirect(302, "file:///etc/passwd"))
 
-      const run = await runWithConfig(config([userWith(v.user.name, server.url("/to-file")), userWith(b.user.name, b.source)]))
+      const run = await runWithConfig(
+        config([userWith(v.user.name, server.url("/to-file")), userWith(b.user.name, b.source)])
+      )
 
       expectRunFailed(run, 1)
       await expectSourceFailed(run, v, server.url("/to-file"), "refusing a redirect to a file: URL")
@@ -331,7 +353,9 @@ describeAsRoot("network hardening (e2e)", () => {
       const k = key("after-5-hops")
       for (let i = 0; i < 6; i++) server.route(`/chain6/${i}`, redirect(302, `/chain6/${i + 1}`))
       server.route("/chain6/6", { body: lines(key("after-6-hops")) })
-      for (let i = 0; i < 5; i++) server.route(`/chain5/${i}`, redirect(i % 2 === 0 ? 301 : 307, server.url(`/chain5/${i + 1}`)))
+      for (let i = 0; i < 5; i++) {
+        server.route(`/chain5/${i}`, redirect(i % 2 === 0 ? 301 : 307, server.url(`/chain5/${i + 1}`)))
+      }
       server.route("/chain5/5", { body: lines(k) })
 
       const run = await runWithConfig(config([
@@ -367,7 +391,11 @@ describeAsRoot("network hardening (e2e)", () => {
 
       const run = await runWithConfig(config([
         userWith(withHeaders.name, { url: server.url("/xo/headers"), headers: secretHeaders, timeout_seconds: 5 }),
-        userWith(withCustomUa.name, { url: server.url("/xo/ua"), headers: { ...secretHeaders, "user-agent": "keys-bot/2" }, timeout_seconds: 5 }),
+        userWith(withCustomUa.name, {
+          url: server.url("/xo/ua"),
+          headers: { ...secretHeaders, "user-agent": "keys-bot/2" },
+          timeout_seconds: 5
+        }),
         userWith(withUrlAuth.name, basicUrl),
         userWith(sameOrigin.name, { url: server.url("/so/headers"), headers: secretHeaders, timeout_seconds: 5 })
       ]))
@@ -375,14 +403,25 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(run.code, dump(run)).toBe(0)
       await expectSyncedFile(withHeaders, [{ source: server.url("/xo/headers"), keys: [ks[0] ?? ""] }], run)
       await expectSyncedFile(withCustomUa, [{ source: server.url("/xo/ua"), keys: [ks[1] ?? ""] }], run)
-      await expectSyncedFile(withUrlAuth, [{ source: "http://***@" + server.authority + "/xo/basic", keys: [ks[2] ?? ""] }], run)
+      await expectSyncedFile(withUrlAuth, [{
+        source: "http://***@" + server.authority + "/xo/basic",
+        keys: [ks[2] ?? ""]
+      }], run)
       await expectSyncedFile(sameOrigin, [{ source: server.url("/so/headers"), keys: [ks[3] ?? ""] }], run)
 
       // The configured origin got the tokens...
-      expect(server.requestsTo("/xo/headers")[0]?.headers).toMatchObject({ authorization: "Bearer xo-bearer-secret", "x-token": "xo-token-secret" })
-      expect(server.requestsTo("/xo/basic")[0]?.headers["authorization"]).toBe(`Basic ${Buffer.from("xo-user:xo-pass").toString("base64")}`)
+      expect(server.requestsTo("/xo/headers")[0]?.headers).toMatchObject({
+        authorization: "Bearer xo-bearer-secret",
+        "x-token": "xo-token-secret"
+      })
+      expect(server.requestsTo("/xo/basic")[0]?.headers["authorization"]).toBe(
+        `Basic ${Buffer.from("xo-user:xo-pass").toString("base64")}`
+      )
       // ...and keeps them on a same-origin redirect...
-      expect(server.requestsTo("/so/landing")[0]?.headers).toMatchObject({ authorization: "Bearer xo-bearer-secret", "x-token": "xo-token-secret" })
+      expect(server.requestsTo("/so/landing")[0]?.headers).toMatchObject({
+        authorization: "Bearer xo-bearer-secret",
+        "x-token": "xo-token-secret"
+      })
       // ...but the other origin sees only the User-Agent of what was configured.
       const landed = (p: string) => other.requestsTo(p)
       for (const p of ["/landing/headers", "/landing/ua", "/landing/basic"]) {
@@ -405,14 +444,27 @@ describeAsRoot("network hardening (e2e)", () => {
       server.route("/post/307", redirect(307, other.url("/post/sink")))
       server.route("/post/303", redirect(303, other.url("/post/got")))
       other.route("/post/got", { body: lines(k) })
-      const post = (p: string): SourceConfig => ({ url: server.url(p), method: "POST", body: '{"role":"prod"}', headers: { "Content-Type": "application/json" }, timeout_seconds: 5 })
+      const post = (p: string): SourceConfig => ({
+        url: server.url(p),
+        method: "POST",
+        body: "{\"role\":\"prod\"}",
+        headers: { "Content-Type": "application/json" },
+        timeout_seconds: 5
+      })
 
-      const run = await runWithConfig(config([userWith(v.user.name, post("/post/307")), userWith(fine.name, post("/post/303"))]))
+      const run = await runWithConfig(
+        config([userWith(v.user.name, post("/post/307")), userWith(fine.name, post("/post/303"))])
+      )
 
       expectRunFailed(run, 1)
-      await expectSourceFailed(run, v, server.url("/post/307"), "refusing to send the request body to another origin on a redirect")
+      await expectSourceFailed(
+        run,
+        v,
+        server.url("/post/307"),
+        "refusing to send the request body to another origin on a redirect"
+      )
       expect(other.requestsTo("/post/sink")).toHaveLength(0)
-      expect(server.requestsTo("/post/307")[0]).toMatchObject({ method: "POST", body: '{"role":"prod"}' })
+      expect(server.requestsTo("/post/307")[0]).toMatchObject({ method: "POST", body: "{\"role\":\"prod\"}" })
       await expectSyncedFile(fine, [{ source: server.url("/post/303"), keys: [k] }], run)
       expect(other.requestsTo("/post/got")[0]).toMatchObject({ method: "GET", body: "" })
       expect(other.requestsTo("/post/got")[0]?.headers["content-type"]).toBeUndefined()
@@ -443,7 +495,9 @@ describeAsRoot("network hardening (e2e)", () => {
       const b = await bystander("tls-none")
       tls.route("/tls/keys", { body: lines(key("tls-none")) })
 
-      const run = await runWithConfig(config([userWith(v.user.name, tls.url("/tls/keys")), userWith(b.user.name, b.source)]))
+      const run = await runWithConfig(
+        config([userWith(v.user.name, tls.url("/tls/keys")), userWith(b.user.name, b.source)])
+      )
 
       expectRunFailed(run, 1)
       await expectSourceFailed(run, v, tls.url("/tls/keys"), /certificate/i)
@@ -474,12 +528,15 @@ describeAsRoot("network hardening (e2e)", () => {
       const ks = [key("tls-store-file"), key("tls-store-dir")]
       tls.route("/tls/store-file", { body: lines(ks[0] ?? "") })
       tls.route("/tls/store-dir", { body: lines(ks[1] ?? "") })
-      const cfg = (u: { name: string }, route: string) => config([userWith(u.name, { url: tls.url(route), timeout_seconds: 5 })])
+      const cfg = (u: { name: string }, route: string) =>
+        config([userWith(u.name, { url: tls.url(route), timeout_seconds: 5 })])
 
       // With blanks at the line ends, which Go's PEM reader ignores and Node's refuses.
       const spaced = path.join(cert.dir, "spaced.crt")
       await fs.writeFile(spaced, cert.cert.replace(/\n/g, " \t\n"))
-      const file = await runWithConfig(cfg(byFile, "/tls/store-file"), [], { env: { SSL_CERT_FILE: spaced, SSL_CERT_DIR: "" } })
+      const file = await runWithConfig(cfg(byFile, "/tls/store-file"), [], {
+        env: { SSL_CERT_FILE: spaced, SSL_CERT_DIR: "" }
+      })
       expect(file.code, dump(file)).toBe(0)
       await expectSyncedFile(byFile, [{ source: tls.url("/tls/store-file"), keys: [ks[0] ?? ""] }], file)
 
@@ -563,7 +620,12 @@ describeAsRoot("network hardening (e2e)", () => {
       ]))
 
       expectRunFailed(run, 2)
-      await expectSourceFailed(run, missing, tls.url("/tls/missing"), new RegExp(`cannot read ca_file ${missingFile}: ENOENT`))
+      await expectSourceFailed(
+        run,
+        missing,
+        tls.url("/tls/missing"),
+        new RegExp(`cannot read ca_file ${missingFile}: ENOENT`)
+      )
       await expectSourceFailed(run, notPem, tls.url("/tls/missing"), `ca_file ${junkFile} holds no PEM certificate`)
       await expectBystanderSynced(run, b)
       expect(tls.requests).toHaveLength(0)
@@ -593,7 +655,9 @@ describeAsRoot("network hardening (e2e)", () => {
       tls.route("/tunnelled", { body: lines(k) })
 
       const run = await runWithConfig(
-        config([userWith(bob.name, { url: proxiedUrl(tls.url("/tunnelled")), ca_file: cert.certFile, timeout_seconds: 5 })]),
+        config([
+          userWith(bob.name, { url: proxiedUrl(tls.url("/tunnelled")), ca_file: cert.certFile, timeout_seconds: 5 })
+        ]),
         [],
         { env: { HTTPS_PROXY: proxy.url } }
       )
@@ -610,7 +674,9 @@ describeAsRoot("network hardening (e2e)", () => {
       tls.route("/tunnel-auth", { body: lines(k) })
 
       const run = await runWithConfig(
-        config([userWith(bob.name, { url: proxiedUrl(tls.url("/tunnel-auth")), ca_file: cert.certFile, timeout_seconds: 5 })]),
+        config([
+          userWith(bob.name, { url: proxiedUrl(tls.url("/tunnel-auth")), ca_file: cert.certFile, timeout_seconds: 5 })
+        ]),
         [],
         { env: { HTTPS_PROXY: proxy.url.replace("://", "://tunnel:pw@") } }
       )
@@ -627,7 +693,9 @@ describeAsRoot("network hardening (e2e)", () => {
       const bob = await users.create({ ssh: true })
       const k = key("https-direct")
       tls.route("/https-direct", { body: lines(k) })
-      const cfg = config([userWith(bob.name, { url: tls.url("/https-direct"), ca_file: cert.certFile, timeout_seconds: 5 })])
+      const cfg = config([
+        userWith(bob.name, { url: tls.url("/https-direct"), ca_file: cert.certFile, timeout_seconds: 5 })
+      ])
 
       const direct = await runWithConfig(cfg, [], { env: { HTTP_PROXY: proxy.url } })
       expect(direct.code, dump(direct)).toBe(0)
@@ -635,7 +703,9 @@ describeAsRoot("network hardening (e2e)", () => {
       expect(proxy.requests).toEqual([])
 
       // (A loopback source never goes through a proxy; the lower-case variable is checked on the proxied name.)
-      const proxiedCfg = config([userWith(bob.name, { url: proxiedUrl(tls.url("/https-direct")), ca_file: cert.certFile, timeout_seconds: 5 })])
+      const proxiedCfg = config([
+        userWith(bob.name, { url: proxiedUrl(tls.url("/https-direct")), ca_file: cert.certFile, timeout_seconds: 5 })
+      ])
       const lower = await runWithConfig(proxiedCfg, [], { env: { https_proxy: proxy.url } })
       expect(lower.code, dump(lower)).toBe(0)
       expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`CONNECT ${proxiedAuthority(tls)}`])
@@ -651,7 +721,11 @@ describeAsRoot("network hardening (e2e)", () => {
       const k = key("via-proxy")
       server.route("/proxied", { body: lines(k) })
 
-      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/proxied")))]), [], viaProxy({ HTTP_PROXY: proxy.url }))
+      const run = await runWithConfig(
+        config([userWith(bob.name, proxiedUrl(server.url("/proxied")))]),
+        [],
+        viaProxy({ HTTP_PROXY: proxy.url })
+      )
 
       expect(run.code, dump(run)).toBe(0)
       await expectSyncedFile(bob, [{ source: proxiedUrl(server.url("/proxied")), keys: [k] }], run)
@@ -667,10 +741,16 @@ describeAsRoot("network hardening (e2e)", () => {
       const bob = await users.create({ ssh: true })
       server.route("/absolute", { body: lines(key("absolute")) })
 
-      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/absolute")))]), [], viaProxy({ HTTP_PROXY: proxy.url }))
+      const run = await runWithConfig(
+        config([userWith(bob.name, proxiedUrl(server.url("/absolute")))]),
+        [],
+        viaProxy({ HTTP_PROXY: proxy.url })
+      )
 
       expect(run.code, dump(run)).toBe(0)
-      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${proxiedUrl(server.url("/absolute"))}`])
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([
+        `GET ${proxiedUrl(server.url("/absolute"))}`
+      ])
     })
 
     it("an unusable HTTPS_PROXY fails the https sources, naming the variable but not quoting it; http goes on", async () => {
@@ -682,7 +762,12 @@ describeAsRoot("network hardening (e2e)", () => {
         viaProxy({ HTTPS_PROXY: "http://proxyuser:Pr0xyPa55@[::1" })
       )
       expect(run.code, dump(run)).toBe(1)
-      await expectSourceFailed(run, v, `https://${PROXIED_HOST}:1/badproxy`, /HTTPS_PROXY is set but is not a usable http:\/\/ or https:\/\/ proxy URL/)
+      await expectSourceFailed(
+        run,
+        v,
+        `https://${PROXIED_HOST}:1/badproxy`,
+        /HTTPS_PROXY is set but is not a usable http:\/\/ or https:\/\/ proxy URL/
+      )
       await expectBystanderSynced(run, b)
       expect(run.stdout + run.stderr).not.toContain("Pr0xyPa55")
     })
@@ -691,21 +776,36 @@ describeAsRoot("network hardening (e2e)", () => {
       const bob = await users.create({ ssh: true })
       const k = key("schemeless-proxy")
       server.route("/schemeless", { body: lines(k) })
-      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/schemeless")))]), [], viaProxy({
-        HTTP_PROXY: proxy.url.replace(/^http:\/\//, "")
-      }))
+      const run = await runWithConfig(
+        config([userWith(bob.name, proxiedUrl(server.url("/schemeless")))]),
+        [],
+        viaProxy({
+          HTTP_PROXY: proxy.url.replace(/^http:\/\//, "")
+        })
+      )
       expect(run.code, dump(run)).toBe(0)
       await expectSyncedFile(bob, [{ source: proxiedUrl(server.url("/schemeless")), keys: [k] }], run)
-      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([`GET ${proxiedUrl(server.url("/schemeless"))}`])
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([
+        `GET ${proxiedUrl(server.url("/schemeless"))}`
+      ])
     })
 
     it("a proxy URL that cannot be used (a bad %-escape in its password) fails those sources with a message, not a silent exit", async () => {
       const v = await victim()
-      const run = await runWithConfig(config([userWith(v.user.name, `https://${PROXIED_HOST}:1/badescape`)]), [], viaProxy({
-        HTTPS_PROXY: "http://user:p%ZZsecret@127.0.0.1:1"
-      }))
+      const run = await runWithConfig(
+        config([userWith(v.user.name, `https://${PROXIED_HOST}:1/badescape`)]),
+        [],
+        viaProxy({
+          HTTPS_PROXY: "http://user:p%ZZsecret@127.0.0.1:1"
+        })
+      )
       expect(run.code, dump(run)).toBe(1)
-      await expectSourceFailed(run, v, `https://${PROXIED_HOST}:1/badescape`, /HTTPS_PROXY is set but is not a usable proxy URL/)
+      await expectSourceFailed(
+        run,
+        v,
+        `https://${PROXIED_HOST}:1/badescape`,
+        /HTTPS_PROXY is set but is not a usable proxy URL/
+      )
       expect(run.stdout + run.stderr).not.toContain("secret")
     })
 
@@ -715,7 +815,11 @@ describeAsRoot("network hardening (e2e)", () => {
       server.route("/proxy-auth", { body: lines(k) })
       const withCreds = proxy.url.replace("://", "://ops%40corp:s3cr%3At@")
 
-      const run = await runWithConfig(config([userWith(bob.name, proxiedUrl(server.url("/proxy-auth")))]), [], viaProxy({ HTTP_PROXY: withCreds }))
+      const run = await runWithConfig(
+        config([userWith(bob.name, proxiedUrl(server.url("/proxy-auth")))]),
+        [],
+        viaProxy({ HTTP_PROXY: withCreds })
+      )
 
       expect(run.code, dump(run)).toBe(0)
       await expectSyncedFile(bob, [{ source: proxiedUrl(server.url("/proxy-auth")), keys: [k] }], run)
@@ -727,7 +831,10 @@ describeAsRoot("network hardening (e2e)", () => {
 
     it("a proxy that refuses the CONNECT (407) fails the source saying so; one that never answers times out", async () => {
       const refusing = http.createServer()
-      refusing.on("connect", (_req, socket: net.Socket) => socket.end("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"))
+      refusing.on(
+        "connect",
+        (_req, socket: net.Socket) => socket.end("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+      )
       const silent = http.createServer()
       const held: Array<net.Socket> = []
       silent.on("connect", (_req, socket: net.Socket) => void held.push(socket))
@@ -737,20 +844,38 @@ describeAsRoot("network hardening (e2e)", () => {
       }
       try {
         const refused = await victim()
-        const run = await runWithConfig(config([userWith(refused.user.name, { url: `https://${PROXIED_HOST}:9/refused`, timeout_seconds: 5 })]), [], {
-          env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(refusing)}` }
-        })
+        const run = await runWithConfig(
+          config([userWith(refused.user.name, { url: `https://${PROXIED_HOST}:9/refused`, timeout_seconds: 5 })]),
+          [],
+          {
+            env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(refusing)}` }
+          }
+        )
         expect(run.code, dump(run)).toBe(1)
-        await expectSourceFailed(run, refused, `https://${PROXIED_HOST}:9/refused`, /the proxy refused a tunnel to keys\.proxied\.test:9: HTTP 407/)
+        await expectSourceFailed(
+          run,
+          refused,
+          `https://${PROXIED_HOST}:9/refused`,
+          /the proxy refused a tunnel to keys\.proxied\.test:9: HTTP 407/
+        )
 
         const stalled = await victim()
         const started = Date.now()
-        const slow = await runWithConfig(config([userWith(stalled.user.name, { url: `https://${PROXIED_HOST}:9/stalled`, timeout_seconds: 1 })]), [], {
-          env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(silent)}` }
-        })
+        const slow = await runWithConfig(
+          config([userWith(stalled.user.name, { url: `https://${PROXIED_HOST}:9/stalled`, timeout_seconds: 1 })]),
+          [],
+          {
+            env: { HTTPS_PROXY: `http://127.0.0.1:${await portOf(silent)}` }
+          }
+        )
         expect(slow.code, dump(slow)).toBe(1)
         expect(Date.now() - started).toBeLessThan(20_000)
-        await expectSourceFailed(slow, stalled, `https://${PROXIED_HOST}:9/stalled`, /no complete answer within 1s \(timeout_seconds\)/)
+        await expectSourceFailed(
+          slow,
+          stalled,
+          `https://${PROXIED_HOST}:9/stalled`,
+          /no complete answer within 1s \(timeout_seconds\)/
+        )
       } finally {
         for (const socket of held) socket.destroy()
         refusing.close()
@@ -783,55 +908,75 @@ describeAsRoot("network hardening (e2e)", () => {
   // 8. Secrets never reach logs or files
   // ---------------------------------------------------------------------------------------------------------------
 
-  it.each(["text", "json"] as const)("secrets (--debug, --log-format %s): URL credentials, tokens and header values never leak", async (format) => {
-    const PASSWORD = "pw-Hunter2-xyzzy"
-    const HEADER = "Bearer hdr-7f3a9c-SeCrEt"
-    const secrets = [PASSWORD, "SECRET", "SECRET2", HEADER, "hdr-7f3a9c-SeCrEt"]
-    const query = "?token=SECRET&access_token=SECRET2&team=ops"
-    const withCreds = (url: string) => url.replace("://", `://keyuser:${PASSWORD}@`)
-    const masked = (p: string) => `http://***@${server.authority}${p}?token=***&access_token=***&team=ops`
-    const source = (p: string): SourceConfig => ({ url: withCreds(server.url(p + query)), headers: { Authorization: HEADER }, timeout_seconds: 5 })
-    const failing = await victim()
-    const unreachable = await victim()
-    const fine = await users.create({ ssh: true })
-    const k = key("secret-ok")
-    server.route("/secret/fail" + query, { status: 500, body: "boom\n" })
-    server.route("/secret/ok" + query, { body: lines(k) })
-    // A transport error too: its message comes from the HTTP stack, not from this tool.
-    const refused = await refusedUrl("/secret/refused")
-    const refusedSource: SourceConfig = { url: withCreds(refused + query), headers: { Authorization: HEADER }, timeout_seconds: 5 }
-    const refusedShown = `${refused.replace("://", "://***@")}?token=***&access_token=***&team=ops`
+  it.each(["text", "json"] as const)(
+    "secrets (--debug, --log-format %s): URL credentials, tokens and header values never leak",
+    async (format) => {
+      const PASSWORD = "pw-Hunter2-xyzzy"
+      const HEADER = "Bearer hdr-7f3a9c-SeCrEt"
+      const secrets = [PASSWORD, "SECRET", "SECRET2", HEADER, "hdr-7f3a9c-SeCrEt"]
+      const query = "?token=SECRET&access_token=SECRET2&team=ops"
+      const withCreds = (url: string) => url.replace("://", `://keyuser:${PASSWORD}@`)
+      const masked = (p: string) => `http://***@${server.authority}${p}?token=***&access_token=***&team=ops`
+      const source = (p: string): SourceConfig => ({
+        url: withCreds(server.url(p + query)),
+        headers: { Authorization: HEADER },
+        timeout_seconds: 5
+      })
+      const failing = await victim()
+      const unreachable = await victim()
+      const fine = await users.create({ ssh: true })
+      const k = key("secret-ok")
+      server.route("/secret/fail" + query, { status: 500, body: "boom\n" })
+      server.route("/secret/ok" + query, { body: lines(k) })
+      // A transport error too: its message comes from the HTTP stack, not from this tool.
+      const refused = await refusedUrl("/secret/refused")
+      const refusedSource: SourceConfig = {
+        url: withCreds(refused + query),
+        headers: { Authorization: HEADER },
+        timeout_seconds: 5
+      }
+      const refusedShown = `${refused.replace("://", "://***@")}?token=***&access_token=***&team=ops`
 
-    const run = await runWithConfig(config([
-      userWith(failing.user.name, source("/secret/ok"), source("/secret/fail")),
-      userWith(unreachable.user.name, refusedSource),
-      userWith(fine.name, source("/secret/ok"))
-    ]), ["--debug", "--log-format", format])
+      const run = await runWithConfig(
+        config([
+          userWith(failing.user.name, source("/secret/ok"), source("/secret/fail")),
+          userWith(unreachable.user.name, refusedSource),
+          userWith(fine.name, source("/secret/ok"))
+        ]),
+        ["--debug", "--log-format", format]
+      )
 
-    expectRunFailed(run, 2)
-    if (format === "json") {
-      for (const line of run.stdout.split("\n").filter((l) => l !== "")) expect(() => JSON.parse(line), line).not.toThrow()
+      expectRunFailed(run, 2)
+      if (format === "json") {
+        for (const line of run.stdout.split("\n").filter((l) => l !== "")) {
+          expect(() => JSON.parse(line), line).not.toThrow()
+        }
+      }
+      expect(logsWith(run, "processing user").length, "no debug records: was --debug honoured?").toBeGreaterThan(0)
+      await expectSourceFailed(run, failing, masked("/secret/fail"), "HTTP 500 (only 200 is accepted)")
+      await expectSourceFailed(run, unreachable, refusedShown, /ECONNREFUSED|refused/i)
+      const content = await expectSyncedFile(fine, [{ source: masked("/secret/ok"), keys: [k] }], run)
+      expect(content).toContain(`# Source: ${masked("/secret/ok")}\n`)
+      // The server did get them (so the test is not vacuous).
+      const seen = server.requestsTo("/secret/ok" + query)[0]
+      expect(seen?.headers["authorization"]).toBe(HEADER)
+
+      const state = await fs.readdir(E2E_STATE_DIR).catch(() => [] as Array<string>)
+      const stateText = (await Promise.all(state.map((n) =>
+        fs.readFile(path.join(E2E_STATE_DIR, n), "utf8").catch(() => "")
+      ))).join(
+        "\n"
+      )
+      for (const secret of secrets) {
+        expect(run.stdout, `stdout leaks ${secret}`).not.toContain(secret)
+        expect(run.stderr, `stderr leaks ${secret}`).not.toContain(secret)
+        expect(content, `authorized_keys leaks ${secret}`).not.toContain(secret)
+        expect(stateText, `the state dir leaks ${secret}`).not.toContain(secret)
+      }
+      expect(run.stdout).not.toContain(encodeURIComponent(PASSWORD))
+      expect(run.stdout).not.toContain(Buffer.from(`keyuser:${PASSWORD}`).toString("base64"))
     }
-    expect(logsWith(run, "processing user").length, "no debug records: was --debug honoured?").toBeGreaterThan(0)
-    await expectSourceFailed(run, failing, masked("/secret/fail"), "HTTP 500 (only 200 is accepted)")
-    await expectSourceFailed(run, unreachable, refusedShown, /ECONNREFUSED|refused/i)
-    const content = await expectSyncedFile(fine, [{ source: masked("/secret/ok"), keys: [k] }], run)
-    expect(content).toContain(`# Source: ${masked("/secret/ok")}\n`)
-    // The server did get them (so the test is not vacuous).
-    const seen = server.requestsTo("/secret/ok" + query)[0]
-    expect(seen?.headers["authorization"]).toBe(HEADER)
-
-    const state = await fs.readdir(E2E_STATE_DIR).catch(() => [] as Array<string>)
-    const stateText = (await Promise.all(state.map((n) => fs.readFile(path.join(E2E_STATE_DIR, n), "utf8").catch(() => "")))).join("\n")
-    for (const secret of secrets) {
-      expect(run.stdout, `stdout leaks ${secret}`).not.toContain(secret)
-      expect(run.stderr, `stderr leaks ${secret}`).not.toContain(secret)
-      expect(content, `authorized_keys leaks ${secret}`).not.toContain(secret)
-      expect(stateText, `the state dir leaks ${secret}`).not.toContain(secret)
-    }
-    expect(run.stdout).not.toContain(encodeURIComponent(PASSWORD))
-    expect(run.stdout).not.toContain(Buffer.from(`keyuser:${PASSWORD}`).toString("base64"))
-  })
+  )
 
   it.each(["text", "json"] as const)("secrets: the --dry-run diff (%s) shows the masked URL only", async (format) => {
     const PASSWORD = "pw-dry-Hunter2"
@@ -843,13 +988,17 @@ describeAsRoot("network hardening (e2e)", () => {
     const url = server.url("/secret/dry" + query).replace("://", `://keyuser:${PASSWORD}@`)
 
     const run = await runWithConfig(
-      config([userWith(bob.name, { url, headers: { Authorization: HEADER }, timeout_seconds: 5 })], { preserve_local_keys: false }),
+      config([userWith(bob.name, { url, headers: { Authorization: HEADER }, timeout_seconds: 5 })], {
+        preserve_local_keys: false
+      }),
       ["--dry-run", "--debug", "--log-format", format]
     )
 
     expect(run.code, dump(run)).toBe(0)
     expect(run.stdout).toContain(k)
-    if (format === "text") expect(run.stdout).toContain(`http://***@${server.authority}/secret/dry?token=***&access_token=***&team=ops`)
+    if (format === "text") {
+      expect(run.stdout).toContain(`http://***@${server.authority}/secret/dry?token=***&access_token=***&team=ops`)
+    }
     for (const secret of [PASSWORD, "SECRET", "SECRET2", HEADER, "hdr-dry-SeCrEt"]) {
       expect(run.stdout, `stdout leaks ${secret}`).not.toContain(secret)
       expect(run.stderr, `stderr leaks ${secret}`).not.toContain(secret)
@@ -906,7 +1055,10 @@ describeAsRoot("network hardening (e2e)", () => {
       )
 
       expect(run.code, dump(run)).toBe(0)
-      const warn = logsWith(run, `config ${file}: it is writable by its group (mode 0620); anyone in it can grant SSH access`)
+      const warn = logsWith(
+        run,
+        `config ${file}: it is writable by its group (mode 0620); anyone in it can grant SSH access`
+      )
       expect(warn, dump(run)).toHaveLength(1)
       expect(warn[0]?.level).toBe("WARN")
       await expectSyncedFile(bob, [{ source: server.url("/perm/group"), keys: [k] }], run)
@@ -945,4 +1097,3 @@ describeAsRoot("network hardening (e2e)", () => {
     })
   })
 })
-

@@ -151,7 +151,9 @@ describeAsRoot("homes (e2e)", () => {
       expect(run.code, run.stdout).toBe(1)
       expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
         `user not synced, authorized_keys left untouched: refusing to use ${home}: ` +
-          `${shared}, a directory on the way to it, is writable by group or others (mode ${(mode & 0o7777).toString(8).padStart(4, "0")}), who could replace ${home}`
+          `${shared}, a directory on the way to it, is writable by group or others (mode ${
+            (mode & 0o7777).toString(8).padStart(4, "0")
+          }), who could replace ${home}`
       )
       expect(await fs.readdir(path.join(home, ".ssh"))).toEqual([])
     })
@@ -185,14 +187,29 @@ describeAsRoot("homes (e2e)", () => {
     server.keys("/homes/other", [key("same-dir-other")])
     // Same uid (an alias account, like toor for root), so every ownership check passes for both.
     const name = await unusedUserName()
-    await exec("useradd", ["-o", "-u", String(bob.uid), "-g", String(bob.gid), "-M", "-d", alias, "-s", "/usr/sbin/nologin", name])
+    await exec("useradd", [
+      "-o",
+      "-u",
+      String(bob.uid),
+      "-g",
+      String(bob.gid),
+      "-M",
+      "-d",
+      alias,
+      "-s",
+      "/usr/sbin/nologin",
+      name
+    ])
     try {
       for (const concurrency of ["1", "8"]) {
-        const run = await runWithConfig(config([
-          userWith(bob.name, server.url("/homes/bob")),
-          userWith(name, server.url("/homes/alias")),
-          userWith(other.name, server.url("/homes/other"))
-        ]), ["--concurrency", concurrency])
+        const run = await runWithConfig(
+          config([
+            userWith(bob.name, server.url("/homes/bob")),
+            userWith(name, server.url("/homes/alias")),
+            userWith(other.name, server.url("/homes/other"))
+          ]),
+          ["--concurrency", concurrency]
+        )
         expect(run.code, run.stdout).toBe(1)
         expect(logsWith(run, /^user not synced/, name)[0]?.msg).toBe(
           `user not synced, authorized_keys left untouched: refusing account "${name}": ` +

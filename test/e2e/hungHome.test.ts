@@ -39,11 +39,13 @@ describeAsRoot("a home on a filesystem that never answers (e2e)", () => {
       const fine = await users.create({ ssh: true })
       server.keys("/hung", [key("hung")])
       server.keys("/fine", [key("fine")])
-      const cfg = await writeConfig(config([userWith(name, server.url("/hung")), userWith(fine.name, server.url("/fine"))]))
+      const cfg = await writeConfig(
+        config([userWith(name, server.url("/hung")), userWith(fine.name, server.url("/fine"))])
+      )
       try {
         const started = Date.now()
         const out = await runInMountNamespace(
-          'exec 3<>/dev/fuse && mount -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 akse2e-hang "$1"',
+          "exec 3<>/dev/fuse && mount -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 akse2e-hang \"$1\"",
           [mountPoint],
           [process.execPath, CLI_PATH, "--config", cfg.path, "--lock-file", E2E_LOCK_FILE],
           45_000
@@ -56,7 +58,11 @@ describeAsRoot("a home on a filesystem that never answers (e2e)", () => {
             "(akse2e-hang), which did not answer within 10s; nothing there was touched"
         )
         await expectSyncedFile(fine, [{ source: server.url("/fine"), keys: [key("fine")] }])
-        expect(logs.find((line) => line.msg === "sync finished")).toMatchObject({ updated: "1", failed: "1", exit_code: "1" })
+        expect(logs.find((line) => line.msg === "sync finished")).toMatchObject({
+          updated: "1",
+          failed: "1",
+          exit_code: "1"
+        })
         // The hung user's sources were never fetched: nothing is done for a home that cannot be reached.
         expect(server.requestsTo("/hung")).toHaveLength(0)
         // It ended with the probe's deadline, not never (the test would time out at 45 s otherwise).

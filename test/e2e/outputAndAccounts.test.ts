@@ -8,7 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, REPO_ROOT, runWithConfig, userWith } from "../support/cli.js"
-import { expectSyncedFile, exists } from "../support/files.js"
+import { exists, expectSyncedFile } from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
@@ -54,11 +54,14 @@ const lookupWithPasswdEntry = async (entry: string, program: ReadonlyArray<strin
     await fs.mkdir(work)
     const passwd = path.join(upper, "passwd")
     await fs.writeFile(passwd, (await fs.readFile("/etc/passwd", "utf8")) + entry)
-    await fs.writeFile(scriptPath, [
-      `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
-      `import { Effect } from "effect"`,
-      ...program
-    ].join("\n"))
+    await fs.writeFile(
+      scriptPath,
+      [
+        `import { Accounts } from ${JSON.stringify(path.join(REPO_ROOT, "dist", "index.mjs"))}`,
+        `import { Effect } from "effect"`,
+        ...program
+      ].join("\n")
+    )
     const out = await runInMountNamespace(
       `{ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc 2>/dev/null || mount --bind "$3" /etc/passwd; }`,
       [upper, work, passwd],
@@ -75,15 +78,19 @@ const lookupWithPasswdEntry = async (entry: string, program: ReadonlyArray<strin
 describeAsRoot("all-digit account names (Linux getent)", () => {
   it("an account named 20231234 is found, as Go's user.Lookup (getpwnam) finds it", async (context) => {
     if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to add an account without touching /etc/passwd")
+      console.warn(
+        "skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to add an account without touching /etc/passwd"
+      )
       return context.skip()
     }
     assertBuilt()
-    expect(await lookupWithPasswdEntry("20231234:x:4242:4242::/nonexistent-aks:/bin/sh\n", [
-      `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("20231234")), a.lookupAll(["20231234", "root"])]))`,
-      `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
-      `console.log(JSON.stringify({ one: one._tag, all: all.get("20231234")._tag, uid: one._tag === "Right" ? one.right.uid : null }))`
-    ])).toEqual({ one: "Right", all: "Right", uid: 4242 })
+    expect(
+      await lookupWithPasswdEntry("20231234:x:4242:4242::/nonexistent-aks:/bin/sh\n", [
+        `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("20231234")), a.lookupAll(["20231234", "root"])]))`,
+        `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+        `console.log(JSON.stringify({ one: one._tag, all: all.get("20231234")._tag, uid: one._tag === "Right" ? one.right.uid : null }))`
+      ])
+    ).toEqual({ one: "Right", all: "Right", uid: 4242 })
   })
 
   it("an all-digit name that is in no account list fails the user (not a silent skip)", async () => {
@@ -111,15 +118,19 @@ describeAsRoot("accounts without a usable home (Linux getent)", () => {
   // The Go original (userinfo.Lookup) fails an account whose home is empty (ErrNoHomeDir): exit code 1, not a skip.
   it("an account with an empty home fails in the all-at-once lookup too, not skipped as if it did not exist", async (context) => {
     if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to add an account without touching /etc/passwd")
+      console.warn(
+        "skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to add an account without touching /etc/passwd"
+      )
       return context.skip()
     }
     assertBuilt()
-    expect(await lookupWithPasswdEntry("akshomeless:x:4244:4244:::/bin/sh\n", [
-      `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("akshomeless")), a.lookupAll(["akshomeless", "root"])]))`,
-      `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
-      `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("akshomeless").left?._tag, root: all.get("root")._tag }))`
-    ])).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
+    expect(
+      await lookupWithPasswdEntry("akshomeless:x:4244:4244:::/bin/sh\n", [
+        `const program = Effect.flatMap(Accounts.Accounts, (a) => Effect.all([Effect.either(a.lookup("akshomeless")), a.lookupAll(["akshomeless", "root"])]))`,
+        `const [one, all] = await Effect.runPromise(Effect.provide(program, Accounts.layer))`,
+        `console.log(JSON.stringify({ one: one.left?._tag, all: all.get("akshomeless").left?._tag, root: all.get("root")._tag }))`
+      ])
+    ).toEqual({ one: "AccountLookupError", all: "AccountLookupError", root: "Right" })
   })
 })
 
@@ -173,14 +184,26 @@ describeAsRoot("run by the account itself, not root (e2e)", () => {
       await fs.chmod(cli, 0o755)
       const cfgPath = path.join(dir, "config.yaml")
       // No policy.state_dir: the default for the account is its own.
-      await fs.writeFile(cfgPath, `users:\n  - username: ${bob.name}\n    sources:\n      - url: "${server.url("/self")}"\n`)
+      await fs.writeFile(
+        cfgPath,
+        `users:\n  - username: ${bob.name}\n    sources:\n      - url: "${server.url("/self")}"\n`
+      )
       await fs.chmod(cfgPath, 0o644)
       const runtime = path.join(dir, "runtime")
       await fs.mkdir(runtime, { mode: 0o700 })
       await fs.chown(runtime, bob.uid, bob.gid)
       const run = await runProcess(
         "setpriv",
-        [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, "--clear-groups", "--", process.execPath, cli, "--config", cfgPath],
+        [
+          `--reuid=${bob.uid}`,
+          `--regid=${bob.gid}`,
+          "--clear-groups",
+          "--",
+          process.execPath,
+          cli,
+          "--config",
+          cfgPath
+        ],
         { env: { PATH: "/usr/bin:/bin", HOME: bob.home, XDG_RUNTIME_DIR: runtime } }
       )
       expect(run.code, run.stdout + run.stderr).toBe(0)

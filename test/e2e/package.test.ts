@@ -81,7 +81,9 @@ describe("the published package", () => {
       cwd: consumer
     }).catch((error: { stderr?: string }) => {
       throw new Error(
-        `npm install --offline of the packed tarball failed (the npm cache lacks a package? run npm ci first): ${error.stderr ?? String(error)}`
+        `npm install --offline of the packed tarball failed (the npm cache lacks a package? run npm ci first): ${
+          error.stderr ?? String(error)
+        }`
       )
     })
   }, 120_000)
@@ -111,7 +113,9 @@ describe("the published package", () => {
     expect(resolved.stdout).toBe(path.join(consumer, "node_modules", "effect", "dist", "cjs", "index.js"))
     await expect(fs.stat(path.join(consumer, "node_modules", "@effect", "cli"))).rejects.toThrow(/ENOENT/)
     // What the README links to ships with it.
-    for (const doc of ["README.md", "CHANGELOG.md", "SECURITY.md"]) expect((await fs.stat(path.join(installed, doc))).isFile()).toBe(true)
+    for (const doc of ["README.md", "CHANGELOG.md", "SECURITY.md"]) {
+      expect((await fs.stat(path.join(installed, doc))).isFile()).toBe(true)
+    }
   })
 
   it("syncs a user from a real HTTP source through the installed library", async () => {

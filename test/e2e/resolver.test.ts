@@ -104,7 +104,10 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       const dead = "keys.authkeysync-dead.test"
       const SOURCES = 24
       const cfg = await writeConfig(config([
-        userWith(stuck.name, ...Array.from({ length: SOURCES }, (_, i) => ({ url: `http://${dead}:8080/${i}`, timeout_seconds: 2 }))),
+        userWith(
+          stuck.name,
+          ...Array.from({ length: SOURCES }, (_, i) => ({ url: `http://${dead}:8080/${i}`, timeout_seconds: 2 }))
+        ),
         userWith(fine.name, server.url("/fine"))
       ]))
       try {
@@ -123,72 +126,80 @@ describeAsRoot("a resolver that never answers (e2e)", () => {
       }
     }), 90_000)
 
-  it("a dead host name is looked up once per run, also by sources with a ca_file (each CA has its own client)", (context) => {
-    const caFile = "/etc/ssl/certs/ca-certificates.crt"
-    if (!existsSync(caFile)) {
-      console.warn(`skipped: needs ${caFile}`)
-      return context.skip()
-    }
-    return withSilentResolver(context, () => users.tempDir(), "timeout:1 attempts:1", async (dns, resolvConf) => {
-      const original = lines(key("stays"))
-      const stuck = await users.create({ authorizedKeys: original })
-      const dead = "keys.authkeysync-dead.test"
-      // The same name over plain http (the default client) and over https trusting a CA file (that file's client).
-      const cfg = await writeConfig(config([
-        userWith(stuck.name, { url: `http://${dead}:8080/plain`, timeout_seconds: 2 }, {
-          url: `https://${dead}:8443/tls`,
-          timeout_seconds: 2,
-          ca_file: caFile
-        })
-      ]))
-      try {
-        const run = await runWithResolvConf(resolvConf, cfg.path)
-        expect(run.code, run.stderr).toBe(1)
-        // glibc asks for A and AAAA in one lookup; a lookup per client is twice that.
-        const asked = dns.queries.get(dead) ?? 0
-        expect(asked).toBeGreaterThan(0)
-        expect(asked).toBeLessThanOrEqual(2)
-        expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
-      } finally {
-        await cfg.remove()
+  it(
+    "a dead host name is looked up once per run, also by sources with a ca_file (each CA has its own client)",
+    (context) => {
+      const caFile = "/etc/ssl/certs/ca-certificates.crt"
+      if (!existsSync(caFile)) {
+        console.warn(`skipped: needs ${caFile}`)
+        return context.skip()
       }
-    })
-  }, 90_000)
+      return withSilentResolver(context, () => users.tempDir(), "timeout:1 attempts:1", async (dns, resolvConf) => {
+        const original = lines(key("stays"))
+        const stuck = await users.create({ authorizedKeys: original })
+        const dead = "keys.authkeysync-dead.test"
+        // The same name over plain http (the default client) and over https trusting a CA file (that file's client).
+        const cfg = await writeConfig(config([
+          userWith(stuck.name, { url: `http://${dead}:8080/plain`, timeout_seconds: 2 }, {
+            url: `https://${dead}:8443/tls`,
+            timeout_seconds: 2,
+            ca_file: caFile
+          })
+        ]))
+        try {
+          const run = await runWithResolvConf(resolvConf, cfg.path)
+          expect(run.code, run.stderr).toBe(1)
+          // glibc asks for A and AAAA in one lookup; a lookup per client is twice that.
+          const asked = dns.queries.get(dead) ?? 0
+          expect(asked).toBeGreaterThan(0)
+          expect(asked).toBeLessThanOrEqual(2)
+          expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
+        } finally {
+          await cfg.remove()
+        }
+      })
+    },
+    90_000
+  )
 
-  it("two host names that never resolve hold up no other user's sources, and the run does not wait for them", (context) =>
-    // Found in review: two dead names held both of the two thread-pool lookups, so every other name (localhost from
-    // /etc/hosts too) queued behind them: the other users' sources failed at their deadlines, and the process lived
-    // on until the resolver gave up. Each lookup of a dead name hangs for 30 s here, longer than any deadline.
-    withSilentResolver(context, () => users.tempDir(), "timeout:30 attempts:1", async (_dns, resolvConf) => {
-      const original = lines(key("stays"))
-      const stuck = await users.create({ authorizedKeys: original })
-      const [fine1, fine2] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
-      server.keys("/fine1", [key("fine-1")])
-      server.keys("/fine2", [key("fine-2")])
-      const local = (route: string) => server.url(route).replace("://127.0.0.1:", "://localhost:")
-      const cfg = await writeConfig(config([
-        userWith(
-          stuck.name,
-          { url: "http://keys1.authkeysync-dead.test:8080/a", timeout_seconds: 2 },
-          { url: "http://keys2.authkeysync-dead.test:8080/b", timeout_seconds: 2 }
-        ),
-        userWith(fine1.name, { url: local("/fine1"), timeout_seconds: 5 }),
-        userWith(fine2.name, { url: local("/fine2"), timeout_seconds: 5 })
-      ]))
-      try {
-        const started = Date.now()
-        const run = await runWithResolvConf(resolvConf, cfg.path)
-        const seconds = (Date.now() - started) / 1000
-        expect(run.code, run.stderr).toBe(1)
-        expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
-        await expectSyncedFile(fine1, [{ source: local("/fine1"), keys: [key("fine-1")] }])
-        await expectSyncedFile(fine2, [{ source: local("/fine2"), keys: [key("fine-2")] }])
-        const summary = parseLogs(run.stdout).find((line) => line.msg === "sync finished")
-        expect(summary).toMatchObject({ updated: "2", failed: "1", exit_code: "1" })
-        // The process ends with the run, not when the resolver gives up on the dead names (30 s).
-        expect(seconds).toBeLessThan(25)
-      } finally {
-        await cfg.remove()
-      }
-    }), 90_000)
+  it(
+    "two host names that never resolve hold up no other user's sources, and the run does not wait for them",
+    (context) =>
+      // Found in review: two dead names held both of the two thread-pool lookups, so every other name (localhost from
+      // /etc/hosts too) queued behind them: the other users' sources failed at their deadlines, and the process lived
+      // on until the resolver gave up. Each lookup of a dead name hangs for 30 s here, longer than any deadline.
+      withSilentResolver(context, () => users.tempDir(), "timeout:30 attempts:1", async (_dns, resolvConf) => {
+        const original = lines(key("stays"))
+        const stuck = await users.create({ authorizedKeys: original })
+        const [fine1, fine2] = [await users.create({ ssh: true }), await users.create({ ssh: true })]
+        server.keys("/fine1", [key("fine-1")])
+        server.keys("/fine2", [key("fine-2")])
+        const local = (route: string) => server.url(route).replace("://127.0.0.1:", "://localhost:")
+        const cfg = await writeConfig(config([
+          userWith(
+            stuck.name,
+            { url: "http://keys1.authkeysync-dead.test:8080/a", timeout_seconds: 2 },
+            { url: "http://keys2.authkeysync-dead.test:8080/b", timeout_seconds: 2 }
+          ),
+          userWith(fine1.name, { url: local("/fine1"), timeout_seconds: 5 }),
+          userWith(fine2.name, { url: local("/fine2"), timeout_seconds: 5 })
+        ]))
+        try {
+          const started = Date.now()
+          const run = await runWithResolvConf(resolvConf, cfg.path)
+          const seconds = (Date.now() - started) / 1000
+          expect(run.code, run.stderr).toBe(1)
+          expect(await fs.readFile(stuck.authorizedKeys, "utf8")).toBe(original)
+          await expectSyncedFile(fine1, [{ source: local("/fine1"), keys: [key("fine-1")] }])
+          await expectSyncedFile(fine2, [{ source: local("/fine2"), keys: [key("fine-2")] }])
+          const summary = parseLogs(run.stdout).find((line) => line.msg === "sync finished")
+          expect(summary).toMatchObject({ updated: "2", failed: "1", exit_code: "1" })
+          // The process ends with the run, not when the resolver gives up on the dead names (30 s).
+          expect(seconds).toBeLessThan(25)
+        } finally {
+          await cfg.remove()
+        }
+      }),
+    90_000
+  )
 })

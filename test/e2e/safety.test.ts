@@ -12,10 +12,10 @@ import { assertBuilt, config, logsWith, runCli, runWithConfig, userWith, writeCo
 import {
   BACKUP_NAME,
   backupsOf,
+  exists,
   expectedBody,
   expectHeader,
   expectSyncedFile,
-  exists,
   snapshotTree,
   splitGenerated,
   statOf,
@@ -43,7 +43,12 @@ describeAsRoot("safety (e2e)", () => {
     return { dir, file }
   }
 
-  const expectRefused = (run: Awaited<ReturnType<typeof runCli>>, user: string, refusedPath: string, reason: RegExp) => {
+  const expectRefused = (
+    run: Awaited<ReturnType<typeof runCli>>,
+    user: string,
+    refusedPath: string,
+    reason: RegExp
+  ) => {
     expect(run.code, run.stdout + run.stderr).toBe(1)
     const err = logsWith(run, /^user not synced, authorized_keys left untouched: /, user)
     expect(err).toHaveLength(1)
@@ -108,7 +113,9 @@ describeAsRoot("safety (e2e)", () => {
     const k = key("perm-own-new")
     server.keys("/perm-own", [k])
 
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/perm-own"))], { preserve_local_keys: false }))
+    const run = await runWithConfig(
+      config([userWith(bob.name, server.url("/perm-own"))], { preserve_local_keys: false })
+    )
 
     expect(run.code, run.stdout).toBe(0)
     await expectSyncedFile(bob, [{ source: server.url("/perm-own"), keys: [k] }], run)
@@ -233,7 +240,11 @@ describeAsRoot("safety (e2e)", () => {
     await fs.mkdir(dirUser.authorizedKeys)
     const socketUser = await users.create({ ssh: true })
     // A listening process that exits without closing leaves its socket file behind.
-    await exec(process.execPath, ["-e", "require('net').createServer().listen(process.argv[1], () => process.exit(0))", socketUser.authorizedKeys])
+    await exec(process.execPath, [
+      "-e",
+      "require('net').createServer().listen(process.argv[1], () => process.exit(0))",
+      socketUser.authorizedKeys
+    ])
     server.keys("/special", [key("special")])
 
     const run = await runWithConfig(config([
@@ -323,7 +334,9 @@ describeAsRoot("safety (e2e)", () => {
     for (const run of runs) {
       const output = run.stdout + run.stderr
       expect(output.length).toBeGreaterThan(0)
-      for (const s of ["SUPERSECRET", urlSecret, "XKEYSECRET", "BODYSECRET", "PASSWORDSECRET"]) expect(output).not.toContain(s)
+      for (const s of ["SUPERSECRET", urlSecret, "XKEYSECRET", "BODYSECRET", "PASSWORDSECRET"]) {
+        expect(output).not.toContain(s)
+      }
     }
     // The server did get them.
     const okReq = server.requests.find((r) => r.url.startsWith("/secret/ok"))

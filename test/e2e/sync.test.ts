@@ -5,7 +5,16 @@
 import * as fs from "node:fs/promises"
 import { beforeAll, expect, it } from "vitest"
 import { assertBuilt, config, logsWith, runWithConfig, userWith } from "../support/cli.js"
-import { backupsOf, expectedBody, expectHeader, expectSyncedFile, exists, splitGenerated, statOf, tempFilesIn } from "../support/files.js"
+import {
+  backupsOf,
+  exists,
+  expectedBody,
+  expectHeader,
+  expectSyncedFile,
+  splitGenerated,
+  statOf,
+  tempFilesIn
+} from "../support/files.js"
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { describeAsRoot, useUsers } from "../support/users.js"
@@ -48,13 +57,22 @@ describeAsRoot("sync (e2e)", () => {
     expect(updated).toHaveLength(1)
     expect(updated[0]).toMatchObject({ level: "INFO", path: bob.authorizedKeys, keys: "2", added: "2", removed: "0" })
     expect(logsWith(run, "fetched source", bob.name)[0]).toMatchObject({ source: server.url("/basic"), keys: "2" })
-    expect(logsWith(run, "sync finished")[0]).toMatchObject({ level: "INFO", updated: "1", failed: "0", exit_code: "0" })
+    expect(logsWith(run, "sync finished")[0]).toMatchObject({
+      level: "INFO",
+      updated: "1",
+      failed: "0",
+      exit_code: "0"
+    })
     expect(server.requestsTo("/basic")).toHaveLength(1)
     expect(server.requestsTo("/basic")[0]?.method).toBe("GET")
   })
 
   it("several users: each gets only their own keys, owned by them", async () => {
-    const [a, b, c] = [await users.create({ ssh: true }), await users.create({ ssh: true }), await users.create({ ssh: true })]
+    const [a, b, c] = [
+      await users.create({ ssh: true }),
+      await users.create({ ssh: true }),
+      await users.create({ ssh: true })
+    ]
     const ka = key("multi-a")
     const kb = key("multi-b")
     const kc = key("multi-c")
@@ -142,7 +160,9 @@ describeAsRoot("sync (e2e)", () => {
       .route("/dedup/a", { body: lines(k1, k2, `  ${k1}`, k1) })
       .route("/dedup/b", { body: `${k2}\t\r\n   ${k3}   \n${k2OtherComment}\n${k3}\n` })
 
-    const run = await runWithConfig(config([userWith(bob.name, server.url("/dedup/a"), server.url("/dedup/b"))]), ["--debug"])
+    const run = await runWithConfig(config([userWith(bob.name, server.url("/dedup/a"), server.url("/dedup/b"))]), [
+      "--debug"
+    ])
 
     expect(run.code, run.stdout).toBe(0)
     await expectSyncedFile(bob, [
@@ -288,7 +308,9 @@ describeAsRoot("sync (e2e)", () => {
     const k = key("moving")
     const bob = await users.create({ ssh: true })
     server.keys("/move/a", [k]).keys("/move/b", [])
-    const cfg = config([userWith(bob.name, server.url("/move/a"), server.url("/move/b"))], { preserve_local_keys: true })
+    const cfg = config([userWith(bob.name, server.url("/move/a"), server.url("/move/b"))], {
+      preserve_local_keys: true
+    })
     expect((await runWithConfig(cfg)).code).toBe(0)
 
     server.keys("/move/a", []).keys("/move/b", [k])

@@ -82,10 +82,12 @@ describeAsRoot("syscalls (e2e)", () => {
     const calls = parseTrace(await fs.readFile(trace, "utf8"))
     // The home is reached one directory at a time from /, each opened inside the one before without following a
     // link (checked on its descriptor), then .ssh inside that very directory.
-    expect(calls.some((c) => c.name === "openat" && c.args.includes(`"${bob.home}"`)), "the home was opened by path").toBe(false)
+    expect(calls.some((c) => c.name === "openat" && c.args.includes(`"${bob.home}"`)), "the home was opened by path")
+      .toBe(false)
     const homeBase = path.basename(bob.home)
     const home = calls.find((c) =>
-      c.name === "openat" && new RegExp(`"/proc/self/fd/\\d+/${homeBase}"`).test(c.args) && c.args.includes("O_DIRECTORY")
+      c.name === "openat" && new RegExp(`"/proc/self/fd/\\d+/${homeBase}"`).test(c.args) &&
+      c.args.includes("O_DIRECTORY")
     )
     expect(home, "home opened as a directory inside its parent").toBeDefined()
     expect(home?.args).toContain("O_NOFOLLOW")
@@ -111,7 +113,9 @@ describeAsRoot("syscalls (e2e)", () => {
       const fd = open!.result
       const spec = [`fchmod(${fd}, 0600)`, `fchown(${fd}, ${bob.uid}, ${bob.gid})`, `fsync(${fd})`]
       // The temp file is read back from offset 0 (and re-parsed) while still root's, before it is handed over.
-      expect(life).toEqual(readBack ? [expect.stringMatching(new RegExp(`^pread64\\(${fd}, …, \\d+, 0\\)$`)), ...spec] : spec)
+      expect(life).toEqual(
+        readBack ? [expect.stringMatching(new RegExp(`^pread64\\(${fd}, …, \\d+, 0\\)$`)), ...spec] : spec
+      )
     }
 
     // The backup: in authorized_keys_backups (itself opened without following links), pinned through /proc. The last

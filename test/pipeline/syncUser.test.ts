@@ -4,9 +4,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, FiberId, Layer, LogLevel, Ref, TestClock } from "effect"
+import { textToBytes } from "../../src/pipeline/Bytes.js"
 import { type Config, decodeConfigValue } from "../../src/pipeline/Config.js"
 import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
-import { textToBytes } from "../../src/pipeline/Bytes.js"
 import { renderHeader } from "../../src/pipeline/Render.js"
 import { runAll } from "../../src/pipeline/runAll.js"
 import { DUPLICATES_NAMED, KEYS_NAMED } from "../../src/pipeline/syncUser.js"
@@ -116,7 +116,9 @@ describe("syncUser", () => {
   it.effect("a source repeating keys thousands of times: 20 duplicate lines per user and level, then one count", () =>
     Effect.gen(function*() {
       const many = Array.from({ length: 30 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5dup${i} dup${i}`)
-      const w = world({ "https://a.example/keys": `${K1}\n`.repeat(5000) + many.join("\n") + "\n" + many.join("\n") + "\n" })
+      const w = world({
+        "https://a.example/keys": `${K1}\n`.repeat(5000) + many.join("\n") + "\n" + many.join("\n") + "\n"
+      })
       const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
       const summary = yield* run(w, cfg)
       expect(summary.exitCode).toBe(0)
@@ -137,10 +139,14 @@ describe("syncUser", () => {
       const old = Array.from({ length: 25 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5old${i} old${i}`)
       const file = `${header}\n# Source: https://gone.example/keys\n${old.join("\n")}\n`
       const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
-      const counted = (w: World, msg: string) => w.logs.filter((l) => l.msg === msg).map((l) => Object.fromEntries(l.fields))
+      const counted = (w: World, msg: string) =>
+        w.logs.filter((l) => l.msg === msg).map((l) => Object.fromEntries(l.fields))
 
       // No record yet (e.g. right after the Go original): kept, with a warning each, up to 20.
-      const first = world({ "https://a.example/keys": `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", file, alice))
+      const first = world(
+        { "https://a.example/keys": `${K1}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", file, alice)
+      )
       expect((yield* run(first, cfg)).exitCode).toBe(0)
       expect(first.logs.filter((l) => l.msg.startsWith("kept a key under a # Source: line"))).toHaveLength(KEYS_NAMED)
       expect(counted(first, "kept more keys under # Source: lines that no source provides, not listed one by one"))
@@ -153,15 +159,24 @@ describe("syncUser", () => {
         { alice: old.map((line) => line.split(" ").slice(0, 2).join(" ")) }
       )
       expect((yield* run(second, cfg)).exitCode).toBe(0)
-      expect(second.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
-      expect(second.logs.filter((l) => l.msg === "revoked key: no source provides it any more")).toHaveLength(KEYS_NAMED)
-      expect(counted(second, "revoked more keys, not listed one by one")).toEqual([{ user: "alice", count: 25 - KEYS_NAMED }])
+      expect(second.fs.read("/home/alice/.ssh/authorized_keys")).toBe(
+        `${header}\n# Source: https://a.example/keys\n${K1}\n`
+      )
+      expect(second.logs.filter((l) => l.msg === "revoked key: no source provides it any more")).toHaveLength(
+        KEYS_NAMED
+      )
+      expect(counted(second, "revoked more keys, not listed one by one")).toEqual([{
+        user: "alice",
+        count: 25 - KEYS_NAMED
+      }])
     }))
 
   it.effect("a record written by an earlier version (rsa-sha2-512 kept as written) still revokes that key (found in review)", () =>
     Effect.gen(function*() {
       const rsaBlob = Buffer.concat([
-        Buffer.from([0, 0, 0, 7]), Buffer.from("ssh-rsa"), Buffer.from([0, 0, 0, 3, 1, 0, 1, 0, 0, 0, 3, 0, 0xc5, 0x11])
+        Buffer.from([0, 0, 0, 7]),
+        Buffer.from("ssh-rsa"),
+        Buffer.from([0, 0, 0, 3, 1, 0, 1, 0, 0, 0, 3, 0, 0xc5, 0x11])
       ]).toString("base64")
       const line = `rsa-sha2-512 ${rsaBlob} k2`
       const file = `${header}\n# Source: https://a.example/keys\n${K1}\n${line}\n`
@@ -192,18 +207,27 @@ describe("syncUser", () => {
       yield* TestClock.setTime(NOW)
       // Room for one of them at a time (each brings 25,000 keys).
       const keyBudget = { semaphore: yield* Effect.makeSemaphore(30_000), permits: 30_000 }
-      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(Effect.provide(w.layer))
+      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(
+        Effect.provide(w.layer)
+      )
       expect(summary.counts.Updated).toBe(2)
       const waited = w.logs.filter((l) => l.msg === "waiting for other users with many keys to finish (memory budget)")
       expect(waited.map((l) => Object.fromEntries(l.fields))).toHaveLength(1)
       expect(Object.fromEntries(waited[0]!.fields)).toMatchObject({ keys: 25_000 })
       // The one that waited started its merge after the other had written.
       const waiter = String(Object.fromEntries(waited[0]!.fields)["user"])
-      const order = w.logs.filter((l) => l.msg === "updated authorized_keys").map((l) => String(Object.fromEntries(l.fields)["user"]))
+      const order = w.logs.filter((l) => l.msg === "updated authorized_keys").map((l) =>
+        String(Object.fromEntries(l.fields)["user"])
+      )
       expect(order).toEqual(waiter === "bob" ? ["alice", "bob"] : ["bob", "alice"])
       // Without huge answers nobody takes from the budget, nobody waits.
       const small = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` })
-      yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget: { semaphore: yield* Effect.makeSemaphore(1), permits: 1 } }).pipe(
+      yield* runAll(cfg, {
+        dryRun: false,
+        concurrency: 2,
+        build,
+        keyBudget: { semaphore: yield* Effect.makeSemaphore(1), permits: 1 }
+      }).pipe(
         Effect.provide(small.layer)
       )
       expect(small.logs.filter((l) => l.msg.startsWith("waiting for other users"))).toEqual([])
@@ -212,7 +236,9 @@ describe("syncUser", () => {
   it.effect("huge files of their own count toward the key budget too, though the answers are small (found in review)", () =>
     Effect.gen(function*() {
       const own = (tag: string) =>
-        Array.from({ length: 25_000 }, (_, i) => `ssh-ed25519 AAAAC3Nz${tag}${i.toString(36)} mine@a-laptop-here`).join("\n") + "\n"
+        Array.from({ length: 25_000 }, (_, i) => `ssh-ed25519 AAAAC3Nz${tag}${i.toString(36)} mine@a-laptop-here`).join(
+          "\n"
+        ) + "\n"
       const w = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` }, (fs) => {
         fs.writeFile("/home/alice/.ssh/authorized_keys", own("a"), alice)
         fs.writeFile("/home/bob/.ssh/authorized_keys", own("b"), bob)
@@ -226,7 +252,9 @@ describe("syncUser", () => {
       })
       yield* TestClock.setTime(NOW)
       const keyBudget = { semaphore: yield* Effect.makeSemaphore(40_000), permits: 40_000 }
-      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(Effect.provide(w.layer))
+      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(
+        Effect.provide(w.layer)
+      )
       expect(summary.counts.Updated).toBe(2)
       const waited = w.logs.filter((l) => l.msg === "waiting for other users with many keys to finish (memory budget)")
       expect(waited).toHaveLength(1)
@@ -238,8 +266,10 @@ describe("syncUser", () => {
 
   it.effect("a home whose filesystem did not answer: that user fails without its home being touched; others sync", () =>
     Effect.gen(function*() {
-      const w = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` }, (fs) =>
-        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      const w = world(
+        { "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice)
+      )
       w.fs.unresponsive.add("/home/alice")
       const cfg = config({
         users: [
@@ -250,9 +280,10 @@ describe("syncUser", () => {
       const summary = yield* run(w, cfg)
       expect(summary.exitCode).toBe(1)
       expect(summary.outcomes.map((o) => [o.user, o._tag])).toEqual([["alice", "Failed"], ["bob", "Updated"]])
-      expect(w.logs.filter((l) => l.level === "ERROR" && l.msg.startsWith("user not synced")).map((l) => l.msg)).toEqual([
-        "user not synced, authorized_keys left untouched: cannot read /home/alice: its home /home/alice did not answer"
-      ])
+      expect(w.logs.filter((l) => l.level === "ERROR" && l.msg.startsWith("user not synced")).map((l) => l.msg))
+        .toEqual([
+          "user not synced, authorized_keys left untouched: cannot read /home/alice: its home /home/alice did not answer"
+        ])
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
       expect(w.fs.writes.filter((path) => path.startsWith("/home/alice"))).toEqual([])
     }))
@@ -261,8 +292,10 @@ describe("syncUser", () => {
     Effect.gen(function*() {
       // 45,000 keys of 400 bytes: 18 MB, more than the 16 MiB a run reads back; written once, it would fail every run.
       const long = (i: number) => `ssh-rsa AAAAB3NzaC1yc2E${i.toString(36).padStart(8, "0")}${"A".repeat(370)} k${i}`
-      const w = world({ "https://a.example/keys": Array.from({ length: 45_000 }, (_, i) => long(i)).join("\n") + "\n" }, (fs) =>
-        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
+      const w = world(
+        { "https://a.example/keys": Array.from({ length: 45_000 }, (_, i) => long(i)).join("\n") + "\n" },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice)
+      )
       const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
       const summary = yield* run(w, cfg)
       expect(summary.exitCode).toBe(1)
@@ -277,8 +310,12 @@ describe("syncUser", () => {
   it.effect("a file with more key lines than a run reads back is not written either (it would fail every later run)", () =>
     Effect.gen(function*() {
       // max_keys_per_source 10 and one source: a run reads at most 20 key lines back; the file already holds 20.
-      const local = Array.from({ length: 20 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5local${i} l${i}`).join("\n") + "\n"
-      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", local, alice))
+      const local = Array.from({ length: 20 }, (_, i) => `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5local${i} l${i}`).join("\n") +
+        "\n"
+      const w = world(
+        { "https://a.example/keys": `${K1}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", local, alice)
+      )
       const cfg = config({
         policy: { max_keys_per_source: 10 },
         users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }]
@@ -351,7 +388,11 @@ describe("syncUser", () => {
       expect(summary.outcomes[0]?._tag).toBe("Failed")
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
       expect(w.fs.writes).toEqual([])
-      expect(w.logs.some((l) => l.level === "ERROR" && l.msg === "source https://b.example/keys: HTTP 500 (only 200 is accepted)")).toBe(true)
+      expect(
+        w.logs.some((l) =>
+          l.level === "ERROR" && l.msg === "source https://b.example/keys: HTTP 500 (only 200 is accepted)"
+        )
+      ).toBe(true)
     }))
 
   it.effect("a local file with more key lines than its sources and pins could account for fails the user, untouched", () =>
@@ -385,9 +426,11 @@ describe("syncUser", () => {
 
   it.effect("unchanged keys: no rewrite, no backup, logged as unchanged", () =>
     Effect.gen(function*() {
-      const existing = textToBytes(`# ${"─".repeat(66)}\n# Generated by AuthKeySync\n# Version:   v0.0.1\n# Commit:    old\n` +
-        `# Built:     x\n# Last sync: 2020-01-01T00:00:00Z\n# More info: https://github.com/eduardolat/authkeysync\n` +
-        `# ${"─".repeat(66)}\n\n# Source: https://a.example/keys\n${K1}\n`)
+      const existing = textToBytes(
+        `# ${"─".repeat(66)}\n# Generated by AuthKeySync\n# Version:   v0.0.1\n# Commit:    old\n` +
+          `# Built:     x\n# Last sync: 2020-01-01T00:00:00Z\n# More info: https://github.com/eduardolat/authkeysync\n` +
+          `# ${"─".repeat(66)}\n\n# Source: https://a.example/keys\n${K1}\n`
+      )
       const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) =>
         fs.writeFile("/home/alice/.ssh/authorized_keys", existing, alice, 0o600))
       const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
@@ -395,7 +438,9 @@ describe("syncUser", () => {
       expect(summary.counts.Unchanged).toBe(1)
       expect(w.fs.writes).toEqual([])
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(existing)
-      expect(w.logs.some((l) => l.msg === "authorized_keys unchanged")).toBe(true)
+      expect(w.logs.some((l) =>
+        l.msg === "authorized_keys unchanged"
+      )).toBe(true)
     }))
 
   it.effect("dry run computes the diff and writes nothing", () =>
@@ -411,7 +456,9 @@ describe("syncUser", () => {
       const outcome = summary.outcomes[0]
       expect(outcome?._tag).toBe("WouldUpdate")
       if (outcome?._tag === "WouldUpdate") {
-        expect(outcome.diff.added.map((c) => c.key)).toEqual([K1])
+        expect(outcome.diff.added.map((c) =>
+          c.key
+        )).toEqual([K1])
         expect(outcome.diff.removed.map((c) => c.key)).toEqual([LOCAL])
       }
       expect(w.fs.writes).toEqual([])
@@ -469,7 +516,9 @@ describe("syncUser", () => {
       const summary = yield* run(w, cfg, {}, crashing)
       expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
       expect(summary.exitCode).toBe(1)
-      expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
+      expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(
+        `${header}\n# Source: https://fine.example/keys\n${K2}\n`
+      )
       expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
     }))
 
@@ -496,38 +545,56 @@ describe("syncUser", () => {
               }))
           }))
       ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
-      const cfg = config({ policy: { backup_enabled: false }, users: [{ username: "alice", sources: [{ url: "https://fine.example/keys" }] }] })
+      const cfg = config({
+        policy: { backup_enabled: false },
+        users: [{ username: "alice", sources: [{ url: "https://fine.example/keys" }] }]
+      })
       yield* run(w, cfg, {}, stopDuringWrite)
-      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(
+        `${header}\n# Source: https://fine.example/keys\n${K2}\n`
+      )
       const updated = w.logs.filter((l) => l.msg === "updated authorized_keys")
-      expect(updated.map((l) => Object.fromEntries(l.fields))).toMatchObject([{ user: "alice", keys: 1, added: 1, removed: 0 }])
+      expect(updated.map((l) => Object.fromEntries(l.fields))).toMatchObject([{
+        user: "alice",
+        keys: 1,
+        added: 1,
+        removed: 0
+      }])
     }))
 
-  it.effect.each([1, 4])("a user whose sync interrupts itself fails alone (concurrency %i); the others are synced", (concurrency) =>
-    Effect.gen(function*() {
-      const w = world({ "https://fine.example/keys": `${K2}\n` })
-      const interrupting = Layer.effect(
-        SshFiles.SshFiles,
-        Effect.map(SshFiles.SshFiles, (files) =>
-          SshFiles.SshFiles.of({ ...files, open: (account) => (account.name === "alice" ? Effect.interrupt : files.open(account)) }))
-      ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
-      const cfg = config({
-        users: [
-          { username: "alice", sources: [{ url: "https://fine.example/keys" }] },
-          { username: "bob", sources: [{ url: "https://fine.example/keys" }] }
-        ]
+  it.effect.each([1, 4])(
+    "a user whose sync interrupts itself fails alone (concurrency %i); the others are synced",
+    (concurrency) =>
+      Effect.gen(function*() {
+        const w = world({ "https://fine.example/keys": `${K2}\n` })
+        const interrupting = Layer.effect(
+          SshFiles.SshFiles,
+          Effect.map(SshFiles.SshFiles, (files) =>
+            SshFiles.SshFiles.of({
+              ...files,
+              open: (account) => (account.name === "alice" ? Effect.interrupt : files.open(account))
+            }))
+        ).pipe(Layer.provide(SshFiles.layerMemory(w.fs)))
+        const cfg = config({
+          users: [
+            { username: "alice", sources: [{ url: "https://fine.example/keys" }] },
+            { username: "bob", sources: [{ url: "https://fine.example/keys" }] }
+          ]
+        })
+        const summary = yield* run(w, cfg, { concurrency }, interrupting)
+        expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
+        expect(summary.exitCode).toBe(1)
+        const failed = w.logs.filter((l) => l.level === "ERROR" && l.msg !== "sync finished")
+        expect(failed.map((l) => [l.msg, Object.fromEntries(l.fields)])).toEqual([[
+          "user not synced, authorized_keys left untouched: cannot sync user alice: the sync was interrupted",
+          { user: "alice" }
+        ]])
+        expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(
+          `${header}\n# Source: https://fine.example/keys\n${K2}\n`
+        )
+        expect(w.logs.some((l) => l.msg === "sync finished")).toBe(true)
       })
-      const summary = yield* run(w, cfg, { concurrency }, interrupting)
-      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
-      expect(summary.exitCode).toBe(1)
-      const failed = w.logs.filter((l) => l.level === "ERROR" && l.msg !== "sync finished")
-      expect(failed.map((l) => [l.msg, Object.fromEntries(l.fields)])).toEqual([[
-        "user not synced, authorized_keys left untouched: cannot sync user alice: the sync was interrupted",
-        { user: "alice" }
-      ]])
-      expect(w.fs.read("/home/bob/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://fine.example/keys\n${K2}\n`)
-      expect(w.logs.some((l) => l.msg === "sync finished")).toBe(true)
-    }))
+  )
 
   it.effect("a user whose ~/.ssh is there is fetched before the thorough checks; one without it is never fetched", () =>
     Effect.gen(function*() {
@@ -592,7 +659,11 @@ describe("syncUser", () => {
       })
       const summary = yield* run(w, cfg, {}, interrupted)
       expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
-      expect(w.logs.some((l) => l.level === "ERROR" && l.msg === "source https://cut.example/keys: the fetch was interrupted")).toBe(true)
+      expect(
+        w.logs.some((l) =>
+          l.level === "ERROR" && l.msg === "source https://cut.example/keys: the fetch was interrupted"
+        )
+      ).toBe(true)
       expect(w.fs.files.has("/home/alice/.ssh/authorized_keys")).toBe(false)
     }))
 
@@ -628,7 +699,10 @@ describe("accounts sharing one home", () => {
         { concurrency: 2 },
         Layer.merge(Accounts.layerTest([app1, app2, app3]), KeySource.layerTest({ "https://one.example/k": `${K1}\n` }))
       )
-      expect(summary.outcomes.map((o) => [o.user, o._tag])).toEqual([["app1", "Failed"], ["app2", "Failed"], ["app3", "Updated"]])
+      expect(summary.outcomes.map((o) => [o.user, o._tag])).toEqual([["app1", "Failed"], ["app2", "Failed"], [
+        "app3",
+        "Updated"
+      ]])
       const first = summary.outcomes[0]
       expect(first?._tag === "Failed" && first.error.message).toBe(
         "refusing account \"app1\": its home /srv/app is also the home of app2"
@@ -646,7 +720,10 @@ describe("accounts sharing one home", () => {
       const rooted = { name: "rooted", uid: 4006, gid: 4006, home: "/" }
       w.fs.mkdir("/srv/app", app1)
       const cfg = config({
-        users: ["app1", "app2", "svc1", "svc2", "rooted"].map((username) => ({ username, sources: [{ url: "https://one.example/k" }] }))
+        users: ["app1", "app2", "svc1", "svc2", "rooted"].map((username) => ({
+          username,
+          sources: [{ url: "https://one.example/k" }]
+        }))
       })
       const summary = yield* run(
         w,
@@ -709,7 +786,10 @@ describe("parallelism (deterministic, on the TestClock)", () => {
     Effect.gen(function*() {
       const w = world({})
       const started = yield* Ref.make(0)
-      const users = Array.from({ length: 8 }, (_, i) => ({ name: `u${i}`, uid: 2000 + i, gid: 2000 + i, home: `/home/u${i}` }))
+      const users = Array.from(
+        { length: 8 },
+        (_, i) => ({ name: `u${i}`, uid: 2000 + i, gid: 2000 + i, home: `/home/u${i}` })
+      )
       for (const u of users) w.fs.mkdir(`${u.home}/.ssh`, u)
       const cfg = config({
         users: users.map((u) => ({
@@ -717,9 +797,10 @@ describe("parallelism (deterministic, on the TestClock)", () => {
           sources: [1, 2, 3].map((n) => ({ url: `https://s${n}.example/${u.name}` }))
         }))
       })
-      const fiber = yield* run(w, cfg, { concurrency: 8 }, Layer.merge(Accounts.layerTest(users), slowSources(started))).pipe(
-        Effect.fork
-      )
+      const fiber = yield* run(w, cfg, { concurrency: 8 }, Layer.merge(Accounts.layerTest(users), slowSources(started)))
+        .pipe(
+          Effect.fork
+        )
       yield* untilStarted(started, 24)
       // Before any virtual time has passed, every one of the 24 requests is already in flight.
       expect(yield* Ref.get(started)).toBe(24)
@@ -736,7 +817,12 @@ describe("parallelism (deterministic, on the TestClock)", () => {
       w.fs.mkdir(`${alice.home}/.ssh`, alice)
       const urls = Array.from({ length: 20 }, (_, i) => `https://s${i}.example/alice`)
       const cfg = config({ users: [{ username: "alice", sources: urls.map((url) => ({ url })) }] })
-      const fiber = yield* run(w, cfg, { concurrency: 1 }, Layer.merge(Accounts.layerTest([alice]), slowSources(started))).pipe(
+      const fiber = yield* run(
+        w,
+        cfg,
+        { concurrency: 1 },
+        Layer.merge(Accounts.layerTest([alice]), slowSources(started))
+      ).pipe(
         Effect.fork
       )
       yield* untilStarted(started, 16)
@@ -767,7 +853,9 @@ describe("parallelism (deterministic, on the TestClock)", () => {
           )
       })
       const cfg = config({ users: [{ username: "alice", sources: urls.map((url) => ({ url })) }] })
-      const fiber = yield* run(w, cfg, { concurrency: 1 }, Layer.merge(Accounts.layerTest([alice]), sources)).pipe(Effect.fork)
+      const fiber = yield* run(w, cfg, { concurrency: 1 }, Layer.merge(Accounts.layerTest([alice]), sources)).pipe(
+        Effect.fork
+      )
       const count = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve))).pipe(
         Effect.zipRight(Ref.get(started)),
         Effect.map((list) => list.length)
@@ -805,7 +893,10 @@ describe("parallelism (deterministic, on the TestClock)", () => {
 describe("hardening in the pipeline", () => {
   const url = "https://a.example/keys"
   const one = (extra: Record<string, unknown> = {}, policy: Record<string, unknown> = {}) =>
-    config({ policy: { backup_enabled: false, ...policy }, users: [{ username: "alice", sources: [{ url }], ...extra }] })
+    config({
+      policy: { backup_enabled: false, ...policy },
+      users: [{ username: "alice", sources: [{ url }], ...extra }]
+    })
   const keysOf = (w: World) =>
     (w.fs.read("/home/alice/.ssh/authorized_keys") ?? "").split("\n").filter((l) => l.startsWith("ssh-"))
 
@@ -815,7 +906,9 @@ describe("hardening in the pipeline", () => {
       const w = world(responses, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice))
       yield* run(w, one())
       expect(keysOf(w)).toEqual([K1, K2, LOCAL])
-      expect([...(w.records.get("alice")?.identities ?? [])].sort()).toEqual([K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort())
+      expect([...(w.records.get("alice")?.identities ?? [])].sort()).toEqual(
+        [K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort()
+      )
 
       responses[url] = `${K1}\n`
       yield* run(w, one())
@@ -851,7 +944,10 @@ describe("hardening in the pipeline", () => {
       // Found in review: the page counted as an empty key list, so that source's keys were revoked, exit 0, and only
       // the lockout guard (an empty file) could stop it.
       const other = "https://b.example/keys"
-      const two = config({ policy: { backup_enabled: false }, users: [{ username: "alice", sources: [{ url }, { url: other }] }] })
+      const two = config({
+        policy: { backup_enabled: false },
+        users: [{ username: "alice", sources: [{ url }, { url: other }] }]
+      })
       const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n`, [other]: `${K2}\n` }
       const w = world(responses)
       yield* run(w, two)
@@ -865,8 +961,12 @@ describe("hardening in the pipeline", () => {
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toContain(`# Local (preserved)\n${K1}\n`)
       expect(revoked()).toEqual([])
       const warning = w.logs.filter((l) => l.msg.startsWith("keys no source provides were kept"))
-      expect(warning.map((l) => Object.fromEntries(l.fields))).toEqual([expect.objectContaining({ keys: 1, source: url })])
-      expect([...(w.records.get("alice")?.identities ?? [])].sort()).toEqual([K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort())
+      expect(warning.map((l) => Object.fromEntries(l.fields))).toEqual([
+        expect.objectContaining({ keys: 1, source: url })
+      ])
+      expect([...(w.records.get("alice")?.identities ?? [])].sort()).toEqual(
+        [K1, K2].map((k) => k.split(" ").slice(0, 2).join(" ")).sort()
+      )
 
       responses[url] = `${K3}\n`
       yield* run(w, two)
@@ -910,7 +1010,10 @@ describe("hardening in the pipeline", () => {
       const mine = `${blob} me@laptop`
       const restricted = `from="10.0.0.0/8" ${blob} jump-host`
       const responses: Record<string, KeySource.CannedResponse> = { [url]: `${K1}\n` }
-      const w = world(responses, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${mine}\n${restricted}\n`, alice))
+      const w = world(
+        responses,
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${mine}\n${restricted}\n`, alice)
+      )
       const first = yield* run(w, one())
       expect(first.outcomes[0]?._tag).toBe("Updated")
       expect(keysOf(w)).toEqual([K1, mine])
@@ -939,8 +1042,11 @@ describe("hardening in the pipeline", () => {
   it.effect("a record from before lines were kept drops every other line of a managed key, then keeps lines", () =>
     Effect.gen(function*() {
       const blob = K1.split(" ").slice(0, 2).join(" ")
-      const w = world({ [url]: `${K1}\n` }, (fs) =>
-        fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${blob} stale-comment\n`, alice), { alice: [blob] })
+      const w = world(
+        { [url]: `${K1}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", `${K1}\n${blob} stale-comment\n`, alice),
+        { alice: [blob] }
+      )
       yield* run(w, one())
       expect(keysOf(w)).toEqual([K1])
       expect(w.records.get("alice")).toEqual({ identities: new Set([blob]), lines: new Set([K1]) })
@@ -967,7 +1073,11 @@ describe("hardening in the pipeline", () => {
   it.effect("a forged # Source: marker decides nothing once a record exists", () =>
     Effect.gen(function*() {
       const w = world({ [url]: `${K1}\n` }, (fs) =>
-        fs.writeFile("/home/alice/.ssh/authorized_keys", `${header}\n# Source: https://evil.example\n${LOCAL}\n`, alice), {
+        fs.writeFile(
+          "/home/alice/.ssh/authorized_keys",
+          `${header}\n# Source: https://evil.example\n${LOCAL}\n`,
+          alice
+        ), {
         alice: [K1.split(" ").slice(0, 2).join(" ")]
       })
       yield* run(w, one())
@@ -1046,17 +1156,25 @@ describe("hardening in the pipeline", () => {
   it.effect("refuses an account whose name holds a slash, before any lookup", () =>
     Effect.gen(function*() {
       const w = world({ [url]: `${K1}\n` })
-      const summary = yield* run(w, config({ users: [{ username: "../alice", sources: [{ url }] }, { username: "bob", sources: [{ url }] }] }))
+      const summary = yield* run(
+        w,
+        config({ users: [{ username: "../alice", sources: [{ url }] }, { username: "bob", sources: [{ url }] }] })
+      )
       expect(summary.outcomes.map((o) => o._tag)).toEqual(["Failed", "Updated"])
       const outcome = summary.outcomes[0]
-      expect(outcome?._tag === "Failed" && outcome.error.message).toBe("refusing account \"../alice\": the name contains a slash")
+      expect(outcome?._tag === "Failed" && outcome.error.message).toBe(
+        "refusing account \"../alice\": the name contains a slash"
+      )
     }))
 
   it.effect("removes leftover temp files of the tool's own pattern only, also when nothing else changes", () =>
     Effect.gen(function*() {
-      const w = world({ [url]: `${K1}\n` }, (fs) =>
-        fs.writeFile("/home/alice/.ssh/.authkeysync_20200101_000000_abcdef", "partial", alice)
-          .writeFile("/home/alice/.ssh/.authkeysync_other", "not ours", alice))
+      const w = world(
+        { [url]: `${K1}\n` },
+        (fs) =>
+          fs.writeFile("/home/alice/.ssh/.authkeysync_20200101_000000_abcdef", "partial", alice)
+            .writeFile("/home/alice/.ssh/.authkeysync_other", "not ours", alice)
+      )
       yield* run(w, one())
       expect(w.fs.list("/home/alice/.ssh")).toEqual([".authkeysync_other", "authorized_keys"])
       expect(w.logs.filter((l) => l.msg === "removed a temp file left by an earlier run")).toHaveLength(1)

@@ -79,12 +79,16 @@ const endless = (status: number, headers: Record<string, string> = {}) => (res: 
 
 const run = <A, E>(effect: Effect.Effect<A, E, KeySource.KeySource | HttpTransport.TrustedCaClients>) =>
   Effect.runPromise(
-    Effect.scoped(Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer)))))
+    Effect.scoped(
+      Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer))))
+    )
   )
 
 const fetch = (path: string, timeoutSeconds = 5) =>
-  Effect.flatMap(KeySource.KeySource, (keys) =>
-    keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds })))
+  Effect.flatMap(
+    KeySource.KeySource,
+    (keys) => keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds }))
+  )
 
 /** The fetch, then the server's view: one connection closed while the client (and its agents) still live. */
 const fetchThenClosed = (path: string, timeoutSeconds = 5) =>
@@ -130,7 +134,10 @@ describe("HttpTransport's client", () => {
     routes["/gone"] = (res) => res.writeHead(404, { "content-length": "9" }).end("not found")
     routes["/moved"] = (res) => res.writeHead(302, { location: "/keys", "content-length": "5" }).end("moved")
     routes["/keys"] = (res) => res.writeHead(200, { "content-length": String(KEY.length) }).end(KEY)
-    const fetches = Effect.forEach(Array.from({ length: 10 }), () => Effect.zip(Effect.flip(fetch("/gone")), fetch("/moved")))
+    const fetches = Effect.forEach(
+      Array.from({ length: 10 }),
+      () => Effect.zip(Effect.flip(fetch("/gone")), fetch("/moved"))
+    )
     const exit = await run(fetches)
     expect(exit).toMatchObject({ _tag: "Success" })
     // 30 requests, one after the other: had any connection been kept waiting for a reader, each would need its own.
@@ -142,7 +149,10 @@ describe("HttpTransport's client", () => {
     const exit = await run(Effect.flatMap(KeySource.KeySource, (keys) =>
       // A control character (sent as UTF-8 like any other, but refused by Node's header check).
       keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}/keys`, headers: { "X-Token": "price \u0001" } }))))
-    expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "SourceFetchError", reason: "Transport" } } })
+    expect(exit).toMatchObject({
+      _tag: "Failure",
+      cause: { _tag: "Fail", error: { _tag: "SourceFetchError", reason: "Transport" } }
+    })
     expect(JSON.stringify(exit)).toContain("ERR_INVALID_CHAR")
   })
 
@@ -189,10 +199,12 @@ describe("HttpTransport's client", () => {
     expect(headersSeen.map((h) => h.host)).toHaveLength(2)
     // The idle connection is closed on a later turn of the event loop: held back here, to see what close() does itself.
     const deferred: Array<() => void> = []
-    const spy = vi.spyOn(globalThis, "setImmediate").mockImplementation(((callback: () => void) => {
-      deferred.push(callback)
-      return { unref: () => {} }
-    }) as unknown as typeof setImmediate)
+    const spy = vi.spyOn(globalThis, "setImmediate").mockImplementation(
+      ((callback: () => void) => {
+        deferred.push(callback)
+        return { unref: () => {} }
+      }) as unknown as typeof setImmediate
+    )
     try {
       transport.close()
     } finally {

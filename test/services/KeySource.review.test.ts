@@ -7,12 +7,12 @@
  *
  * Only loopback traffic: every server here listens on 127.0.0.1.
  */
+import { Cause, Effect, Exit, Layer, LogLevel, Schema } from "effect"
 import * as http from "node:http"
 import * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import * as zlib from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Cause, Effect, Exit, Layer, LogLevel, Schema } from "effect"
 import { type Config, decodeConfigValue, Source } from "../../src/pipeline/Config.js"
 import { redactUrl } from "../../src/pipeline/Redact.js"
 import { runAll } from "../../src/pipeline/runAll.js"
@@ -151,7 +151,9 @@ describe("F1: a compressed 200 body is never used as key text", () => {
       policy: { preserve_local_keys: false, backup_enabled: false },
       users: [{ username: "alice", sources: [{ url: `${base}/gz` }, { url: `${base}/plain` }] }]
     })
-    await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer), Effect.scoped))
+    await Effect.runPromise(
+      runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer), Effect.scoped)
+    )
     // K1 must still be there: either the source was decoded (Go behaviour) or it failed and the file was left alone.
     expect(fs.read("/home/alice/.ssh/authorized_keys")).toContain(K1)
   })
@@ -197,7 +199,9 @@ describe("F3: a body cut off by a connection reset is a failed source, never a s
     raw = net.createServer((socket) => {
       socket.once("data", (request) => {
         const reset = request.toString("latin1").startsWith("GET /reset ")
-        socket.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${K1}\n${K2.slice(0, 40)}`)
+        socket.write(
+          `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${K1}\n${K2.slice(0, 40)}`
+        )
         setTimeout(() => (reset ? socket.resetAndDestroy() : socket.end()), 50)
       })
       socket.on("error", () => {})
@@ -224,7 +228,9 @@ describe("F3: a body cut off by a connection reset is a failed source, never a s
       policy: { preserve_local_keys: false },
       users: [{ username: "alice", sources: [{ url: `${rawBase}/reset` }] }]
     })
-    const summary = await Effect.runPromise(runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer)))
+    const summary = await Effect.runPromise(
+      runAll(cfg, { dryRun: false, concurrency: 1, build }).pipe(Effect.provide(layer))
+    )
     expect(summary.exitCode).toBe(1)
     expect(fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${K1}\n${K2}\n`)
   })

@@ -27,7 +27,11 @@ const withClient = (handler: Handler, requests: Array<HttpClientRequest.HttpClie
 const source = (raw: Record<string, unknown>) => Schema.decodeUnknownSync(Source)(raw)
 const K2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2 two@example"
 
-const fetchWith = (handler: Handler, raw: Record<string, unknown>, requests?: Array<HttpClientRequest.HttpClientRequest>) =>
+const fetchWith = (
+  handler: Handler,
+  raw: Record<string, unknown>,
+  requests?: Array<HttpClientRequest.HttpClientRequest>
+) =>
   Effect.flatMap(KeySource.KeySource, (ks) => ks.fetch(source(raw))).pipe(Effect.provide(withClient(handler, requests)))
 
 describe("KeySource (live, scripted HttpClient)", () => {
@@ -61,7 +65,9 @@ describe("KeySource (live, scripted HttpClient)", () => {
       expect(request.headers["authorization"]).toBe("Bearer s3cret")
       expect(request.headers["content-type"]).toBeUndefined()
       expect(request.body._tag).toBe("Raw")
-      if (request.body._tag === "Raw") expect(new TextDecoder().decode(request.body.body as Uint8Array)).toBe("{\"role\":\"deploy\"}")
+      if (request.body._tag === "Raw") {
+        expect(new TextDecoder().decode(request.body.body as Uint8Array)).toBe("{\"role\":\"deploy\"}")
+      }
     }))
 
   it.effect("a configured Host, Content-Length or Transfer-Encoding is not sent: the request's own are, as by net/http", () =>
@@ -80,11 +86,19 @@ describe("KeySource (live, scripted HttpClient)", () => {
   it.effect("follows a same-origin redirect with headers, drops them across origins", () =>
     Effect.gen(function*() {
       const requests: Array<HttpClientRequest.HttpClientRequest> = []
-      const body = yield* fetchWith((request) => {
-        if (request.url === "https://k.example/a") return new Response(null, { status: 302, headers: { location: "/b" } })
-        if (request.url === "https://k.example/b") return new Response(null, { status: 307, headers: { location: "https://other.example/c" } })
-        return new Response("k k\n")
-      }, { url: "https://k.example/a", headers: { Authorization: "Bearer s3cret" } }, requests)
+      const body = yield* fetchWith(
+        (request) => {
+          if (request.url === "https://k.example/a") {
+            return new Response(null, { status: 302, headers: { location: "/b" } })
+          }
+          if (request.url === "https://k.example/b") {
+            return new Response(null, { status: 307, headers: { location: "https://other.example/c" } })
+          }
+          return new Response("k k\n")
+        },
+        { url: "https://k.example/a", headers: { Authorization: "Bearer s3cret" } },
+        requests
+      )
       expect(body).toBe("k k\n")
       expect(requests.map((r) => [r.url, r.headers["authorization"], r.headers["user-agent"]])).toEqual([
         ["https://k.example/a", "Bearer s3cret", "AuthKeySync"],
@@ -114,7 +128,12 @@ describe("KeySource (live, scripted HttpClient)", () => {
             : new Response("gone", { status: 404 }),
         { url: "https://k.example/a" }
       ).pipe(Effect.flip)
-      expect(error).toMatchObject({ _tag: "SourceFetchError", reason: "Status", status: 404, url: "https://k.example/a" })
+      expect(error).toMatchObject({
+        _tag: "SourceFetchError",
+        reason: "Status",
+        status: 404,
+        url: "https://k.example/a"
+      })
       expect(error.message).toBe(
         "source https://k.example/a: HTTP 404 (only 200 is accepted) (at https://k.example/b?token=***, after 1 redirect)"
       )
@@ -145,7 +164,9 @@ describe("KeySource (live, scripted HttpClient)", () => {
       const error = yield* fetchWith(() => new Response("x", { status: 403 }), {
         url: "https://bot:hunter2@k.example/a?access_token=abc123&team=ops"
       }).pipe(Effect.flip)
-      expect(error.message).toBe("source https://***@k.example/a?access_token=***&team=ops: HTTP 403 (only 200 is accepted)")
+      expect(error.message).toBe(
+        "source https://***@k.example/a?access_token=***&team=ops: HTTP 403 (only 200 is accepted)"
+      )
     }))
 
   it.effect("URL credentials are sent as Basic auth, not in the URL; a configured Authorization wins", () =>
@@ -178,7 +199,10 @@ describe("KeySource (live, scripted HttpClient)", () => {
       ])
       const kept: Array<HttpClientRequest.HttpClientRequest> = []
       yield* fetchWith(
-        (request) => request.url.endsWith("/a") ? new Response(null, { status: 307, headers: { location: "/c" } }) : new Response("k k\n"),
+        (request) =>
+          request.url.endsWith("/a")
+            ? new Response(null, { status: 307, headers: { location: "/c" } })
+            : new Response("k k\n"),
         { url: "https://k.example/a", method: "POST", body: "secret=1" },
         kept
       )
@@ -196,7 +220,9 @@ describe("KeySource (live, scripted HttpClient)", () => {
         { url: "https://k.example/a", method: "POST", body: "token=secret" },
         requests
       ).pipe(Effect.flip)
-      expect(error.message).toBe("source https://k.example/a: refusing to send the request body to another origin on a redirect")
+      expect(error.message).toBe(
+        "source https://k.example/a: refusing to send the request body to another origin on a redirect"
+      )
       expect(requests).toHaveLength(1)
     }))
 
@@ -204,11 +230,17 @@ describe("KeySource (live, scripted HttpClient)", () => {
     Effect.gen(function*() {
       const requests: Array<HttpClientRequest.HttpClientRequest> = []
       yield* fetchWith(
-        (request) => request.url.startsWith("https://k.example") ? new Response(null, { status: 301, headers: { location: "https://cdn.example/k" } }) : new Response("k k\n"),
+        (request) =>
+          request.url.startsWith("https://k.example")
+            ? new Response(null, { status: 301, headers: { location: "https://cdn.example/k" } })
+            : new Response("k k\n"),
         { url: "https://k.example/a", headers: { "user-agent": "Corp/2.0", "X-Token": "t0k" } },
         requests
       )
-      expect(requests.map((r) => [r.headers["user-agent"], r.headers["x-token"]])).toEqual([["Corp/2.0", "t0k"], ["Corp/2.0", undefined]])
+      expect(requests.map((r) => [r.headers["user-agent"], r.headers["x-token"]])).toEqual([["Corp/2.0", "t0k"], [
+        "Corp/2.0",
+        undefined
+      ]])
     }))
 
   it.effect("a body configured with GET is sent too, as the Go original does", () =>
@@ -237,7 +269,9 @@ describe("the usual http -> https redirect of the same host keeps the source's A
         ? new Response(`${K2}\n`)
         : new Response("unauthorized", { status: 401 })
     const exit = await Effect.runPromise(
-      Effect.exit(fetchWith(handler, { url: "http://k.example/keys", headers: { Authorization: "Bearer s3cret" } }, seen))
+      Effect.exit(
+        fetchWith(handler, { url: "http://k.example/keys", headers: { Authorization: "Bearer s3cret" } }, seen)
+      )
     )
     expect(seen.map((r) => [r.url, r.headers["authorization"]])).toEqual([
       ["http://k.example/keys", "Bearer s3cret"],
@@ -247,11 +281,13 @@ describe("the usual http -> https redirect of the same host keeps the source's A
   })
 
   it("still dropped for another host, another port, or a downgrade", async () => {
-    for (const [from, to] of [
-      ["http://k.example/keys", "https://other.example/keys"],
-      ["http://k.example/keys", "https://k.example:8443/keys"],
-      ["http://k.example:8080/keys", "https://k.example/keys"]
-    ] as const) {
+    for (
+      const [from, to] of [
+        ["http://k.example/keys", "https://other.example/keys"],
+        ["http://k.example/keys", "https://k.example:8443/keys"],
+        ["http://k.example:8080/keys", "https://k.example/keys"]
+      ] as const
+    ) {
       const seen: Array<HttpClientRequest.HttpClientRequest> = []
       const handler: Handler = (request) =>
         request.url === from ? new Response(null, { status: 302, headers: { location: to } }) : new Response(`${K2}\n`)

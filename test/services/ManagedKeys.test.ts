@@ -1,7 +1,7 @@
+import { Effect } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import * as ManagedKeys from "../../src/services/ManagedKeys.js"
 
@@ -22,7 +22,10 @@ const write = (dir: string, user: string) =>
   Effect.runPromise(
     Effect.flatMap(ManagedKeys.ManagedKeys, (records) =>
       Effect.all([
-        records.write(dir, user, { identities: new Set(["ssh-ed25519 AAAA1"]), lines: new Set(["ssh-ed25519 AAAA1 a"]) }),
+        records.write(dir, user, {
+          identities: new Set(["ssh-ed25519 AAAA1"]),
+          lines: new Set(["ssh-ed25519 AAAA1 a"])
+        }),
         records.write(dir, `${user}2`, { identities: new Set(["ssh-ed25519 AAAA2"]), lines: undefined })
       ])).pipe(Effect.provide(ManagedKeys.layer))
   )
@@ -41,7 +44,12 @@ describe("ManagedKeys (live): temp records of killed runs", () => {
 
     await write(dir, "alice")
 
-    expect((await fs.readdir(records)).sort()).toEqual(["alice.json", "alice2.json", "carol.json.4343.tmp", "notes.tmp"])
+    expect((await fs.readdir(records)).sort()).toEqual([
+      "alice.json",
+      "alice2.json",
+      "carol.json.4343.tmp",
+      "notes.tmp"
+    ])
     expect(JSON.parse(await fs.readFile(path.join(records, "alice.json"), "utf8"))).toEqual({
       version: 2,
       user: "alice",

@@ -1,8 +1,8 @@
+import { Effect, Exit, Fiber } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Exit, Fiber } from "effect"
 import { describe, expect, it, vi } from "vitest"
 import { layerTrustedCaClients, TrustedCaClients } from "../../src/services/HttpTransport.js"
 

@@ -50,17 +50,23 @@ afterAll(() => server.close())
 
 const run = <A, E>(effect: Effect.Effect<A, E, KeySource.KeySource | HttpTransport.TrustedCaClients>) =>
   Effect.runPromise(
-    Effect.scoped(Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer)))))
+    Effect.scoped(
+      Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer))))
+    )
   )
 
 const fetch = (path: string, timeoutSeconds = 30) =>
-  Effect.flatMap(KeySource.KeySource, (keys) =>
-    keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds })))
+  Effect.flatMap(
+    KeySource.KeySource,
+    (keys) => keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds }))
+  )
 
 /** The source failed with a SourceFetchError (not a timeout: the deadline is 30 s) whose detail matches. */
 const expectBodyFailure = (exit: Exit.Exit<string, unknown>, detail: RegExp) => {
   expect(exit._tag, JSON.stringify(exit)).toBe("Failure")
-  const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? (exit.cause.error as { _tag: string; detail: string }) : undefined
+  const error = Exit.isFailure(exit) && exit.cause._tag === "Fail"
+    ? (exit.cause.error as { _tag: string; detail: string })
+    : undefined
   expect(error?._tag, JSON.stringify(exit)).toBe("SourceFetchError")
   expect(error?.detail).toMatch(detail)
 }
@@ -77,7 +83,10 @@ describe("answers cut or broken before they are read", () => {
 
   it("a body with a Content-Length whose connection is reset right after the headers fails at once, not at the deadline", async () => {
     routes["/reset"] = (socket) => {
-      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${KEY.length * 10}\r\n\r\n${KEY}`, () => socket.resetAndDestroy())
+      socket.write(
+        `HTTP/1.1 200 OK\r\nContent-Length: ${KEY.length * 10}\r\n\r\n${KEY}`,
+        () => socket.resetAndDestroy()
+      )
     }
     expectBodyFailure(await run(fetch("/reset")), /reading the body failed/)
   })
@@ -109,7 +118,8 @@ describe("transfer codings", () => {
   })
 
   it("plain chunked, in any case, is read", async () => {
-    routes["/chunked"] = (socket) => socket.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n${chunk(KEY)}0\r\n\r\n`)
+    routes["/chunked"] = (socket) =>
+      socket.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n${chunk(KEY)}0\r\n\r\n`)
     expect(await run(fetch("/chunked"))).toEqual(Exit.succeed(KEY))
   })
 })
@@ -140,7 +150,8 @@ describe("a connection kept alive between requests", () => {
 
 describe("protocol switches", () => {
   it("a 101 Switching Protocols answer fails the source at once, not at its deadline", async () => {
-    routes["/upgrade"] = (socket) => socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    routes["/upgrade"] = (socket) =>
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     expectBodyFailure(await run(fetch("/upgrade")), /switched protocols/)
   })
 })

@@ -37,11 +37,13 @@ const fetchThrough = (client: Layer.Layer<HttpClient.HttpClient>, path: string) 
   seen.length = 0
   return Effect.runPromise(Effect.exit(
     Effect.flatMap(KeySource.KeySource, (keys) =>
-      keys.fetch(Schema.decodeUnknownSync(Source)({
-        url: `http://127.0.0.1:${port}${path}`,
-        headers: { Authorization: "Bearer s3cret" },
-        timeout_seconds: 10
-      }))).pipe(Effect.provide(KeySource.layer.pipe(Layer.provide(client))))
+      keys.fetch(
+        Schema.decodeUnknownSync(Source)({
+          url: `http://127.0.0.1:${port}${path}`,
+          headers: { Authorization: "Bearer s3cret" },
+          timeout_seconds: 10
+        })
+      )).pipe(Effect.provide(KeySource.layer.pipe(Layer.provide(client))))
   ))
 }
 

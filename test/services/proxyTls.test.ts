@@ -20,7 +20,9 @@ const fetchVia = (proxy: string, target: string, ca: string) => {
     const t = new HttpTransport.Transport(HttpTransport.proxySettings(process.env), undefined)
     const signal = AbortSignal.timeout(5000)
     try {
-      const res = await t.send(new URL(${JSON.stringify(target)}), { method: "GET", headers: {}, body: undefined, signal })
+      const res = await t.send(new URL(${
+    JSON.stringify(target)
+  }), { method: "GET", headers: {}, body: undefined, signal })
       let body = ""
       for await (const chunk of res) body += chunk
       console.log(JSON.stringify({ status: res.statusCode, body }))
@@ -35,7 +37,10 @@ const fetchVia = (proxy: string, target: string, ca: string) => {
   let stdout = ""
   child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()))
   return new Promise<{ status?: number; body?: string; error?: string }>((resolve) =>
-    child.on("close", () => resolve(JSON.parse(stdout.trim() || "{}") as { status?: number; body?: string; error?: string }))
+    child.on(
+      "close",
+      () => resolve(JSON.parse(stdout.trim() || "{}") as { status?: number; body?: string; error?: string })
+    )
   )
 }
 
@@ -67,7 +72,9 @@ describe.skipIf(opensslMissing !== undefined)("https:// proxy: its certificate i
     seen.length = 0
     const result = await fetchVia(url, "http://keys.example.test:8080/alice", cert.certFile)
     expect(result).toEqual({ status: 200, body: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIproxied k\n" })
-    expect(seen).toEqual([`GET http://keys.example.test:8080/alice auth=Basic ${Buffer.from("ops:pw").toString("base64")}`])
+    expect(seen).toEqual([
+      `GET http://keys.example.test:8080/alice auth=Basic ${Buffer.from("ops:pw").toString("base64")}`
+    ])
   })
 
   it("https source: the CONNECT reaches the proxy over TLS checked against the proxy's address", async () => {

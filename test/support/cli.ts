@@ -70,9 +70,9 @@ export const parseLogfmt = (line: string): Record<string, string> | undefined =>
     const key = line.slice(i, eq)
     if (!/^[A-Za-z0-9_.-]+$/.test(key)) return undefined
     i = eq + 1
-    if (line[i] === '"') {
+    if (line[i] === "\"") {
       let j = i + 1
-      while (j < line.length && line[j] !== '"') j += line[j] === "\\" ? 2 : 1
+      while (j < line.length && line[j] !== "\"") j += line[j] === "\\" ? 2 : 1
       if (j >= line.length) return undefined
       out[key] = JSON.parse(line.slice(i, j + 1)) as string
       i = j + 1
@@ -126,7 +126,8 @@ const KILL_AFTER_MS = 30_000
  * Per test run: a root-only directory for the run lock and the revocation state, so that test runs (of other
  * checkouts at the same time) never wait on each other's lock in /run/authkeysync or share state.
  */
-export const E2E_RUNTIME_DIR = process.env["AKSE2E_RUNTIME_DIR"] ?? path.join(os.tmpdir(), `akse2e-runtime-${process.pid}`)
+export const E2E_RUNTIME_DIR = process.env["AKSE2E_RUNTIME_DIR"] ??
+  path.join(os.tmpdir(), `akse2e-runtime-${process.pid}`)
 export const E2E_LOCK_FILE = path.join(E2E_RUNTIME_DIR, "authkeysync.lock")
 export const E2E_STATE_DIR = path.join(E2E_RUNTIME_DIR, "state")
 // Made and removed by test/support/globalSetup.ts; only a file run some other way cleans up after itself.
@@ -223,7 +224,11 @@ export interface UserConfig {
 
 /** A config value; the revocation state goes to this test process's own directory unless `policy.state_dir` is set. */
 export const config = (users: ReadonlyArray<UserConfig>, policy?: PolicyConfig) =>
-  runsWithNode ? { policy: { state_dir: E2E_STATE_DIR, ...policy }, users } : policy === undefined ? { users } : { policy, users }
+  runsWithNode
+    ? { policy: { state_dir: E2E_STATE_DIR, ...policy }, users }
+    : policy === undefined
+    ? { users }
+    : { policy, users }
 
 /** The common case: each source is a URL (GET, short timeout so a broken test fails fast). */
 export const userWith = (username: string, ...urls: ReadonlyArray<string | SourceConfig>): UserConfig => ({

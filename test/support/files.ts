@@ -2,9 +2,9 @@
  * What a user sees on disk: the generated authorized_keys (header shape + exact body), modes, owners, temp files,
  * backups, and whole-tree snapshots for "nothing was touched" checks.
  */
+import { readFileSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { readFileSync } from "node:fs"
 import { expect } from "vitest"
 import { REPO_ROOT, type RunResult } from "./cli.js"
 import type { TestUser } from "./users.js"
@@ -23,7 +23,10 @@ export type Section =
 /** The body the spec's section 3.4 prescribes: a blank line, the title, the keys; empty sections omitted. */
 export const expectedBody = (sections: ReadonlyArray<Section>): string =>
   sections
-    .map((s) => ("source" in s ? { title: `# Source: ${s.source}`, keys: s.keys } : { title: "# Local (preserved)", keys: s.local }))
+    .map((s) => ("source" in s
+      ? { title: `# Source: ${s.source}`, keys: s.keys }
+      : { title: "# Local (preserved)", keys: s.local })
+    )
     .filter((s) => s.keys.length > 0)
     .map((s) => `\n${s.title}\n${s.keys.map((k) => `${k}\n`).join("")}`)
     .join("")
@@ -85,7 +88,11 @@ export const tempFilesIn = async (dir: string): Promise<Array<string>> =>
  * The user's authorized_keys is a generated file with exactly `sections` as its body, mode 0600, owned by the user,
  * and no temp file is left next to it. Returns the file's content.
  */
-export const expectSyncedFile = async (user: TestUser, sections: ReadonlyArray<Section>, run?: RunResult): Promise<string> => {
+export const expectSyncedFile = async (
+  user: TestUser,
+  sections: ReadonlyArray<Section>,
+  run?: RunResult
+): Promise<string> => {
   const content = await fs.readFile(user.authorizedKeys, "utf8")
   expectHeader(content, run)
   expect(splitGenerated(content).body).toBe(expectedBody(sections))
@@ -103,7 +110,9 @@ export const backupTime = (name: string): Date => {
   const m = BACKUP_NAME.exec(name)
   if (m === null) throw new Error(`not a backup name: ${name}`)
   const [d, t] = [m[1] ?? "", m[2] ?? ""]
-  return new Date(`${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}T${t.slice(0, 2)}:${t.slice(2, 4)}:${t.slice(4, 6)}Z`)
+  return new Date(
+    `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}T${t.slice(0, 2)}:${t.slice(2, 4)}:${t.slice(4, 6)}Z`
+  )
 }
 
 export interface TreeEntry {

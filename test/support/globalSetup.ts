@@ -10,7 +10,10 @@ import * as path from "node:path"
 
 const HOST_RECORDS = "/var/lib/authkeysync/managed-keys"
 const testRecords = () =>
-  fs.readdir(HOST_RECORDS).then((names) => names.filter((name) => name.startsWith("akse2e_")), () => [] as Array<string>)
+  fs.readdir(HOST_RECORDS).then(
+    (names) => names.filter((name) => name.startsWith("akse2e_")),
+    () => [] as Array<string>
+  )
 
 export default async function setup(): Promise<() => Promise<void>> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "akse2e-runtime-"))
@@ -22,7 +25,11 @@ export default async function setup(): Promise<() => Promise<void>> {
     const left = (await testRecords()).filter((name) => !before.has(name))
     for (const name of left) await fs.rm(path.join(HOST_RECORDS, name), { force: true })
     if (left.length > 0) {
-      throw new Error(`tests wrote into the host's ${HOST_RECORDS} (removed now): ${left.join(", ")}; give their configs policy.state_dir`)
+      throw new Error(
+        `tests wrote into the host's ${HOST_RECORDS} (removed now): ${
+          left.join(", ")
+        }; give their configs policy.state_dir`
+      )
     }
   }
 }

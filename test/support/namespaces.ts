@@ -19,7 +19,15 @@ export const runInMountNamespace = (
   command: ReadonlyArray<string>,
   killAfterMs = 60_000
 ): Promise<NamespacedRun> =>
-  runProcess("unshare", ["-m", "sh", "-c", `${setup} && shift ${setupArgs.length} && exec "$@"`, "sh", ...setupArgs, ...command], {
+  runProcess("unshare", [
+    "-m",
+    "sh",
+    "-c",
+    `${setup} && shift ${setupArgs.length} && exec "$@"`,
+    "sh",
+    ...setupArgs,
+    ...command
+  ], {
     env: { ...process.env, NO_COLOR: "1" },
     killAfterMs
   })

@@ -55,11 +55,27 @@ export const makeSelfSigned = (commonName = "authkeysync e2e"): SelfSigned => {
   const certFile = path.join(dir, "cert.pem")
   const keyFile = path.join(dir, "key.pem")
   execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", `/CN=${commonName}`,
-    "-addext", `subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:${PROXIED_HOST}`,
-    "-addext", "basicConstraints=critical,CA:TRUE",
-    "-addext", "keyUsage=critical,digitalSignature,keyCertSign"
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "1",
+    "-subj",
+    `/CN=${commonName}`,
+    "-addext",
+    `subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:${PROXIED_HOST}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,digitalSignature,keyCertSign"
   ], { stdio: ["ignore", "ignore", "pipe"] })
   return {
     dir,
@@ -93,7 +109,10 @@ export class ForwardProxy {
   async start(): Promise<void> {
     if (this.server !== undefined) return
     const server = http.createServer((req, res) => this.forward(req, res))
-    server.on("connect", (req: http.IncomingMessage, client: net.Socket, head: Buffer) => this.tunnel(req, client, head))
+    server.on(
+      "connect",
+      (req: http.IncomingMessage, client: net.Socket, head: Buffer) => this.tunnel(req, client, head)
+    )
     server.on("connection", (socket: net.Socket) => this.track(socket))
     server.keepAliveTimeout = 1_000
     await new Promise<void>((resolve) => server.listen(0, LOOPBACK, () => resolve()))
@@ -139,7 +158,13 @@ export class ForwardProxy {
     delete headers["proxy-connection"]
     delete headers["proxy-authorization"]
     const upstream = http.request(
-      { host: resolveForProxy(url.hostname), port: url.port, path: url.pathname + url.search, method: req.method, headers },
+      {
+        host: resolveForProxy(url.hostname),
+        port: url.port,
+        path: url.pathname + url.search,
+        method: req.method,
+        headers
+      },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)
@@ -153,12 +178,16 @@ export class ForwardProxy {
     const target = req.url ?? ""
     this.requests.push({ method: "CONNECT", target, headers: req.headers })
     const colon = target.lastIndexOf(":")
-    const upstream = net.connect(Number(target.slice(colon + 1)), resolveForProxy(target.slice(0, colon).replace(/^\[|\]$/g, "")), () => {
-      client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
-      if (head.length > 0) upstream.write(head)
-      upstream.pipe(client)
-      client.pipe(upstream)
-    })
+    const upstream = net.connect(
+      Number(target.slice(colon + 1)),
+      resolveForProxy(target.slice(0, colon).replace(/^\[|\]$/g, "")),
+      () => {
+        client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+        if (head.length > 0) upstream.write(head)
+        upstream.pipe(client)
+        client.pipe(upstream)
+      }
+    )
     this.track(upstream)
     upstream.on("error", () => client.destroy())
     client.on("error", () => upstream.destroy())
@@ -197,26 +226,26 @@ export const newStats = (): BodyStats => ({ startedAt: 0, bytes: 0, closedAt: un
  * until the client hangs up. Chunked unless `contentLength` is given (then that length is declared, and still
  * more is sent than the client could want).
  */
-export const endlessBody = (stats: BodyStats, chunk: Buffer, contentLength?: number) =>
-(res: http.ServerResponse): void => {
-  stats.startedAt = Date.now()
-  res.on("close", () => void (stats.closedAt ??= Date.now()))
-  res.writeHead(200, {
-    "Content-Type": "text/plain",
-    ...(contentLength === undefined ? {} : { "Content-Length": String(contentLength) })
-  })
-  const pump = (): void => {
-    while (!res.destroyed && !res.writableEnded) {
-      if (contentLength !== undefined && stats.bytes + chunk.length > contentLength) {
-        // Never end a declared-length body: the client must not get it whole, whatever it does.
-        return
+export const endlessBody =
+  (stats: BodyStats, chunk: Buffer, contentLength?: number) => (res: http.ServerResponse): void => {
+    stats.startedAt = Date.now()
+    res.on("close", () => void (stats.closedAt ??= Date.now()))
+    res.writeHead(200, {
+      "Content-Type": "text/plain",
+      ...(contentLength === undefined ? {} : { "Content-Length": String(contentLength) })
+    })
+    const pump = (): void => {
+      while (!res.destroyed && !res.writableEnded) {
+        if (contentLength !== undefined && stats.bytes + chunk.length > contentLength) {
+          // Never end a declared-length body: the client must not get it whole, whatever it does.
+          return
+        }
+        stats.bytes += chunk.length
+        if (!res.write(chunk)) return void res.once("drain", pump)
       }
-      stats.bytes += chunk.length
-      if (!res.write(chunk)) return void res.once("drain", pump)
     }
+    pump()
   }
-  pump()
-}
 
 /** Headers at once, then `data` one byte every `everyMs`, looping forever, until the client hangs up. Chunked. */
 export const drippingBody = (stats: BodyStats, data: Buffer, everyMs: number) => (res: http.ServerResponse): void => {

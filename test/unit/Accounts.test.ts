@@ -7,9 +7,9 @@ import {
   type Account,
   Accounts,
   findCommand,
+  isOwnGroupLine,
   layer,
   layerWith,
-  isOwnGroupLine,
   parseDsclRecord,
   parsePasswdLine,
   SYSTEM_COMMAND_DIRS
@@ -135,66 +135,76 @@ describe.skipIf(process.platform !== "linux")("layer: a getent that does not exi
     }
   })
 
-  it("a batch lookup whose getent had to be killed is asked again name by name, at once: only the hung name fails", async () => {
-    // Found in review: one name whose NSS source hangs (LDAP down for it) killed the batch and failed every user, local
-    // accounts too. Each name now gets its own getent, all at the same time: the hung one is killed one timeout later
-    // (1 s here, 15 s in the CLI), the others answer.
-    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
-    const calls = path.join(dir, "calls")
-    writeFileSync(
-      path.join(dir, "getent"),
-      `#!/bin/sh\necho "$*" >> "${calls}"\nshift 2\n[ $# -eq 1 ] && [ "$1" != carol ] && echo "$1:x:1001:1001::/home/$1:/bin/sh" && exit 0\nexec sleep 60\n`,
-      { mode: 0o755 }
-    )
-    const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], lookupTimeoutMs: 1000 })
-    try {
-      const answers = await Effect.runPromise(
-        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "bob", "carol"])).pipe(Effect.provide(fake))
+  it(
+    "a batch lookup whose getent had to be killed is asked again name by name, at once: only the hung name fails",
+    async () => {
+      // Found in review: one name whose NSS source hangs (LDAP down for it) killed the batch and failed every user, local
+      // accounts too. Each name now gets its own getent, all at the same time: the hung one is killed one timeout later
+      // (1 s here, 15 s in the CLI), the others answer.
+      const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+      const calls = path.join(dir, "calls")
+      writeFileSync(
+        path.join(dir, "getent"),
+        `#!/bin/sh\necho "$*" >> "${calls}"\nshift 2\n[ $# -eq 1 ] && [ "$1" != carol ] && echo "$1:x:1001:1001::/home/$1:/bin/sh" && exit 0\nexec sleep 60\n`,
+        { mode: 0o755 }
       )
-      for (const name of ["alice", "bob"]) {
-        const answer = answers.get(name)
-        expect(answer?._tag === "Right" ? answer.right.home : answer?.left.message).toBe(`/home/${name}`)
-      }
-      const carol = answers.get("carol")
-      expect(carol?._tag === "Left" ? carol.left.message : carol?._tag).toBe(
-        "cannot look up account carol: getent failed: it did not answer within 1s and was killed"
-      )
-      expect(readFileSync(calls, "utf8").split("\n").filter((l) => l !== "").sort()).toEqual([
-        "passwd -- alice",
-        "passwd -- alice bob carol",
-        "passwd -- bob",
-        "passwd -- carol"
-      ])
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }, 30_000)
-
-  it("LDAP down for every name: the names asked again share one more timeout, not one per 128 names (found in review)", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
-    const calls = path.join(dir, "calls")
-    writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nexec sleep 60\n`, { mode: 0o755 })
-    const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], lookupTimeoutMs: 1000 })
-    const names = Array.from({ length: 300 }, (_, i) => `ldap${i}`)
-    try {
-      const answers = await Effect.runPromise(
-        Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(names)).pipe(Effect.provide(fake))
-      )
-      for (const name of names) {
-        const answer = answers.get(name)
-        expect(answer?._tag === "Left" ? answer.left.message : answer?._tag).toBe(
-          `cannot look up account ${name}: getent failed: it did not answer within 1s and was killed`
+      const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], lookupTimeoutMs: 1000 })
+      try {
+        const answers = await Effect.runPromise(
+          Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(["alice", "bob", "carol"])).pipe(
+            Effect.provide(fake)
+          )
         )
+        for (const name of ["alice", "bob"]) {
+          const answer = answers.get(name)
+          expect(answer?._tag === "Right" ? answer.right.home : answer?.left.message).toBe(`/home/${name}`)
+        }
+        const carol = answers.get("carol")
+        expect(carol?._tag === "Left" ? carol.left.message : carol?._tag).toBe(
+          "cannot look up account carol: getent failed: it did not answer within 1s and was killed"
+        )
+        expect(readFileSync(calls, "utf8").split("\n").filter((l) => l !== "").sort()).toEqual([
+          "passwd -- alice",
+          "passwd -- alice bob carol",
+          "passwd -- bob",
+          "passwd -- carol"
+        ])
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
       }
-      // The batch, then one getent for each name that got a turn before the deadline (128 at a time); the rest failed
-      // at the deadline without one. One per name would mean three more rounds, each as long as the timeout.
-      const asked = readFileSync(calls, "utf8").split("\n").filter((l) => l !== "")
-      expect(asked.length).toBeGreaterThan(1)
-      expect(asked.length).toBeLessThanOrEqual(1 + 128)
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }, 30_000)
+    },
+    30_000
+  )
+
+  it(
+    "LDAP down for every name: the names asked again share one more timeout, not one per 128 names (found in review)",
+    async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
+      const calls = path.join(dir, "calls")
+      writeFileSync(path.join(dir, "getent"), `#!/bin/sh\necho "$*" >> "${calls}"\nexec sleep 60\n`, { mode: 0o755 })
+      const fake = layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], lookupTimeoutMs: 1000 })
+      const names = Array.from({ length: 300 }, (_, i) => `ldap${i}`)
+      try {
+        const answers = await Effect.runPromise(
+          Effect.flatMap(Accounts, (accounts) => accounts.lookupAll(names)).pipe(Effect.provide(fake))
+        )
+        for (const name of names) {
+          const answer = answers.get(name)
+          expect(answer?._tag === "Left" ? answer.left.message : answer?._tag).toBe(
+            `cannot look up account ${name}: getent failed: it did not answer within 1s and was killed`
+          )
+        }
+        // The batch, then one getent for each name that got a turn before the deadline (128 at a time); the rest failed
+        // at the deadline without one. One per name would mean three more rounds, each as long as the timeout.
+        const asked = readFileSync(calls, "utf8").split("\n").filter((l) => l !== "")
+        expect(asked.length).toBeGreaterThan(1)
+        expect(asked.length).toBeLessThanOrEqual(1 + 128)
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    30_000
+  )
 
   it("a batch getent that crashed (a signal it raised itself) is asked again name by name: one entry never fails all", async () => {
     // An NSS module that crashes on one entry: getent dies of SIGSEGV as soon as it reaches that name. It was not killed
@@ -262,7 +272,9 @@ describe("findCommand: where getent and dscl are taken from", () => {
     try {
       const dir = tempDir()
       const file = program(dir, 0o775)
-      expect(findCommand("getent", [dir])).toEqual(Either.left(`${file} is writable by its group or by others (mode 775)`))
+      expect(findCommand("getent", [dir])).toEqual(
+        Either.left(`${file} is writable by its group or by others (mode 775)`)
+      )
     } finally {
       cleanUp()
     }
@@ -295,15 +307,21 @@ describe("findCommand: where getent and dscl are taken from", () => {
   })
 })
 
-describe.skipIf(process.platform !== "linux" || !SYSTEM_COMMAND_DIRS.some((dir) => existsSync(path.join(dir, "getent"))))(
+describe.skipIf(
+  process.platform !== "linux" || !SYSTEM_COMMAND_DIRS.some((dir) => existsSync(path.join(dir, "getent")))
+)(
   "layer: getent from the system's directories, never from $PATH",
   () => {
     it("a getent planted first on $PATH is not run; the system's answers", async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), "aks-getent-"))
       const marker = path.join(dir, "ran")
-      writeFileSync(path.join(dir, "getent"), `#!/bin/sh\ntouch "${marker}"\necho "root:x:4242:4242::/tmp/planted:/bin/sh"\n`, {
-        mode: 0o755
-      })
+      writeFileSync(
+        path.join(dir, "getent"),
+        `#!/bin/sh\ntouch "${marker}"\necho "root:x:4242:4242::/tmp/planted:/bin/sh"\n`,
+        {
+          mode: 0o755
+        }
+      )
       const saved = process.env["PATH"]
       process.env["PATH"] = `${dir}:${saved ?? ""}`
       try {
@@ -322,14 +340,16 @@ describe.skipIf(process.platform !== "linux" || !SYSTEM_COMMAND_DIRS.some((dir) 
 
 describe("isOwnGroupLine (Debian's rule for a group-writable ~ and ~/.ssh)", () => {
   const bob = { name: "bob", uid: 1001, gid: 1001, home: "/home/bob" }
-  it.each([
-    ["the user's own group, no members listed", "bob:x:1001:", true],
-    ["the user's own group, listing only the user", "bob:x:1001:bob", true],
-    ["another member", "bob:x:1001:bob,alice", false],
-    ["named otherwise (a shared primary group)", "staff:x:1001:", false],
-    ["another gid", "bob:x:1002:", false],
-    ["not a group line", "", false]
-  ] as const)("%s", (_, line, own) => expect(isOwnGroupLine(line, bob)).toBe(own))
+  it.each(
+    [
+      ["the user's own group, no members listed", "bob:x:1001:", true],
+      ["the user's own group, listing only the user", "bob:x:1001:bob", true],
+      ["another member", "bob:x:1001:bob,alice", false],
+      ["named otherwise (a shared primary group)", "staff:x:1001:", false],
+      ["another gid", "bob:x:1002:", false],
+      ["not a group line", "", false]
+    ] as const
+  )("%s", (_, line, own) => expect(isOwnGroupLine(line, bob)).toBe(own))
 })
 
 describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (Debian's sshd rule)", () => {
@@ -348,7 +368,9 @@ describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (
     try {
       return await Effect.runPromise(
         Effect.flatMap(Accounts, (accounts) => accounts.sshdAcceptsGroupWritable(bob)).pipe(
-          Effect.provide(layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], debianFamily: options.debianFamily ?? true }))
+          Effect.provide(
+            layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], debianFamily: options.debianFamily ?? true })
+          )
         )
       )
     } finally {
@@ -359,13 +381,17 @@ describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (
     expect(await withGetent(`echo "bob:x:1001:"`)).toBe(true)
   })
   it("another account with it as primary group (not listed in the group's line): false (found in review)", async () => {
-    expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\ncarol:x:1003:1001::/home/carol:/bin/sh` })).toBe(false)
+    expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\ncarol:x:1003:1001::/home/carol:/bin/sh` }))
+      .toBe(false)
   })
   it("such an account without a usable home entry counts too (found in review)", async () => {
     expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\ncarol:x:1003:1001:::` })).toBe(false)
   })
   it("a large account list (sssd, NIS: 20,000 entries) is read whole, not cut at a buffer size (found in review)", async () => {
-    const many = Array.from({ length: 20_000 }, (_, i) => `u${i}:x:${20_000 + i}:${20_000 + i}:some gecos text:/home/u${i}:/bin/sh`)
+    const many = Array.from(
+      { length: 20_000 },
+      (_, i) => `u${i}:x:${20_000 + i}:${20_000 + i}:some gecos text:/home/u${i}:/bin/sh`
+    )
     expect(await withGetent(`echo "bob:x:1001:"`, { passwd: `${PASSWD}\n${many.join("\n")}` })).toBe(true)
   })
   it("another member, no such group (exit 2), a getent that fails: false", async () => {
@@ -387,7 +413,10 @@ describe.skipIf(process.platform !== "linux")("layer: sshdAcceptsGroupWritable (
     try {
       const alice = { name: "alice", uid: 1002, gid: 1002, home: "/home/alice" }
       const answers = await Effect.runPromise(
-        Effect.flatMap(Accounts, (accounts) => Effect.all([bob, alice, bob].map((a) => accounts.sshdAcceptsGroupWritable(a)))).pipe(
+        Effect.flatMap(
+          Accounts,
+          (accounts) => Effect.all([bob, alice, bob].map((a) => accounts.sshdAcceptsGroupWritable(a)))
+        ).pipe(
           Effect.provide(layerWith({ commandDirs: [dir, ...SYSTEM_COMMAND_DIRS], debianFamily: true }))
         )
       )

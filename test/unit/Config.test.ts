@@ -1,6 +1,6 @@
+import { Either } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   type Config,
@@ -28,7 +28,8 @@ const fail = (text: string): ConfigError => {
 }
 
 /** One user `bob` with one source; `extra` is appended, indented as further source fields. */
-const oneSource = (extra = "") => `users:
+const oneSource = (extra = "") =>
+  `users:
   - username: bob
     sources:
       - url: https://keys.example.com/bob
@@ -86,7 +87,8 @@ describe("decodeConfig: defaults", () => {
   })
 
   it("keeps explicit policy values", () => {
-    const text = "policy:\n  backup_enabled: false\n  backup_retention_count: 3\n  preserve_local_keys: false\n" + oneSource()
+    const text = "policy:\n  backup_enabled: false\n  backup_retention_count: 3\n  preserve_local_keys: false\n" +
+      oneSource()
     expect(ok(text).config.policy).toEqual({
       ...defaultPolicy,
       backup_enabled: false,
@@ -127,7 +129,13 @@ users:
           {
             username: "admin",
             pinned_keys: [],
-            sources: [{ url: "https://github.com/my-admin.keys", method: "GET", headers: {}, body: "", timeout_seconds: 10 }]
+            sources: [{
+              url: "https://github.com/my-admin.keys",
+              method: "GET",
+              headers: {},
+              body: "",
+              timeout_seconds: 10
+            }]
           },
           {
             username: "deploy_bot",
@@ -163,8 +171,14 @@ describe("decodeConfig: method", () => {
 
 describe("decodeConfig: scalar coercion", () => {
   it("turns numeric and boolean header values into their text", () => {
-    const text = oneSource("        headers:\n          X-Team-Id: 42\n          X-Flag: true\n          X-Ratio: 1.5\n")
-    expect(ok(text).config.users[0]?.sources[0]?.headers).toEqual({ "X-Team-Id": "42", "X-Flag": "true", "X-Ratio": "1.5" })
+    const text = oneSource(
+      "        headers:\n          X-Team-Id: 42\n          X-Flag: true\n          X-Ratio: 1.5\n"
+    )
+    expect(ok(text).config.users[0]?.sources[0]?.headers).toEqual({
+      "X-Team-Id": "42",
+      "X-Flag": "true",
+      "X-Ratio": "1.5"
+    })
   })
 
   it("sends header values and bodies as written, not as YAML's reading of them (as the Go original does)", () => {
@@ -280,7 +294,11 @@ describe("decodeConfig: scalar coercion", () => {
     const config = ok(text).config
     expect(config.policy.backup_retention_count).toBe(5)
     // yaml.v3 reads a plain 010 as octal 8 where a number belongs; as text it stays what was written.
-    expect(config.users[0]?.sources[0]).toMatchObject({ timeout_seconds: 8, headers: { "X-Timeout": "010" }, body: "5" })
+    expect(config.users[0]?.sources[0]).toMatchObject({
+      timeout_seconds: 8,
+      headers: { "X-Timeout": "010" },
+      body: "5"
+    })
   })
 
   it("header values merged into headers from an anchor anywhere keep their written text", () => {
@@ -300,11 +318,26 @@ describe("decodeConfig: scalar coercion", () => {
 
   it("reads YAML 1.1's yes/no/on/off (and y/n) in boolean fields, as the Go original's yaml.v3 does", () => {
     const policy = (backup: string, preserve: string, empty: string) =>
-      ok(`policy:\n  backup_enabled: ${backup}\n  preserve_local_keys: ${preserve}\n  allow_empty: ${empty}\n` + oneSource())
+      ok(
+        `policy:\n  backup_enabled: ${backup}\n  preserve_local_keys: ${preserve}\n  allow_empty: ${empty}\n` +
+          oneSource()
+      )
         .config.policy
-    expect(policy("no", "off", "YES")).toMatchObject({ backup_enabled: false, preserve_local_keys: false, allow_empty: true })
-    expect(policy("On", "Y", "n")).toMatchObject({ backup_enabled: true, preserve_local_keys: true, allow_empty: false })
-    expect(policy("false", "True", "FALSE")).toMatchObject({ backup_enabled: false, preserve_local_keys: true, allow_empty: false })
+    expect(policy("no", "off", "YES")).toMatchObject({
+      backup_enabled: false,
+      preserve_local_keys: false,
+      allow_empty: true
+    })
+    expect(policy("On", "Y", "n")).toMatchObject({
+      backup_enabled: true,
+      preserve_local_keys: true,
+      allow_empty: false
+    })
+    expect(policy("false", "True", "FALSE")).toMatchObject({
+      backup_enabled: false,
+      preserve_local_keys: true,
+      allow_empty: false
+    })
   })
 
   it("keeps an empty header value", () => {
@@ -314,7 +347,9 @@ describe("decodeConfig: scalar coercion", () => {
   })
 
   it("a header written with no value is sent empty, as the Go original sends it (not dropped like other keys)", () => {
-    const text = oneSource("        headers:\n          X-Empty:\n          X-Tilde: ~\n          X-Set: yes\n        body:\n")
+    const text = oneSource(
+      "        headers:\n          X-Empty:\n          X-Tilde: ~\n          X-Set: yes\n        body:\n"
+    )
     const source = ok(text).config.users[0]?.sources[0]
     expect(source?.headers).toEqual({ "X-Empty": "", "X-Tilde": "", "X-Set": "yes" })
     expect(source?.body).toBe("")
@@ -330,7 +365,8 @@ describe("decodeConfig: scalar coercion", () => {
 
   const urls = ["http://keys.example.com/k", "https://keys.example.com:8443/k?team=ops", "https://10.0.0.1/keys"]
   it.each(urls)("accepts URL %s", (url) => {
-    expect(ok(`users:\n  - username: bob\n    sources:\n      - url: "${url}"\n`).config.users[0]?.sources[0]?.url).toBe(url)
+    expect(ok(`users:\n  - username: bob\n    sources:\n      - url: "${url}"\n`).config.users[0]?.sources[0]?.url)
+      .toBe(url)
   })
 })
 
@@ -451,7 +487,8 @@ const errorCases: ReadonlyArray<ErrorCase> = [
   },
   {
     name: "timeout in the second user names users[1]",
-    text: oneSource() + "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n        timeout_seconds: 0\n",
+    text: oneSource() +
+      "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n        timeout_seconds: 0\n",
     reason: "Schema",
     contains: ["users[1].sources[0].timeout_seconds: must be a positive whole number of seconds, got 0"]
   },
@@ -663,7 +700,8 @@ users:
     ],
     [
       "timeout -1 in users[1]",
-      oneSource() + "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n        timeout_seconds: -1\n",
+      oneSource() +
+      "  - username: alice\n    sources:\n      - url: https://keys.example.com/a\n        timeout_seconds: -1\n",
       `config ${FILE}: users[1].sources[0].timeout_seconds: must be a positive whole number of seconds, got -1`
     ],
     [
@@ -701,8 +739,12 @@ describe("decodeConfig: invalid YAML", () => {
 
   it("a bad escape in a quoted header value is named without the characters after the backslash (found in review)", () => {
     for (const escape of ["\\xSE", "\\uSECR", "\\USECRETTO"]) {
-      const error = fail(`users:\n  - username: bob\n    sources:\n      - url: http://127.0.0.1/k\n        headers:\n          Authorization: "Bearer ${escape}KEN"\n`)
-      expect(error.message).toMatch(/^config \/etc\/authkeysync\/test\.yaml: invalid YAML at line 6, column \d+: Invalid escape sequence \(a backslash in a double-quoted value\)$/)
+      const error = fail(
+        `users:\n  - username: bob\n    sources:\n      - url: http://127.0.0.1/k\n        headers:\n          Authorization: "Bearer ${escape}KEN"\n`
+      )
+      expect(error.message).toMatch(
+        /^config \/etc\/authkeysync\/test\.yaml: invalid YAML at line 6, column \d+: Invalid escape sequence \(a backslash in a double-quoted value\)$/
+      )
       expect(error.message).not.toContain("SE")
     }
   })
@@ -733,12 +775,18 @@ describe("decodeConfig: invalid YAML", () => {
 
 describe("headers the request sets itself", () => {
   it("Host, Content-Length, Transfer-Encoding and Trailer in a source's headers are each a warning (not sent)", () => {
-    const decoded = ok(oneSource("        headers:\n          Host: keys.internal\n          content-length: 5\n          X-Team: ops\n"))
+    const decoded = ok(
+      oneSource("        headers:\n          Host: keys.internal\n          content-length: 5\n          X-Team: ops\n")
+    )
     expect(decoded.warnings).toEqual([
       "users[0].sources[0].headers.Host is ignored: the request sends its own, as the Go original's does",
       "users[0].sources[0].headers.content-length is ignored: the request sends its own, as the Go original's does"
     ])
-    expect(decoded.config.users[0]?.sources[0]?.headers).toEqual({ Host: "keys.internal", "content-length": "5", "X-Team": "ops" })
+    expect(decoded.config.users[0]?.sources[0]?.headers).toEqual({
+      Host: "keys.internal",
+      "content-length": "5",
+      "X-Team": "ops"
+    })
   })
 })
 
@@ -749,15 +797,17 @@ describe("YAML aliases", () => {
   })
 
   it("one anchored list used by two users is not a loop: both get it", () => {
-    const decoded = ok([
-      "users:",
-      "  - username: alice",
-      "    sources: &shared",
-      "      - url: https://keys.example.com/team",
-      "        timeout_seconds:",
-      "  - username: bob",
-      "    sources: *shared"
-    ].join("\n") + "\n")
+    const decoded = ok(
+      [
+        "users:",
+        "  - username: alice",
+        "    sources: &shared",
+        "      - url: https://keys.example.com/team",
+        "        timeout_seconds:",
+        "  - username: bob",
+        "    sources: *shared"
+      ].join("\n") + "\n"
+    )
     const team = { ...defaultSource, url: "https://keys.example.com/team" }
     expect(decoded.config.users.map((u) => [u.username, u.sources])).toEqual([["alice", [team]], ["bob", [team]]])
   })
@@ -795,7 +845,8 @@ describe("decodeConfig: integers as yaml.v3 writes them", () => {
 
   it("keeps quoted numbers text (an error in a number field) and keeps header values and names as written", () => {
     expect(fail(oneSource("        timeout_seconds: '010'\n")).message).toContain("Expected number")
-    const source = ok(oneSource("        headers: { X-Id: 010, X-Bin: 0b11 }\n        body: 1_000\n")).config.users[0]?.sources[0]
+    const source = ok(oneSource("        headers: { X-Id: 010, X-Bin: 0b11 }\n        body: 1_000\n")).config.users[0]
+      ?.sources[0]
     expect(source).toMatchObject({ headers: { "X-Id": "010", "X-Bin": "0b11" }, body: "1_000" })
   })
 })
@@ -817,15 +868,22 @@ describe("decodeConfig: more than one YAML document", () => {
 
 describe("decodeConfigValue", () => {
   it("decodes a config built in code", () => {
-    const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "https://keys.example.com/bob" }] }] })
+    const result = decodeConfigValue("<code>", {
+      users: [{ username: "bob", sources: [{ url: "https://keys.example.com/bob" }] }]
+    })
     expect(result).toEqual(
-      Either.right({ config: { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] }, warnings: [] })
+      Either.right({
+        config: { policy: defaultPolicy, users: [{ username: "bob", pinned_keys: [], sources: [defaultSource] }] },
+        warnings: []
+      })
     )
   })
 
   it("labels errors with the given name", () => {
     const result = decodeConfigValue("<code>", { users: [{ username: "bob", sources: [{ url: "ftp://x/k" }] }] })
-    expect(Either.isLeft(result) && result.left.message.startsWith("config <code>: users[0].sources[0].url:")).toBe(true)
+    expect(Either.isLeft(result) && result.left.message.startsWith("config <code>: users[0].sources[0].url:")).toBe(
+      true
+    )
   })
 })
 
@@ -864,7 +922,10 @@ describe("decodeConfig: secrets stay out of errors", () => {
 
 describe("decodeConfig: a mistyped URL is not echoed (it may hold credentials)", () => {
   it("names the field without the value", () => {
-    const result = decodeConfig("c.yaml", "users:\n  - username: a\n    sources:\n      - url: \"https//alice:S3CRET@keys.example/k\"\n")
+    const result = decodeConfig(
+      "c.yaml",
+      "users:\n  - username: a\n    sources:\n      - url: \"https//alice:S3CRET@keys.example/k\"\n"
+    )
     expect(Either.isLeft(result) && result.left.message).toBe(
       "config c.yaml: users[0].sources[0].url: must be an absolute http:// or https:// URL"
     )
@@ -932,10 +993,26 @@ users:
 describe("decodeConfig: an indentation slip that puts secrets under a field that is echoed shows none of them", () => {
   // Found in review: method, timeout_seconds, username and the policy keys echoed their wrong value whole, a map too.
   it.each([
-    ["method", oneSource("        method:\n          headers:\n            Authorization: Bearer SECRET_TOKEN_XYZ\n"), "users[0].sources[0].method: Expected string"],
-    ["timeout_seconds", oneSource("        timeout_seconds:\n          body: '{\"password\": \"SECRET_TOKEN_XYZ\"}'\n"), "users[0].sources[0].timeout_seconds: Expected number"],
-    ["username", "users:\n  - username:\n      url: https://u:SECRET_TOKEN_XYZ@h.example/k\n    sources:\n      - url: https://k.example/b\n", "users[0].username: Expected string"],
-    ["a policy boolean", "policy:\n  backup_enabled:\n    token: SECRET_TOKEN_XYZ\n" + oneSource(), "policy.backup_enabled: must be true or false, got a mapping"]
+    [
+      "method",
+      oneSource("        method:\n          headers:\n            Authorization: Bearer SECRET_TOKEN_XYZ\n"),
+      "users[0].sources[0].method: Expected string"
+    ],
+    [
+      "timeout_seconds",
+      oneSource("        timeout_seconds:\n          body: '{\"password\": \"SECRET_TOKEN_XYZ\"}'\n"),
+      "users[0].sources[0].timeout_seconds: Expected number"
+    ],
+    [
+      "username",
+      "users:\n  - username:\n      url: https://u:SECRET_TOKEN_XYZ@h.example/k\n    sources:\n      - url: https://k.example/b\n",
+      "users[0].username: Expected string"
+    ],
+    [
+      "a policy boolean",
+      "policy:\n  backup_enabled:\n    token: SECRET_TOKEN_XYZ\n" + oneSource(),
+      "policy.backup_enabled: must be true or false, got a mapping"
+    ]
   ])("%s", (_field, text, expected) => {
     const error = fail(text)
     expect(error.message).toContain(expected)
@@ -949,23 +1026,34 @@ describe("decodeConfig: an indentation slip that puts secrets under a field that
   })
 
   it("a text value of those fields is still shown", () => {
-    expect(fail(oneSource("        timeout_seconds: abc\n")).message).toContain("timeout_seconds: Expected number, actual \"abc\"")
+    expect(fail(oneSource("        timeout_seconds: abc\n")).message).toContain(
+      "timeout_seconds: Expected number, actual \"abc\""
+    )
   })
 })
 
 describe("decodeConfig: found in review", () => {
   it.each([
-    ["a line break", "https://k.example/a\n# injected\nssh-ed25519 AAAA evil", "must not contain a line break, tab or other control character"],
+    [
+      "a line break",
+      "https://k.example/a\n# injected\nssh-ed25519 AAAA evil",
+      "must not contain a line break, tab or other control character"
+    ],
     ["a tab", "https://k.example/a\tb", "must not contain a line break, tab or other control character"],
     ["a leading space", " https://k.example/a", "must not start or end with white space"]
-  ])("a source URL with %s is refused (the URL parser drops it; the # Source: line would keep it)", (_name, url, message) => {
-    expect(fail(`users:\n  - username: bob\n    sources:\n      - url: ${JSON.stringify(url)}\n`).message).toContain(
-      `users[0].sources[0].url: ${message}`
-    )
-  })
+  ])(
+    "a source URL with %s is refused (the URL parser drops it; the # Source: line would keep it)",
+    (_name, url, message) => {
+      expect(fail(`users:\n  - username: bob\n    sources:\n      - url: ${JSON.stringify(url)}\n`).message).toContain(
+        `users[0].sources[0].url: ${message}`
+      )
+    }
+  )
 
   it("a mapping used as a key is refused with its line (the YAML library would turn it into text, with a warning)", () => {
-    expect(fail("users:\n  - username: bob\n    ? {a: 1}\n    : x\n    sources:\n      - url: https://k.example/b\n").message).toBe(
+    expect(
+      fail("users:\n  - username: bob\n    ? {a: 1}\n    : x\n    sources:\n      - url: https://k.example/b\n").message
+    ).toBe(
       `config ${FILE}: invalid YAML at line 3: a key must be a plain value, not a mapping or a list`
     )
   })
@@ -974,21 +1062,27 @@ describe("decodeConfig: found in review", () => {
 describe("decodeConfig: YAML errors never quote the offending text", () => {
   it("a header line typed without its colon (the token ends up in the name) is not echoed", () => {
     const error = fail(oneSource("        headers:\n          'Authorization Bearer SECRET_TOKEN_XYZ': x\n"))
-    expect(error.message).toContain("users[0].sources[0].headers: header 1 has a name that is not a valid HTTP header name")
+    expect(error.message).toContain(
+      "users[0].sources[0].headers: header 1 has a name that is not a valid HTTP header name"
+    )
     expect(error.message).not.toContain("SECRET_TOKEN_XYZ")
   })
 
   it("an unquoted header value that starts with * (an alias) is not echoed", () => {
     const text = oneSource("        headers:\n          Authorization: *SECRET_TOKEN_XYZ\n")
     const error = fail(text)
-    expect(error.message).toBe(`config ${FILE}: invalid YAML: Unresolved alias (the anchor must be set before the alias)`)
+    expect(error.message).toBe(
+      `config ${FILE}: invalid YAML: Unresolved alias (the anchor must be set before the alias)`
+    )
   })
 })
 
 describe("defaultStateDir (policy.state_dir when the config does not set it)", () => {
   it("root: the system's; another account: its own XDG state directory, then ~/.local/state, then a temp directory", () => {
     expect(defaultStateDir(0, { XDG_STATE_HOME: "/x", HOME: "/home/a" })).toBe(DEFAULT_STATE_DIR)
-    expect(defaultStateDir(1000, { XDG_STATE_HOME: "/home/a/.state", HOME: "/home/a" })).toBe("/home/a/.state/authkeysync")
+    expect(defaultStateDir(1000, { XDG_STATE_HOME: "/home/a/.state", HOME: "/home/a" })).toBe(
+      "/home/a/.state/authkeysync"
+    )
     // A relative XDG_STATE_HOME is ignored, as the XDG spec says.
     expect(defaultStateDir(1000, { XDG_STATE_HOME: "state", HOME: "/home/a" })).toBe("/home/a/.local/state/authkeysync")
     expect(defaultStateDir(1000, {})).toBe(path.join(os.tmpdir(), "authkeysync-1000"))

@@ -58,12 +58,25 @@ describe("backupsToDelete", () => {
     ["retention 1 keeps only the newest", [b3, b5, b1], 1, [b1, b3]],
     ["retention 0 deletes all", [b3, b1, b2], 0, [b1, b2, b3]],
     ["empty directory", [], 0, []],
-    ["same second: ordered by id", ["authorized_keys_20250101_000000_zzzzzz", "authorized_keys_20250101_000000_aaaaaa"], 1, [
-      "authorized_keys_20250101_000000_aaaaaa"
-    ]],
+    [
+      "same second: ordered by id",
+      ["authorized_keys_20250101_000000_zzzzzz", "authorized_keys_20250101_000000_aaaaaa"],
+      1,
+      [
+        "authorized_keys_20250101_000000_aaaaaa"
+      ]
+    ],
     [
       "foreign names are never selected",
-      ["authorized_keys_notes.txt", "other", b2, "authorized_keys", "README", b1, ".authkeysync_20200101_000000_abcdef"],
+      [
+        "authorized_keys_notes.txt",
+        "other",
+        b2,
+        "authorized_keys",
+        "README",
+        b1,
+        ".authkeysync_20200101_000000_abcdef"
+      ],
       0,
       [b1, b2]
     ],

@@ -7,6 +7,7 @@ import { mergeKeys, PINNED_LABEL } from "../../src/pipeline/Dedup.js"
 import { checkGuards } from "../../src/pipeline/Guards.js"
 import { keyFingerprint, keyIdentity, keyMaterial } from "../../src/pipeline/KeyIdentity.js"
 import { configFileProblem, configTypeProblem, MAX_CONFIG_BYTES } from "../../src/pipeline/loadConfig.js"
+import { privateDirectoryProblem } from "../../src/pipeline/PrivateDirectory.js"
 import { renderAuthorizedKeys, renderBody } from "../../src/pipeline/Render.js"
 import {
   identitiesOf,
@@ -15,7 +16,6 @@ import {
   providedIdentities,
   selectLocalKeys
 } from "../../src/pipeline/Revocation.js"
-import { privateDirectoryProblem } from "../../src/pipeline/PrivateDirectory.js"
 import { groupByHome, groupBySshDir } from "../../src/pipeline/runAll.js"
 import { guardCounts, MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason } from "../../src/pipeline/syncUser.js"
 
@@ -23,7 +23,11 @@ import { guardCounts, MAX_LINE_BYTES, sourceLimitProblem, unsafeUsernameReason }
 const REAL = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1mk5hqgl2RJYTdiG87pSjs68yTb7XPHbQVX9zzwanM"
 const REAL_FP = "SHA256:j5xG/hhaFrU8SjZmhUpDUIvuTf00Quf8NDf+LRXspwg"
 // The start of an ssh-rsa blob: length 7, "ssh-rsa", then the exponent and modulus.
-const RSA_BLOB = Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from("ssh-rsa"), Buffer.from([0, 0, 0, 3, 1, 0, 1, 0, 0, 0, 3, 0, 0xc5, 0x11])]).toString("base64")
+const RSA_BLOB = Buffer.concat([
+  Buffer.from([0, 0, 0, 7]),
+  Buffer.from("ssh-rsa"),
+  Buffer.from([0, 0, 0, 3, 1, 0, 1, 0, 0, 0, 3, 0, 0xc5, 0x11])
+]).toString("base64")
 
 describe("keyMaterial / keyIdentity", () => {
   const cases: ReadonlyArray<[string, string, string]> = [
@@ -31,15 +35,27 @@ describe("keyMaterial / keyIdentity", () => {
     ["comment does not count", "ssh-ed25519 AAAAB1 other comment here", "ssh-ed25519 AAAAB1"],
     ["options before the key", "no-pty,from=\"10.0.0.0/8\" ssh-ed25519 AAAAB1 c", "ssh-ed25519 AAAAB1"],
     ["quoted option with spaces", "command=\"echo hi there\" ssh-rsa AAAAB3== c", "ssh-rsa AAAAB3=="],
-    ["a key-like text inside quotes is not the key", "command=\"x ssh-ed25519 AAAAFAKE y\" ssh-ed25519 AAAAREAL c", "ssh-ed25519 AAAAREAL"],
-    ["escaped quote inside quotes", "command=\"a \\\" ssh-ed25519 AAAAFAKE\" ssh-ed25519 AAAAREAL", "ssh-ed25519 AAAAREAL"],
+    [
+      "a key-like text inside quotes is not the key",
+      "command=\"x ssh-ed25519 AAAAFAKE y\" ssh-ed25519 AAAAREAL c",
+      "ssh-ed25519 AAAAREAL"
+    ],
+    [
+      "escaped quote inside quotes",
+      "command=\"a \\\" ssh-ed25519 AAAAFAKE\" ssh-ed25519 AAAAREAL",
+      "ssh-ed25519 AAAAREAL"
+    ],
     ["ecdsa", "ecdsa-sha2-nistp256 AAAAE2 c", "ecdsa-sha2-nistp256 AAAAE2"],
     ["security key", "sk-ssh-ed25519@openssh.com AAAAGnNr c", "sk-ssh-ed25519@openssh.com AAAAGnNr"],
     ["certificate", "ssh-ed25519-cert-v01@openssh.com AAAAIHNz c", "ssh-ed25519-cert-v01@openssh.com AAAAIHNz"],
     ["unknown type: the whole line", "foo-key AAAAB1 c", "foo-key AAAAB1 c"],
     ["not base64: the whole line", "ssh-ed25519 not!base64 c", "ssh-ed25519 not!base64 c"],
     // sshd's base64 decoder skips these inside the key (found in review: such a line kept a revoked key working).
-    ["vertical tab, form feed, CR inside the key: the same key, as sshd reads it", "ssh-ed25519 AAAA\vB\fB\r1 c", "ssh-ed25519 AAAABB1"],
+    [
+      "vertical tab, form feed, CR inside the key: the same key, as sshd reads it",
+      "ssh-ed25519 AAAA\vB\fB\r1 c",
+      "ssh-ed25519 AAAABB1"
+    ],
     ["the same inside a key after options", "no-pty ssh-ed25519 AAAA\vBB1 c", "ssh-ed25519 AAAABB1"],
     // The type written inside the blob decides, as for sshd (found in review: rsa-sha2-512 <an ssh-rsa key> works).
     ["an ssh-rsa key written as rsa-sha2-512", `rsa-sha2-512 ${RSA_BLOB} c`, `ssh-rsa ${RSA_BLOB}`],
@@ -64,7 +80,9 @@ describe("keyMaterial / keyIdentity", () => {
 })
 
 describe("checkGuards", () => {
-  const policy: { allow_empty: boolean; max_removed_keys?: number; max_removed_percent?: number } = { allow_empty: false }
+  const policy: { allow_empty: boolean; max_removed_keys?: number; max_removed_percent?: number } = {
+    allow_empty: false
+  }
   const cases: ReadonlyArray<{
     name: string
     counts: { before: number; after: number; removed: number }
@@ -73,14 +91,49 @@ describe("checkGuards", () => {
   }> = [
     { name: "a normal update", counts: { before: 3, after: 3, removed: 1 }, refused: undefined },
     { name: "emptying a file with keys", counts: { before: 2, after: 0, removed: 2 }, refused: "lockout" },
-    { name: "emptying with allow_empty", counts: { before: 2, after: 0, removed: 2 }, policy: { allow_empty: true }, refused: undefined },
+    {
+      name: "emptying with allow_empty",
+      counts: { before: 2, after: 0, removed: 2 },
+      policy: { allow_empty: true },
+      refused: undefined
+    },
     { name: "an empty file staying empty", counts: { before: 0, after: 0, removed: 0 }, refused: undefined },
-    { name: "removals at max_removed_keys", counts: { before: 5, after: 3, removed: 2 }, policy: { max_removed_keys: 2 }, refused: undefined },
-    { name: "removals over max_removed_keys", counts: { before: 5, after: 2, removed: 3 }, policy: { max_removed_keys: 2 }, refused: "shrink" },
-    { name: "removals at max_removed_percent", counts: { before: 4, after: 2, removed: 2 }, policy: { max_removed_percent: 50 }, refused: undefined },
-    { name: "removals over max_removed_percent", counts: { before: 5, after: 2, removed: 3 }, policy: { max_removed_percent: 50 }, refused: "shrink" },
-    { name: "percent with no keys before", counts: { before: 0, after: 4, removed: 0 }, policy: { max_removed_percent: 0 }, refused: undefined },
-    { name: "max_removed_keys 0 allows additions", counts: { before: 2, after: 3, removed: 0 }, policy: { max_removed_keys: 0 }, refused: undefined }
+    {
+      name: "removals at max_removed_keys",
+      counts: { before: 5, after: 3, removed: 2 },
+      policy: { max_removed_keys: 2 },
+      refused: undefined
+    },
+    {
+      name: "removals over max_removed_keys",
+      counts: { before: 5, after: 2, removed: 3 },
+      policy: { max_removed_keys: 2 },
+      refused: "shrink"
+    },
+    {
+      name: "removals at max_removed_percent",
+      counts: { before: 4, after: 2, removed: 2 },
+      policy: { max_removed_percent: 50 },
+      refused: undefined
+    },
+    {
+      name: "removals over max_removed_percent",
+      counts: { before: 5, after: 2, removed: 3 },
+      policy: { max_removed_percent: 50 },
+      refused: "shrink"
+    },
+    {
+      name: "percent with no keys before",
+      counts: { before: 0, after: 4, removed: 0 },
+      policy: { max_removed_percent: 0 },
+      refused: undefined
+    },
+    {
+      name: "max_removed_keys 0 allows additions",
+      counts: { before: 2, after: 3, removed: 0 },
+      policy: { max_removed_keys: 0 },
+      refused: undefined
+    }
   ]
   for (const c of cases) {
     it(c.name, () => {
@@ -93,8 +146,12 @@ describe("checkGuards", () => {
     expect(checkGuards("alice", "/h/a", { before: 2, after: 0, removed: 2 }, policy)?.message).toBe(
       "lockout guard refused to rewrite /h/a: the new file would have no keys (it has 2); set policy.allow_empty: true to allow this"
     )
-    expect(checkGuards("alice", "/h/a", { before: 5, after: 2, removed: 3 }, { ...policy, max_removed_percent: 50 })?.message)
-      .toBe("shrink guard refused to rewrite /h/a: 3 of 5 keys (60%) would be removed, more than policy.max_removed_percent (50%)")
+    expect(
+      checkGuards("alice", "/h/a", { before: 5, after: 2, removed: 3 }, { ...policy, max_removed_percent: 50 })?.message
+    )
+      .toBe(
+        "shrink guard refused to rewrite /h/a: 3 of 5 keys (60%) would be removed, more than policy.max_removed_percent (50%)"
+      )
   })
 })
 
@@ -112,7 +169,10 @@ describe("selectLocalKeys (revocation)", () => {
   })
   it("revokes by key, whatever options or comment the user put around it", () => {
     const disguised = "no-pty ssh-ed25519 AAAAK2 my-own-key-honest"
-    expect(selectLocalKeys([disguised], new Set([keyIdentity(K2)]), new Set())).toEqual({ kept: [], revoked: [disguised] })
+    expect(selectLocalKeys([disguised], new Set([keyIdentity(K2)]), new Set())).toEqual({
+      kept: [],
+      revoked: [disguised]
+    })
   })
   it("revokes a key split by white space sshd skips inside it (\\v, \\f, \\r)", () => {
     const split = ["ssh-ed25519 AA\vAAK2 mine", "ssh-ed25519 AAAA\fK2", "ssh-ed25519 AAAAK\r2 x"]
@@ -182,7 +242,9 @@ describe("pinned keys in mergeKeys and rendering", () => {
     expect(renderBody(merged.sections)).toBe(`\n# Pinned (break-glass)\n${P}\n\n# Source: https://a\n${S}\n`)
   })
   it("count as provided for revocation; local keys do not", () => {
-    const ids = providedIdentities(mergeKeys([{ url: "https://a", keys: [S] }], ["ssh-ed25519 AAAALOC l"], [P]).sections)
+    const ids = providedIdentities(
+      mergeKeys([{ url: "https://a", keys: [S] }], ["ssh-ed25519 AAAALOC l"], [P]).sections
+    )
     expect([...ids].sort()).toEqual(["ssh-ed25519 AAAAPIN", "ssh-ed25519 AAAASRC"])
     expect([...identitiesOf([[P], [S, S]])].sort()).toEqual(["ssh-ed25519 AAAAPIN", "ssh-ed25519 AAAASRC"])
   })
@@ -255,11 +317,21 @@ describe("guardCounts (by key, not by line)", () => {
   const B = "ssh-ed25519 AAAAKB b"
   it("a changed comment or option removes nothing", () => {
     expect(guardCounts([A, B], ["ssh-ed25519 AAAAKA new-comment", `no-pty ${B}`])).toEqual({
-      before: 2, after: 2, removed: 0, usableBefore: 2, usableAfter: 2
+      before: 2,
+      after: 2,
+      removed: 0,
+      usableBefore: 2,
+      usableAfter: 2
     })
   })
   it("counts lines without a recognisable key as unusable", () => {
-    expect(guardCounts([A], ["Service Unavailable"])).toEqual({ before: 1, after: 1, removed: 1, usableBefore: 1, usableAfter: 0 })
+    expect(guardCounts([A], ["Service Unavailable"])).toEqual({
+      before: 1,
+      after: 1,
+      removed: 1,
+      usableBefore: 1,
+      usableAfter: 0
+    })
   })
   it("the lockout guard refuses a file of only unusable lines", () => {
     const counts = guardCounts([A, B], ["Service Unavailable"])
@@ -275,21 +347,28 @@ describe("guardCounts (by key, not by line)", () => {
 
 describe("privateDirectoryProblem (run lock and state directories)", () => {
   const dir = { isSymbolicLink: false, isDirectory: true, uid: 0, mode: 0o40700 }
-  it.each([
-    ["root's 0700 directory", dir, undefined],
-    ["root's 0755 directory", { ...dir, mode: 0o40755 }, undefined],
-    ["a symlink", { ...dir, isSymbolicLink: true }, "it is a symbolic link"],
-    ["a file", { ...dir, isDirectory: false }, "it is not a directory"],
-    ["another owner", { ...dir, uid: 1000 }, "it is owned by uid 1000, not by uid 0"],
-    ["group-writable", { ...dir, mode: 0o40770 }, "it is writable by group or others (mode 0770)"],
-    ["world-writable sticky", { ...dir, mode: 0o41777 }, "it is writable by group or others (mode 1777)"]
-  ] as const)("%s", (_, st, problem) => expect(privateDirectoryProblem(st, 0)).toBe(problem))
+  it.each(
+    [
+      ["root's 0700 directory", dir, undefined],
+      ["root's 0755 directory", { ...dir, mode: 0o40755 }, undefined],
+      ["a symlink", { ...dir, isSymbolicLink: true }, "it is a symbolic link"],
+      ["a file", { ...dir, isDirectory: false }, "it is not a directory"],
+      ["another owner", { ...dir, uid: 1000 }, "it is owned by uid 1000, not by uid 0"],
+      ["group-writable", { ...dir, mode: 0o40770 }, "it is writable by group or others (mode 0770)"],
+      ["world-writable sticky", { ...dir, mode: 0o41777 }, "it is writable by group or others (mode 1777)"]
+    ] as const
+  )("%s", (_, st, problem) => expect(privateDirectoryProblem(st, 0)).toBe(problem))
 })
 
 describe("guardCounts with a record of managed keys", () => {
   it("counts only removals of keys the tool wrote last time", () => {
     const managed = new Set(["ssh-ed25519 AAAAM1", "ssh-ed25519 AAAAM2"])
-    const before = ["ssh-ed25519 AAAAM1 m1", "ssh-ed25519 AAAAM2 m2", "ssh-ed25519 AAAAJ1 junk", "ssh-ed25519 AAAAJ2 junk"]
+    const before = [
+      "ssh-ed25519 AAAAM1 m1",
+      "ssh-ed25519 AAAAM2 m2",
+      "ssh-ed25519 AAAAJ1 junk",
+      "ssh-ed25519 AAAAJ2 junk"
+    ]
     expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"], managed)).toMatchObject({ before: 2, removed: 1 })
     expect(guardCounts(before, ["ssh-ed25519 AAAAM1 m1"])).toMatchObject({ before: 4, removed: 3 })
   })
@@ -319,12 +398,14 @@ describe("groupBySshDir", () => {
 })
 
 describe("configTypeProblem", () => {
-  it.each([
-    ["a regular file", "File", 100n, undefined],
-    ["a pipe (--config /dev/stdin, <(…))", "FIFO", 0n, undefined],
-    ["a directory", "Directory", 0n, "it is a directory, not a regular file"],
-    ["a character device", "CharacterDevice", 0n, "it is a character device, not a regular file"],
-    ["a socket", "Socket", 0n, "it is a socket, not a regular file"],
-    ["a file over 16 MiB", "File", BigInt(MAX_CONFIG_BYTES + 1), `it is larger than ${MAX_CONFIG_BYTES} bytes`]
-  ] as const)("%s", (_, type, size, problem) => expect(configTypeProblem(type, size)).toBe(problem))
+  it.each(
+    [
+      ["a regular file", "File", 100n, undefined],
+      ["a pipe (--config /dev/stdin, <(…))", "FIFO", 0n, undefined],
+      ["a directory", "Directory", 0n, "it is a directory, not a regular file"],
+      ["a character device", "CharacterDevice", 0n, "it is a character device, not a regular file"],
+      ["a socket", "Socket", 0n, "it is a socket, not a regular file"],
+      ["a file over 16 MiB", "File", BigInt(MAX_CONFIG_BYTES + 1), `it is larger than ${MAX_CONFIG_BYTES} bytes`]
+    ] as const
+  )("%s", (_, type, size, problem) => expect(configTypeProblem(type, size)).toBe(problem))
 })

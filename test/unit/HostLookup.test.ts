@@ -1,13 +1,19 @@
+import { execFileSync } from "node:child_process"
 import type { LookupAddress, LookupOptions } from "node:dns"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import { Transport } from "../../src/services/HttpTransport.js"
-import { ANSWER_LIFETIME_MS, getentResolve, HostLookup, parseAhosts, type ResolveHost } from "../../src/services/internal/hostLookup.js"
+import {
+  ANSWER_LIFETIME_MS,
+  getentResolve,
+  HostLookup,
+  parseAhosts,
+  type ResolveHost
+} from "../../src/services/internal/hostLookup.js"
 import { limitConcurrency } from "../../src/services/internal/limitConcurrency.js"
 
 /** A resolver the test answers by hand, recording every name it was asked for. */
@@ -18,7 +24,8 @@ const scriptedResolver = () => {
     asked.push(hostname)
     return new Promise((res, rej) => pending.set(hostname, { resolve: res, reject: rej }))
   }
-  const answer = (hostname: string, addresses: ReadonlyArray<LookupAddress>) => pending.get(hostname)!.resolve(addresses)
+  const answer = (hostname: string, addresses: ReadonlyArray<LookupAddress>) =>
+    pending.get(hostname)!.resolve(addresses)
   const fail = (hostname: string, error: Error) => pending.get(hostname)!.reject(error)
   return { resolve, asked, answer, fail }
 }
@@ -26,7 +33,9 @@ const scriptedResolver = () => {
 type Outcome = { error: NodeJS.ErrnoException | null; address: unknown; family: number | undefined }
 
 const lookupOnce = (hosts: HostLookup, hostname: string, options: LookupOptions = {}) =>
-  new Promise<Outcome>((resolve) => hosts.lookup(hostname, options, (error, address, family) => resolve({ error, address, family })))
+  new Promise<Outcome>((resolve) =>
+    hosts.lookup(hostname, options, (error, address, family) => resolve({ error, address, family }))
+  )
 
 const settled = () => new Promise((resolve) => setImmediate(resolve))
 
@@ -137,10 +146,14 @@ describe("Transport: connections find hosts through the run's HostLookup", () =>
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     const port = (server.address() as AddressInfo).port
     const asked: Array<string> = []
-    const transport = new Transport({ http: undefined, https: undefined, noProxy: [] }, undefined, new HostLookup(async (hostname) => {
-      asked.push(hostname)
-      return [{ address: "127.0.0.1", family: 4 }]
-    }))
+    const transport = new Transport(
+      { http: undefined, https: undefined, noProxy: [] },
+      undefined,
+      new HostLookup(async (hostname) => {
+        asked.push(hostname)
+        return [{ address: "127.0.0.1", family: 4 }]
+      })
+    )
     try {
       // localhost: were the lookup not wired in, the system would answer from /etc/hosts (no query leaves the host).
       const response = await transport.send(new URL(`http://localhost:${port}/k`), {
@@ -192,20 +205,24 @@ describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over
     dir = mkdtempSync(join(tmpdir(), "aks-getent-hosts-"))
     const log = join(dir, "calls")
     const pids = join(dir, "pids")
-    writeFileSync(join(dir, "getent"), [
-      "#!/bin/sh",
-      `echo "$*" >> "${log}"`,
-      `echo $$ >> "${pids}"`,
-      'case "$3" in',
-      '  alive.example) printf "2001:db8::10    STREAM alive.example\\n2001:db8::10    DGRAM\\n192.0.2.10      STREAM\\n"; exit 0 ;;',
-      '  v4.example) [ "$1" = ahostsv4 ] && printf "192.0.2.10      STREAM v4.example\\n" && exit 0; exit 2 ;;',
-      '  gone.example) exit 2 ;;',
-      '  musl*) exit 1 ;;',
-      '  dead*) exec sleep 60 ;;',
-      "esac",
-      "exit 3",
-      ""
-    ].join("\n"), { mode: 0o755 })
+    writeFileSync(
+      join(dir, "getent"),
+      [
+        "#!/bin/sh",
+        `echo "$*" >> "${log}"`,
+        `echo $$ >> "${pids}"`,
+        "case \"$3\" in",
+        "  alive.example) printf \"2001:db8::10    STREAM alive.example\\n2001:db8::10    DGRAM\\n192.0.2.10      STREAM\\n\"; exit 0 ;;",
+        "  v4.example) [ \"$1\" = ahostsv4 ] && printf \"192.0.2.10      STREAM v4.example\\n\" && exit 0; exit 2 ;;",
+        "  gone.example) exit 2 ;;",
+        "  musl*) exit 1 ;;",
+        "  dead*) exec sleep 60 ;;",
+        "esac",
+        "exit 3",
+        ""
+      ].join("\n"),
+      { mode: 0o755 }
+    )
     return {
       getent: join(dir, "getent"),
       calls: () => readFileSync(log, "utf8").split("\n").filter((l) => l !== ""),
@@ -298,14 +315,16 @@ describe.skipIf(process.platform !== "linux")("getentResolve and HostLookup over
   })
 })
 
-describe.skipIf(process.platform !== "linux" || (() => {
-  try {
-    execFileSync("getent", ["ahosts", "localhost"], { stdio: "ignore" })
-    return false
-  } catch {
-    return true
-  }
-})())("HostLookup, the host's way (this machine's getent)", () => {
+describe.skipIf(
+  process.platform !== "linux" || (() => {
+    try {
+      execFileSync("getent", ["ahosts", "localhost"], { stdio: "ignore" })
+      return false
+    } catch {
+      return true
+    }
+  })()
+)("HostLookup, the host's way (this machine's getent)", () => {
   it("localhost comes from /etc/hosts through getent, with no DNS query", async () => {
     const hosts = new HostLookup()
     try {
@@ -332,7 +351,14 @@ describe("limitConcurrency", () => {
     const limited = limitConcurrency(work, 2)
     const results = await Promise.allSettled([1, 2, 3, 4, 5, 6].map((n) => limited(n)))
     expect(peak).toBe(2)
-    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([2, 4, "three", 8, 10, 12])
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([
+      2,
+      4,
+      "three",
+      8,
+      10,
+      12
+    ])
   })
 
   it("a call that throws at once still hands its place on", async () => {

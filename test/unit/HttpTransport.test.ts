@@ -18,7 +18,15 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
 
   it("localhost and loopback addresses are never proxied, whatever NO_PROXY says (as in Go)", () => {
     const env = { HTTP_PROXY: "http://p:1", HTTPS_PROXY: "http://p:1" }
-    for (const target of ["http://localhost:8080/", "https://LOCALHOST/", "http://127.0.0.1/", "http://127.8.9.10:81/", "https://[::1]:8443/"]) {
+    for (
+      const target of [
+        "http://localhost:8080/",
+        "https://LOCALHOST/",
+        "http://127.0.0.1/",
+        "http://127.8.9.10:81/",
+        "https://[::1]:8443/"
+      ]
+    ) {
       expect(via(env, target), target).toBe("direct")
     }
     expect(via(env, "http://localhost.example/")).toBe("http://p:1/")
@@ -26,7 +34,9 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
   })
 
   it("upper case wins over lower case; an empty value counts as unset", () => {
-    expect(via({ HTTPS_PROXY: "http://upper:1", https_proxy: "http://lower:2" }, "https://k.example/")).toBe("http://upper:1/")
+    expect(via({ HTTPS_PROXY: "http://upper:1", https_proxy: "http://lower:2" }, "https://k.example/")).toBe(
+      "http://upper:1/"
+    )
     expect(via({ https_proxy: "http://lower:2" }, "https://k.example/")).toBe("http://lower:2/")
     expect(via({ HTTPS_PROXY: "", https_proxy: "http://lower:2" }, "https://k.example/")).toBe("http://lower:2/")
     expect(via({ HTTP_PROXY: "" }, "http://k.example/")).toBe("direct")
@@ -38,8 +48,14 @@ describe("proxy settings from the environment (as Go's net/http reads them)", ()
 
   it("credentials in the proxy URL become a Basic Proxy-Authorization; none, none", () => {
     const settings = proxySettings({ HTTPS_PROXY: "http://us%40er:p%3Ass@proxy:8080" })
-    expect(settings.https).toMatchObject({ _tag: "Proxy", authorization: `Basic ${Buffer.from("us@er:p:ss").toString("base64")}` })
-    expect(proxySettings({ HTTPS_PROXY: "http://proxy:8080" }).https).toMatchObject({ _tag: "Proxy", authorization: undefined })
+    expect(settings.https).toMatchObject({
+      _tag: "Proxy",
+      authorization: `Basic ${Buffer.from("us@er:p:ss").toString("base64")}`
+    })
+    expect(proxySettings({ HTTPS_PROXY: "http://proxy:8080" }).https).toMatchObject({
+      _tag: "Proxy",
+      authorization: undefined
+    })
   })
 
   it("an unusable value is named by its variable and never quoted", () => {

@@ -18,7 +18,9 @@ describe("requestHeaders", () => {
       { Authorization: "Bearer SECRET", "Content-Type": "application/json" },
       { "User-Agent": "AuthKeySync", Authorization: "Bearer SECRET", "Content-Type": "application/json" }
     ],
-    ["configured User-Agent wins", { "User-Agent": "MyCompany-KeySync/2.0" }, { "User-Agent": "MyCompany-KeySync/2.0" }],
+    ["configured User-Agent wins", { "User-Agent": "MyCompany-KeySync/2.0" }, {
+      "User-Agent": "MyCompany-KeySync/2.0"
+    }],
     ["lower-case user-agent wins", { "user-agent": "custom/1" }, { "user-agent": "custom/1" }],
     ["upper-case USER-AGENT wins", { "USER-AGENT": "custom/2" }, { "USER-AGENT": "custom/2" }],
     ["mixed-case uSeR-aGeNt wins", { "uSeR-aGeNt": "custom/3" }, { "uSeR-aGeNt": "custom/3" }],

@@ -13,7 +13,11 @@ const record = (msg: string, fields: ReadonlyArray<readonly [string, unknown]> =
 describe("formatText", () => {
   const cases: ReadonlyArray<readonly [string, LogRecord, string]> = [
     ["bare message", record("done"), "time=2025-09-03T04:05:06.789Z level=INFO msg=done"],
-    ["message with spaces is quoted", record("sync started"), "time=2025-09-03T04:05:06.789Z level=INFO msg=\"sync started\""],
+    [
+      "message with spaces is quoted",
+      record("sync started"),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=\"sync started\""
+    ],
     ["level as given", record("x", [], "WARN"), "time=2025-09-03T04:05:06.789Z level=WARN msg=x"],
     [
       "plain string field",
@@ -27,26 +31,54 @@ describe("formatText", () => {
     ],
     ["value with a space", record("m", [["k", "a b"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a b\""],
     ["value with a tab", record("m", [["k", "a\tb"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a\\tb\""],
-    ["value with a newline", record("m", [["k", "a\nb"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a\\nb\""],
+    [
+      "value with a newline",
+      record("m", [["k", "a\nb"]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a\\nb\""
+    ],
     [
       "value with quotes",
       record("m", [["k", "say \"hi\""]]),
       "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"say \\\"hi\\\"\""
     ],
     ["value with =", record("m", [["k", "a=b"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a=b\""],
-    ["value with a backslash", record("m", [["k", "a\\b"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a\\\\b\""],
+    [
+      "value with a backslash",
+      record("m", [["k", "a\\b"]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"a\\\\b\""
+    ],
     ["empty string", record("m", [["k", ""]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m k=\"\""],
     ["empty message", record(""), "time=2025-09-03T04:05:06.789Z level=INFO msg=\"\""],
-    ["URL with a query string is quoted (it has =)", record("m", [["source", "https://k.example/raw?team=ops"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m source=\"https://k.example/raw?team=ops\""],
-    ["path needs no quotes", record("m", [["path", "/home/bob/.ssh/authorized_keys"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m path=/home/bob/.ssh/authorized_keys"],
+    [
+      "URL with a query string is quoted (it has =)",
+      record("m", [["source", "https://k.example/raw?team=ops"]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m source=\"https://k.example/raw?team=ops\""
+    ],
+    [
+      "path needs no quotes",
+      record("m", [["path", "/home/bob/.ssh/authorized_keys"]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m path=/home/bob/.ssh/authorized_keys"
+    ],
     ["number", record("m", [["keys", 3]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m keys=3"],
     ["zero", record("m", [["keys", 0]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m keys=0"],
     ["boolean", record("m", [["dry_run", false]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m dry_run=false"],
     ["null", record("m", [["x", null]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m x=null"],
     ["undefined", record("m", [["x", undefined]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m x=null"],
-    ["date", record("m", [["at", new Date("2025-01-02T03:04:05Z")]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m at=2025-01-02T03:04:05.000Z"],
-    ["non-ASCII is not quoted", record("m", [["user", "jürgen"]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m user=jürgen"],
-    ["object as JSON, quoted", record("m", [["o", { a: 1 }]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m o=\"{\\\"a\\\":1}\""],
+    [
+      "date",
+      record("m", [["at", new Date("2025-01-02T03:04:05Z")]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m at=2025-01-02T03:04:05.000Z"
+    ],
+    [
+      "non-ASCII is not quoted",
+      record("m", [["user", "jürgen"]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m user=jürgen"
+    ],
+    [
+      "object as JSON, quoted",
+      record("m", [["o", { a: 1 }]]),
+      "time=2025-09-03T04:05:06.789Z level=INFO msg=m o=\"{\\\"a\\\":1}\""
+    ],
     ["array as JSON", record("m", [["l", [1, 2]]]), "time=2025-09-03T04:05:06.789Z level=INFO msg=m l=[1,2]"]
   ]
   it.each(cases)("%s", (_name, input, expected) => {
@@ -57,7 +89,9 @@ describe("formatText", () => {
 describe("formatText quoting rule", () => {
   const quoted: ReadonlyArray<string> = ["", " ", "a b", "a=b", "a\"b", "a\\b", "a\tb", "a\rb", "a\u0000b", "a\u007fb"]
   it.each(quoted)("quotes %j", (value) => {
-    expect(formatText(record("m", [["k", value]]))).toBe(`time=2025-09-03T04:05:06.789Z level=INFO msg=m k=${JSON.stringify(value)}`)
+    expect(formatText(record("m", [["k", value]]))).toBe(
+      `time=2025-09-03T04:05:06.789Z level=INFO msg=m k=${JSON.stringify(value)}`
+    )
   })
   const bare: ReadonlyArray<string> = ["bob", "a-b_c.d", "/home/bob", "https://k.example/keys", "ssh-ed25519", "42"]
   it.each(bare)("leaves %j bare", (value) => {
@@ -139,7 +173,9 @@ describe("layer (stdout)", () => {
   it("adds one 'error' listener to stdout however many loggers are built", async () => {
     const before = process.stdout.listenerCount("error")
     for (let i = 0; i < 5; i++) {
-      await Effect.runPromise(Effect.logDebug("quiet").pipe(Effect.provide(layer({ format: "text", verbosity: "silent" }))))
+      await Effect.runPromise(
+        Effect.logDebug("quiet").pipe(Effect.provide(layer({ format: "text", verbosity: "silent" })))
+      )
     }
     expect(process.stdout.listenerCount("error") - before).toBeLessThanOrEqual(1)
   })

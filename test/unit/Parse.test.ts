@@ -144,7 +144,12 @@ describe("parseKeys", () => {
   const terminated: ReadonlyArray<readonly [string, string, ReadonlyArray<string>, typeof noDiscards]> = [
     ["one key with trailing LF", "ssh-ed25519 AAAA a\n", ["ssh-ed25519 AAAA a"], noDiscards],
     ["one key with trailing CRLF", "ssh-ed25519 AAAA a\r\n", ["ssh-ed25519 AAAA a"], noDiscards],
-    ["two keys with trailing LF", "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n", ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"], noDiscards],
+    [
+      "two keys with trailing LF",
+      "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n",
+      ["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"],
+      noDiscards
+    ],
     ["just a newline", "\n", [], { ...noDiscards, empty: 1 }],
     ["comment with trailing LF", "# only a comment\n", [], { ...noDiscards, comment: 1 }]
   ]

@@ -5,9 +5,17 @@ describe("redactUrl", () => {
   const cases: ReadonlyArray<readonly [string, string, string]> = [
     // Unchanged: returned exactly as given (not re-serialised).
     ["plain URL", "https://github.com/alice.keys", "https://github.com/alice.keys"],
-    ["harmless query", "https://keys.example.com/raw?team=ops&env=prod", "https://keys.example.com/raw?team=ops&env=prod"],
+    [
+      "harmless query",
+      "https://keys.example.com/raw?team=ops&env=prod",
+      "https://keys.example.com/raw?team=ops&env=prod"
+    ],
     ["port and path", "http://10.0.0.1:8080/v1/keys", "http://10.0.0.1:8080/v1/keys"],
-    ["not normalised when nothing to hide", "HTTPS://Keys.Example.com/a/../b?x=1", "HTTPS://Keys.Example.com/a/../b?x=1"],
+    [
+      "not normalised when nothing to hide",
+      "HTTPS://Keys.Example.com/a/../b?x=1",
+      "HTTPS://Keys.Example.com/a/../b?x=1"
+    ],
     ["not a URL", "not a url", "not a url"],
     ["empty string", "", ""],
     // Credentials in the authority.
@@ -26,7 +34,11 @@ describe("redactUrl", () => {
     ["secret", "https://k.example/raw?client_secret=abc", "https://k.example/raw?client_secret=***"],
     ["password", "https://k.example/raw?password=hunter2", "https://k.example/raw?password=***"],
     ["sig (signed URL)", "https://k.example/raw?sig=deadbeef&se=2030", "https://k.example/raw?sig=***&se=2030"],
-    ["X-Amz-Signature", "https://b.s3.example/keys?X-Amz-Signature=abc&X-Amz-Date=1", "https://b.s3.example/keys?X-Amz-Signature=***&X-Amz-Date=1"],
+    [
+      "X-Amz-Signature",
+      "https://b.s3.example/keys?X-Amz-Signature=abc&X-Amz-Date=1",
+      "https://b.s3.example/keys?X-Amz-Signature=***&X-Amz-Date=1"
+    ],
     ["auth", "https://k.example/raw?auth=abc", "https://k.example/raw?auth=***"],
     [
       "credentials and token together",
@@ -41,17 +53,37 @@ describe("redactUrl", () => {
       "HTTPS://u:p@Keys.Example.com:443/a%2Fb/../c?team=ops%20x&token=abc&b=a+b&flag",
       "HTTPS://***@Keys.Example.com:443/a%2Fb/../c?team=ops%20x&token=***&b=a+b&flag"
     ],
-    ["an encoded secret name", "https://k.example/raw?access%5Ftoken=abc&x=1", "https://k.example/raw?access%5Ftoken=***&x=1"],
-    ["an @ in the path is no credential", "https://k.example/users/@me/keys?token=abc", "https://k.example/users/@me/keys?token=***"],
+    [
+      "an encoded secret name",
+      "https://k.example/raw?access%5Ftoken=abc&x=1",
+      "https://k.example/raw?access%5Ftoken=***&x=1"
+    ],
+    [
+      "an @ in the path is no credential",
+      "https://k.example/users/@me/keys?token=abc",
+      "https://k.example/users/@me/keys?token=***"
+    ],
     ["an @ in the password", "https://u:p@ss@k.example/raw", "https://***@k.example/raw"],
     // Found in review: spellings the URL parser reads as credentials though the text has no `//` after the scheme.
-    ["no slashes", "http:rvfd:hunter2@127.0.0.1:18931/x?access_token=tok123", "http://***@127.0.0.1:18931/x?access_token=***"],
+    [
+      "no slashes",
+      "http:rvfd:hunter2@127.0.0.1:18931/x?access_token=tok123",
+      "http://***@127.0.0.1:18931/x?access_token=***"
+    ],
     ["one slash", "https:/u:pw@k.example/raw", "https://***@k.example/raw"],
     ["a backslash", "https:\\u:pw@k.example/raw", "https://***@k.example/raw"],
     ["extra slashes", "https:////u:pw@k.example/raw?token=x", "https://***@k.example/raw?token=***"],
     // A backslash ends the host for http(s): the host shown is the one connected to.
-    ["a backslash in the authority", "https://user:pw@keys.example\\x@evil.example/k", "https://***@keys.example\\x@evil.example/k"],
-    ["a token after a semicolon", "https://k.example/raw?team=ops;access_token=abc&x=1", "https://k.example/raw?team=ops;access_token=***&x=1"]
+    [
+      "a backslash in the authority",
+      "https://user:pw@keys.example\\x@evil.example/k",
+      "https://***@keys.example\\x@evil.example/k"
+    ],
+    [
+      "a token after a semicolon",
+      "https://k.example/raw?team=ops;access_token=abc&x=1",
+      "https://k.example/raw?team=ops;access_token=***&x=1"
+    ]
   ]
   it.each(cases)("%s", (_name, input, expected) => {
     expect(redactUrl(input)).toBe(expected)

@@ -39,14 +39,24 @@ describe("canonicalKey / keyIdentity: one key, one identity", () => {
     expect(keyIdentity(`no-pty ssh-rsa ${RSA}`)).toBe(`ssh-rsa ${RSA}`)
   })
 
-  it.each([
-    ["the type inside the blob in upper case", () => `ssh-ed25519 ${blob("ED25519", pk)} x`, "ed"],
-    ["a short name as the line's type", () => `ed25519 ${ED} x`, "ed"],
-    ["rsa-sha2-512 as the line's type", () => `rsa-sha2-512 ${RSA} x`, "rsa"],
-    ["rsa-sha2-256 inside the blob", () => `ssh-rsa ${blob("rsa-sha2-256", e, n)}`, "rsa"],
-    ["a zero byte before the RSA exponent", () => `ssh-rsa ${blob("ssh-rsa", Buffer.concat([Buffer.from([0]), e]), n)}`, "rsa"],
-    ["zero bytes before the RSA modulus", () => `ssh-rsa ${blob("ssh-rsa", e, Buffer.concat([Buffer.from([0, 0]), n]))}`, "rsa"]
-  ] as const)("%s", (_, line, which) => {
+  it.each(
+    [
+      ["the type inside the blob in upper case", () => `ssh-ed25519 ${blob("ED25519", pk)} x`, "ed"],
+      ["a short name as the line's type", () => `ed25519 ${ED} x`, "ed"],
+      ["rsa-sha2-512 as the line's type", () => `rsa-sha2-512 ${RSA} x`, "rsa"],
+      ["rsa-sha2-256 inside the blob", () => `ssh-rsa ${blob("rsa-sha2-256", e, n)}`, "rsa"],
+      [
+        "a zero byte before the RSA exponent",
+        () => `ssh-rsa ${blob("ssh-rsa", Buffer.concat([Buffer.from([0]), e]), n)}`,
+        "rsa"
+      ],
+      [
+        "zero bytes before the RSA modulus",
+        () => `ssh-rsa ${blob("ssh-rsa", e, Buffer.concat([Buffer.from([0, 0]), n]))}`,
+        "rsa"
+      ]
+    ] as const
+  )("%s", (_, line, which) => {
     const canonical = which === "ed" ? `ssh-ed25519 ${ED}` : `ssh-rsa ${RSA}`
     expect(keyIdentity(line())).toBe(canonical)
     expect(keyFingerprint(line())).toBe(keyFingerprint(canonical))
@@ -55,7 +65,9 @@ describe("canonicalKey / keyIdentity: one key, one identity", () => {
   it("a security key written with its webauthn signature name is that key", () => {
     const q = Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 7)])
     const sk = blob("sk-ecdsa-sha2-nistp256@openssh.com", "nistp256", q, "ssh:")
-    expect(keyIdentity(`webauthn-sk-ecdsa-sha2-nistp256@openssh.com ${sk}`)).toBe(`sk-ecdsa-sha2-nistp256@openssh.com ${sk}`)
+    expect(keyIdentity(`webauthn-sk-ecdsa-sha2-nistp256@openssh.com ${sk}`)).toBe(
+      `sk-ecdsa-sha2-nistp256@openssh.com ${sk}`
+    )
     expect(keyIdentity(`sk-ecdsa-sha2-nistp256@openssh.com ${blob("ECDSA-SK", "nistp256", q, "ssh:")}`))
       .toBe(`sk-ecdsa-sha2-nistp256@openssh.com ${sk}`)
   })

@@ -30,9 +30,13 @@ describe("boundedParallel", () => {
     Effect.gen(function*() {
       // "cut": something else interrupts the worker fiber that runs it.
       const cut = Effect.withFiberRuntime<never>((worker) =>
-        Effect.zipRight(Effect.forkDaemon(Fiber.interrupt(worker)), Effect.never))
-      const exits = yield* boundedParallel(["a", "cut", "b", "fail", "c"], 1, (item) =>
-        item === "cut" ? cut : item === "fail" ? Effect.fail("no") : Effect.succeed(item.toUpperCase()))
+        Effect.zipRight(Effect.forkDaemon(Fiber.interrupt(worker)), Effect.never)
+      )
+      const exits = yield* boundedParallel(
+        ["a", "cut", "b", "fail", "c"],
+        1,
+        (item) => item === "cut" ? cut : item === "fail" ? Effect.fail("no") : Effect.succeed(item.toUpperCase())
+      )
       expect(exits).toEqual([Exit.succeed("A"), undefined, Exit.succeed("B"), Exit.fail("no"), Exit.succeed("C")])
     }))
 
@@ -54,11 +58,15 @@ describe("boundedParallel", () => {
       expect(log.indexOf("event loop")).toBeLessThan(log.indexOf("start 16"))
     }))
 
-  it.effect.each([Number.NaN, 0, -3, 2.5, Infinity])("a limit of %s still runs every item", (limit) =>
-    Effect.gen(function*() {
-      const exits = yield* boundedParallel([1, 2, 3, 4], limit, (i) => Effect.succeed(i * 10))
-      expect(exits).toEqual([10, 20, 30, 40].map((n) => Exit.succeed(n)))
-    }), 5_000) // A limit the pool mishandles can spin or wait forever: fail fast rather than at the 60 s default.
+  it.effect.each([Number.NaN, 0, -3, 2.5, Infinity])(
+    "a limit of %s still runs every item",
+    (limit) =>
+      Effect.gen(function*() {
+        const exits = yield* boundedParallel([1, 2, 3, 4], limit, (i) => Effect.succeed(i * 10))
+        expect(exits).toEqual([10, 20, 30, 40].map((n) => Exit.succeed(n)))
+      }),
+    5_000
+  ) // A limit the pool mishandles can spin or wait forever: fail fast rather than at the 60 s default.
 
   it.effect("an empty list runs nothing", () =>
     Effect.gen(function*() {

@@ -75,20 +75,22 @@ describe("goFlagError (what Go's flag package stops on, in its words)", () => {
 })
 
 describe("asksForVersion", () => {
-  it.each([
-    [["--version"], true],
-    [["--config", "/a", "--version"], true],
-    [["--dry-run", "--version"], true],
-    // A flag's value, whatever it looks like (Go's flag package reads a config file named -version here).
-    [["--config", "--version"], false],
-    [["--lock-file", "--version", "--dry-run"], false],
-    [["--", "--version"], false],
-    [["--config=/a"], false],
-    [["--config=/a", "--version"], true],
-    // Beside an unknown flag or a stray word: @effect/cli refuses them (Go fails on the unknown flag first).
-    [["--bogus", "--version"], false],
-    [["stray", "--version"], false]
-  ] as const)("%j -> %s", (args, expected) => {
+  it.each(
+    [
+      [["--version"], true],
+      [["--config", "/a", "--version"], true],
+      [["--dry-run", "--version"], true],
+      // A flag's value, whatever it looks like (Go's flag package reads a config file named -version here).
+      [["--config", "--version"], false],
+      [["--lock-file", "--version", "--dry-run"], false],
+      [["--", "--version"], false],
+      [["--config=/a"], false],
+      [["--config=/a", "--version"], true],
+      // Beside an unknown flag or a stray word: @effect/cli refuses them (Go fails on the unknown flag first).
+      [["--bogus", "--version"], false],
+      [["stray", "--version"], false]
+    ] as const
+  )("%j -> %s", (args, expected) => {
     expect(asksForVersion(args)).toBe(expected)
   })
 })

@@ -96,18 +96,26 @@ describe("firstRiskyStep (where the way to a home first reaches a filesystem tha
   const mounts = parseMountInfo(MOUNTINFO)
   /** Links on the local disk: `/srv/bob` -> `/mnt/sshfs/bob`, `/srv/up` -> `../home/alice` (relative). */
   const links: LocalLinks = {
-    isSymbolicLink: (path) => (path === "/srv/bob" || path === "/srv/up" ? true : path.startsWith("/nonexistent") ? undefined : false),
+    isSymbolicLink: (
+      path
+    ) => (path === "/srv/bob" || path === "/srv/up" ? true : path.startsWith("/nonexistent") ? undefined : false),
     readlink: (path) => (path === "/srv/bob" ? "/mnt/sshfs/bob" : "../home/alice")
   }
 
   it("a home reached through a link on a local disk is found on the filesystem the link leads to (found in review)", () => {
-    expect(firstRiskyStep("/srv/bob/work", mounts, links)).toMatchObject({ path: "/mnt/sshfs/bob/work", mount: { fsType: "fuse.sshfs" } })
+    expect(firstRiskyStep("/srv/bob/work", mounts, links)).toMatchObject({
+      path: "/mnt/sshfs/bob/work",
+      mount: { fsType: "fuse.sshfs" }
+    })
     expect(firstRiskyStep("/srv/up", mounts, links)).toMatchObject({ path: "/home/alice", mount: { fsType: "nfs4" } })
   })
 
   it("paths not written plainly are walked as the kernel walks them", () => {
     for (const home of ["//home/alice", "/home/./alice", "/var/../home/alice/"]) {
-      expect(firstRiskyStep(home, mounts, links), home).toMatchObject({ path: "/home/alice", mount: { fsType: "nfs4" } })
+      expect(firstRiskyStep(home, mounts, links), home).toMatchObject({
+        path: "/home/alice",
+        mount: { fsType: "nfs4" }
+      })
     }
   })
 
@@ -153,7 +161,9 @@ describe.skipIf(process.platform !== "linux")("answersWithin (a stat in a proces
     expect(await answersWithin(stat, "/", 5_000)).toBe("answered")
     expect(await answersWithin(stat, "/nonexistent/akse2e", 5_000)).toBe("answered")
     // No such program: not an answer.
-    expect(await answersWithin("/nonexistent/akse2e/stat", "/", 5_000)).toMatchObject({ failed: expect.stringMatching(/ENOENT/) })
+    expect(await answersWithin("/nonexistent/akse2e/stat", "/", 5_000)).toMatchObject({
+      failed: expect.stringMatching(/ENOENT/)
+    })
   })
 
   it("one that does not end in time is killed and let go: the caller goes on at the deadline", async () => {

@@ -17,7 +17,8 @@ import { markedManagedIdentities, selectLocalKeys } from "../../src/pipeline/Rev
 const FILE = "/etc/authkeysync/config.yaml"
 const BUILD = { version: "v0.0.0-test", commit: "0123456789ab", built: "2026-01-01T00:00:00Z" }
 /** Go's unicode.IsSpace, as UTF-8 bytes in a byte string (see Parse.ts). */
-const GO_SPACE = String.raw`[ \t\n\v\f\r]|\xC2[\x85\xA0]|\xE1\x9A\x80|\xE2\x80[\x80-\x8A\xA8\xA9\xAF]|\xE2\x81\x9F|\xE3\x80\x80`
+const GO_SPACE = String
+  .raw`[ \t\n\v\f\r]|\xC2[\x85\xA0]|\xE1\x9A\x80|\xE2\x80[\x80-\x8A\xA8\xA9\xAF]|\xE2\x81\x9F|\xE3\x80\x80`
 const LEADING_SPACE = new RegExp(`^(?:${GO_SPACE})`)
 const TRAILING_SPACE = new RegExp(`(?:${GO_SPACE})$`)
 const INNER_SPACE = new RegExp(GO_SPACE)
@@ -33,7 +34,16 @@ const messyText = fc
     fc.oneof(
       fc.constantFrom(" ", "\t", "\n", "\r", "\r\n", "\v", "\f", "\u00a0", "\u2028", "#", "<", "{", "[", "\"", "\\"),
       // UTF-8 white space (and a near miss) as byte strings hold them: see Parse.ts.
-      fc.constantFrom("\xc2\xa0", "\xc2\x85", "\xe2\x80\xa8", "\xe3\x80\x80", "\xe1\x9a\x80", "\xe2\x80\xa0", "\xe2", "\xa0"),
+      fc.constantFrom(
+        "\xc2\xa0",
+        "\xc2\x85",
+        "\xe2\x80\xa8",
+        "\xe3\x80\x80",
+        "\xe1\x9a\x80",
+        "\xe2\x80\xa0",
+        "\xe2",
+        "\xa0"
+      ),
       fc.constantFrom("ssh-ed25519", "ssh-rsa", "AAAAC3NzaC1lZDI1NTE5", "user@host", "# Source: x", "no-pty"),
       fc.string({ unit: "binary", maxLength: 8 }),
       fc.string({ unit: "binary-ascii", maxLength: 8 })
@@ -73,7 +83,14 @@ const quotedValue = fc
   .map((parts) => parts.join(""))
 
 const option = fc.oneof(
-  fc.constantFrom("no-pty", "restrict", "cert-authority", "no-agent-forwarding", "no-port-forwarding", "no-X11-forwarding"),
+  fc.constantFrom(
+    "no-pty",
+    "restrict",
+    "cert-authority",
+    "no-agent-forwarding",
+    "no-port-forwarding",
+    "no-X11-forwarding"
+  ),
   fc
     .tuple(fc.constantFrom("from", "command", "environment", "permitopen", "principals", "expiry-time"), quotedValue)
     .map(([name, value]) => `${name}="${value}"`)
@@ -182,14 +199,27 @@ describe("parseKeys / classifyLine (properties)", () => {
 const hostileBlob = fc
   .tuple(
     fc.oneof(
-      fc.constantFrom("ssh-rsa", "RSA", "ssh-ed25519", "ED25519", "ecdsa-sha2-nistp256", "ECDSA", "ecdsa-sk",
-        "sk-ssh-ed25519@openssh.com", "ssh-dss", "rsa-sha2-512-cert-v01@openssh.com", "ssh-ed25519-cert-v01@openssh.com"),
+      fc.constantFrom(
+        "ssh-rsa",
+        "RSA",
+        "ssh-ed25519",
+        "ED25519",
+        "ecdsa-sha2-nistp256",
+        "ECDSA",
+        "ecdsa-sk",
+        "sk-ssh-ed25519@openssh.com",
+        "ssh-dss",
+        "rsa-sha2-512-cert-v01@openssh.com",
+        "ssh-ed25519-cert-v01@openssh.com"
+      ),
       fc.string({ unit: "binary", maxLength: 12 })
     ),
     fc.array(
       fc.oneof(
         fc.uint8Array({ maxLength: 40 }),
-        fc.constantFrom("nistp256", "nistp384", "nistp256 AAAAC3NzaC1lZDI1NTE5", "nistp256\nx", "ssh:").map((t) => Buffer.from(t))
+        fc.constantFrom("nistp256", "nistp384", "nistp256 AAAAC3NzaC1lZDI1NTE5", "nistp256\nx", "ssh:").map((t) =>
+          Buffer.from(t)
+        )
       ),
       { maxLength: 4 }
     )
@@ -200,15 +230,20 @@ const hostileBlob = fc
       const length = Buffer.alloc(4)
       length.writeUInt32BE(bytes.length)
       return Buffer.concat([length, bytes])
-    })).toString("base64"))
+    })).toString("base64")
+  )
 
 describe("keyIdentity / keyMaterial (properties)", () => {
   it("an identity read again is the same identity (records are re-read through it; found in review)", () => {
     fc.assert(
-      fc.property(fc.constantFrom("ssh-rsa", "ssh-ed25519", "rsa-sha2-512", "ECDSA", "ed25519"), hostileBlob, (type, b) => {
-        const id = keyIdentity(`${type} ${b} comment`)
-        expect(keyIdentity(id)).toBe(id)
-      }),
+      fc.property(
+        fc.constantFrom("ssh-rsa", "ssh-ed25519", "rsa-sha2-512", "ECDSA", "ed25519"),
+        hostileBlob,
+        (type, b) => {
+          const id = keyIdentity(`${type} ${b} comment`)
+          expect(keyIdentity(id)).toBe(id)
+        }
+      ),
       { numRuns: 2000 }
     )
     fc.assert(fc.property(lineWithoutLf, (line) => {
@@ -249,12 +284,14 @@ describe("keyIdentity / keyMaterial (properties)", () => {
         blob,
         (name, fakeType, fakeBlob, filler, realType, realBlob) => {
           fc.pre(`${fakeType} ${fakeBlob}` !== `${realType} ${realBlob}`)
-          for (const opt of [
-            `${name}="${fakeType} ${fakeBlob}"`,
-            `${name}="${fakeType} ${fakeBlob} ${filler}"`,
-            `${name}="${filler} ${fakeType} ${fakeBlob}",no-pty`,
-            `no-pty,${name}="x \\" ${fakeType} ${fakeBlob} \\" y"`
-          ]) {
+          for (
+            const opt of [
+              `${name}="${fakeType} ${fakeBlob}"`,
+              `${name}="${fakeType} ${fakeBlob} ${filler}"`,
+              `${name}="${filler} ${fakeType} ${fakeBlob}",no-pty`,
+              `no-pty,${name}="x \\" ${fakeType} ${fakeBlob} \\" y"`
+            ]
+          ) {
             const line = `${opt} ${realType} ${realBlob} victim@host`
             expect(keyIdentity(line)).toBe(`${realType} ${realBlob}`)
             expect(keyIdentity(line)).not.toBe(`${fakeType} ${fakeBlob}`)
@@ -346,7 +383,11 @@ describe("selectLocalKeys / markedManagedIdentities (properties)", () => {
   /** Lines from a small pool of keys, each written with or without options and with any comment. */
   const materials = Array.from({ length: 6 }, (_, i) => `ssh-ed25519 AAAAREV${i}`)
   const localLine = fc
-    .tuple(fc.constantFrom(...materials), fc.option(options, { nil: undefined }), fc.option(comment, { nil: undefined }))
+    .tuple(
+      fc.constantFrom(...materials),
+      fc.option(options, { nil: undefined }),
+      fc.option(comment, { nil: undefined })
+    )
     .map(([m, o, c]) => trimLine([o, m, c].filter((x) => x !== undefined).join(" ")))
   const localLines = fc.array(fc.oneof(localLine, keyLine), { maxLength: 12 })
   const idSet = fc.subarray([...materials, "not-a-key line", "ssh-rsa AAAAELSE"]).map((xs) => new Set(xs))
@@ -380,11 +421,14 @@ describe("selectLocalKeys / markedManagedIdentities (properties)", () => {
 
   it("a file without an AuthKeySync header marks nothing as managed, whatever its comments say", () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(lineWithoutLf, keyLine, url.map((u) => `# Source: ${u}`)), { maxLength: 10 }), (ls) => {
-        const text = ls.join("\n")
-        fc.pre(managedBody(text) === undefined)
-        expect(markedManagedIdentities(text).size).toBe(0)
-      }),
+      fc.property(
+        fc.array(fc.oneof(lineWithoutLf, keyLine, url.map((u) => `# Source: ${u}`)), { maxLength: 10 }),
+        (ls) => {
+          const text = ls.join("\n")
+          fc.pre(managedBody(text) === undefined)
+          expect(markedManagedIdentities(text).size).toBe(0)
+        }
+      ),
       { numRuns: 300 }
     )
   })
@@ -392,7 +436,9 @@ describe("selectLocalKeys / markedManagedIdentities (properties)", () => {
   it("in a header file, only keys under # Source: / # Pinned markers count as managed, never Local ones", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.constantFrom("source", "pinned", "local"), fc.array(keyLine, { maxLength: 3 })), { maxLength: 5 }),
+        fc.array(fc.tuple(fc.constantFrom("source", "pinned", "local"), fc.array(keyLine, { maxLength: 3 })), {
+          maxLength: 5
+        }),
         (blocks) => {
           const secs: Array<Section> = blocks.map(([kind, keys]) =>
             kind === "source"
@@ -468,31 +514,68 @@ const isEither = (value: unknown) => Either.isEither(value) && (Either.isLeft(va
 describe("decodeConfig / decodeConfigValue (properties)", () => {
   it("arbitrary text never throws and always gives an Either (a ConfigError on the left)", () => {
     fc.assert(
-      fc.property(fc.oneof(anyText, fc.jsonValue().map((v) => stringify(v) ?? ""), fc.anything().map((v) => {
-        try {
-          // yaml's stringify(undefined) is undefined, not text.
-          return stringify(v) ?? ""
-        } catch {
-          return String(v)
+      fc.property(
+        fc.oneof(
+          anyText,
+          fc.jsonValue().map((v) => stringify(v) ?? ""),
+          fc.anything().map((v) => {
+            try {
+              // yaml's stringify(undefined) is undefined, not text.
+              return stringify(v) ?? ""
+            } catch {
+              return String(v)
+            }
+          })
+        ),
+        (text) => {
+          const result = decodeConfig(FILE, text)
+          expect(isEither(result)).toBe(true)
+          if (Either.isLeft(result)) {
+            expect(result.left._tag).toBe("ConfigError")
+            expect(result.left.message.startsWith(`config ${FILE}: `)).toBe(true)
+          }
         }
-      })), (text) => {
-        const result = decodeConfig(FILE, text)
-        expect(isEither(result)).toBe(true)
-        if (Either.isLeft(result)) {
-          expect(result.left._tag).toBe("ConfigError")
-          expect(result.left.message.startsWith(`config ${FILE}: `)).toBe(true)
-        }
-      }),
+      ),
       { numRuns: 1000 }
     )
   })
 
   it("YAML-shaped text built from config words never throws", () => {
     const word = fc.constantFrom(
-      "users:", "policy:", "- username: bob", "sources:", "- url: https://k.example/a", "headers:", "body:",
-      "timeout_seconds: 0", "method: PATCH", "pinned_keys:", "- x", "allow_empty: yes", "max_removed_percent: 101",
-      "&a [x, *b]", "&b {k: v}", "*a", "*b", "!!binary x", "? complex", "{", "}", "[", "]", "'", "\"", "|", ">", "---", "...", "%YAML 1.1",
-      "<<: *a", "~", "null", "state_dir: rel"
+      "users:",
+      "policy:",
+      "- username: bob",
+      "sources:",
+      "- url: https://k.example/a",
+      "headers:",
+      "body:",
+      "timeout_seconds: 0",
+      "method: PATCH",
+      "pinned_keys:",
+      "- x",
+      "allow_empty: yes",
+      "max_removed_percent: 101",
+      "&a [x, *b]",
+      "&b {k: v}",
+      "*a",
+      "*b",
+      "!!binary x",
+      "? complex",
+      "{",
+      "}",
+      "[",
+      "]",
+      "'",
+      "\"",
+      "|",
+      ">",
+      "---",
+      "...",
+      "%YAML 1.1",
+      "<<: *a",
+      "~",
+      "null",
+      "state_dir: rel"
     )
     const indent = fc.constantFrom("", "  ", "    ", "      ", "\t")
     fc.assert(
@@ -524,9 +607,12 @@ describe("decodeConfig / decodeConfigValue (properties)", () => {
 
   it("arbitrary values never throw and always give an Either", () => {
     fc.assert(
-      fc.property(fc.oneof(fc.jsonValue(), fc.anything(), fc.record({ users: fc.anything(), policy: fc.anything() })), (value) => {
-        expect(isEither(decodeConfigValue(FILE, value))).toBe(true)
-      }),
+      fc.property(
+        fc.oneof(fc.jsonValue(), fc.anything(), fc.record({ users: fc.anything(), policy: fc.anything() })),
+        (value) => {
+          expect(isEither(decodeConfigValue(FILE, value))).toBe(true)
+        }
+      ),
       { numRuns: 1000 }
     )
   })
@@ -577,7 +663,9 @@ describe("decodeConfig / decodeConfigValue (properties)", () => {
         if (Either.isLeft(fromText)) expect(fromText.left.message).not.toContain(s)
         // Not even a telling piece of it.
         const core = s.replace(/^.* /, "")
-        for (const result of [fromValue, fromText]) if (Either.isLeft(result)) expect(result.left.message).not.toContain(core)
+        for (const result of [fromValue, fromText]) {
+          if (Either.isLeft(result)) expect(result.left.message).not.toContain(core)
+        }
       }),
       { numRuns: 500 }
     )

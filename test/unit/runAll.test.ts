@@ -4,9 +4,22 @@ import { summarize } from "../../src/pipeline/runAll.js"
 import type { UserOutcome } from "../../src/pipeline/syncUser.js"
 
 const noDiff = { added: [], removed: [] }
-const updated: UserOutcome = { _tag: "Updated", user: "a", path: "/home/a/.ssh/authorized_keys", keys: 2, diff: noDiff, backup: undefined }
+const updated: UserOutcome = {
+  _tag: "Updated",
+  user: "a",
+  path: "/home/a/.ssh/authorized_keys",
+  keys: 2,
+  diff: noDiff,
+  backup: undefined
+}
 const unchanged: UserOutcome = { _tag: "Unchanged", user: "b", path: "/home/b/.ssh/authorized_keys", keys: 1 }
-const wouldUpdate: UserOutcome = { _tag: "WouldUpdate", user: "c", path: "/home/c/.ssh/authorized_keys", keys: 3, diff: noDiff }
+const wouldUpdate: UserOutcome = {
+  _tag: "WouldUpdate",
+  user: "c",
+  path: "/home/c/.ssh/authorized_keys",
+  keys: 3,
+  diff: noDiff
+}
 const skippedNoUser: UserOutcome = { _tag: "Skipped", user: "ghost", reason: new UserNotFound({ user: "ghost" }) }
 const skippedNoSsh: UserOutcome = {
   _tag: "Skipped",

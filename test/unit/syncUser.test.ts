@@ -28,7 +28,12 @@ describe("decideWrite", () => {
     ["no file, nothing to write -> content", undefined, "", "content"],
     ["same body, right mode and owner -> unchanged", file(managed), body, "unchanged"],
     ["different body -> content", file(managed), renderBody([{ _tag: "Local", keys: ["ssh-rsa BBBB k2"] }]), "content"],
-    ["different body and wrong mode -> content", file(managed, { mode: 0o644 }), "\n# Local (preserved)\nx y\n", "content"],
+    [
+      "different body and wrong mode -> content",
+      file(managed, { mode: 0o644 }),
+      "\n# Local (preserved)\nx y\n",
+      "content"
+    ],
     ["same body, mode 0644 -> metadata", file(managed, { mode: 0o644 }), body, "metadata"],
     ["same body, mode 0400 -> metadata", file(managed, { mode: 0o400 }), body, "metadata"],
     ["same body, mode 0700 -> metadata", file(managed, { mode: 0o700 }), body, "metadata"],
@@ -39,7 +44,12 @@ describe("decideWrite", () => {
     ["foreign unmanaged file -> content", file("ssh-ed25519 AAAA k1\nssh-rsa BBBB k2\n"), body, "content"],
     ["foreign file equal to the body -> content", file(body), body, "content"],
     ["empty foreign file, empty body -> content", file(""), "", "content"],
-    ["header-only file, nothing to write -> unchanged", file(renderAuthorizedKeys(build, new Date(0), [])), "", "unchanged"],
+    [
+      "header-only file, nothing to write -> unchanged",
+      file(renderAuthorizedKeys(build, new Date(0), [])),
+      "",
+      "unchanged"
+    ],
     ["header-only file, keys to write -> content", file(renderAuthorizedKeys(build, new Date(0), [])), body, "content"],
     ["hand-edited managed file -> content", file(managed + "ssh-ed25519 CCCC added-by-hand\n"), body, "content"]
   ]
@@ -55,7 +65,9 @@ describe("decideWrite: a key hidden in the header block", () => {
     const lines = header.split("\n")
     lines.splice(3, 0, "ssh-ed25519 AAAAintruder evil@x")
     const smuggled = lines.join("\n") + body
-    expect(decideWrite({ content: header + body, mode: 0o600, uid: 1, gid: 1 }, body, { uid: 1, gid: 1 })).toBe("unchanged")
+    expect(decideWrite({ content: header + body, mode: 0o600, uid: 1, gid: 1 }, body, { uid: 1, gid: 1 })).toBe(
+      "unchanged"
+    )
     expect(decideWrite({ content: smuggled, mode: 0o600, uid: 1, gid: 1 }, body, { uid: 1, gid: 1 })).toBe("content")
   })
 })

@@ -73,7 +73,8 @@ describe("systemCaCertificates (Go's loadSystemRoots on Linux)", () => {
       { "/etc/ssl/certs/ca-certificates.crt": A, "/opt/ca.pem": B, "/opt/d1/x.pem": C, "/etc/ssl/certs/y.pem": A },
       { "/opt/d1": ["x.pem"], "/etc/ssl/certs": ["y.pem"] }
     )
-    expect(systemCaCertificates({ SSL_CERT_FILE: "/opt/ca.pem", SSL_CERT_DIR: "/opt/d1:/opt/missing" }, reader)).toEqual([B, C])
+    expect(systemCaCertificates({ SSL_CERT_FILE: "/opt/ca.pem", SSL_CERT_DIR: "/opt/d1:/opt/missing" }, reader))
+      .toEqual([B, C])
     expect(read).not.toContain("/etc/ssl/certs/ca-certificates.crt")
     expect(read).not.toContain("/etc/ssl/certs/y.pem")
   })
@@ -90,36 +91,42 @@ describe("systemCaCertificates (Go's loadSystemRoots on Linux)", () => {
     const { reader } = host({ "/etc/ssl/cert.pem": A, "/opt/extra.pem": `${B}\n${A}` })
     expect(systemCaCertificates({ NODE_EXTRA_CA_CERTS: "/opt/extra.pem" }, reader)).toEqual([A, B])
     // No store: undefined, so that Node's list (which NODE_EXTRA_CA_CERTS extends by itself) is used.
-    expect(systemCaCertificates({ NODE_EXTRA_CA_CERTS: "/opt/extra.pem" }, host({ "/opt/extra.pem": B }).reader)).toBeUndefined()
+    expect(systemCaCertificates({ NODE_EXTRA_CA_CERTS: "/opt/extra.pem" }, host({ "/opt/extra.pem": B }).reader))
+      .toBeUndefined()
   })
 
   it("a host with no certificate where Go looks gives undefined: Node's own list is used then", () => {
     expect(systemCaCertificates({}, host({ "/etc/ssl/cert.pem": "no certificates here" }).reader)).toBeUndefined()
-    expect(loadSystemCaCertificates({ SSL_CERT_FILE: "/opt/ca.pem" }, "darwin", host({ "/opt/ca.pem": A }).reader)).toBeUndefined()
-    expect(loadSystemCaCertificates({ SSL_CERT_FILE: "/opt/ca.pem" }, "linux", host({ "/opt/ca.pem": A }).reader)).toEqual([A])
+    expect(loadSystemCaCertificates({ SSL_CERT_FILE: "/opt/ca.pem" }, "darwin", host({ "/opt/ca.pem": A }).reader))
+      .toBeUndefined()
+    expect(loadSystemCaCertificates({ SSL_CERT_FILE: "/opt/ca.pem" }, "linux", host({ "/opt/ca.pem": A }).reader))
+      .toEqual([A])
   })
 })
 
-describe.skipIf(!existsSync("/etc/ssl/certs/ca-certificates.crt"))("liveReader on this host (Debian's ca-certificates)", () => {
-  it("finds the distribution's store, each certificate once, skipping the hash links c_rehash makes", () => {
-    const names = liveReader.listDirectory("/etc/ssl/certs") ?? []
-    expect(names).toContain("ca-certificates.crt")
-    expect(names.filter((name) => /^[0-9a-f]{8}\.\d+$/.test(name))).toEqual([])
-    const found = systemCaCertificates({}, liveReader) ?? []
-    expect(found.length).toBeGreaterThan(50)
-    expect(new Set(found).size).toBe(found.length)
-  })
+describe.skipIf(!existsSync("/etc/ssl/certs/ca-certificates.crt"))(
+  "liveReader on this host (Debian's ca-certificates)",
+  () => {
+    it("finds the distribution's store, each certificate once, skipping the hash links c_rehash makes", () => {
+      const names = liveReader.listDirectory("/etc/ssl/certs") ?? []
+      expect(names).toContain("ca-certificates.crt")
+      expect(names.filter((name) => /^[0-9a-f]{8}\.\d+$/.test(name))).toEqual([])
+      const found = systemCaCertificates({}, liveReader) ?? []
+      expect(found.length).toBeGreaterThan(50)
+      expect(new Set(found).size).toBe(found.length)
+    })
 
-  it("reads regular files only: a directory, a FIFO (at once, without waiting for a writer) or a missing path gives nothing", () => {
-    const dir = mkdtempSync(join(tmpdir(), "aks-ca-"))
-    try {
-      execFileSync("mkfifo", [join(dir, "fifo.pem")])
-      expect(liveReader.readFile(join(dir, "fifo.pem"))).toBeUndefined()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-    expect(liveReader.readFile("/etc/ssl/certs")).toBeUndefined()
-    expect(liveReader.readFile("/nonexistent/ca.pem")).toBeUndefined()
-    expect(liveReader.listDirectory("/nonexistent")).toBeUndefined()
-  })
-})
+    it("reads regular files only: a directory, a FIFO (at once, without waiting for a writer) or a missing path gives nothing", () => {
+      const dir = mkdtempSync(join(tmpdir(), "aks-ca-"))
+      try {
+        execFileSync("mkfifo", [join(dir, "fifo.pem")])
+        expect(liveReader.readFile(join(dir, "fifo.pem"))).toBeUndefined()
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+      expect(liveReader.readFile("/etc/ssl/certs")).toBeUndefined()
+      expect(liveReader.readFile("/nonexistent/ca.pem")).toBeUndefined()
+      expect(liveReader.listDirectory("/nonexistent")).toBeUndefined()
+    })
+  }
+)

@@ -63,18 +63,21 @@ describe("untrustedStep: can anyone but root swap a directory on the way?", () =
     )
   })
 
-  it.skipIf(!isRoot)("a link on the way is followed, and the way to its target checked too (needs root to chown)", () => {
-    const b = base()
-    const theirs = mkdir(path.join(b, "theirs"))
-    chownSync(theirs, NOBODY, NOBODY)
-    // A root-owned directory inside theirs: its own checks pass, but they can rename it away.
-    const inside = mkdir(path.join(theirs, "inside"))
-    const link = path.join(b, "link")
-    symlinkSync(inside, link)
-    expect(untrustedStep(path.join(link, "state"))).toBe(
-      `${theirs}, a directory on the way to it, is owned by uid ${NOBODY}, not root`
-    )
-  })
+  it.skipIf(!isRoot)(
+    "a link on the way is followed, and the way to its target checked too (needs root to chown)",
+    () => {
+      const b = base()
+      const theirs = mkdir(path.join(b, "theirs"))
+      chownSync(theirs, NOBODY, NOBODY)
+      // A root-owned directory inside theirs: its own checks pass, but they can rename it away.
+      const inside = mkdir(path.join(theirs, "inside"))
+      const link = path.join(b, "link")
+      symlinkSync(inside, link)
+      expect(untrustedStep(path.join(link, "state"))).toBe(
+        `${theirs}, a directory on the way to it, is owned by uid ${NOBODY}, not root`
+      )
+    }
+  )
 
   it("a loop of links is refused", () => {
     const b = base()

@@ -8,10 +8,10 @@
  * process with a deadline; a home whose filesystem does not answer in time is left alone for this run (that user
  * fails), and the child is abandoned rather than waited for.
  */
+import { Either } from "effect"
 import { spawn } from "node:child_process"
 import { lstatSync, readFileSync, readlinkSync } from "node:fs"
 import { posix } from "node:path"
-import { Either } from "effect"
 import { limitConcurrency } from "./limitConcurrency.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
 
@@ -23,7 +23,8 @@ export interface Mount {
 }
 
 /** mountinfo writes a space, tab, newline and backslash in a path as an octal escape (`\040`). */
-const unescapeMountPath = (text: string) => text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
+const unescapeMountPath = (text: string) =>
+  text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
 
 /** The mounts of a /proc/self/mountinfo text (proc(5)); lines it cannot read are skipped. */
 export const parseMountInfo = (text: string): ReadonlyArray<Mount> =>
@@ -50,7 +51,20 @@ export const mountOf = (path: string, mounts: ReadonlyArray<Mount>): Mount | und
 }
 
 const NETWORK_FS_TYPES: ReadonlySet<string> = new Set([
-  "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "lustre", "gpfs", "beegfs", "ocfs2", "gfs2",
+  "nfs",
+  "nfs4",
+  "cifs",
+  "smb3",
+  "smbfs",
+  "ceph",
+  "glusterfs",
+  "9p",
+  "afs",
+  "lustre",
+  "gpfs",
+  "beegfs",
+  "ocfs2",
+  "gfs2",
   // An automount point: the home is mounted (from a server) when it is first looked at.
   "autofs"
 ])
@@ -72,7 +86,12 @@ export type ProbeAnswer = "answered" | "hung" | { readonly failed: string }
  * thread's to report). A child that does not end, or that is still running when `signal` aborts, is killed and let
  * go: one stuck in a hung mount may not die, and the run must not wait for it.
  */
-export const answersWithin = (stat: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<ProbeAnswer> =>
+export const answersWithin = (
+  stat: string,
+  path: string,
+  timeoutMs: number,
+  signal?: AbortSignal
+): Promise<ProbeAnswer> =>
   new Promise((resolve) => {
     if (signal?.aborted === true) return resolve("hung")
     const child = spawn(stat, ["-L", "--", path], { stdio: "ignore", env: { LC_ALL: "C" } })
@@ -188,15 +207,19 @@ export const unresponsiveHomes = async (
   const probe = options.probe ?? hostProbe()
   if (probe === undefined) return new Map()
   const limited = limitConcurrency(probe, MAX_CONCURRENT_PROBES)
-  const answered = await Promise.all(atRisk.map(async (step) => ({ ...step, answer: await limited(step.path, options.signal) })))
+  const answered = await Promise.all(
+    atRisk.map(async (step) => ({ ...step, answer: await limited(step.path, options.signal) }))
+  )
   return new Map(answered.flatMap(({ answer, home, mount, name }) => {
     const on = `its home ${home} is on ${mount.fsType} (${mount.source})`
-    return answer === "answered" ? [] : [[
-      name,
-      answer === "hung"
-        ? `${on}, which did not answer within ${HOME_PROBE_TIMEOUT_MS / 1000}s; nothing there was touched`
-        : `${on} and could not be looked at from another process first (${answer.failed}); nothing there was touched`
-    ] as const]
+    return answer === "answered" ? [] : [
+      [
+        name,
+        answer === "hung"
+          ? `${on}, which did not answer within ${HOME_PROBE_TIMEOUT_MS / 1000}s; nothing there was touched`
+          : `${on} and could not be looked at from another process first (${answer.failed}); nothing there was touched`
+      ] as const
+    ]
   }))
 }
 
@@ -210,5 +233,7 @@ const hostMounts = (): ReadonlyArray<Mount> => {
 
 const hostProbe = (): ((path: string, signal?: AbortSignal) => Promise<ProbeAnswer>) | undefined => {
   const stat = findCommand("stat", SYSTEM_COMMAND_DIRS)
-  return Either.isRight(stat) ? (path, signal) => answersWithin(stat.right, path, HOME_PROBE_TIMEOUT_MS, signal) : undefined
+  return Either.isRight(stat)
+    ? (path, signal) => answersWithin(stat.right, path, HOME_PROBE_TIMEOUT_MS, signal)
+    : undefined
 }

@@ -13,11 +13,11 @@
  * Either way each name is looked up once per run (concurrent and later connections share the answer, or the failure),
  * and the lookups still waiting for their turn when the run ends are dropped.
  */
+import { Either } from "effect"
 import { execFile } from "node:child_process"
 import * as dns from "node:dns"
 import { setMaxListeners } from "node:events"
 import { isIP } from "node:net"
-import { Either } from "effect"
 import { limitConcurrency } from "./limitConcurrency.js"
 import { findCommand, SYSTEM_COMMAND_DIRS } from "./systemCommands.js"
 
@@ -72,36 +72,48 @@ const resolverEnv = (): Record<string, string> => {
  * that does not know those databases (exit 1: not glibc's, say musl's) hands the name to `fallback`, and so every
  * later name, without asking that getent again.
  */
-export const getentResolve = (getent: string, fallback: ResolveHost = limitConcurrency(nodeResolve, MAX_CONCURRENT_LOOKUPS)): ResolveHost => {
+export const getentResolve = (
+  getent: string,
+  fallback: ResolveHost = limitConcurrency(nodeResolve, MAX_CONCURRENT_LOOKUPS)
+): ResolveHost => {
   let unsupported = false
-  return (hostname, options) => unsupported ? fallback(hostname, options) : new Promise((resolve, reject) => {
-    const database = options.family === 4 ? "ahostsv4" : options.family === 6 ? "ahostsv6" : "ahosts"
-    execFile(
-      getent,
-      [database, "--", hostname],
-      { timeout: GETENT_TIMEOUT_MS, signal: options.signal, encoding: "utf8", maxBuffer: 1024 * 1024, env: resolverEnv() },
-      (error, stdout) => {
-        const code = error === null ? 0 : error.code
-        if (code === 0) {
-          const addresses = parseAhosts(stdout)
-          return addresses.length > 0 ? resolve(addresses) : reject(lookupError("ENOTFOUND", hostname))
+  return (hostname, options) =>
+    unsupported ? fallback(hostname, options) : new Promise((resolve, reject) => {
+      const database = options.family === 4 ? "ahostsv4" : options.family === 6 ? "ahostsv6" : "ahosts"
+      execFile(
+        getent,
+        [database, "--", hostname],
+        {
+          timeout: GETENT_TIMEOUT_MS,
+          signal: options.signal,
+          encoding: "utf8",
+          maxBuffer: 1024 * 1024,
+          env: resolverEnv()
+        },
+        (error, stdout) => {
+          const code = error === null ? 0 : error.code
+          if (code === 0) {
+            const addresses = parseAhosts(stdout)
+            return addresses.length > 0 ? resolve(addresses) : reject(lookupError("ENOTFOUND", hostname))
+          }
+          // getent(1): 2 is "not found", which glibc's getent also says when the resolver did not answer; 1 is a
+          // database it does not know.
+          if (code === 2) {
+            return reject(lookupError("ENOTFOUND", hostname, "no such name, or no answer from the resolver"))
+          }
+          if (code === 1) {
+            unsupported = true
+            return void fallback(hostname, options).then(resolve, reject)
+          }
+          if (options.signal.aborted) return reject(lookupError("ECANCELLED", hostname, "the run has ended"))
+          reject(
+            error?.killed === true
+              ? lookupError("EAI_AGAIN", hostname, `no answer within ${GETENT_TIMEOUT_MS / 1000}s`)
+              : lookupError("EAI_FAIL", hostname, `getent ${database} failed: ${String(error?.message).split("\n")[0]}`)
+          )
         }
-        // getent(1): 2 is "not found", which glibc's getent also says when the resolver did not answer; 1 is a
-        // database it does not know.
-        if (code === 2) return reject(lookupError("ENOTFOUND", hostname, "no such name, or no answer from the resolver"))
-        if (code === 1) {
-          unsupported = true
-          return void fallback(hostname, options).then(resolve, reject)
-        }
-        if (options.signal.aborted) return reject(lookupError("ECANCELLED", hostname, "the run has ended"))
-        reject(
-          error?.killed === true
-            ? lookupError("EAI_AGAIN", hostname, `no answer within ${GETENT_TIMEOUT_MS / 1000}s`)
-            : lookupError("EAI_FAIL", hostname, `getent ${database} failed: ${String(error?.message).split("\n")[0]}`)
-        )
-      }
-    )
-  })
+      )
+    })
 }
 
 /**
@@ -142,7 +154,10 @@ const familyNumber = (family: dns.LookupOptions["family"]): number =>
 export const ANSWER_LIFETIME_MS = 60_000
 
 export class HostLookup {
-  private readonly answers = new Map<string, { readonly answer: Promise<ReadonlyArray<dns.LookupAddress>>; readonly at: number }>()
+  private readonly answers = new Map<
+    string,
+    { readonly answer: Promise<ReadonlyArray<dns.LookupAddress>>; readonly at: number }
+  >()
   private readonly ended = new AbortController()
   private readonly resolve: ResolveHost
 
@@ -174,8 +189,9 @@ export class HostLookup {
       (addresses) => {
         const first = addresses[0]
         if (options.all === true) callback(null, [...addresses])
-        else if (first === undefined) callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: "ENOTFOUND" }), "")
-        else callback(null, first.address, first.family)
+        else if (first === undefined) {
+          callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: "ENOTFOUND" }), "")
+        } else callback(null, first.address, first.family)
       },
       (error) => callback(copyError(error), "")
     )

@@ -9,7 +9,7 @@ export const limitConcurrency = <A extends ReadonlyArray<unknown>, B>(
   f: (...args: A) => Promise<B>,
   max: number,
   until?: { readonly signal: AbortSignal; readonly dropped: () => Error }
-): ((...args: A) => Promise<B>) => {
+): (...args: A) => Promise<B> => {
   let running = 0
   const waiting: Array<{ readonly start: () => void; readonly drop: (error: Error) => void }> = []
   until?.signal.addEventListener("abort", () => {

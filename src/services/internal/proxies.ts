@@ -9,7 +9,6 @@ import { domainToASCII } from "node:url"
 /** `[::1]` (as URLs write it) to `::1` (as sockets want it). */
 export const bareHost = (hostname: string) => hostname.replace(/^\[(.*)\]$/, "$1")
 
-
 /** A proxy for one scheme: where it is and how to log in, or why its variable cannot be used. @since 0.3.0 */
 export type ProxyChoice =
   | { readonly _tag: "Proxy"; readonly url: URL; readonly authorization: string | undefined }

@@ -56,7 +56,7 @@ export const systemCaCertificates = (
 ): ReadonlyArray<string> | undefined => {
   const certificates = new Set<string>()
   const add = (text: string | undefined) => {
-    if (text !== undefined) for (const pem of pemCertificates(text)) certificates.add(pem)
+    if (text !== undefined) { for (const pem of pemCertificates(text)) certificates.add(pem) }
   }
   const certFile = env["SSL_CERT_FILE"]
   for (const file of certFile ? [certFile] : CERT_FILES) {

@@ -2,9 +2,9 @@
  * The system commands the tool runs as root (`getent`, `dscl`): taken from the system's own directories, never from
  * `$PATH`, and run only when root owns them and no one else may change them.
  */
+import { Either } from "effect"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { Either } from "effect"
 
 /**
  * Where `getent` and `dscl` are taken from (the first directory that has them), never `$PATH`: the tool runs as root,

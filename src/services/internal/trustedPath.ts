@@ -22,7 +22,9 @@ export const stepProblem = (
   entryPath: string,
   trusted: (uid: number) => boolean
 ): string | undefined => {
-  if (!trusted(parent.uid)) return `${parentPath}, a directory on the way to it, is owned by uid ${parent.uid}, not root`
+  if (!trusted(parent.uid)) {
+    return `${parentPath}, a directory on the way to it, is owned by uid ${parent.uid}, not root`
+  }
   if ((parent.mode & 0o022) !== 0 && ((parent.mode & 0o1000) === 0 || (entry !== undefined && !trusted(entry.uid)))) {
     const mode = (parent.mode & 0o7777).toString(8).padStart(4, "0")
     return `${parentPath}, a directory on the way to it, is writable by group or others (mode ${mode}), who could replace ${entryPath}`
