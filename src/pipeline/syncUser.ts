@@ -742,7 +742,11 @@ const syncDirectory = (
     yield* breathe(size)
 
     if (decision === "unchanged") {
-      if (!options.dryRun && !recordIsCurrent) yield* managedKeys.write(policy.state_dir, user.username, recordNow)
+      if (!recordIsCurrent) {
+        yield* options.dryRun
+          ? managedKeys.checkWritable(policy.state_dir)
+          : managedKeys.write(policy.state_dir, user.username, recordNow)
+      }
       yield* Effect.logInfo("authorized_keys unchanged").pipe(Effect.annotateLogs({ keys }))
       return { _tag: "Unchanged", user: user.username, path, keys } satisfies UserOutcome
     }
@@ -756,9 +760,14 @@ const syncDirectory = (
     if (refused !== undefined) return yield* refused
     yield* breathe(size)
     const backsUp = decision === "content" && policy.backup_enabled && existing !== undefined && existing.content !== ""
+    const recordsFirst = !Option.isSome(record) || !sameRecord(record.value, union)
     if (options.dryRun) {
-      // The backup is the first write a real run makes: a backups directory it would refuse fails the dry run too.
+      // The writes a real run makes, in its order (record, backup, file), fail the dry run where they are refused
+      // before anything is written: a backups directory it would refuse, a read-only mount (a unit without the
+      // ReadWritePaths= it needs). A full disk shows only when writing.
+      if (recordsFirst) yield* managedKeys.checkWritable(policy.state_dir)
       if (backsUp) yield* sshDir.checkBackups(owner)
+      yield* sshDir.checkWritable
       yield* revokedLines
       yield* Effect.logInfo("dry run: would update authorized_keys").pipe(
         Effect.annotateLogs({ path, keys, added: diff.added.length, removed: diff.removed.length })
@@ -767,9 +776,7 @@ const syncDirectory = (
     }
 
     // Remember the union first: if the rename never happens, keys (and lines) still in the old file stay the tool's.
-    if (!Option.isSome(record) || !sameRecord(record.value, union)) {
-      yield* managedKeys.write(policy.state_dir, user.username, union)
-    }
+    if (recordsFirst) yield* managedKeys.write(policy.state_dir, user.username, union)
     const now = new Date(yield* Clock.currentTimeMillis)
     const content = renderHeader(options.build, now) + body
     const backup = backsUp

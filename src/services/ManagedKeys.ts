@@ -35,6 +35,11 @@ export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedK
   readonly read: (stateDir: string, user: string) => Effect.Effect<Option.Option<ManagedRecord>, StateError>
   /** Replace the record of `user` (atomically). */
   readonly write: (stateDir: string, user: string, record: ManagedRecord) => Effect.Effect<void, StateError>
+  /**
+   * What a dry run can know of a record's write: fails as `write` would when the directory it would write in (or
+   * create) refuses writes of any kind, a read-only mount above all. Changes nothing.
+   */
+  readonly checkWritable: (stateDir: string) => Effect.Effect<void, StateError>
 }>() {}
 
 const SUBDIR = "managed-keys"
@@ -186,6 +191,15 @@ const writeRecord = async (
   }
 }
 
+/** The directory a record's write would write in, or the one it would create that in: the first that exists. */
+const checkRecordDirectory = (stateDir: string): void => {
+  let dir = nodePath.join(stateDir, SUBDIR)
+  while (fs.lstatSync(dir, { throwIfNoEntry: false }) === undefined && nodePath.dirname(dir) !== dir) {
+    dir = nodePath.dirname(dir)
+  }
+  fs.accessSync(dir, fs.constants.W_OK)
+}
+
 /**
  * Records in root-only files under `policy.state_dir`. The first write into a directory also removes the temp records
  * that killed runs left there. @since 0.2.0
@@ -208,7 +222,12 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
       Effect.tryPromise({
         try: () => writeRecord(checked, stateDir, user, record, firstWriteIn),
         catch: stateFailed(recordPath(stateDir, user))
-      }).pipe(Effect.uninterruptible)
+      }).pipe(Effect.uninterruptible),
+    checkWritable: (stateDir) =>
+      Effect.try({
+        try: () => checkRecordDirectory(stateDir),
+        catch: stateFailed(nodePath.join(stateDir, SUBDIR))
+      })
   })
 })
 
@@ -235,7 +254,8 @@ export const layerMemory = (
               identities: new Set(record.identities),
               lines: record.lines === undefined ? undefined : new Set(record.lines)
             })
-          ))
+          )),
+        checkWritable: () => Effect.void
       })
     })
   )

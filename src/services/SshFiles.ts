@@ -89,6 +89,11 @@ export interface SshDir {
    * `authorized_keys_backups/` is there but unusable (a link, a file, another account's). Changes nothing.
    */
   readonly checkBackups: (owner: Owner) => Effect.Effect<void, WriteError | UnsafePath>
+  /**
+   * What a dry run can know of the write a real run would make in `.ssh`: fails as the write would when the directory
+   * refuses writes of any kind (a read-only mount, an immutable directory, no permission). Changes nothing.
+   */
+  readonly checkWritable: Effect.Effect<void, WriteError>
   /** Write `content` as backup `name` in `authorized_keys_backups/` (created 0700), then keep the newest `retention`. */
   readonly writeBackup: (
     content: string,
@@ -863,6 +868,14 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
           [...inSsh.removed, ...inBackups.removed]
         )
       }),
+    checkWritable: runSync<void, WriteError>(
+      () => {
+        dir.guard()
+        fs.accessSync(dir.base, fs.constants.W_OK)
+      },
+      [WriteError],
+      (error) => new WriteError({ path: sshPath, operation: "write in", detail: describeCause(error), cause: error })
+    ),
     checkBackups: (owner) =>
       runSync<void, UnsafePath | WriteError>(
         () => checkBackupDirectory(user, dir, sshPath, owner),
@@ -929,6 +942,9 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
 /** @since 0.1.0 */
 export type MemoryFile = ExistingFile
 
+/** Errno codes access(2) gives for a directory before anything is written in it. */
+const REFUSED_BEFORE_WRITING: ReadonlySet<string> = new Set(["EROFS", "EACCES", "EPERM"])
+
 /**
  * A tiny in-memory file system for pipeline tests: directories, files and symlinks by absolute path.
  * Tests set it up, run a sync, and read it back.
@@ -941,7 +957,10 @@ export class MemoryFs {
   readonly symlinks = new Set<string>()
   /** Paths written, in order (temp files and backups included), to check what a run touched. */
   readonly writes: Array<string> = []
-  /** When set, creating any file fails with this errno code (e.g. "ENOSPC"). */
+  /**
+   * When set, creating any file fails with this errno code (e.g. "ENOSPC"). A dry run's `checkWritable` sees the codes
+   * a directory answers before anything is written (EROFS, EACCES, EPERM), not ENOSPC or EIO.
+   */
   failWritesWith: string | undefined = undefined
   /** Runs after each read of authorized_keys, e.g. a sleep that opens a window between read and write. */
   afterRead: Effect.Effect<void> = Effect.void
@@ -1063,6 +1082,17 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
                 for (const name of stale) memory.files.delete(nodePath.join(sshPath, name))
                 return stale
               }),
+            checkWritable: Effect.suspend(() =>
+              memory.failWritesWith !== undefined && REFUSED_BEFORE_WRITING.has(memory.failWritesWith)
+                ? Effect.fail(
+                  new WriteError({
+                    path: sshPath,
+                    operation: "write in",
+                    detail: `${memory.failWritesWith}: simulated`
+                  })
+                )
+                : Effect.void
+            ),
             checkBackups: () =>
               Effect.suspend(() => {
                 const dir = nodePath.join(sshPath, BACKUP_DIR)

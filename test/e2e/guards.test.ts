@@ -16,6 +16,7 @@ import {
   E2E_STATE_DIR,
   logsWith,
   parseLogs,
+  runCli,
   type RunResult,
   runWithConfig,
   userWith,
@@ -913,6 +914,50 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       expect(lock.code, lock.stdout + lock.stderr).toBe(1)
       expect(lock.stderr).toContain(`cannot create ${path.join(dir, "run")}: EROFS: read-only file system`)
       expect(await snapshotTree(bob.sshDir)).toEqual(before)
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  // A dry run is how an operator checks a unit before enabling it: where the real run would be refused by a read-only
+  // mount, so is the dry run, with the same exit code and the path.
+  it("a dry run fails like the real run when .ssh or the state_dir is on a read-only file system", async (context) => {
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
+      return context.skip()
+    }
+    const bob = await users.create({ authorizedKeys: lines(key("rodry-old")) })
+    const dir = await users.tempDir()
+    await fs.chmod(dir, 0o700)
+    server.keys("/rodry", [key("rodry-new")])
+    const cfg = await writeConfig(
+      config([userWith(bob.name, server.url("/rodry"))], { state_dir: path.join(dir, "state") })
+    )
+    const before = await snapshotTree(bob.sshDir)
+    const errorsOf = (run: { readonly stdout: string }) =>
+      parseLogs(run.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === bob.name).map((l) => l.msg)
+    try {
+      // The state_dir first: the real run writes the record before the file, so a later run needs no record write.
+      for (const readOnly of [dir, bob.sshDir]) {
+        const dry = await runWithReadOnly(readOnly, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE, "--dry-run"])
+        const real = await runWithReadOnly(readOnly, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE])
+        expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
+        const [dryError] = errorsOf(dry)
+        expect(errorsOf(dry), dry.stdout).toHaveLength(1)
+        expect(errorsOf(real), real.stdout).toHaveLength(1)
+        expect(dryError).toContain(
+          readOnly === dir
+            ? `state ${path.join(dir, "state", "managed-keys")}: EROFS: read-only file system`
+            : `cannot write in ${bob.sshDir}: EROFS: read-only file system`
+        )
+        expect(dry.stdout).not.toContain("would update")
+      }
+      // Writable again: the dry run passes, and still changes nothing.
+      const state = await snapshotTree(dir)
+      const dry = await runCli(["--config", cfg.path, "--lock-file", E2E_LOCK_FILE, "--dry-run"])
+      expect(dry.code, dry.stdout + dry.stderr).toBe(0)
+      expect(await snapshotTree(bob.sshDir)).toEqual(before)
+      expect(await snapshotTree(dir)).toEqual(state)
     } finally {
       await cfg.remove()
     }

@@ -479,6 +479,28 @@ describe("syncUser", () => {
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
     }))
 
+  it.effect("a dry run fails as the real run does where .ssh refuses writes before any is made (a read-only mount)", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) => {
+        fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice)
+        fs.failWritesWith = "EROFS"
+      })
+      const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+      const dry = yield* run(w, cfg, { dryRun: true })
+      const real = yield* run(w, cfg)
+      expect([dry.exitCode, real.exitCode]).toEqual([1, 1])
+      const outcome = dry.outcomes[0]
+      expect(outcome?._tag === "Failed" && outcome.error.message).toBe(
+        "cannot write in /home/alice/.ssh: EROFS: simulated"
+      )
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+      expect(w.fs.writes).toEqual([])
+
+      // A full disk is found only by writing: the dry run cannot see it.
+      w.fs.failWritesWith = "ENOSPC"
+      expect((yield* run(w, cfg, { dryRun: true })).exitCode).toBe(0)
+    }))
+
   it.effect("missing user and missing .ssh are skips (exit 0); the other user is still written", () =>
     Effect.gen(function*() {
       const w = world({ "https://a.example/keys": `${K1}\n` })
