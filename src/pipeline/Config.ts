@@ -290,12 +290,10 @@ const ignoredHeaders = (config: Config): Array<string> =>
     user.sources.flatMap((source, s) =>
       Object.keys(source.headers)
         .filter((name) => REQUEST_OWN_HEADERS.has(name.toLowerCase()))
-        .map((name) =>
-          `${
-            formatPath(["users", u, "sources", s, "headers", name])
-          } is ignored: the request sends its own, as the Go ` +
-          "original's does"
-        )
+        .map((name) => {
+          const place = formatPath(["users", u, "sources", s, "headers", name])
+          return `${place} is ignored: the request sends its own, as the Go original's does`
+        })
     )
   )
 

@@ -47,15 +47,13 @@ export class SshDirMissing extends Data.TaggedError("SshDirMissing")<{
     return new SshDirMissing({ user: this.user, path: this.path, reason: this.reason, homeRefused })
   }
   override get message() {
+    const what = this.reason === "missing" ? "does not exist" : "is not a directory"
     if (this.homeRefused !== undefined) {
-      return `${this.path} ${
-        this.reason === "missing" ? "does not exist" : "is not a directory"
-      }, and the home would be ` +
-        `refused with one: ${this.homeRefused}`
+      return `${this.path} ${what}, and the home would be refused with one: ${this.homeRefused}`
     }
     return this.reason === "missing"
-      ? `${this.path} does not exist; create it (mode 0700, owned by ${this.user}) to manage this user`
-      : `${this.path} is not a directory`
+      ? `${this.path} ${what}; create it (mode 0700, owned by ${this.user}) to manage this user`
+      : `${this.path} ${what}`
   }
 }
 

@@ -40,11 +40,10 @@ const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[ \t]*\r?\n([A-Za-z0-9+/=\s]
  * skipped, as Go skips them.
  */
 export const pemCertificates = (text: string): ReadonlyArray<string> =>
-  [...text.matchAll(PEM_CERTIFICATE)].map((match) =>
-    `-----BEGIN CERTIFICATE-----\n${
-      match[1]!.split("\n").map((line) => line.replace(/\s+/g, "")).filter((line) => line !== "").join("\n")
-    }\n-----END CERTIFICATE-----`
-  )
+  [...text.matchAll(PEM_CERTIFICATE)].map((match) => {
+    const base64 = match[1]!.split("\n").map((line) => line.replace(/\s+/g, "")).filter((line) => line !== "")
+    return `-----BEGIN CERTIFICATE-----\n${base64.join("\n")}\n-----END CERTIFICATE-----`
+  })
 
 /**
  * The store's certificates, each PEM block once, or undefined when the host has none where Go looks (then Node's
