@@ -77,7 +77,7 @@ export const normalizeGoFlags = (args: ReadonlyArray<string>): Array<string> => 
  * end that needs a value (`flag needs an argument: -config`). Like Go, it reads flags from the left and stops at the
  * first word that is not one (a stray argument) and at an unknown flag, which @effect/cli then refuses.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const goFlagError = (args: ReadonlyArray<string>): string | undefined => {
   for (let i = 0; i < args.length; i++) {
@@ -103,7 +103,7 @@ export const goFlagError = (args: ReadonlyArray<string>): string | undefined => 
  * Whether normalized `args` (see normalizeGoFlags) ask for `--version`: as a flag, not as the value of another flag
  * (`--config --version` reads a config file named `--version`, as Go's flag package does) nor after `--`.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const asksForVersion = (args: ReadonlyArray<string>): boolean => {
   let version = false

@@ -21,7 +21,7 @@ export const DEFAULT_CONFIG_PATH = "/etc/authkeysync/config.yaml"
 export const DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 /** Twice what a 100,000-key corporate source needs. */
 export const DEFAULT_MAX_KEYS_PER_SOURCE = 200_000
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export const DEFAULT_STATE_DIR = "/var/lib/authkeysync"
 
 /**
@@ -29,7 +29,7 @@ export const DEFAULT_STATE_DIR = "/var/lib/authkeysync"
  * the Go original, can sync only its own file) its own state directory, `$XDG_STATE_HOME/authkeysync` or
  * `~/.local/state/authkeysync`, as the run lock has its own (a run by that account could never write the system's).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const defaultStateDir = (
   euid: number = process.geteuid?.() ?? 0,

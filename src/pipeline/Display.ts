@@ -4,7 +4,7 @@
  * NEL) or reorder what is shown (bidirectional overrides) are written as escapes instead. A user can put any of them
  * in a key's comment; a source can send them. Pure.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 
 /** C1 controls (NEL, CSI, OSC, …), the line and paragraph separators, and the bidirectional embeddings and isolates. */
@@ -25,7 +25,7 @@ const escape = (char: string): string => {
  * `text` with every control character but tab written as `\xNN` (`\uNNNN` above U+00FF), for a terminal: what a line
  * holds, without doing what it says.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const visibleText = (text: string): string => text.replace(CONTROL, escape)
 
@@ -33,18 +33,18 @@ export const visibleText = (text: string): string => text.replace(CONTROL, escap
  * JSON text (JSON.stringify's output, which escapes C0 controls but not these) with C1 controls, line separators and
  * bidirectional controls as `\uNNNN` escapes: still the same JSON value. They can occur only inside strings there.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const jsonWithoutInvisible = (json: string): string => json.replace(INVISIBLE, unicodeEscape)
 
-/** Whether `text` holds a character jsonWithoutInvisible escapes. @since 0.3.0 */
+/** Whether `text` holds a character jsonWithoutInvisible escapes. @since 0.1.0 */
 export const hasInvisible = (text: string): boolean => HAS_INVISIBLE.test(text)
 
 /**
  * `text` cut to at most `max` characters for a log line, ending in `...` when cut. Counts code points, so an emoji in
  * a key's comment is never split into half a surrogate pair (shown as U+FFFD or a lone `\ud83d` escape).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const shortened = (text: string, max: number): string => {
   const chars = Array.from(text)

@@ -2,12 +2,12 @@
  * The "never lock anyone out" rules, checked on every write before anything is touched (and in a dry run, so that
  * it reports what a real run would do). Pure.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import type { Policy } from "./Config.js"
 import { GuardRefused } from "./Errors.js"
 
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export interface GuardCounts {
   /** Keys in the file on disk (distinct keys). */
   readonly before: number
@@ -26,7 +26,7 @@ export interface GuardCounts {
 /**
  * Returns the refusal, or `undefined` when the write may go ahead.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const checkGuards = (
   user: string,

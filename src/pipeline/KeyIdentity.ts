@@ -5,7 +5,7 @@
  *
  * Pure; works on byte strings (see Bytes.ts).
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import { createHash } from "node:crypto"
 import { canonicalKeyType, keyInBlob } from "./SshKeyBlob.js"
@@ -65,15 +65,15 @@ export const keyMaterial = (line: string): { readonly type: string; readonly blo
  * `ssh-ed25519 AAAA…`: the identity of the key on `line`; the whole line when it holds no recognisable key (such a
  * line is then only ever the same as itself).
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const keyIdentity = (line: string): string => identityFrom(line, keyMaterial(line))
 
-/** The identity of `line` given its key material (see keyMaterial), for a caller that needs both. @since 0.3.0 */
+/** The identity of `line` given its key material (see keyMaterial), for a caller that needs both. @since 0.1.0 */
 export const identityFrom = (line: string, material: ReturnType<typeof keyMaterial>): string =>
   material === undefined ? line : `${material.type} ${material.blob}`
 
-/** `SHA256:…` as `ssh-keygen -l` prints it, or `undefined` when the line holds no recognisable key. @since 0.2.0 */
+/** `SHA256:…` as `ssh-keygen -l` prints it, or `undefined` when the line holds no recognisable key. @since 0.1.0 */
 export const keyFingerprint = (line: string): string | undefined => {
   const material = keyMaterial(line)
   if (material === undefined) return undefined

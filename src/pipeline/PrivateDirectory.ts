@@ -3,10 +3,10 @@
  * (not a link), owned by the running user, writable by nobody else. Anything less lets an account plant a lock, a
  * record or a link there. Pure: takes what lstat said.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export interface DirectoryStat {
   readonly isSymbolicLink: boolean
   readonly isDirectory: boolean
@@ -14,7 +14,7 @@ export interface DirectoryStat {
   readonly mode: number
 }
 
-/** Why `st` is not a private directory of `uid`, or `undefined` when it is. @since 0.2.0 */
+/** Why `st` is not a private directory of `uid`, or `undefined` when it is. @since 0.1.0 */
 export const privateDirectoryProblem = (st: DirectoryStat, uid: number): string | undefined =>
   st.isSymbolicLink
     ? "it is a symbolic link"
@@ -26,7 +26,7 @@ export const privateDirectoryProblem = (st: DirectoryStat, uid: number): string 
     ? `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`
     : undefined
 
-/** lstat's answer in the shape above. @since 0.2.0 */
+/** lstat's answer in the shape above. @since 0.1.0 */
 export const directoryStat = (st: {
   isSymbolicLink(): boolean
   isDirectory(): boolean

@@ -40,7 +40,7 @@ export const renderHeader = (build: BuildInfo, lastSync: Date): string =>
     ""
   ].join("\n"))
 
-/** The marker lines that open each section. @since 0.2.0 */
+/** The marker lines that open each section. @since 0.1.0 */
 export const PINNED_TITLE = "# Pinned (break-glass)"
 export const LOCAL_TITLE = "# Local (preserved)"
 export const SOURCE_TITLE_PREFIX = "# Source: "

@@ -11,14 +11,14 @@
  *
  * Pure; works on byte strings.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import type { Section } from "./Dedup.js"
 import { keyIdentity } from "./KeyIdentity.js"
 import { classifyLine, trimLine } from "./Parse.js"
 import { LOCAL_TITLE, managedBody, PINNED_TITLE, SOURCE_TITLE_PREFIX } from "./Render.js"
 
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export interface LocalSelection {
   /** Local keys that stay (under `# Local (preserved)`). */
   readonly kept: ReadonlyArray<string>
@@ -33,7 +33,7 @@ export interface LocalSelection {
  * user's own variant, say with `from=` or another comment) is the user's and stays, as on the run before the key was
  * recorded; without `previouslyWritten` (a record from before lines were kept) every such line is dropped.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const selectLocalKeys = (
   localKeys: ReadonlyArray<string>,
@@ -52,7 +52,7 @@ export const selectLocalKeys = (
   return { kept, revoked }
 }
 
-/** Identities of the keys the tool provides in `sections` (pinned and source sections, not local). @since 0.2.0 */
+/** Identities of the keys the tool provides in `sections` (pinned and source sections, not local). @since 0.1.0 */
 export const providedIdentities = (sections: ReadonlyArray<Section>): ReadonlySet<string> => {
   const ids = new Set<string>()
   for (const section of sections) {
@@ -61,7 +61,7 @@ export const providedIdentities = (sections: ReadonlyArray<Section>): ReadonlySe
   return ids
 }
 
-/** Identities of the keys of `sources` and `pinned`, before dedup against the local file. @since 0.2.0 */
+/** Identities of the keys of `sources` and `pinned`, before dedup against the local file. @since 0.1.0 */
 export const identitiesOf = (keyLists: ReadonlyArray<ReadonlyArray<string>>): ReadonlySet<string> => {
   const ids = new Set<string>()
   for (const keys of keyLists) for (const key of keys) ids.add(keyIdentity(key))
@@ -72,7 +72,7 @@ export const identitiesOf = (keyLists: ReadonlyArray<ReadonlyArray<string>>): Re
  * For a file with no record yet: identities of the keys under `# Source:` or `# Pinned` markers of an AuthKeySync
  * file (this tool's or the Go original's). Any other file was never managed: nothing in it counts as managed.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const markedManagedIdentities = (content: string): ReadonlySet<string> =>
   new Set([...markedManagedLines(content)].map(keyIdentity))
@@ -81,7 +81,7 @@ export const markedManagedIdentities = (content: string): ReadonlySet<string> =>
  * For a file with no record yet: the key lines under `# Source:` or `# Pinned` markers of an AuthKeySync file, as
  * `selectLocalKeys`'s `previouslyWritten`. Used only with the identities of the same markers.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const markedManagedLines = (content: string): ReadonlySet<string> => {
   const lines = new Set<string>()

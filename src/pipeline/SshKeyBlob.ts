@@ -7,7 +7,7 @@
  * Reading more lines as the same key than sshd would is safe here (a revoked key's look-alikes go too); fewer is not.
  * Pure.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 
 /** Key types by every name sshd takes for them (names exactly, short names in any case), to their canonical name. */

@@ -1,7 +1,7 @@
 /**
  * The one way the pipeline runs many things at once (users, a user's sources).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 import { Effect, type Exit, Fiber } from "effect"
 
@@ -25,7 +25,7 @@ const WORKERS_PER_TURN = 8
  *
  * Interrupting the caller interrupts the workers (they are its children).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const boundedParallel = <A, B, E, R>(
   items: ReadonlyArray<A>,

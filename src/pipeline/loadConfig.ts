@@ -12,7 +12,7 @@ import { ConfigError, describeCause } from "./Errors.js"
  * Pure: the config decides who gets root's trust, so a file others can change is a finding. World-writable is
  * refused; group-writable, or (for a root run) owned by anyone but root, is warned about.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const configFileProblem = (
   info: { readonly mode: number; readonly uid: number | undefined },
@@ -35,7 +35,7 @@ export const configFileProblem = (
  * Pure: the file's text, or undefined when it is not valid text. UTF-8, or UTF-16 when the file starts with its
  * byte-order mark, as yaml.v3 reads them (a config saved as "Unicode" by a Windows editor).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const configText = (bytes: Uint8Array): string | undefined => {
   const encoding = bytes[0] === 0xff && bytes[1] === 0xfe
@@ -65,7 +65,7 @@ const TYPE_NAMES: Partial<Record<FileSystem.File.Type, string>> = {
  * Pure: why a config file of this type and size is not read. A device would be read for ever (`/dev/zero`) or never
  * answer; a pipe (`--config /dev/stdin`, `<(…)`) is read as the Go original reads it.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const configTypeProblem = (type: FileSystem.File.Type, size: bigint): string | undefined => {
   const name = TYPE_NAMES[type]

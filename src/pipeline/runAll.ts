@@ -48,7 +48,7 @@ export const summarize = (outcomes: ReadonlyArray<UserOutcome>): RunSummary => {
   return { outcomes, counts, exitCode: counts.Failed > 0 ? 1 : 0 }
 }
 
-/** Pure: configured accounts grouped by (resolved) home directory. @since 0.2.0 */
+/** Pure: configured accounts grouped by (resolved) home directory. @since 0.1.0 */
 export const groupByHome = (
   accounts: ReadonlyArray<{ readonly name: string; readonly home: string }>
 ): ReadonlyMap<string, ReadonlyArray<string>> => {
@@ -60,7 +60,7 @@ export const groupByHome = (
   return byHome
 }
 
-/** Pure: for each account, the other accounts whose `.ssh` is the same directory. @since 0.2.0 */
+/** Pure: for each account, the other accounts whose `.ssh` is the same directory. @since 0.1.0 */
 export const groupBySshDir = (
   identities: ReadonlyArray<readonly [name: string, identity: string]>
 ): ReadonlyMap<string, ReadonlyArray<string>> => {

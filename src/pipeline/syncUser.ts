@@ -95,7 +95,7 @@ export interface SyncOptions {
  * while a user is merged): a source sending 200,000 keys to many users, or one user with several such sources, would
  * otherwise bring the whole run down with an out-of-memory abort.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const KEY_BUDGET = 500_000
 
@@ -164,7 +164,7 @@ interface FetchedSource {
  * holds millions of "keys", whose merge would hold the run's one thread long enough for every other user's fetch to
  * time out.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const maxLocalKeys = (policy: Policy, user: User): number =>
   policy.max_keys_per_source * (user.sources.length + 1) + policy.pinned_keys.length + user.pinned_keys.length
@@ -172,7 +172,7 @@ export const maxLocalKeys = (policy: Policy, user: User): number =>
 /** Longer lines are not keys anybody uses (a 16384-bit RSA key is about 2.8 KB); a source sending one is broken. */
 export const MAX_LINE_BYTES = 16 * 1024
 
-/** Pure: why a source's body breaks the line-length or key-count cap, if it does. @since 0.2.0 */
+/** Pure: why a source's body breaks the line-length or key-count cap, if it does. @since 0.1.0 */
 export const sourceLimitProblem = (
   body: string,
   keyCount: number,
@@ -452,7 +452,7 @@ const sameRecord = (a: ManagedRecord, b: ManagedRecord) =>
  * user added by hand cannot be used to trip it and freeze the file (with `preserve_local_keys: false` they are
  * removed on every run, by policy), nor managed lines the user deleted to make a revocation look like a large one.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const guardCounts = (
   before: ReadonlyArray<string>,
@@ -460,7 +460,7 @@ export const guardCounts = (
   managed?: ReadonlySet<string>
 ): GuardCounts => guardCountsOf(guardIdentities(before), guardIdentities(after), managed)
 
-/** Pure: the identities of `keys` (see KeyIdentity.ts), all and those of lines that hold a usable key. @since 0.3.0 */
+/** Pure: the identities of `keys` (see KeyIdentity.ts), all and those of lines that hold a usable key. @since 0.1.0 */
 export const guardIdentities = (keys: ReadonlyArray<string>): GuardIdentities => {
   // One look at each line: a user's own file may hold hundreds of thousands.
   const all = new Set<string>()
@@ -474,13 +474,13 @@ export const guardIdentities = (keys: ReadonlyArray<string>): GuardIdentities =>
   return { all, usable }
 }
 
-/** The identities guardCounts compares. @since 0.3.0 */
+/** The identities guardCounts compares. @since 0.1.0 */
 export interface GuardIdentities {
   readonly all: ReadonlySet<string>
   readonly usable: ReadonlySet<string>
 }
 
-/** Pure: guardCounts from the identities before and after (each computed once, maybe with a pause between). @since 0.3.0 */
+/** Pure: guardCounts from the identities before and after (each computed once, maybe with a pause between). @since 0.1.0 */
 export const guardCountsOf = (
   was: GuardIdentities,
   is: GuardIdentities,
@@ -502,7 +502,7 @@ export const guardCountsOf = (
   }
 }
 
-/** Pure: why an account cannot be handled safely, before anything is looked up or opened. @since 0.2.0 */
+/** Pure: why an account cannot be handled safely, before anything is looked up or opened. @since 0.1.0 */
 export const unsafeUsernameReason = (name: string): string | undefined => {
   if (name.includes("/")) return "the name contains a slash"
   if (/[\x00-\x1f\x7f]/.test(name)) return "the name contains a control character"

@@ -18,7 +18,7 @@ export interface Account {
   readonly home: string
 }
 
-/** One name's answer. @since 0.2.0 */
+/** One name's answer. @since 0.1.0 */
 export type AccountLookup = Either.Either<Account, UserNotFound | AccountLookupError>
 
 /** @since 0.1.0 */
@@ -253,7 +253,7 @@ const lookupDarwin = (run: RunCommand, name: string): Effect.Effect<Account, Use
  * Pure: whether a `group(5)` line (`name:x:gid:member,member`) is the account's own group alone: its primary group,
  * named as the account, with no member but the account itself.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const isOwnGroupLine = (line: string, account: Account): boolean => {
   const [name, , gid, members] = line.split(":")
@@ -345,7 +345,7 @@ const lookupAll = (
  * The host's account database, asking the `getent` (macOS: `dscl`) found first in `commandDirs` (absolute
  * directories). `lookupAll` (what `runAll` uses) asks one `getent` call for every name.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const layerWith = (options: {
   readonly commandDirs: ReadonlyArray<string>

@@ -9,7 +9,7 @@
  * Why not undici (which @effect/platform-node also offers): on a run of hundreds of sources its requests cost about
  * twice the CPU of Node's built-in client, and loading it was a tenth of the start-up time.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import {
   Cookies,
@@ -42,7 +42,7 @@ import {
 } from "./internal/proxies.js"
 import { loadSystemCaCertificates } from "./internal/systemCa.js"
 
-/** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.2.0 */
+/** HttpClients that trust a given CA file. Optional: without it, a source with `ca_file` fails. @since 0.1.0 */
 export class TrustedCaClients extends Context.Tag("authkeysync/TrustedCaClients")<TrustedCaClients, {
   /** The client for `caFile`, made once per file and run; its `message` is a one-line reason. */
   readonly forCaFile: (caFile: string) => Effect.Effect<HttpClient.HttpClient, CaFileError>
@@ -148,7 +148,7 @@ class TunnelAgent extends https.Agent {
   }
 }
 
-/** What one request sends. @since 0.3.0 */
+/** What one request sends. @since 0.1.0 */
 export interface Outgoing {
   readonly method: string
   readonly headers: Readonly<Record<string, string>>
@@ -171,7 +171,7 @@ export type TrustedCertificates = string | ReadonlyArray<string> | undefined
  * an https proxy always against the host's store. The store is read, and each set of CAs parsed, once per transport
  * and only when an https connection needs it: a TLS context made per connection would parse every CA again.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export class Transport {
   private readonly direct: http.Agent
@@ -382,7 +382,7 @@ export class Transport {
  * Drops a response's body without reading it, where the client supports that (ours does): the connection is closed
  * rather than left waiting for a reader. Use it on a response whose body is not wanted (an error status, a redirect).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 /**
  * Why a body sent with this Transfer-Encoding is not read, if it is not: a parser takes off a last coding that is
@@ -571,7 +571,7 @@ const failedReadable = (error: Error) =>
  * machinery cost more CPU than the requests. Interrupting a request, or the read of its body, closes its connection.
  * No trace headers are ever sent: key servers get the request the Go original sends.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const makeClient = (transport: Transport): HttpClient.HttpClient =>
   HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(
@@ -631,7 +631,7 @@ const readCaFile = async (caFile: string): Promise<string | { readonly problem: 
 
 /**
  * A Transport with proxies from the process environment (read now), closed with the scope; `hosts` when it shares the
- * run's host lookups with other transports. @since 0.3.0
+ * run's host lookups with other transports. @since 0.1.0
  */
 export const makeTransport = (ca: string | undefined, hosts?: HostLookup) =>
   Effect.acquireRelease(
@@ -641,7 +641,7 @@ export const makeTransport = (ca: string | undefined, hosts?: HostLookup) =>
 
 const makeHttpClient = (hosts?: HostLookup) => Effect.map(makeTransport(undefined, hosts), makeClient)
 
-/** The default client: built-in CAs, proxies from the environment. @since 0.2.0 */
+/** The default client: built-in CAs, proxies from the environment. @since 0.1.0 */
 export const layerHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.scoped(HttpClient.HttpClient, makeHttpClient())
 
 /** How long a CA file that could not be used stays failed before it is read again. */
@@ -700,7 +700,7 @@ const makeTrustedCaClients = (hosts?: HostLookup) =>
  * as a promise that is kept whatever happens to its first caller: a source whose deadline cut the read short must not
  * leave an interruption behind for every later source with that file.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped(
   TrustedCaClients,
@@ -709,7 +709,7 @@ export const layerTrustedCaClients: Layer.Layer<TrustedCaClients> = Layer.scoped
 
 /**
  * Both, as the CLI uses them, finding hosts through one HostLookup: a name is looked up once per run and at most two
- * lookups run at a time whichever client (the default one, or a CA file's) makes the connection. @since 0.2.0
+ * lookups run at a time whichever client (the default one, or a CA file's) makes the connection. @since 0.1.0
  */
 export const layer: Layer.Layer<HttpClient.HttpClient | TrustedCaClients> = Layer.unwrapEffect(Effect.sync(() => {
   const hosts = new HostLookup()

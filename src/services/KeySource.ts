@@ -15,7 +15,7 @@ import { describeCause, SourceFetchError, SourceTimeout } from "../pipeline/Erro
 import { redactUrl } from "../pipeline/Redact.js"
 import { discardBody, isOwnResponse, transferCodingProblem, TrustedCaClients } from "./HttpTransport.js"
 
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export interface FetchOptions {
   /** The body cap (policy.max_response_bytes); default 10 MiB. */
   readonly maxResponseBytes?: number

@@ -96,7 +96,7 @@ const minimumLevel = (verbosity: Verbosity): LogLevel.LogLevel =>
  * writes fail with EPIPE; the sync must go on without its logs rather than crash half way through the users. Installs
  * one 'error' listener on process.stdout, once per process.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const stdoutLines = (): (line: string) => void => {
   if (!watchingStdout) {

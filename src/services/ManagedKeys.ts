@@ -3,7 +3,7 @@
  * file, kept where users cannot reach it: `<policy.state_dir>/managed-keys/<user>.json`, in root-only directories. Revocation trusts this
  * record, never the marker lines of the file itself (see pipeline/Revocation.ts).
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import * as fs from "node:fs"
@@ -21,7 +21,7 @@ import {
 } from "./internal/syscalls.js"
 import { untrustedStep } from "./internal/trustedPath.js"
 
-/** What the tool wrote into one user's file from sources and pins. @since 0.3.0 */
+/** What the tool wrote into one user's file from sources and pins. @since 0.1.0 */
 export interface ManagedRecord {
   /** The keys' identities (type and blob). */
   readonly identities: ReadonlySet<string>
@@ -29,7 +29,7 @@ export interface ManagedRecord {
   readonly lines: ReadonlySet<string> | undefined
 }
 
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export class ManagedKeys extends Context.Tag("authkeysync/ManagedKeys")<ManagedKeys, {
   /** The record for `user`, or none when the tool never wrote that user's file. */
   readonly read: (stateDir: string, user: string) => Effect.Effect<Option.Option<ManagedRecord>, StateError>
@@ -202,7 +202,7 @@ const checkRecordDirectory = (stateDir: string): void => {
 
 /**
  * Records in root-only files under `policy.state_dir`. The first write into a directory also removes the temp records
- * that killed runs left there. @since 0.2.0
+ * that killed runs left there. @since 0.1.0
  */
 export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
   const swept = new Set<string>()
@@ -233,7 +233,7 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
 
 /**
  * Records in memory, optionally pre-filled (`user -> identities`, as a format-1 record without lines); `records` shows
- * what was written. @since 0.2.0
+ * what was written. @since 0.1.0
  */
 export const layerMemory = (
   initial: Record<string, ReadonlyArray<string>> = {},

@@ -9,7 +9,7 @@
  * Its syscalls run synchronously, as in SshFiles: a dozen of them take well under a millisecond on /run, while their
  * trips through libuv's thread pool kept every run waiting about 25 ms before its first user.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import { Clock, Context, Duration, Effect, Layer, type Scope } from "effect"
 import * as fs from "node:fs"
@@ -20,7 +20,7 @@ import { directoryStat, privateDirectoryProblem } from "../pipeline/PrivateDirec
 import { makeDirectories, unlinkQuietly } from "./internal/syscalls.js"
 import { untrustedStep } from "./internal/trustedPath.js"
 
-/** @since 0.2.0 */
+/** @since 0.1.0 */
 export class RunLock extends Context.Tag("authkeysync/RunLock")<RunLock, {
   /** Hold the lock at `path` until the scope closes; wait at most `timeout` for another run to finish. */
   readonly hold: (path: string, timeout: Duration.DurationInput) => Effect.Effect<void, RunLockError, Scope.Scope>
@@ -190,7 +190,7 @@ const release = (path: string, token: string) => {
 
 const POLL = Duration.millis(100)
 
-/** The real lock file. @since 0.2.0 */
+/** The real lock file. @since 0.1.0 */
 export const layer: Layer.Layer<RunLock> = Layer.succeed(
   RunLock,
   RunLock.of({
@@ -225,5 +225,5 @@ export const layer: Layer.Layer<RunLock> = Layer.succeed(
   })
 )
 
-/** No lock at all (tests, or a caller that serializes runs itself). @since 0.2.0 */
+/** No lock at all (tests, or a caller that serializes runs itself). @since 0.1.0 */
 export const layerNoop: Layer.Layer<RunLock> = Layer.succeed(RunLock, RunLock.of({ hold: () => Effect.void }))

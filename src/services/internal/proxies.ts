@@ -9,7 +9,7 @@ import { domainToASCII } from "node:url"
 /** `[::1]` (as URLs write it) to `::1` (as sockets want it). */
 export const bareHost = (hostname: string) => hostname.replace(/^\[(.*)\]$/, "$1")
 
-/** A proxy for one scheme: where it is and how to log in, or why its variable cannot be used. @since 0.3.0 */
+/** A proxy for one scheme: where it is and how to log in, or why its variable cannot be used. @since 0.1.0 */
 export type ProxyChoice =
   | { readonly _tag: "Proxy"; readonly url: URL; readonly authorization: string | undefined }
   | { readonly _tag: "Unusable"; readonly problem: string }
@@ -19,13 +19,13 @@ export type ProxyChoice =
  * (`example.com`: the name and its subdomains; `.example.com` or `*.example.com`: subdomains only), each optionally
  * on one port (0: any).
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export type NoProxyEntry =
   | { readonly _tag: "Addresses"; readonly addresses: BlockList; readonly port: number }
   | { readonly _tag: "Domain"; readonly suffix: string; readonly includesItself: boolean; readonly port: number }
 
-/** @since 0.3.0 */
+/** @since 0.1.0 */
 export interface ProxySettings {
   readonly http: ProxyChoice | undefined
   readonly https: ProxyChoice | undefined
@@ -128,7 +128,7 @@ const LOOPBACK = (() => {
   return list
 })()
 
-/** Proxy settings from an environment (the process's, read once per client). @since 0.3.0 */
+/** Proxy settings from an environment (the process's, read once per client). @since 0.1.0 */
 export const proxySettings = (env: Readonly<Record<string, string | undefined>>): ProxySettings => ({
   http: proxyChoice("HTTP_PROXY", fromEnv(env, "http_proxy")),
   https: proxyChoice("HTTPS_PROXY", fromEnv(env, "https_proxy")),
@@ -138,7 +138,7 @@ export const proxySettings = (env: Readonly<Record<string, string | undefined>>)
 /** The port a URL connects to. */
 export const defaultPort = (url: URL) => (url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80)
 
-/** The proxy for `target`, if any: its scheme's variable, unless NO_PROXY names the host. @since 0.3.0 */
+/** The proxy for `target`, if any: its scheme's variable, unless NO_PROXY names the host. @since 0.1.0 */
 export const proxyFor = (settings: ProxySettings, target: URL): ProxyChoice | undefined => {
   const choice = target.protocol === "https:" ? settings.https : settings.http
   if (choice === undefined || settings.noProxy === "*") return undefined

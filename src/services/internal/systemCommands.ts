@@ -11,7 +11,7 @@ import * as nodePath from "node:path"
  * and a PATH with a directory someone else can write to (a user's `~/bin`, a tool's shims) would run their program
  * as root. NixOS and Guix keep system commands under /run/current-system.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const SYSTEM_COMMAND_DIRS: ReadonlyArray<string> = [
   "/usr/bin",

@@ -13,7 +13,7 @@ import * as nodePath from "node:path"
  * or be sticky (like /tmp) with the step's own entry owned by a trusted uid. Why not, or undefined. An entry that does
  * not exist yet (undefined) cannot have been planted by anyone.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const stepProblem = (
   parent: { readonly uid: number; readonly mode: number },
@@ -40,7 +40,7 @@ const MAX_LINKS = 40
  * step must pass stepProblem, trusting root and the running user. Links on the way are followed, and the way to their
  * targets checked the same way. A step that does not exist ends the check: nobody else can create it.
  *
- * @since 0.3.0
+ * @since 0.1.0
  */
 export const untrustedStep = (path: string): string | undefined => {
   const euid = process.geteuid?.() ?? 0
