@@ -97,12 +97,11 @@ const fetchThenClosed = (path: string, timeoutSeconds = 5) =>
 describe("HttpTransport's client", () => {
   it("an error status fails the source at once, without waiting for its body, and closes that connection", async () => {
     routes["/keys"] = endless(500)
-    const started = Date.now()
     const exit = await run(fetchThenClosed("/keys"))
     expect(exit).toMatchObject({ _tag: "Failure" })
+    // The status, not the deadline: waiting for the body that never ends would have ended as a SourceTimeout.
     expect(JSON.stringify(exit)).toContain("HTTP 500 (only 200 is accepted)")
-    // Long before the 5 s deadline: the body that never ends was not waited for.
-    expect(Date.now() - started).toBeLessThan(4000)
+    expect(JSON.stringify(exit)).not.toContain("SourceTimeout")
   })
 
   it("a redirect is followed without waiting for its body", async () => {

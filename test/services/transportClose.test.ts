@@ -40,7 +40,6 @@ describe("HttpTransport layer release", () => {
       const exit = await Effect.runPromise(Effect.exit(Effect.flatMap(KeySource.KeySource, (k) => k.fetch(source)).pipe(
         Effect.provide(KeySource.layer.pipe(Layer.provide(HttpTransport.layer))))))
       console.log(JSON.stringify({ tag: exit._tag, error: exit._tag === "Failure" ? String(exit.cause) : "" }))`
-    const started = Date.now()
     const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
       cwd: ROOT,
       env: { ...process.env, HTTPS_PROXY: `http://127.0.0.1:${port}`, NO_PROXY: "" },
@@ -53,8 +52,7 @@ describe("HttpTransport layer release", () => {
     clearTimeout(killer)
     expect(JSON.parse(stdout.trim())).toMatchObject({ tag: "Failure" })
     expect(stdout).toContain("SourceTimeout")
+    // It timed out after 1 s and then ended by itself: a hang is killed at 10 s, and a killed process has no exit code.
     expect(code).toBe(0)
-    // It timed out after 1 s and then ended by itself (a hang is killed at 10 s).
-    expect(Date.now() - started).toBeLessThan(8_000)
   })
 })

@@ -270,11 +270,10 @@ describe("decodeConfig: scalar coercion", () => {
     const values = Array.from({ length: 4000 }, () => "1").join(",")
     const uses = Array.from({ length: 4000 }, () => "*a").join(",")
     const text = `${oneSource()}x-data: &a [${values}]\nx-uses: [${uses}]\n`
-    const started = Date.now()
+    // Refused by the rule, not after expanding: expanded, the document would decode (its keys are unknown, a warning).
     const error = fail(text)
     expect(error.reason).toBe("Yaml")
     expect(error.message).toBe(`config ${FILE}: invalid YAML: the document contains excessive aliasing`)
-    expect(Date.now() - started).toBeLessThan(1000)
   })
 
   it("a number anchored once and used as a number and as a header value or body is each where it is used", () => {
