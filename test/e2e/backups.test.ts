@@ -36,7 +36,9 @@ describeAsRoot("backups (e2e)", () => {
   it("creates a 0700 backup dir and a 0600 backup, owned by the user, holding the previous file byte for byte", async () => {
     // An odd hand-written file: CRLF, comments, trailing spaces, no final newline, non-ASCII.
     const previous = `# managed by hand — José\r\n${key("prev-1")}  \r\n\r\nssh-rsa AAAAB3Nza prev@äöü\n# end`
-    const bob = await users.create({ authorizedKeys: previous })
+    // Primary group `users` (useradd -g users, as many sites do): a gid taken from the uid would show.
+    const bob = await users.create({ authorizedKeys: previous, group: "users" })
+    expect(bob.gid).not.toBe(bob.uid)
     const k = key("new-1")
     server.keys("/bk/create", [k])
 

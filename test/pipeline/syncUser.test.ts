@@ -20,7 +20,7 @@ import * as SshFiles from "../../src/services/SshFiles.js"
 const build = { version: "v9.9.9", commit: "abc123", built: "2026-01-01T00:00:00Z" }
 const NOW = Date.parse("2026-03-04T05:06:07Z")
 
-const alice = { name: "alice", uid: 1001, gid: 1001, home: "/home/alice" }
+const alice = { name: "alice", uid: 1001, gid: 1011, home: "/home/alice" }
 const bob = { name: "bob", uid: 1002, gid: 1003, home: "/home/bob" }
 
 const K1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK1 one@example"
@@ -79,7 +79,8 @@ const run = <Override extends Accounts.Accounts | KeySource.KeySource | SshFiles
 const header = renderHeader(build, new Date(NOW))
 
 describe("syncUser", () => {
-  it.effect("writes sections in config order with local keys preserved, mode 0600, owned by the user", () =>
+  // alice's group is not her uid: an owner set from the wrong field shows. (Modes are the file layer's: e2e tests.)
+  it.effect("writes sections in config order with local keys preserved, owned by the user and her group", () =>
     Effect.gen(function*() {
       const w = world(
         { "https://a.example/keys": `${K1}\n${K2}\n`, "https://b.example/keys": `${K2}\n${K3}\n` },
@@ -97,8 +98,16 @@ describe("syncUser", () => {
           `\n# Source: https://b.example/keys\n${K3}\n` +
           `\n# Local (preserved)\n${LOCAL}\n`
       )
-      const file = w.fs.files.get("/home/alice/.ssh/authorized_keys")!
-      expect([file.mode, file.uid, file.gid]).toEqual([0o600, 1001, 1001])
+      const owners = (path: string) => {
+        const entry = w.fs.files.get(path) ?? w.fs.dirs.get(path)
+        return [entry?.uid, entry?.gid]
+      }
+      expect(owners("/home/alice/.ssh/authorized_keys")).toEqual([1001, 1011])
+      expect(owners("/home/alice/.ssh/authorized_keys_backups")).toEqual([1001, 1011])
+      expect(owners("/home/alice/.ssh/authorized_keys_backups/authorized_keys_20260304_050607_aaaaaa")).toEqual([
+        1001,
+        1011
+      ])
       // Backup first (the old bytes), then the temp file named per the spec, renamed over the target.
       expect(w.fs.writes).toEqual([
         "/home/alice/.ssh/authorized_keys_backups/authorized_keys_20260304_050607_aaaaaa",

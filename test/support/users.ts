@@ -61,10 +61,13 @@ export const lookupUser = async (name: string): Promise<{ uid: number; gid: numb
   }
 }
 
-/** `useradd -m` a fresh account. Prefer `UserPool.create`, which also cleans up. */
-export const createUser = async (): Promise<TestUser> => {
+/**
+ * `useradd -m` a fresh account, with a group of its own or, given `group`, that one as its primary group (so that its
+ * gid is not its uid). Prefer `UserPool.create`, which also cleans up.
+ */
+export const createUser = async (group?: string): Promise<TestUser> => {
   const name = await unusedUserName()
-  await exec("useradd", ["-m", "-s", "/usr/sbin/nologin", name])
+  await exec("useradd", ["-m", "-s", "/usr/sbin/nologin", ...(group === undefined ? [] : ["-N", "-g", group]), name])
   const entry = await lookupUser(name)
   if (entry === undefined) throw new Error(`useradd ${name} succeeded but getent does not know the user`)
   const sshDir = path.join(entry.home, ".ssh")
@@ -112,9 +115,14 @@ export class UserPool {
   private readonly users: Array<TestUser> = []
   private readonly tempDirs: Array<string> = []
 
-  /** A new account; `ssh: true` also creates `.ssh` (0700), `authorizedKeys` an initial file in it. */
-  async create(options: { readonly ssh?: boolean; readonly authorizedKeys?: string } = {}): Promise<TestUser> {
-    const user = await createUser()
+  /**
+   * A new account; `ssh: true` also creates `.ssh` (0700), `authorizedKeys` an initial file in it; `group` makes an
+   * existing group its primary one instead of a group of its own.
+   */
+  async create(
+    options: { readonly ssh?: boolean; readonly authorizedKeys?: string; readonly group?: string } = {}
+  ): Promise<TestUser> {
+    const user = await createUser(options.group)
     this.users.push(user)
     if (options.ssh === true || options.authorizedKeys !== undefined) await createSshDir(user)
     if (options.authorizedKeys !== undefined) await writeAuthorizedKeys(user, options.authorizedKeys)
