@@ -962,6 +962,8 @@ export class MemoryFs {
    * a directory answers before anything is written (EROFS, EACCES, EPERM), not ENOSPC or EIO.
    */
   failWritesWith: string | undefined = undefined
+  /** What reading a temp file back gives for what was written (default: the same), e.g. a disk that changed a byte. */
+  readBackAs: (written: string) => string = (written) => written
   /** Runs after each read of authorized_keys, e.g. a sleep that opens a window between read and write. */
   afterRead: Effect.Effect<void> = Effect.void
   /** Homes whose filesystem does not answer (see `unresponsiveHomes`). */
@@ -1061,7 +1063,7 @@ export const layerMemory = (memory: MemoryFs): Layer.Layer<SshFiles> =>
             }),
             replaceAuthorizedKeys: (content, owner, tempName, verify) => {
               const temp = nodePath.join(sshPath, tempName)
-              const problem = verify?.(content)
+              const problem = verify?.(memory.readBackAs(content))
               if (problem !== undefined) {
                 return Effect.fail(new WriteError({ path: temp, operation: "verify", detail: problem }))
               }

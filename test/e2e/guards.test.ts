@@ -551,6 +551,15 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     expect(updated.map((l) => l["user"]).sort()).toEqual([a.name, b.name].sort())
     expect(await backupsOf(b)).toHaveLength(1)
     expect(await exists(E2E_LOCK_FILE)).toBe(false)
+    // One after the other, whatever the timing: no run started syncing before the one before it had finished.
+    const windows = runs.map((r) => {
+      const at = (msg: string) => Date.parse(String(logsWith(r, msg)[0]?.["time"]))
+      return [at("sync started"), at("sync finished")] as const
+    }).sort(([x], [y]) => x - y)
+    for (const [i, [start, end]] of windows.entries()) {
+      expect([start, end].some(Number.isNaN)).toBe(false)
+      if (i > 0) expect(start).toBeGreaterThanOrEqual(windows[i - 1]![1])
+    }
   })
 
   it("a live holder: the run waits --lock-timeout, then fails naming its pid, and syncs nothing", async () => {

@@ -7,6 +7,7 @@ import { Chunk, Effect, Fiber, FiberId, Layer, LogLevel, Ref, TestClock } from "
 import { textToBytes } from "../../src/pipeline/Bytes.js"
 import { type Config, decodeConfigValue } from "../../src/pipeline/Config.js"
 import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
+import { keyIdentity } from "../../src/pipeline/KeyIdentity.js"
 import { renderHeader } from "../../src/pipeline/Render.js"
 import { runAll } from "../../src/pipeline/runAll.js"
 import { DUPLICATES_NAMED, KEYS_NAMED } from "../../src/pipeline/syncUser.js"
@@ -486,6 +487,32 @@ describe("syncUser", () => {
       const outcome = summary.outcomes[0]
       expect(outcome?._tag === "Failed" && outcome.error._tag).toBe("WriteError")
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+    }))
+
+  it.effect("a temp file that does not read back as the keys meant is never renamed: the user fails, the file stays", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [(written: string) => string, string]> = [
+        [
+          (written) => written.replace(K2, K2.replace("AAAAIK2", "AAAAIK9")),
+          "key 2 differs from the one meant to be written"
+        ],
+        [(written) => written.replace(`${LOCAL}\n`, ""), "it holds 2 keys, expected 3"]
+      ]
+      for (const [readBackAs, problem] of cases) {
+        const w = world({ "https://a.example/keys": `${K1}\n${K2}\n` }, (fs) => {
+          fs.writeFile("/home/alice/.ssh/authorized_keys", `${LOCAL}\n`, alice)
+          fs.readBackAs = readBackAs
+        })
+        const cfg = config({ users: [{ username: "alice", sources: [{ url: "https://a.example/keys" }] }] })
+        const summary = yield* run(w, cfg)
+        expect(summary.exitCode).toBe(1)
+        const outcome = summary.outcomes[0]
+        expect(outcome?._tag === "Failed" && outcome.error.message).toBe(
+          `cannot verify /home/alice/.ssh/.authkeysync_20260304_050607_bbbbbb: ${problem}`
+        )
+        expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
+        expect(w.fs.list("/home/alice/.ssh").filter((name) => name.includes(".authkeysync_"))).toEqual([])
+      }
     }))
 
   it.effect("a dry run fails as the real run does where .ssh refuses writes before any is made (a read-only mount)", () =>
@@ -1176,6 +1203,24 @@ describe("hardening in the pipeline", () => {
     Effect.gen(function*() {
       const before = `${K1}\n${K2}\n${K3}\n`
       const w = world({ [url]: `${K1}\n` }, (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", before, alice))
+      const summary = yield* run(w, one({}, { preserve_local_keys: false, max_removed_keys: 1 }))
+      const outcome = summary.outcomes[0]
+      expect(outcome?._tag === "Failed" && outcome.error.message).toBe(
+        "shrink guard refused to rewrite /home/alice/.ssh/authorized_keys: 2 of 3 keys would be removed, more than policy.max_removed_keys (1)"
+      )
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(before)
+    }))
+
+  // In a file root owns, no line is the user's own doing: every key counts, whatever the record says was managed.
+  it.effect("the shrink guard counts every key of a root-owned file, not only the record's", () =>
+    Effect.gen(function*() {
+      const before = `${K1}\n${K2}\n${K3}\n`
+      const root = { uid: 0, gid: 0 }
+      const w = world(
+        { [url]: `${K1}\n` },
+        (fs) => fs.writeFile("/home/alice/.ssh/authorized_keys", before, root),
+        { alice: [keyIdentity(K1)] }
+      )
       const summary = yield* run(w, one({}, { preserve_local_keys: false, max_removed_keys: 1 }))
       const outcome = summary.outcomes[0]
       expect(outcome?._tag === "Failed" && outcome.error.message).toBe(

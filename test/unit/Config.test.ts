@@ -162,7 +162,10 @@ describe("decodeConfig: method", () => {
     ["get", "GET"],
     ["post", "POST"],
     ["Post", "POST"],
-    ["' post '", "POST"]
+    ["' post '", "POST"],
+    // An empty method is Go's http.NewRequest default: GET.
+    ['""', "GET"],
+    ["' '", "GET"]
   ]
   it.each(cases)("%s -> %s", (written, expected) => {
     expect(ok(oneSource(`        method: ${written}\n`)).config.users[0]?.sources[0]?.method).toBe(expected)

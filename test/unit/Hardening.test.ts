@@ -264,6 +264,9 @@ describe("sourceLimitProblem", () => {
     expect(sourceLimitProblem("a b\n", 4, 3)?.reason).toBe("TooManyKeys")
     expect(sourceLimitProblem("a b\n", 3, 3)).toBeUndefined()
   })
+  it("a CRLF line at exactly the cap is not over it", () => {
+    expect(sourceLimitProblem(`ssh-ed25519 ${"A".repeat(MAX_LINE_BYTES - 12)}\r\n`, 1, 10)).toBeUndefined()
+  })
 })
 
 describe("unsafeUsernameReason", () => {
@@ -339,9 +342,6 @@ describe("guardCounts (by key, not by line)", () => {
       "lockout guard refused to rewrite /f: the new file would have no usable keys (1 line without an SSH key) (it has 2); " +
         "set policy.allow_empty: true to allow this"
     )
-  })
-  it("a CRLF line at exactly the cap is not over it", () => {
-    expect(sourceLimitProblem(`ssh-ed25519 ${"A".repeat(MAX_LINE_BYTES - 12)}\r\n`, 1, 10)).toBeUndefined()
   })
 })
 
