@@ -489,6 +489,24 @@ describe("syncUser", () => {
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
     }))
 
+  // As the Go original: a backup keeps something worth keeping; an empty file has nothing.
+  it.effect("an empty authorized_keys is replaced without a backup; a missing one is created without one", () =>
+    Effect.gen(function*() {
+      const w = world({ "https://a.example/keys": `${K1}\n` }, (fs) => {
+        fs.writeFile("/home/alice/.ssh/authorized_keys", "", alice)
+      })
+      const cfg = config({
+        users: [
+          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
+          { username: "bob", sources: [{ url: "https://a.example/keys" }] }
+        ]
+      })
+      const summary = yield* run(w, cfg)
+      expect(summary.outcomes.map((o) => o._tag)).toEqual(["Updated", "Updated"])
+      expect(w.fs.writes.filter((p) => p.includes("authorized_keys_backups"))).toEqual([])
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
+    }))
+
   it.effect("a temp file that does not read back as the keys meant is never renamed: the user fails, the file stays", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [(written: string) => string, string]> = [

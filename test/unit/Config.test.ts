@@ -164,7 +164,7 @@ describe("decodeConfig: method", () => {
     ["Post", "POST"],
     ["' post '", "POST"],
     // An empty method is Go's http.NewRequest default: GET.
-    ['""', "GET"],
+    ["\"\"", "GET"],
     ["' '", "GET"]
   ]
   it.each(cases)("%s -> %s", (written, expected) => {
