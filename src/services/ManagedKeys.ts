@@ -17,6 +17,7 @@ import {
   makeDirectories,
   openFile,
   removeStaleFiles,
+  throwIfRefusesWrites,
   unlinkQuietly
 } from "./internal/syscalls.js"
 import { untrustedStep } from "./internal/trustedPath.js"
@@ -197,7 +198,7 @@ const checkRecordDirectory = (stateDir: string): void => {
   while (fs.lstatSync(dir, { throwIfNoEntry: false }) === undefined && nodePath.dirname(dir) !== dir) {
     dir = nodePath.dirname(dir)
   }
-  fs.accessSync(dir, fs.constants.W_OK)
+  throwIfRefusesWrites(dir)
 }
 
 /**
@@ -233,11 +234,13 @@ export const layer: Layer.Layer<ManagedKeys> = Layer.sync(ManagedKeys, () => {
 
 /**
  * Records in memory, optionally pre-filled (`user -> identities`, as a format-1 record without lines); `records` shows
- * what was written. @since 0.1.0
+ * what was written. With `failWritesWith` (an errno code such as "EROFS") every write fails, and so does
+ * `checkWritable` for the codes a dry run can see before writing (EROFS, EPERM). @since 0.1.0
  */
 export const layerMemory = (
   initial: Record<string, ReadonlyArray<string>> = {},
-  records: Map<string, ManagedRecord> = new Map()
+  records: Map<string, ManagedRecord> = new Map(),
+  options: { readonly failWritesWith?: string } = {}
 ): Layer.Layer<ManagedKeys> =>
   Layer.effect(
     ManagedKeys,
@@ -248,14 +251,23 @@ export const layerMemory = (
       const store = yield* Ref.make(records)
       return ManagedKeys.of({
         read: (_, user) => Ref.get(store).pipe(Effect.map((m) => Option.fromNullable(m.get(user)))),
-        write: (_, user, record) =>
-          Ref.get(store).pipe(Effect.map((m) =>
-            void m.set(user, {
-              identities: new Set(record.identities),
-              lines: record.lines === undefined ? undefined : new Set(record.lines)
-            })
-          )),
-        checkWritable: () => Effect.void
+        write: (stateDir, user, record) =>
+          options.failWritesWith !== undefined
+            ? Effect.fail(
+              new StateError({ path: recordPath(stateDir, user), detail: `${options.failWritesWith}: simulated` })
+            )
+            : Ref.get(store).pipe(Effect.map((m) =>
+              void m.set(user, {
+                identities: new Set(record.identities),
+                lines: record.lines === undefined ? undefined : new Set(record.lines)
+              })
+            )),
+        checkWritable: (stateDir) =>
+          options.failWritesWith === "EROFS" || options.failWritesWith === "EPERM"
+            ? Effect.fail(
+              new StateError({ path: nodePath.join(stateDir, SUBDIR), detail: `${options.failWritesWith}: simulated` })
+            )
+            : Effect.void
       })
     })
   )

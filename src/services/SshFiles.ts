@@ -27,6 +27,7 @@ import {
   MAX_DIRECTORY_ENTRIES,
   openFile,
   removeStaleFiles,
+  throwIfRefusesWrites,
   unlinkQuietly
 } from "./internal/syscalls.js"
 import { stepProblem } from "./internal/trustedPath.js"
@@ -86,12 +87,13 @@ export interface SshDir {
   readonly removeStaleTemps: (before: Date) => Effect.Effect<ReadonlyArray<string>>
   /**
    * What a dry run can know of the backup a real run would write: fails as `writeBackup` would when
-   * `authorized_keys_backups/` is there but unusable (a link, a file, another account's). Changes nothing.
+   * `authorized_keys_backups/` is there but unusable (a link, a file, another account's, read-only, immutable).
+   * Changes nothing.
    */
   readonly checkBackups: (owner: Owner) => Effect.Effect<void, WriteError | UnsafePath>
   /**
    * What a dry run can know of the write a real run would make in `.ssh`: fails as the write would when the directory
-   * refuses writes of any kind (a read-only mount, an immutable directory, no permission). Changes nothing.
+   * or authorized_keys refuses writes whoever asks (a read-only mount, the immutable flag). Changes nothing.
    */
   readonly checkWritable: Effect.Effect<void, WriteError>
   /** Write `content` as backup `name` in `authorized_keys_backups/` (created 0700), then keep the newest `retention`. */
@@ -737,7 +739,34 @@ const checkBackupDirectory = (user: string, dir: OpenedDirectory, sshPath: strin
   dir.guard()
   // Missing: a real run creates it.
   if (fs.lstatSync(`${dir.base}/${BACKUP_DIR}`, { throwIfNoEntry: false }) === undefined) return
-  closeQuietly(openBackupDirectory(user, dir, nodePath.join(sshPath, BACKUP_DIR), owner).fd)
+  const backups = openBackupDirectory(user, dir, nodePath.join(sshPath, BACKUP_DIR), owner)
+  try {
+    throwIfRefusesWrites(backups.base)
+  } finally {
+    closeQuietly(backups.fd)
+  }
+}
+
+/** `.ssh`, then authorized_keys when it is there: an immutable file cannot be renamed over. */
+const checkWritableDirectory = (dir: OpenedDirectory, sshPath: string): void => {
+  const refused = (path: string, operation: string) => (error: unknown) =>
+    new WriteError({ path, operation, detail: describeCause(error), cause: error })
+  dir.guard()
+  tryOr(() => throwIfRefusesWrites(dir.base), refused(sshPath, "write in"))
+  if (fs.lstatSync(`${dir.base}/${AUTHORIZED_KEYS}`, { throwIfNoEntry: false })?.isFile() === true) {
+    tryOr(
+      () => throwIfRefusesWrites(`${dir.base}/${AUTHORIZED_KEYS}`),
+      refused(nodePath.join(sshPath, AUTHORIZED_KEYS), "replace")
+    )
+  }
+}
+
+const tryOr = (f: () => void, orElse: (error: unknown) => Error): void => {
+  try {
+    f()
+  } catch (error) {
+    throw orElse(error)
+  }
 }
 
 /** `.authkeysync_<YYYYMMDD_HHMMSS>_<id>`: only files of this exact shape are ever removed as leftovers. */
@@ -869,10 +898,7 @@ const makeSshDir = (account: Account, sshPath: string, dir: OpenedDirectory): Ss
         )
       }),
     checkWritable: runSync<void, WriteError>(
-      () => {
-        dir.guard()
-        fs.accessSync(dir.base, fs.constants.W_OK)
-      },
+      () => checkWritableDirectory(dir, sshPath),
       [WriteError],
       (error) => new WriteError({ path: sshPath, operation: "write in", detail: describeCause(error), cause: error })
     ),
@@ -942,8 +968,8 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
 /** @since 0.1.0 */
 export type MemoryFile = ExistingFile
 
-/** Errno codes access(2) gives for a directory before anything is written in it. */
-const REFUSED_BEFORE_WRITING: ReadonlySet<string> = new Set(["EROFS", "EACCES", "EPERM"])
+/** Errno codes a dry run finds before anything is written (see throwIfRefusesWrites). */
+const REFUSED_BEFORE_WRITING: ReadonlySet<string> = new Set(["EROFS", "EPERM"])
 
 /**
  * A tiny in-memory file system for pipeline tests: directories, files and symlinks by absolute path.
@@ -959,7 +985,7 @@ export class MemoryFs {
   readonly writes: Array<string> = []
   /**
    * When set, creating any file fails with this errno code (e.g. "ENOSPC"). A dry run's `checkWritable` sees the codes
-   * a directory answers before anything is written (EROFS, EACCES, EPERM), not ENOSPC or EIO.
+   * a directory answers before anything is written whoever asks (EROFS, EPERM), not ENOSPC or EIO.
    */
   failWritesWith: string | undefined = undefined
   /** What reading a temp file back gives for what was written (default: the same), e.g. a disk that changed a byte. */

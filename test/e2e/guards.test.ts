@@ -35,6 +35,7 @@ import {
 import { useServer } from "../support/httpServer.js"
 import { key, lines } from "../support/keys.js"
 import { canUnshareMounts, runInMountNamespace } from "../support/namespaces.js"
+import { runProcess } from "../support/process.js"
 import { describeAsRoot, type TestUser, useUsers, writeAuthorizedKeys } from "../support/users.js"
 
 const REVOKED_MSG = "revoked key: no source provides it any more"
@@ -967,6 +968,49 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       expect(dry.code, dry.stdout + dry.stderr).toBe(0)
       expect(await snapshotTree(bob.sshDir)).toEqual(before)
       expect(await snapshotTree(dir)).toEqual(state)
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  it("a dry run fails like the real run on a read-only backups directory and on an immutable authorized_keys", async (context) => {
+    if (!canUnshareMounts) {
+      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
+      return context.skip()
+    }
+    const bob = await users.create({ authorizedKeys: lines(key("imm-old")) })
+    await fs.mkdir(bob.backupDir, { mode: 0o700 })
+    await fs.chown(bob.backupDir, bob.uid, bob.gid)
+    server.keys("/imm", [key("imm-new")])
+    const cfg = await writeConfig(config([userWith(bob.name, server.url("/imm"))]))
+    const args = ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE]
+    const errorOf = (run: { readonly stdout: string }) =>
+      parseLogs(run.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === bob.name).map((l) => l.msg)
+    try {
+      const dryBackups = await runWithReadOnly(bob.backupDir, [...args, "--dry-run"])
+      const realBackups = await runWithReadOnly(bob.backupDir, args)
+      expect([dryBackups.code, realBackups.code], dryBackups.stdout + realBackups.stdout).toEqual([1, 1])
+      expect(errorOf(dryBackups)).toEqual([
+        `user not synced, authorized_keys left untouched: cannot back up into ${bob.backupDir}: EROFS: read-only file system`
+      ])
+
+      // chattr +i: not even root may replace it (ext4, as /home is here; skipped where chattr cannot set it).
+      const immutable = await runProcess("chattr", ["+i", bob.authorizedKeys])
+      if (immutable.code !== 0) {
+        console.warn(`skipped the immutable-file half: chattr +i failed (${immutable.stderr.trim()})`)
+        return context.skip()
+      }
+      try {
+        const dry = await runCli([...args, "--dry-run"])
+        const real = await runCli(args)
+        expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
+        expect(errorOf(dry)).toEqual([
+          `user not synced, authorized_keys left untouched: cannot replace ${bob.authorizedKeys}: EPERM: operation not permitted`
+        ])
+        expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(key("imm-old")))
+      } finally {
+        await runProcess("chattr", ["-i", bob.authorizedKeys])
+      }
     } finally {
       await cfg.remove()
     }

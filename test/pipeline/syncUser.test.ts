@@ -10,7 +10,7 @@ import { SourceTimeout, UnsafePath } from "../../src/pipeline/Errors.js"
 import { keyIdentity } from "../../src/pipeline/KeyIdentity.js"
 import { renderHeader } from "../../src/pipeline/Render.js"
 import { runAll } from "../../src/pipeline/runAll.js"
-import { DUPLICATES_NAMED, KEYS_NAMED } from "../../src/pipeline/syncUser.js"
+import { DUPLICATES_NAMED, KEYS_NAMED, type UserOutcome } from "../../src/pipeline/syncUser.js"
 import * as Accounts from "../../src/services/Accounts.js"
 import * as KeySource from "../../src/services/KeySource.js"
 import * as Logging from "../../src/services/Logging.js"
@@ -66,7 +66,9 @@ const world = (
   return { fs, logs, records, layer }
 }
 
-const run = <Override extends Accounts.Accounts | KeySource.KeySource | SshFiles.SshFiles = never>(
+const run = <
+  Override extends Accounts.Accounts | KeySource.KeySource | SshFiles.SshFiles | ManagedKeys.ManagedKeys = never
+>(
   w: World,
   cfg: Config,
   options: { dryRun?: boolean; concurrency?: number } = {},
@@ -507,6 +509,41 @@ describe("syncUser", () => {
       expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: https://a.example/keys\n${K1}\n`)
     }))
 
+  it.effect("a dry run fails as the real run does on a read-only state_dir, exactly when the record must be written", () =>
+    Effect.gen(function*() {
+      const url = "https://a.example/keys"
+      const w = world({ [url]: `${K1}\n` })
+      const cfg = config({ policy: { backup_enabled: false }, users: [{ username: "alice", sources: [{ url }] }] })
+      expect((yield* run(w, cfg)).counts.Updated).toBe(1)
+      // The same record store from now on, on a read-only file system.
+      const readOnly = (answer: string) =>
+        Layer.merge(
+          ManagedKeys.layerMemory({}, w.records, { failWritesWith: "EROFS" }),
+          KeySource.layerTest({ [url]: answer })
+        )
+      const both = (answer: string) =>
+        Effect.all([run(w, cfg, { dryRun: true }, readOnly(answer)), run(w, cfg, {}, readOnly(answer))])
+      const failures = (summary: { readonly outcomes: ReadonlyArray<UserOutcome> }) =>
+        summary.outcomes.flatMap((o) => (o._tag === "Failed" ? [o.error.message] : []))
+
+      // Unchanged, and the record is current: nothing to write, both pass.
+      const [dryUnchanged, realUnchanged] = yield* both(`${K1}\n`)
+      expect([dryUnchanged.exitCode, realUnchanged.exitCode]).toEqual([0, 0])
+      expect(dryUnchanged.outcomes[0]?._tag).toBe("Unchanged")
+
+      // A new key: the real run writes the record first and fails there; so does the dry run.
+      const [dryChanged, realChanged] = yield* both(`${K1}\n${K2}\n`)
+      expect([dryChanged.exitCode, realChanged.exitCode]).toEqual([1, 1])
+      expect(failures(dryChanged)).toEqual(["state /var/lib/authkeysync/managed-keys: EROFS: simulated"])
+      expect(failures(realChanged)).toEqual(["state /var/lib/authkeysync/managed-keys/alice.json: EROFS: simulated"])
+
+      // The file is unchanged but the record is missing (an earlier version, a lost state_dir): written even then.
+      w.records.delete("alice")
+      const [dryNoRecord, realNoRecord] = yield* both(`${K1}\n`)
+      expect([dryNoRecord.exitCode, realNoRecord.exitCode]).toEqual([1, 1])
+      expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${header}\n# Source: ${url}\n${K1}\n`)
+    }))
+
   it.effect("a temp file that does not read back as the keys meant is never renamed: the user fails, the file stays", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [(written: string) => string, string]> = [
@@ -529,7 +566,6 @@ describe("syncUser", () => {
           `cannot verify /home/alice/.ssh/.authkeysync_20260304_050607_bbbbbb: ${problem}`
         )
         expect(w.fs.read("/home/alice/.ssh/authorized_keys")).toBe(`${LOCAL}\n`)
-        expect(w.fs.list("/home/alice/.ssh").filter((name) => name.includes(".authkeysync_"))).toEqual([])
       }
     }))
 

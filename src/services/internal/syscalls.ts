@@ -117,3 +117,17 @@ export const attempt = <A>(fn: () => A): A | undefined => {
     return undefined
   }
 }
+
+/**
+ * Whether `path` refuses writes whoever asks: a read-only mount (EROFS) or the immutable flag (EPERM) fail the write
+ * a real run would make, so they are thrown. access(2) answers for the real uid without capabilities, so its EACCES
+ * says nothing of what this process may do (a non-root account with CAP_DAC_OVERRIDE): not thrown.
+ */
+export const throwIfRefusesWrites = (path: string): void => {
+  try {
+    fs.accessSync(path, fs.constants.W_OK)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === "EROFS" || code === "EPERM") throw error
+  }
+}
