@@ -194,11 +194,17 @@ const writeRecord = async (
 
 /** The directory a record's write would write in, or the one it would create that in: the first that exists. */
 const checkRecordDirectory = (stateDir: string): void => {
-  let dir = nodePath.join(stateDir, SUBDIR)
+  const target = nodePath.join(stateDir, SUBDIR)
+  let dir = target
   while (fs.lstatSync(dir, { throwIfNoEntry: false }) === undefined && nodePath.dirname(dir) !== dir) {
     dir = nodePath.dirname(dir)
   }
-  throwIfRefusesWrites(dir)
+  try {
+    throwIfRefusesWrites(dir)
+  } catch (error) {
+    if (dir === target) throw error
+    throw new StateError({ path: target, detail: `cannot be created in ${dir}: ${describeCause(error)}`, cause: error })
+  }
 }
 
 /**

@@ -747,17 +747,27 @@ const checkBackupDirectory = (user: string, dir: OpenedDirectory, sshPath: strin
   }
 }
 
-/** `.ssh`, then authorized_keys when it is there: an immutable file cannot be renamed over. */
+/**
+ * `.ssh`, then authorized_keys when it is there (an immutable file cannot be renamed over). The file is asked through
+ * its own descriptor, opened without following a link: by path, access(2) would follow one the user had just put in
+ * its place to wherever it points. Without /proc (macOS) only `.ssh` is asked.
+ */
 const checkWritableDirectory = (dir: OpenedDirectory, sshPath: string): void => {
   const refused = (path: string, operation: string) => (error: unknown) =>
     new WriteError({ path, operation, detail: describeCause(error), cause: error })
   dir.guard()
   tryOr(() => throwIfRefusesWrites(dir.base), refused(sshPath, "write in"))
-  if (fs.lstatSync(`${dir.base}/${AUTHORIZED_KEYS}`, { throwIfNoEntry: false })?.isFile() === true) {
-    tryOr(
-      () => throwIfRefusesWrites(`${dir.base}/${AUTHORIZED_KEYS}`),
-      refused(nodePath.join(sshPath, AUTHORIZED_KEYS), "replace")
-    )
+  if (!dir.base.startsWith(PROC_FD)) return
+  // Missing, a link or not openable now: the real run's own checks decide.
+  const fd = attempt(() =>
+    fs.openSync(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
+  )
+  if (fd === undefined) return
+  try {
+    if (!fs.fstatSync(fd).isFile()) return
+    tryOr(() => throwIfRefusesWrites(`${PROC_FD}/${fd}`), refused(nodePath.join(sshPath, AUTHORIZED_KEYS), "replace"))
+  } finally {
+    closeQuietly(fd)
   }
 }
 

@@ -957,7 +957,9 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
         expect(errorsOf(real), real.stdout).toHaveLength(1)
         expect(dryError).toContain(
           readOnly === dir
-            ? `state ${path.join(dir, "state", "managed-keys")}: EROFS: read-only file system`
+            ? `state ${
+              path.join(dir, "state", "managed-keys")
+            }: cannot be created in ${dir}: EROFS: read-only file system`
             : `cannot write in ${bob.sshDir}: EROFS: read-only file system`
         )
         expect(dry.stdout).not.toContain("would update")
@@ -968,6 +970,43 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       expect(dry.code, dry.stdout + dry.stderr).toBe(0)
       expect(await snapshotTree(bob.sshDir)).toEqual(before)
       expect(await snapshotTree(dir)).toEqual(state)
+    } finally {
+      await cfg.remove()
+    }
+  })
+
+  // A hardened unit may leave CAP_DAC_OVERRIDE out of the bounding set: root then cannot write in a user's 0700 .ssh.
+  it("as root without CAP_DAC_OVERRIDE, a dry run fails like the real run on a .ssh root may not write in", async (context) => {
+    if ((await runProcess("capsh", ["--drop=cap_dac_override", "--", "-c", "true"])).code !== 0) {
+      console.warn("skipped: needs capsh (libcap2-bin) to run the CLI without CAP_DAC_OVERRIDE")
+      return context.skip()
+    }
+    const bob = await users.create({ authorizedKeys: lines(key("cap-old")) })
+    server.keys("/cap", [key("cap-new")])
+    const cfg = await writeConfig(config([userWith(bob.name, server.url("/cap"))]))
+    const before = await snapshotTree(bob.sshDir)
+    const withoutOverride = (extra: ReadonlyArray<string>) =>
+      runProcess("capsh", [
+        "--drop=cap_dac_override",
+        "--",
+        "-c",
+        "exec \"$0\" \"$@\"",
+        process.execPath,
+        CLI_PATH,
+        "--config",
+        cfg.path,
+        "--lock-file",
+        E2E_LOCK_FILE,
+        ...extra
+      ])
+    try {
+      const dry = await withoutOverride(["--dry-run"])
+      const real = await withoutOverride([])
+      expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
+      expect(parseLogs(dry.stdout).filter((l) => NOT_SYNCED.test(l.msg)).map((l) => l.msg)).toEqual([
+        `user not synced, authorized_keys left untouched: cannot write in ${bob.sshDir}: EACCES: permission denied`
+      ])
+      expect(await snapshotTree(bob.sshDir)).toEqual(before)
     } finally {
       await cfg.remove()
     }

@@ -119,15 +119,32 @@ export const attempt = <A>(fn: () => A): A | undefined => {
 }
 
 /**
- * Whether `path` refuses writes whoever asks: a read-only mount (EROFS) or the immutable flag (EPERM) fail the write
- * a real run would make, so they are thrown. access(2) answers for the real uid without capabilities, so its EACCES
- * says nothing of what this process may do (a non-root account with CAP_DAC_OVERRIDE): not thrown.
+ * Whether access(2)'s "no permission" is this process's: it answers for the real uid, with root's own capabilities
+ * (a unit whose CapabilityBoundingSet leaves out CAP_DAC_OVERRIDE), but for any other account with none, so a
+ * non-root run given CAP_DAC_OVERRIDE would be told EACCES about a write it may make.
+ */
+const accessSpeaksForUs = (() => {
+  let answer: boolean | undefined
+  return (): boolean => {
+    if (answer === undefined) {
+      const uid = process.getuid?.()
+      const effective = attempt(() => /^CapEff:\s*(\S+)/m.exec(fs.readFileSync("/proc/self/status", "utf8"))?.[1])
+      answer = uid === 0 || (uid === process.geteuid?.() && (effective === undefined || /^0+$/.test(effective)))
+    }
+    return answer
+  }
+})()
+
+/**
+ * Throws when `path` refuses the write a real run would make, as far as access(2) can tell without writing: a
+ * read-only mount (EROFS), the immutable flag (EPERM), and missing permission where access(2) answers for this
+ * process (see accessSpeaksForUs). The append-only flag is not among them: access(2) does not look at it.
  */
 export const throwIfRefusesWrites = (path: string): void => {
   try {
     fs.accessSync(path, fs.constants.W_OK)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    if (code === "EROFS" || code === "EPERM") throw error
+    if (code === "EROFS" || code === "EPERM" || (code === "EACCES" && accessSpeaksForUs())) throw error
   }
 }
