@@ -16,6 +16,7 @@ import {
   fsyncFd,
   makeDirectories,
   openFile,
+  REFUSED_BEFORE_WRITING,
   removeStaleFiles,
   throwIfRefusesWrites,
   unlinkQuietly
@@ -269,7 +270,7 @@ export const layerMemory = (
               })
             )),
         checkWritable: (stateDir) =>
-          options.failWritesWith === "EROFS" || options.failWritesWith === "EPERM"
+          options.failWritesWith !== undefined && REFUSED_BEFORE_WRITING.has(options.failWritesWith)
             ? Effect.fail(
               new StateError({ path: nodePath.join(stateDir, SUBDIR), detail: `${options.failWritesWith}: simulated` })
             )

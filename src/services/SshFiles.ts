@@ -26,6 +26,7 @@ import {
   listDirectory,
   MAX_DIRECTORY_ENTRIES,
   openFile,
+  REFUSED_BEFORE_WRITING,
   removeStaleFiles,
   throwIfRefusesWrites,
   unlinkQuietly
@@ -291,11 +292,15 @@ export const readBounded = (fd: number, sizeHint: number, limit: number): string
   }
 }
 
+/** authorized_keys in the opened `.ssh`, for reading: never through a link, and a FIFO cannot hang the open. */
+const openAuthorizedKeys = (dir: OpenedDirectory): number =>
+  fs.openSync(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
+
 const readExisting = (user: string, uid: number, dir: OpenedDirectory, display: string): ExistingFile | undefined => {
   dir.guard()
   let fd: number
   try {
-    fd = fs.openSync(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
+    fd = openAuthorizedKeys(dir)
   } catch (error) {
     const e = error as Errno
     if (e.code === "ENOENT") return undefined
@@ -753,29 +758,20 @@ const checkBackupDirectory = (user: string, dir: OpenedDirectory, sshPath: strin
  * its place to wherever it points. Without /proc (macOS) only `.ssh` is asked.
  */
 const checkWritableDirectory = (dir: OpenedDirectory, sshPath: string): void => {
-  const refused = (path: string, operation: string) => (error: unknown) =>
-    new WriteError({ path, operation, detail: describeCause(error), cause: error })
   dir.guard()
-  tryOr(() => throwIfRefusesWrites(dir.base), refused(sshPath, "write in"))
+  // Thrown as it is: checkWritable names .ssh for it.
+  throwIfRefusesWrites(dir.base)
   if (!dir.base.startsWith(PROC_FD)) return
   // Missing, a link or not openable now: the real run's own checks decide.
-  const fd = attempt(() =>
-    fs.openSync(`${dir.base}/${AUTHORIZED_KEYS}`, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY)
-  )
+  const fd = attempt(() => openAuthorizedKeys(dir))
   if (fd === undefined) return
   try {
-    if (!fs.fstatSync(fd).isFile()) return
-    tryOr(() => throwIfRefusesWrites(`${PROC_FD}/${fd}`), refused(nodePath.join(sshPath, AUTHORIZED_KEYS), "replace"))
+    if (fs.fstatSync(fd).isFile()) throwIfRefusesWrites(`${PROC_FD}/${fd}`)
+  } catch (error) {
+    const path = nodePath.join(sshPath, AUTHORIZED_KEYS)
+    throw new WriteError({ path, operation: "replace", detail: describeCause(error), cause: error })
   } finally {
     closeQuietly(fd)
-  }
-}
-
-const tryOr = (f: () => void, orElse: (error: unknown) => Error): void => {
-  try {
-    f()
-  } catch (error) {
-    throw orElse(error)
   }
 }
 
@@ -977,9 +973,6 @@ export const layer: Layer.Layer<SshFiles> = Layer.succeed(
 
 /** @since 0.1.0 */
 export type MemoryFile = ExistingFile
-
-/** Errno codes a dry run finds before anything is written (see throwIfRefusesWrites). */
-const REFUSED_BEFORE_WRITING: ReadonlySet<string> = new Set(["EROFS", "EPERM"])
 
 /**
  * A tiny in-memory file system for pipeline tests: directories, files and symlinks by absolute path.

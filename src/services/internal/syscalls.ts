@@ -144,7 +144,13 @@ export const throwIfRefusesWrites = (path: string): void => {
   try {
     fs.accessSync(path, fs.constants.W_OK)
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === "EROFS" || code === "EPERM" || (code === "EACCES" && accessSpeaksForUs())) throw error
+    const code = (error as NodeJS.ErrnoException).code ?? ""
+    if (REFUSED_BEFORE_WRITING.has(code) || (code === "EACCES" && accessSpeaksForUs())) throw error
   }
 }
+
+/**
+ * What refuses a write whoever asks, and so what a dry run reports whatever its credentials: a read-only mount, the
+ * immutable flag. The memory layers' dry-run checks answer for these codes too.
+ */
+export const REFUSED_BEFORE_WRITING: ReadonlySet<string> = new Set(["EROFS", "EPERM"])
