@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { afterEach, beforeAll, expect, it } from "vitest"
+import { afterEach, beforeAll, expect, it, type TestContext } from "vitest"
 import {
   assertBuilt,
   CLI_PATH,
@@ -74,6 +74,26 @@ const runWithReadOnly = (dir: string, args: ReadonlyArray<string>) =>
     CLI_PATH,
     ...args
   ], 30_000)
+
+const skipWithoutUnshare = (context: TestContext) => {
+  console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
+  return context.skip()
+}
+
+/** The `user not synced …` messages of a run (any process run: the CLI, or the CLI in a namespace or under capsh). */
+const notSyncedOf = (run: { readonly stdout: string }, user: string): Array<string> =>
+  parseLogs(run.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === user).map((l) => l.msg)
+
+/** A dry run, then a real run, of `args` through `runner`: both fail (exit 1), as the dry run promises. */
+const dryThenRealFail = async <R extends { readonly code: number | null; readonly stdout: string }>(
+  runner: (args: ReadonlyArray<string>) => Promise<R>,
+  args: ReadonlyArray<string>
+) => {
+  const dry = await runner([...args, "--dry-run"])
+  const real = await runner(args)
+  expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
+  return { dry, real }
+}
 
 /** The run failed for `user` because of `guard`, and told so once at ERROR level. */
 const expectGuardRefusal = (run: RunResult, user: TestUser, guard: "lockout" | "shrink") => {
@@ -896,10 +916,7 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
   // The shipped unit has ProtectSystem=strict: a state_dir or --lock-file outside its writable paths is on a read-only
   // file system there. Node's recursive mkdir called that ENOENT ("no such file or directory"), pointing nowhere.
   it("a state_dir or lock directory on a read-only file system fails with EROFS, not ENOENT", async (context) => {
-    if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
-      return context.skip()
-    }
+    if (!canUnshareMounts) return skipWithoutUnshare(context)
     const bob = await users.create({ authorizedKeys: lines(key("ro-old")) })
     const dir = await users.tempDir()
     await fs.chmod(dir, 0o700)
@@ -911,9 +928,9 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
     try {
       const state = await runWithReadOnly(dir, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE])
       expect(state.code, state.stdout + state.stderr).toBe(1)
-      const err = parseLogs(state.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === bob.name)
+      const err = notSyncedOf(state, bob.name)
       expect(err, state.stdout).toHaveLength(1)
-      expect(err[0]?.msg).toContain("EROFS: read-only file system")
+      expect(err[0]).toContain("EROFS: read-only file system")
 
       const lock = await runWithReadOnly(dir, [
         "--config",
@@ -932,10 +949,7 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
   // A dry run is how an operator checks a unit before enabling it: where the real run would be refused by a read-only
   // mount, so is the dry run, with the same exit code and the path.
   it("a dry run fails like the real run when .ssh or the state_dir is on a read-only file system", async (context) => {
-    if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
-      return context.skip()
-    }
+    if (!canUnshareMounts) return skipWithoutUnshare(context)
     const bob = await users.create({ authorizedKeys: lines(key("rodry-old")) })
     const dir = await users.tempDir()
     await fs.chmod(dir, 0o700)
@@ -944,17 +958,16 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
       config([userWith(bob.name, server.url("/rodry"))], { state_dir: path.join(dir, "state") })
     )
     const before = await snapshotTree(bob.sshDir)
-    const errorsOf = (run: { readonly stdout: string }) =>
-      parseLogs(run.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === bob.name).map((l) => l.msg)
     try {
       // The state_dir first: the real run writes the record before the file, so a later run needs no record write.
       for (const readOnly of [dir, bob.sshDir]) {
-        const dry = await runWithReadOnly(readOnly, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE, "--dry-run"])
-        const real = await runWithReadOnly(readOnly, ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE])
-        expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
-        const [dryError] = errorsOf(dry)
-        expect(errorsOf(dry), dry.stdout).toHaveLength(1)
-        expect(errorsOf(real), real.stdout).toHaveLength(1)
+        const { dry, real } = await dryThenRealFail(
+          (args) => runWithReadOnly(readOnly, args),
+          ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE]
+        )
+        const [dryError] = notSyncedOf(dry, bob.name)
+        expect(notSyncedOf(dry, bob.name), dry.stdout).toHaveLength(1)
+        expect(notSyncedOf(real, bob.name), real.stdout).toHaveLength(1)
         expect(dryError).toContain(
           readOnly === dir
             ? `state ${
@@ -1000,10 +1013,8 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
         ...extra
       ])
     try {
-      const dry = await withoutOverride(["--dry-run"])
-      const real = await withoutOverride([])
-      expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
-      expect(parseLogs(dry.stdout).filter((l) => NOT_SYNCED.test(l.msg)).map((l) => l.msg)).toEqual([
+      const { dry } = await dryThenRealFail(withoutOverride, [])
+      expect(notSyncedOf(dry, bob.name)).toEqual([
         `user not synced, authorized_keys left untouched: cannot write in ${bob.sshDir}: EACCES: permission denied`
       ])
       expect(await snapshotTree(bob.sshDir)).toEqual(before)
@@ -1013,23 +1024,16 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
   })
 
   it("a dry run fails like the real run on a read-only backups directory and on an immutable authorized_keys", async (context) => {
-    if (!canUnshareMounts) {
-      console.warn("skipped: needs `unshare -m` (root with CAP_SYS_ADMIN) to make a directory read-only for one run")
-      return context.skip()
-    }
+    if (!canUnshareMounts) return skipWithoutUnshare(context)
     const bob = await users.create({ authorizedKeys: lines(key("imm-old")) })
     await fs.mkdir(bob.backupDir, { mode: 0o700 })
     await fs.chown(bob.backupDir, bob.uid, bob.gid)
     server.keys("/imm", [key("imm-new")])
     const cfg = await writeConfig(config([userWith(bob.name, server.url("/imm"))]))
     const args = ["--config", cfg.path, "--lock-file", E2E_LOCK_FILE]
-    const errorOf = (run: { readonly stdout: string }) =>
-      parseLogs(run.stdout).filter((l) => NOT_SYNCED.test(l.msg) && l["user"] === bob.name).map((l) => l.msg)
     try {
-      const dryBackups = await runWithReadOnly(bob.backupDir, [...args, "--dry-run"])
-      const realBackups = await runWithReadOnly(bob.backupDir, args)
-      expect([dryBackups.code, realBackups.code], dryBackups.stdout + realBackups.stdout).toEqual([1, 1])
-      expect(errorOf(dryBackups)).toEqual([
+      const backups = await dryThenRealFail((a) => runWithReadOnly(bob.backupDir, a), args)
+      expect(notSyncedOf(backups.dry, bob.name)).toEqual([
         `user not synced, authorized_keys left untouched: cannot back up into ${bob.backupDir}: EROFS: read-only file system`
       ])
 
@@ -1040,10 +1044,8 @@ describeAsRoot("guards, pinned keys, revocation, run lock, state dir (e2e)", () 
         return context.skip()
       }
       try {
-        const dry = await runCli([...args, "--dry-run"])
-        const real = await runCli(args)
-        expect([dry.code, real.code], dry.stdout + real.stdout).toEqual([1, 1])
-        expect(errorOf(dry)).toEqual([
+        const { dry } = await dryThenRealFail(runCli, args)
+        expect(notSyncedOf(dry, bob.name)).toEqual([
           `user not synced, authorized_keys left untouched: cannot replace ${bob.authorizedKeys}: EPERM: operation not permitted`
         ])
         expect(await fs.readFile(bob.authorizedKeys, "utf8")).toBe(lines(key("imm-old")))

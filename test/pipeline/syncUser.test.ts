@@ -81,6 +81,26 @@ const run = <
 
 const header = renderHeader(build, new Date(NOW))
 
+/** alice from a.example, bob from b.example; no backups. */
+const aliceAndBob = () =>
+  config({
+    policy: { backup_enabled: false },
+    users: [
+      { username: "alice", sources: [{ url: "https://a.example/keys" }] },
+      { username: "bob", sources: [{ url: "https://b.example/keys" }] }
+    ]
+  })
+
+/** runAll of both users at once, with a key budget of `permits` keys. */
+const runWithKeyBudget = (w: World, cfg: Config, permits: number) =>
+  Effect.gen(function*() {
+    yield* TestClock.setTime(NOW)
+    const keyBudget = { semaphore: yield* Effect.makeSemaphore(permits), permits }
+    return yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget })
+  }).pipe(Effect.provide(w.layer))
+
+const BUDGET_WAIT = "waiting for other users with many keys to finish (memory budget)"
+
 describe("syncUser", () => {
   // alice's group is not her uid: an owner set from the wrong field shows. (Modes are the file layer's: e2e tests.)
   it.effect("writes sections in config order with local keys preserved, owned by the user and her group", () =>
@@ -209,21 +229,11 @@ describe("syncUser", () => {
       const many = (tag: string) =>
         Array.from({ length: 25_000 }, (_, i) => `ssh-ed25519 AAAAC3Nz${tag}${i.toString(36)} k`).join("\n") + "\n"
       const w = world({ "https://a.example/keys": many("a"), "https://b.example/keys": many("b") })
-      const cfg = config({
-        policy: { backup_enabled: false },
-        users: [
-          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
-          { username: "bob", sources: [{ url: "https://b.example/keys" }] }
-        ]
-      })
-      yield* TestClock.setTime(NOW)
+      const cfg = aliceAndBob()
       // Room for one of them at a time (each brings 25,000 keys).
-      const keyBudget = { semaphore: yield* Effect.makeSemaphore(30_000), permits: 30_000 }
-      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(
-        Effect.provide(w.layer)
-      )
+      const summary = yield* runWithKeyBudget(w, cfg, 30_000)
       expect(summary.counts.Updated).toBe(2)
-      const waited = w.logs.filter((l) => l.msg === "waiting for other users with many keys to finish (memory budget)")
+      const waited = w.logs.filter((l) => l.msg === BUDGET_WAIT)
       expect(waited.map((l) => Object.fromEntries(l.fields))).toHaveLength(1)
       expect(Object.fromEntries(waited[0]!.fields)).toMatchObject({ keys: 25_000 })
       // The one that waited started its merge after the other had written.
@@ -234,14 +244,7 @@ describe("syncUser", () => {
       expect(order).toEqual(waiter === "bob" ? ["alice", "bob"] : ["bob", "alice"])
       // Without huge answers nobody takes from the budget, nobody waits.
       const small = world({ "https://a.example/keys": `${K1}\n`, "https://b.example/keys": `${K2}\n` })
-      yield* runAll(cfg, {
-        dryRun: false,
-        concurrency: 2,
-        build,
-        keyBudget: { semaphore: yield* Effect.makeSemaphore(1), permits: 1 }
-      }).pipe(
-        Effect.provide(small.layer)
-      )
+      yield* runWithKeyBudget(small, cfg, 1)
       expect(small.logs.filter((l) => l.msg.startsWith("waiting for other users"))).toEqual([])
     }))
 
@@ -255,20 +258,9 @@ describe("syncUser", () => {
         fs.writeFile("/home/alice/.ssh/authorized_keys", own("a"), alice)
         fs.writeFile("/home/bob/.ssh/authorized_keys", own("b"), bob)
       })
-      const cfg = config({
-        policy: { backup_enabled: false },
-        users: [
-          { username: "alice", sources: [{ url: "https://a.example/keys" }] },
-          { username: "bob", sources: [{ url: "https://b.example/keys" }] }
-        ]
-      })
-      yield* TestClock.setTime(NOW)
-      const keyBudget = { semaphore: yield* Effect.makeSemaphore(40_000), permits: 40_000 }
-      const summary = yield* runAll(cfg, { dryRun: false, concurrency: 2, build, keyBudget }).pipe(
-        Effect.provide(w.layer)
-      )
+      const summary = yield* runWithKeyBudget(w, aliceAndBob(), 40_000)
       expect(summary.counts.Updated).toBe(2)
-      const waited = w.logs.filter((l) => l.msg === "waiting for other users with many keys to finish (memory budget)")
+      const waited = w.logs.filter((l) => l.msg === BUDGET_WAIT)
       expect(waited).toHaveLength(1)
       // The estimate from the file's size (about 40 bytes a line), plus the one key fetched.
       const keys = Number(Object.fromEntries(waited[0]!.fields)["keys"])

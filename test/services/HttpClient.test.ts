@@ -3,13 +3,14 @@
  * connection whose body is not wanted, cut short or read twice, and that a fully read one is reused.
  */
 import { HttpClientRequest } from "@effect/platform"
-import { Effect, Exit, Layer, Schema, Stream } from "effect"
+import { Effect, Exit, Schema, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
 import { Source } from "../../src/pipeline/Config.js"
 import * as HttpTransport from "../../src/services/HttpTransport.js"
 import * as KeySource from "../../src/services/KeySource.js"
+import { fetchSource, runWithTransport } from "../support/keySource.js"
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIclient k\n"
 
@@ -77,18 +78,9 @@ const endless = (status: number, headers: Record<string, string> = {}) => (res: 
   res.write("<html>")
 }
 
-const run = <A, E>(effect: Effect.Effect<A, E, KeySource.KeySource | HttpTransport.TrustedCaClients>) =>
-  Effect.runPromise(
-    Effect.scoped(
-      Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer))))
-    )
-  )
+const run = runWithTransport
 
-const fetch = (path: string, timeoutSeconds = 5) =>
-  Effect.flatMap(
-    KeySource.KeySource,
-    (keys) => keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds }))
-  )
+const fetch = (path: string, timeoutSeconds = 5) => fetchSource(`${base}${path}`, timeoutSeconds)
 
 /** The fetch, then the server's view: one connection closed while the client (and its agents) still live. */
 const fetchThenClosed = (path: string, timeoutSeconds = 5) =>

@@ -4,12 +4,10 @@
  * never wait for the source's deadline when the answer is already known to be broken. Found in review: a body that
  * failed before it was read came out as an empty body that ended well, and its source's keys were revoked.
  */
-import { Effect, Exit, Layer, Schema } from "effect"
+import { Effect, Exit } from "effect"
 import * as net from "node:net"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { Source } from "../../src/pipeline/Config.js"
-import * as HttpTransport from "../../src/services/HttpTransport.js"
-import * as KeySource from "../../src/services/KeySource.js"
+import { fetchSource, runWithTransport } from "../support/keySource.js"
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIbroken k\n"
 const KEY2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIsmuggled k\n"
@@ -48,18 +46,9 @@ afterEach(() => {
 })
 afterAll(() => server.close())
 
-const run = <A, E>(effect: Effect.Effect<A, E, KeySource.KeySource | HttpTransport.TrustedCaClients>) =>
-  Effect.runPromise(
-    Effect.scoped(
-      Effect.exit(effect).pipe(Effect.provide(KeySource.layer.pipe(Layer.provideMerge(HttpTransport.layer))))
-    )
-  )
+const run = runWithTransport
 
-const fetch = (path: string, timeoutSeconds = 30) =>
-  Effect.flatMap(
-    KeySource.KeySource,
-    (keys) => keys.fetch(Schema.decodeUnknownSync(Source)({ url: `${base}${path}`, timeout_seconds: timeoutSeconds }))
-  )
+const fetch = (path: string, timeoutSeconds = 30) => fetchSource(`${base}${path}`, timeoutSeconds)
 
 /** The source failed with a SourceFetchError (not a timeout: the deadline is 30 s) whose detail matches. */
 const expectBodyFailure = (exit: Exit.Exit<string, unknown>, detail: RegExp) => {
