@@ -33,6 +33,7 @@ const USAGE_ERROR = 2
 // Plain text, not Options.file: loadConfig reports a missing or unreadable file in the tool's own one-line format, and
 // a config from a pipe (`--config <(…)`, as the Go original reads it) is not refused for not being a regular file.
 const config = Options.text("config").pipe(
+  Options.withPseudoName("PATH"),
   Options.withDescription(`Path to the configuration file (default ${DEFAULT_CONFIG_PATH})`),
   Options.withDefault(DEFAULT_CONFIG_PATH)
 )
@@ -49,16 +50,19 @@ const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
   Options.withDefault("text" as const)
 )
 const concurrency = Options.integer("concurrency").pipe(
+  Options.withPseudoName("N"),
   Options.withDescription(`How many users to sync at the same time (default ${DEFAULT_CONCURRENCY})`),
   Options.withDefault(DEFAULT_CONCURRENCY)
 )
 const lockTimeout = Options.integer("lock-timeout").pipe(
+  Options.withPseudoName("SECONDS"),
   Options.withDescription(
     `Seconds to wait for another run to finish before giving up (default ${DEFAULT_LOCK_TIMEOUT})`
   ),
   Options.withDefault(DEFAULT_LOCK_TIMEOUT)
 )
 const lockFile = Options.text("lock-file").pipe(
+  Options.withPseudoName("PATH"),
   Options.withDescription(`The run lock; its directory must be root's alone (default ${defaultLockPath()})`),
   Options.withDefault(defaultLockPath())
 )

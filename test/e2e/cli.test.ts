@@ -566,6 +566,11 @@ describeAsRoot("cli (e2e)", () => {
     for (const flag of flags) {
       expect(run.stdout).toContain(flag)
     }
+    // The usage line names what each value is, as the README's synopsis does.
+    expect(run.stdout).toContain(
+      "$ authkeysync [--config PATH] [--dry-run] [--debug] [--quiet] [--silent] [--log-format text | json]" +
+        " [--concurrency N] [--lock-timeout SECONDS] [--lock-file PATH]"
+    )
   })
 
   it("a bad flag is one `authkeysync:` stderr line and exit 2 (Go's flag package), whatever @effect/cli found wrong", async () => {
