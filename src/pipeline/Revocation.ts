@@ -6,8 +6,9 @@
  * write is never "local": if no source serves it any more it is revoked, wherever the user moved it in the file.
  * Which keys were written is remembered outside the user's reach (see services/ManagedKeys.ts), so marker lines in
  * the file, which the user can edit, decide nothing. Only when there is no record yet (the first run, e.g. after
- * the Go original) do the file's `# Source:` sections say what was managed, and then only keys under them can be
- * dropped: a marker can never make the tool keep a key.
+ * the Go original) do the file's `# Source:` sections say what was managed, and then only to let a source's current
+ * line replace the line written for the same key (syncUser revokes nothing on that run): a marker can never make the
+ * tool keep a key.
  *
  * Pure; works on byte strings.
  *
